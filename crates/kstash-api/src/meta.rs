@@ -1,0 +1,192 @@
+//! The registry of resource kinds: group, version, plural, short names and scope, used to resolve
+//! the names users type (`bc`, `repo`, `backupconfigurations.core.kubestash.com`) and to route
+//! stored objects.
+
+/// Static description of one resource kind, as a Kubernetes API server would know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResourceType {
+    /// API group; empty for the core group (`v1`).
+    pub group: &'static str,
+    /// API version within the group, e.g. `v1alpha1`.
+    pub version: &'static str,
+    /// Kind, e.g. `BackupConfiguration`.
+    pub kind: &'static str,
+    /// Lower-case plural, e.g. `backupconfigurations`.
+    pub plural: &'static str,
+    /// Lower-case singular, e.g. `backupconfiguration`.
+    pub singular: &'static str,
+    /// Short names, e.g. `["bc"]`.
+    pub short_names: &'static [&'static str],
+    /// Namespaced (true) or cluster-scoped (false).
+    pub namespaced: bool,
+    /// Whether the kind has a `status` subresource.
+    pub has_status: bool,
+}
+
+impl ResourceType {
+    /// `group/version`, or just `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural.group`, the name a CRD is known by (`plural` alone for the core group).
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// True when `name` (case-insensitive) is the kind, plural, singular, a short name, or one of
+    /// those qualified by the group (`bc.core.kubestash.com`).
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        let (base, group) = match name.split_once('.') {
+            Some((b, g)) => (b.to_string(), Some(g.to_string())),
+            None => (name.clone(), None),
+        };
+        if let Some(g) = group
+            && g != self.group
+        {
+            return false;
+        }
+        base == self.kind.to_ascii_lowercase()
+            || base == self.plural
+            || base == self.singular
+            || self.short_names.contains(&base.as_str())
+    }
+}
+
+/// API group of BackupStorage, Repository, RetentionPolicy, Snapshot.
+pub const STORAGE_GROUP: &str = "storage.kubestash.com";
+/// API group of BackupConfiguration, BackupSession, RestoreSession, HookTemplate, BackupBlueprint.
+pub const CORE_GROUP: &str = "core.kubestash.com";
+/// API group of Addon and Function.
+pub const ADDONS_GROUP: &str = "addons.kubestash.com";
+/// API group of AppBinding.
+pub const APPCATALOG_GROUP: &str = "appcatalog.appscode.com";
+/// Version shared by every kstash/KubeStash group.
+pub const V1ALPHA1: &str = "v1alpha1";
+
+macro_rules! rt {
+    ($group:expr, $version:expr, $kind:literal, $plural:literal, $singular:literal, [$($short:literal),*], $ns:expr, $status:expr) => {
+        ResourceType {
+            group: $group,
+            version: $version,
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            short_names: &[$($short),*],
+            namespaced: $ns,
+            has_status: $status,
+        }
+    };
+}
+
+pub const BACKUP_STORAGE: ResourceType =
+    rt!(STORAGE_GROUP, V1ALPHA1, "BackupStorage", "backupstorages", "backupstorage", [], true, true);
+pub const REPOSITORY: ResourceType =
+    rt!(STORAGE_GROUP, V1ALPHA1, "Repository", "repositories", "repository", ["repo"], true, true);
+pub const RETENTION_POLICY: ResourceType = rt!(
+    STORAGE_GROUP,
+    V1ALPHA1,
+    "RetentionPolicy",
+    "retentionpolicies",
+    "retentionpolicy",
+    [],
+    true,
+    false
+);
+pub const SNAPSHOT: ResourceType =
+    rt!(STORAGE_GROUP, V1ALPHA1, "Snapshot", "snapshots", "snapshot", [], true, true);
+pub const BACKUP_CONFIGURATION: ResourceType = rt!(
+    CORE_GROUP,
+    V1ALPHA1,
+    "BackupConfiguration",
+    "backupconfigurations",
+    "backupconfiguration",
+    ["bc"],
+    true,
+    true
+);
+pub const BACKUP_SESSION: ResourceType =
+    rt!(CORE_GROUP, V1ALPHA1, "BackupSession", "backupsessions", "backupsession", [], true, true);
+pub const RESTORE_SESSION: ResourceType = rt!(
+    CORE_GROUP,
+    V1ALPHA1,
+    "RestoreSession",
+    "restoresessions",
+    "restoresession",
+    ["restore"],
+    true,
+    true
+);
+pub const HOOK_TEMPLATE: ResourceType =
+    rt!(CORE_GROUP, V1ALPHA1, "HookTemplate", "hooktemplates", "hooktemplate", [], true, false);
+pub const BACKUP_BLUEPRINT: ResourceType =
+    rt!(CORE_GROUP, V1ALPHA1, "BackupBlueprint", "backupblueprints", "backupblueprint", [], true, false);
+pub const ADDON: ResourceType = rt!(ADDONS_GROUP, V1ALPHA1, "Addon", "addons", "addon", [], false, false);
+pub const FUNCTION: ResourceType =
+    rt!(ADDONS_GROUP, V1ALPHA1, "Function", "functions", "function", ["fn"], false, false);
+pub const APP_BINDING: ResourceType =
+    rt!(APPCATALOG_GROUP, V1ALPHA1, "AppBinding", "appbindings", "appbinding", ["app"], true, false);
+pub const SECRET: ResourceType = rt!("", "v1", "Secret", "secrets", "secret", [], true, false);
+pub const NAMESPACE: ResourceType = rt!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], false, false);
+
+/// Every kind kstash stores, in the order `kstash apply` creates them when a file mixes kinds
+/// (referents before referrers).
+pub const ALL: &[ResourceType] = &[
+    NAMESPACE,
+    SECRET,
+    APP_BINDING,
+    FUNCTION,
+    ADDON,
+    HOOK_TEMPLATE,
+    RETENTION_POLICY,
+    BACKUP_STORAGE,
+    REPOSITORY,
+    BACKUP_BLUEPRINT,
+    BACKUP_CONFIGURATION,
+    BACKUP_SESSION,
+    SNAPSHOT,
+    RESTORE_SESSION,
+];
+
+/// Resolve a name a user typed (kind, plural, singular, short name, optionally `.group`).
+pub fn lookup(name: &str) -> Option<&'static ResourceType> {
+    ALL.iter().find(|t| t.matches(name))
+}
+
+/// Resolve an object's `apiVersion` + `kind`.
+pub fn by_api_version_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
+    ALL.iter().find(|t| t.kind == kind && t.api_version() == api_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_and_plurals_resolve_like_kubectl() {
+        assert_eq!(lookup("bc").unwrap().kind, "BackupConfiguration");
+        assert_eq!(lookup("repo").unwrap().kind, "Repository");
+        assert_eq!(lookup("restore").unwrap().kind, "RestoreSession");
+        assert_eq!(lookup("fn").unwrap().kind, "Function");
+        assert_eq!(lookup("BackupStorages").unwrap().kind, "BackupStorage");
+        assert_eq!(lookup("snapshots.storage.kubestash.com").unwrap().kind, "Snapshot");
+        assert!(lookup("snapshots.core.kubestash.com").is_none());
+        assert!(lookup("pods").is_none());
+    }
+
+    #[test]
+    fn api_version_of_core_group_has_no_slash() {
+        assert_eq!(SECRET.api_version(), "v1");
+        assert_eq!(BACKUP_SESSION.api_version(), "core.kubestash.com/v1alpha1");
+        assert_eq!(by_api_version_kind("addons.kubestash.com/v1alpha1", "Addon"), Some(&ADDON));
+    }
+}
