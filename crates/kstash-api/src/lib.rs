@@ -1,4 +1,16 @@
 //! KubeStash-compatible resource API: every kind kstash understands, with defaults, validation
 //! (the admission-webhook rules), phase calculators and CRD generation. Pure: no I/O.
 
+pub mod addons;
+pub mod appcatalog;
+pub mod common;
+pub mod core;
+pub mod crd;
+pub mod duration;
 pub mod meta;
+pub mod names;
+pub mod object;
+pub mod schedule;
+pub mod storage;
+
+pub use object::{FieldError, Object};
