@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, HostPathVolumeSource, Lifecycle,
     LocalObjectReference, NFSVolumeSource, PersistentVolumeClaimVolumeSource, PodReadinessGate,
-    PodSecurityContext, Probe, ResourceRequirements, SecurityContext, Toleration,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    PodSecurityContext, Probe, ResourceRequirements, SecurityContext, Toleration, TopologySpreadConstraint,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -111,7 +111,11 @@ impl Condition {
     pub fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
         Condition {
             type_: type_.to_string(),
-            status: if status { ConditionStatus::True } else { ConditionStatus::False },
+            status: if status {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
             observed_generation: None,
             severity: None,
             last_transition_time: None,

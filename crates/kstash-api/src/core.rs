@@ -601,6 +601,7 @@ pub struct ExecAction {
 pub struct HttpGetAction {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    #[serde(default)]
     #[schemars(schema_with = "int_or_string_schema")]
     pub port: serde_json::Value,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -626,6 +627,7 @@ pub struct FormEntry {
 pub struct HttpPostAction {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    #[serde(default)]
     #[schemars(schema_with = "int_or_string_schema")]
     pub port: serde_json::Value,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -643,6 +645,7 @@ pub struct HttpPostAction {
 /// TCP socket action: succeed when the port accepts a connection.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct TcpSocketAction {
+    #[serde(default)]
     #[schemars(schema_with = "int_or_string_schema")]
     pub port: serde_json::Value,
     #[serde(default, skip_serializing_if = "String::is_empty")]

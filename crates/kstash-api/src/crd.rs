@@ -72,9 +72,16 @@ mod tests {
     #[test]
     fn crds_have_kubestash_names_scopes_and_columns() {
         let crds = all();
-        let by_name = |n: &str| crds.iter().find(|c| c.metadata.name.as_deref() == Some(n)).unwrap();
+        let by_name = |n: &str| {
+            crds.iter()
+                .find(|c| c.metadata.name.as_deref() == Some(n))
+                .unwrap()
+        };
         let bc = by_name("backupconfigurations.core.kubestash.com");
-        assert_eq!(bc.spec.names.short_names.as_deref(), Some(&["bc".to_string()][..]));
+        assert_eq!(
+            bc.spec.names.short_names.as_deref(),
+            Some(&["bc".to_string()][..])
+        );
         assert_eq!(bc.spec.scope, "Namespaced");
         let func = by_name("functions.addons.kubestash.com");
         assert_eq!(func.spec.scope, "Cluster");
@@ -86,7 +93,24 @@ mod tests {
             .iter()
             .map(|c| c.name.clone())
             .collect();
-        assert_eq!(cols, ["Integrity", "Snapshot-Count", "Size", "Phase", "Last-Successful-Backup", "Age"]);
-        assert!(repo.spec.versions[0].subresources.as_ref().unwrap().status.is_some());
+        assert_eq!(
+            cols,
+            [
+                "Integrity",
+                "Snapshot-Count",
+                "Size",
+                "Phase",
+                "Last-Successful-Backup",
+                "Age"
+            ]
+        );
+        assert!(
+            repo.spec.versions[0]
+                .subresources
+                .as_ref()
+                .unwrap()
+                .status
+                .is_some()
+        );
     }
 }

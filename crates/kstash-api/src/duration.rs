@@ -20,7 +20,9 @@ pub fn parse_retention_period(s: &str) -> Result<u64, String> {
         if start == i {
             return Err(format!("expected a number at position {start} of '{s}'"));
         }
-        let n: u64 = s[start..i].parse().map_err(|_| format!("number too large in '{s}'"))?;
+        let n: u64 = s[start..i]
+            .parse()
+            .map_err(|_| format!("number too large in '{s}'"))?;
         let unit_start = i;
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
@@ -32,7 +34,11 @@ pub fn parse_retention_period(s: &str) -> Result<u64, String> {
             "d" => 24 * 60,
             "h" => 60,
             "m" => 1,
-            "" => return Err(format!("missing unit after {n} in '{s}' (use y, mo, w, d, h or m)")),
+            "" => {
+                return Err(format!(
+                    "missing unit after {n} in '{s}' (use y, mo, w, d, h or m)"
+                ));
+            }
             u => return Err(format!("unknown unit '{u}' in '{s}' (use y, mo, w, d, h or m)")),
         };
         minutes = minutes.saturating_add(n.saturating_mul(per));
@@ -56,7 +62,9 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = t;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("'{s}' is not a duration (examples: 30s, 5m, 1h30m)"));
         }
@@ -64,7 +72,9 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("'{s}' is not a duration (examples: 30s, 5m, 1h30m)"))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let secs = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,
@@ -72,8 +82,16 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("'{s}' has a number without a unit (use ns, us, ms, s, m or h)")),
-            u => return Err(format!("'{s}' has unknown unit '{u}' (use ns, us, ms, s, m or h)")),
+            "" => {
+                return Err(format!(
+                    "'{s}' has a number without a unit (use ns, us, ms, s, m or h)"
+                ));
+            }
+            u => {
+                return Err(format!(
+                    "'{s}' has unknown unit '{u}' (use ns, us, ms, s, m or h)"
+                ));
+            }
         };
         rest = &rest[unit_len..];
         total += n * secs;
@@ -111,10 +129,17 @@ mod tests {
     #[test]
     fn retention_period_grammar() {
         assert_eq!(parse_retention_period("30d"), Ok(30 * 24 * 60));
-        assert_eq!(parse_retention_period("30d12h30m"), Ok(30 * 24 * 60 + 12 * 60 + 30));
+        assert_eq!(
+            parse_retention_period("30d12h30m"),
+            Ok(30 * 24 * 60 + 12 * 60 + 30)
+        );
         assert_eq!(parse_retention_period("2mo"), Ok(2 * 30 * 24 * 60));
         assert_eq!(parse_retention_period("1y1w"), Ok(365 * 24 * 60 + 7 * 24 * 60));
-        assert!(parse_retention_period("30x").unwrap_err().contains("unknown unit 'x'"));
+        assert!(
+            parse_retention_period("30x")
+                .unwrap_err()
+                .contains("unknown unit 'x'")
+        );
         assert!(parse_retention_period("30").unwrap_err().contains("missing unit"));
         assert!(parse_retention_period("d").is_err());
         assert!(parse_retention_period("").is_err());

@@ -2,15 +2,20 @@
 //! (the admission-webhook rules), phase calculators and CRD generation. Pure: no I/O.
 
 pub mod addons;
+pub mod admission;
 pub mod appcatalog;
 pub mod common;
 pub mod core;
 pub mod crd;
+pub mod defaults;
 pub mod duration;
+pub mod manifest;
 pub mod meta;
 pub mod names;
 pub mod object;
 pub mod schedule;
 pub mod storage;
+pub mod usage;
+pub mod validation;
 
 pub use object::{FieldError, Object};

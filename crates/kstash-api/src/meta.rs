@@ -88,10 +88,26 @@ macro_rules! rt {
     };
 }
 
-pub const BACKUP_STORAGE: ResourceType =
-    rt!(STORAGE_GROUP, V1ALPHA1, "BackupStorage", "backupstorages", "backupstorage", [], true, true);
-pub const REPOSITORY: ResourceType =
-    rt!(STORAGE_GROUP, V1ALPHA1, "Repository", "repositories", "repository", ["repo"], true, true);
+pub const BACKUP_STORAGE: ResourceType = rt!(
+    STORAGE_GROUP,
+    V1ALPHA1,
+    "BackupStorage",
+    "backupstorages",
+    "backupstorage",
+    [],
+    true,
+    true
+);
+pub const REPOSITORY: ResourceType = rt!(
+    STORAGE_GROUP,
+    V1ALPHA1,
+    "Repository",
+    "repositories",
+    "repository",
+    ["repo"],
+    true,
+    true
+);
 pub const RETENTION_POLICY: ResourceType = rt!(
     STORAGE_GROUP,
     V1ALPHA1,
@@ -102,8 +118,16 @@ pub const RETENTION_POLICY: ResourceType = rt!(
     true,
     false
 );
-pub const SNAPSHOT: ResourceType =
-    rt!(STORAGE_GROUP, V1ALPHA1, "Snapshot", "snapshots", "snapshot", [], true, true);
+pub const SNAPSHOT: ResourceType = rt!(
+    STORAGE_GROUP,
+    V1ALPHA1,
+    "Snapshot",
+    "snapshots",
+    "snapshot",
+    [],
+    true,
+    true
+);
 pub const BACKUP_CONFIGURATION: ResourceType = rt!(
     CORE_GROUP,
     V1ALPHA1,
@@ -114,8 +138,16 @@ pub const BACKUP_CONFIGURATION: ResourceType = rt!(
     true,
     true
 );
-pub const BACKUP_SESSION: ResourceType =
-    rt!(CORE_GROUP, V1ALPHA1, "BackupSession", "backupsessions", "backupsession", [], true, true);
+pub const BACKUP_SESSION: ResourceType = rt!(
+    CORE_GROUP,
+    V1ALPHA1,
+    "BackupSession",
+    "backupsessions",
+    "backupsession",
+    [],
+    true,
+    true
+);
 pub const RESTORE_SESSION: ResourceType = rt!(
     CORE_GROUP,
     V1ALPHA1,
@@ -126,17 +158,67 @@ pub const RESTORE_SESSION: ResourceType = rt!(
     true,
     true
 );
-pub const HOOK_TEMPLATE: ResourceType =
-    rt!(CORE_GROUP, V1ALPHA1, "HookTemplate", "hooktemplates", "hooktemplate", [], true, false);
-pub const BACKUP_BLUEPRINT: ResourceType =
-    rt!(CORE_GROUP, V1ALPHA1, "BackupBlueprint", "backupblueprints", "backupblueprint", [], true, false);
-pub const ADDON: ResourceType = rt!(ADDONS_GROUP, V1ALPHA1, "Addon", "addons", "addon", [], false, false);
-pub const FUNCTION: ResourceType =
-    rt!(ADDONS_GROUP, V1ALPHA1, "Function", "functions", "function", ["fn"], false, false);
-pub const APP_BINDING: ResourceType =
-    rt!(APPCATALOG_GROUP, V1ALPHA1, "AppBinding", "appbindings", "appbinding", ["app"], true, false);
+pub const HOOK_TEMPLATE: ResourceType = rt!(
+    CORE_GROUP,
+    V1ALPHA1,
+    "HookTemplate",
+    "hooktemplates",
+    "hooktemplate",
+    [],
+    true,
+    false
+);
+pub const BACKUP_BLUEPRINT: ResourceType = rt!(
+    CORE_GROUP,
+    V1ALPHA1,
+    "BackupBlueprint",
+    "backupblueprints",
+    "backupblueprint",
+    [],
+    true,
+    false
+);
+pub const ADDON: ResourceType = rt!(
+    ADDONS_GROUP,
+    V1ALPHA1,
+    "Addon",
+    "addons",
+    "addon",
+    [],
+    false,
+    false
+);
+pub const FUNCTION: ResourceType = rt!(
+    ADDONS_GROUP,
+    V1ALPHA1,
+    "Function",
+    "functions",
+    "function",
+    ["fn"],
+    false,
+    false
+);
+pub const APP_BINDING: ResourceType = rt!(
+    APPCATALOG_GROUP,
+    V1ALPHA1,
+    "AppBinding",
+    "appbindings",
+    "appbinding",
+    ["app"],
+    true,
+    false
+);
 pub const SECRET: ResourceType = rt!("", "v1", "Secret", "secrets", "secret", [], true, false);
-pub const NAMESPACE: ResourceType = rt!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], false, false);
+pub const NAMESPACE: ResourceType = rt!(
+    "",
+    "v1",
+    "Namespace",
+    "namespaces",
+    "namespace",
+    ["ns"],
+    false,
+    false
+);
 
 /// Every kind kstash stores, in the order `kstash apply` creates them when a file mixes kinds
 /// (referents before referrers).
@@ -164,7 +246,8 @@ pub fn lookup(name: &str) -> Option<&'static ResourceType> {
 
 /// Resolve an object's `apiVersion` + `kind`.
 pub fn by_api_version_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
-    ALL.iter().find(|t| t.kind == kind && t.api_version() == api_version)
+    ALL.iter()
+        .find(|t| t.kind == kind && t.api_version() == api_version)
 }
 
 #[cfg(test)]
@@ -178,7 +261,10 @@ mod tests {
         assert_eq!(lookup("restore").unwrap().kind, "RestoreSession");
         assert_eq!(lookup("fn").unwrap().kind, "Function");
         assert_eq!(lookup("BackupStorages").unwrap().kind, "BackupStorage");
-        assert_eq!(lookup("snapshots.storage.kubestash.com").unwrap().kind, "Snapshot");
+        assert_eq!(
+            lookup("snapshots.storage.kubestash.com").unwrap().kind,
+            "Snapshot"
+        );
         assert!(lookup("snapshots.core.kubestash.com").is_none());
         assert!(lookup("pods").is_none());
     }
@@ -187,6 +273,9 @@ mod tests {
     fn api_version_of_core_group_has_no_slash() {
         assert_eq!(SECRET.api_version(), "v1");
         assert_eq!(BACKUP_SESSION.api_version(), "core.kubestash.com/v1alpha1");
-        assert_eq!(by_api_version_kind("addons.kubestash.com/v1alpha1", "Addon"), Some(&ADDON));
+        assert_eq!(
+            by_api_version_kind("addons.kubestash.com/v1alpha1", "Addon"),
+            Some(&ADDON)
+        );
     }
 }

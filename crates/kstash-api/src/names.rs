@@ -8,7 +8,10 @@ pub fn dns1123_subdomain_error(name: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if name.len() > 253 {
-        return Some(format!("must be no more than 253 characters (has {})", name.len()));
+        return Some(format!(
+            "must be no more than 253 characters (has {})",
+            name.len()
+        ));
     }
     for part in name.split('.') {
         if let Some(e) = dns1123_label_error(part) {
@@ -25,7 +28,10 @@ pub fn dns1123_label_error(s: &str) -> Option<String> {
         return Some("must consist of non-empty parts separated by '.'".into());
     }
     if s.len() > 63 {
-        return Some(format!("each part must be no more than 63 characters (has {})", s.len()));
+        return Some(format!(
+            "each part must be no more than 63 characters (has {})",
+            s.len()
+        ));
     }
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     if !s.chars().all(ok_char) {
@@ -91,7 +97,10 @@ pub fn name_with_prefix_and_suffix(prefix: &str, suffix: &str) -> String {
 
 /// Three-part variant used for Snapshot names (`repo-<session name without -digits>-<digits>`).
 pub fn name_with_prefix_middle_suffix(prefix: &str, middle: &str, suffix: &str) -> String {
-    let parts: Vec<&str> = [prefix, middle, suffix].into_iter().filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = [prefix, middle, suffix]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
     shorten_63(&parts.join("-"))
 }
 
@@ -129,13 +138,19 @@ mod tests {
 
     #[test]
     fn long_names_keep_the_first_32_and_last_31_characters() {
-        assert_eq!(name_with_prefix_and_suffix("sample", "frequent-backup"), "sample-frequent-backup");
+        assert_eq!(
+            name_with_prefix_and_suffix("sample", "frequent-backup"),
+            "sample-frequent-backup"
+        );
         let name = name_with_prefix_middle_suffix(
             "gcs-postgres-repo",
             "sample-postgres-backup-frequent-backup",
             "1738580539",
         );
         assert_eq!(name.len(), 63);
-        assert_eq!(name, "gcs-postgres-repo-sample-postgreckup-frequent-backup-1738580539");
+        assert_eq!(
+            name,
+            "gcs-postgres-repo-sample-postgreckup-frequent-backup-1738580539"
+        );
     }
 }

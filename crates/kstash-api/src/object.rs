@@ -154,7 +154,10 @@ impl Object {
     pub fn from_value(value: &Value) -> Result<Object, FieldError> {
         let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
         let Some(rt) = meta::by_api_version_kind(api_version, kind) else {
             let hint = meta::ALL
@@ -167,7 +170,12 @@ impl Object {
                 });
             return Err(FieldError {
                 object: format!("{} {}", if kind.is_empty() { "<no kind>" } else { kind }, name),
-                path: if kind.is_empty() || meta::ALL.iter().all(|t| t.kind != kind) { "kind" } else { "apiVersion" }.into(),
+                path: if kind.is_empty() || meta::ALL.iter().all(|t| t.kind != kind) {
+                    "kind"
+                } else {
+                    "apiVersion"
+                }
+                .into(),
                 message: format!("unknown apiVersion/kind '{api_version}'/'{kind}'"),
                 fix: hint,
             });
@@ -242,7 +250,11 @@ fn diff_unknown(orig: &Value, typed: &Value, path: String, out: &mut Vec<String>
     match (orig, typed) {
         (Value::Object(o), Value::Object(t)) => {
             for (k, ov) in o {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match t.get(k) {
                     Some(tv) => diff_unknown(ov, tv, p, out),
                     None if is_zero(ov) => {}

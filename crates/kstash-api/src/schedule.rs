@@ -28,7 +28,8 @@ impl Schedule {
             None => (None, s),
         };
         let tz = match &tz_name {
-            Some(z) => TimeZone::get(z).map_err(|_| format!("unknown time zone '{z}' (example: CRON_TZ=Europe/Berlin 0 2 * * *)"))?,
+            Some(z) => TimeZone::get(z)
+                .map_err(|_| format!("unknown time zone '{z}' (example: CRON_TZ=Europe/Berlin 0 2 * * *)"))?,
             None => TimeZone::UTC,
         };
         if !expr.starts_with('@') && expr.split_whitespace().count() != 5 {
@@ -37,17 +38,27 @@ impl Schedule {
             ));
         }
         if expr.eq_ignore_ascii_case("@reboot") || expr.to_ascii_lowercase().starts_with("@every") {
-            return Err(format!("'{expr}' is not supported by Kubernetes CronJobs; use a 5-field cron"));
+            return Err(format!(
+                "'{expr}' is not supported by Kubernetes CronJobs; use a 5-field cron"
+            ));
         }
-        let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
-        let cron = parser.parse(expr).map_err(|e| format!("invalid cron '{expr}': {e}"))?;
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build();
+        let cron = parser
+            .parse(expr)
+            .map_err(|e| format!("invalid cron '{expr}': {e}"))?;
         Ok(Schedule { cron, tz, tz_name })
     }
 
     /// The first run strictly after `after`.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         let zoned = after.to_zoned(self.tz.clone());
-        self.cron.find_next_occurrence(&zoned, false).ok().map(|z| z.timestamp())
+        self.cron
+            .find_next_occurrence(&zoned, false)
+            .ok()
+            .map(|z| z.timestamp())
     }
 
     /// The time zone named in the schedule, if any.
@@ -62,16 +73,35 @@ mod tests {
 
     #[test]
     fn accepts_what_cronjobs_accept() {
-        for ok in ["*/5 * * * *", "0 2 * * 1-5", "@daily", "@hourly", "CRON_TZ=Europe/Berlin 0 2 * * *", "TZ=UTC 30 1 1 * *"] {
+        for ok in [
+            "*/5 * * * *",
+            "0 2 * * 1-5",
+            "@daily",
+            "@hourly",
+            "CRON_TZ=Europe/Berlin 0 2 * * *",
+            "TZ=UTC 30 1 1 * *",
+        ] {
             assert!(Schedule::parse(ok).is_ok(), "{ok} should parse");
         }
     }
 
     #[test]
     fn rejects_bad_schedules_with_reasons() {
-        assert!(Schedule::parse("* * * * * *").unwrap_err().contains("exactly 5 fields"));
-        assert!(Schedule::parse("61 * * * *").unwrap_err().contains("invalid cron"));
-        assert!(Schedule::parse("CRON_TZ=Mars/Phobos 0 * * * *").unwrap_err().contains("unknown time zone"));
+        assert!(
+            Schedule::parse("* * * * * *")
+                .unwrap_err()
+                .contains("exactly 5 fields")
+        );
+        assert!(
+            Schedule::parse("61 * * * *")
+                .unwrap_err()
+                .contains("invalid cron")
+        );
+        assert!(
+            Schedule::parse("CRON_TZ=Mars/Phobos 0 * * * *")
+                .unwrap_err()
+                .contains("unknown time zone")
+        );
         assert!(Schedule::parse("@every 5m").is_err());
         assert!(Schedule::parse("").is_err());
     }
@@ -82,6 +112,9 @@ mod tests {
         let utc = Schedule::parse("0 2 * * *").unwrap();
         assert_eq!(utc.next_after(now).unwrap().to_string(), "2026-01-10T02:00:00Z");
         let berlin = Schedule::parse("CRON_TZ=Europe/Berlin 0 2 * * *").unwrap();
-        assert_eq!(berlin.next_after(now).unwrap().to_string(), "2026-01-10T01:00:00Z");
+        assert_eq!(
+            berlin.next_after(now).unwrap().to_string(),
+            "2026-01-10T01:00:00Z"
+        );
     }
 }

@@ -7,8 +7,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Condition, Driver, InlineVolumeSource, RuntimeSettings, Timestamp, TypedObjectReference,
-    ObjectReference, UsagePolicy, is_zero_i64, time_schema};
+use crate::common::{
+    Condition, Driver, InlineVolumeSource, ObjectReference, RuntimeSettings, Timestamp, TypedObjectReference,
+    UsagePolicy, is_zero_i64, time_schema,
+};
 
 /// What happens to stored data when the resource is deleted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -195,7 +197,13 @@ impl Backend {
             }
             StorageProvider::S3 => {
                 let s = self.s3.as_ref()?;
-                format!("s3|{}|{}|{}|{}", s.endpoint, s.bucket, s.region, s.prefix.trim_matches('/'))
+                format!(
+                    "s3|{}|{}|{}|{}",
+                    s.endpoint,
+                    s.bucket,
+                    s.region,
+                    s.prefix.trim_matches('/')
+                )
             }
             StorageProvider::Gcs => {
                 let s = self.gcs.as_ref()?;
@@ -203,7 +211,12 @@ impl Backend {
             }
             StorageProvider::Azure => {
                 let s = self.azure.as_ref()?;
-                format!("azure|{}|{}|{}", s.storage_account, s.container, s.prefix.trim_matches('/'))
+                format!(
+                    "azure|{}|{}|{}",
+                    s.storage_account,
+                    s.container,
+                    s.prefix.trim_matches('/')
+                )
             }
             StorageProvider::B2 => {
                 let s = self.b2.as_ref()?;

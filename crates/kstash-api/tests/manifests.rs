@@ -1,0 +1,157 @@
+//! The examples under `examples/` must all be valid (together, as one store would hold them), and
+//! every manifest of the invalid corpus under `tests/invalid/` must be rejected at the field its
+//! header names, and only there.
+
+use std::path::{Path, PathBuf};
+
+use kstash_api::Object;
+use kstash_api::admission::admit;
+use kstash_api::manifest::{parse_documents, sort_for_apply};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(yaml_files(&p));
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml")
+            && !p.to_string_lossy().ends_with(".k8s.yaml")
+        {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_example_is_valid_and_has_no_unknown_fields() {
+    let mut docs = Vec::new();
+    for file in yaml_files(&repo_root().join("examples")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        docs.extend(parse_documents(&file.display().to_string(), &text).unwrap());
+    }
+    assert!(
+        docs.len() >= 30,
+        "expected the examples to cover every kind, found {} documents",
+        docs.len()
+    );
+    sort_for_apply(&mut docs);
+    let mut stored: Vec<Object> = Vec::new();
+    let mut problems = Vec::new();
+    for doc in &docs {
+        match admit(doc, &stored, None) {
+            Ok(admitted) => {
+                problems.extend(admitted.warnings.iter().map(ToString::to_string));
+                stored.push(admitted.object);
+            }
+            Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "examples have problems:\n{}",
+        problems.join("\n")
+    );
+    let kinds: std::collections::BTreeSet<_> = stored.iter().map(|o| o.resource_type().kind).collect();
+    for kind in kstash_api::meta::ALL
+        .iter()
+        .map(|t| t.kind)
+        .filter(|k| *k != "Namespace")
+    {
+        assert!(kinds.contains(kind), "no example of {kind}");
+    }
+}
+
+struct Case {
+    file: PathBuf,
+    rule: String,
+    expect_path: String,
+    update: bool,
+    docs: Vec<serde_json::Value>,
+}
+
+fn read_case(file: PathBuf) -> Case {
+    let text = std::fs::read_to_string(&file).unwrap();
+    let header = |key: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("# {key}:"))
+                    .map(|v| v.split(" #").next().unwrap().trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("{} has no '# {key}:' header", file.display()))
+    };
+    Case {
+        rule: header("rule"),
+        expect_path: header("expect-path"),
+        update: header("mode") == "update",
+        docs: parse_documents(&file.display().to_string(), &text).unwrap(),
+        file,
+    }
+}
+
+#[test]
+fn every_invalid_manifest_is_rejected_at_the_named_field() {
+    let files = yaml_files(&repo_root().join("crates/kstash-api/tests/invalid"));
+    assert!(
+        files.len() >= 40,
+        "the corpus must hold at least 40 cases, has {}",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for file in files {
+        let case = read_case(file);
+        let (setup, subject) = case.docs.split_at(case.docs.len() - 1);
+        let mut stored = Vec::new();
+        let mut old = None;
+        for (i, doc) in setup.iter().enumerate() {
+            let obj = admit(doc, &stored, None)
+                .unwrap_or_else(|e| panic!("{}: setup document {i} is invalid: {e:?}", case.file.display()))
+                .object;
+            if case.update && i == setup.len() - 1 {
+                old = Some(obj);
+            } else {
+                stored.push(obj);
+            }
+        }
+        match admit(&subject[0], &stored, old.as_ref()) {
+            Ok(_) => failures.push(format!(
+                "{}: accepted, but should break rule: {}",
+                case.file.display(),
+                case.rule
+            )),
+            Err(errors) => {
+                let off_target: Vec<_> = errors.iter().filter(|e| e.path != case.expect_path).collect();
+                if off_target.len() == errors.len() || !off_target.is_empty() {
+                    failures.push(format!(
+                        "{}: expected only {} ({}), got:\n    {}",
+                        case.file.display(),
+                        case.expect_path,
+                        case.rule,
+                        errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n    ")
+                    ));
+                }
+                for e in &errors {
+                    assert!(
+                        e.to_string().contains(&e.path) && !e.fix.is_empty(),
+                        "error without path or fix: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} corpus cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
