@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod meta;
 pub mod names;
 pub mod object;
+pub mod phase;
 pub mod schedule;
 pub mod storage;
 pub mod usage;
