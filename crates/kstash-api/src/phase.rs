@@ -87,7 +87,7 @@ pub fn repository(conds: &[Condition]) -> RepositoryPhase {
 /// ⇒ Failed; otherwise Running.
 pub fn snapshot_components(status: &SnapshotStatus) -> SnapshotPhase {
     let phases: Vec<_> = status.components.values().map(|x| x.phase).collect();
-    if phases.iter().any(|p| *p == Some(ComponentPhase::Failed)) {
+    if phases.contains(&Some(ComponentPhase::Failed)) {
         return SnapshotPhase::Failed;
     }
     let succeeded = phases
