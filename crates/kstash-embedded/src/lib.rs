@@ -1,0 +1,14 @@
+//! The embedded runtime of kstash: a SQLite-backed resource store with Kubernetes API-server
+//! semantics, shared by the CLI and the daemon.
+
+pub mod error;
+pub mod object;
+mod schema;
+pub mod selector;
+pub mod store;
+pub mod watch;
+
+pub use error::StoreError;
+pub use selector::{LabelSelector, Operator, Requirement, SelectorError};
+pub use store::{ApplyOutcome, DeleteOutcome, Store, StoreOptions};
+pub use watch::{WatchEvent, WatchEventType};

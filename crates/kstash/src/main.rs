@@ -1,0 +1,49 @@
+//! The `kstash` binary: parses the command line and dispatches to the resource commands.
+//! Exit codes: 0 success, 1 invalid input or failed operation, 2 usage error (from clap).
+
+/// `print!` to stdout that ends the process quietly when the reader went away (`kstash get | head`).
+macro_rules! out {
+    ($($t:tt)*) => { $crate::emit(&format!($($t)*)) };
+}
+
+/// `println!` counterpart of [`out!`].
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::emit(&(format!($($t)*) + "\n")) };
+}
+
+mod cli;
+mod print;
+mod resources;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Write to stdout; exit 0 on a closed pipe, as `kubectl` does.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KSTASH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match resources::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Output: kubectl-style tables from each kind's print columns, ages, YAML/JSON rendering, and
+//! redaction of Secret data.
+
+use jiff::Timestamp;
+use kstash_api::crd;
+use kstash_api::meta::ResourceType;
+use serde_json::Value;
+
+/// Replace every value of a Secret's `data`/`stringData` by a redaction marker (keys are kept).
+pub fn redact(mut obj: Value) -> Value {
+    if obj.get("kind").and_then(Value::as_str) == Some("Secret") {
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(map)) = obj.get_mut(field) {
+                for v in map.values_mut() {
+                    *v = Value::String("<redacted>".into());
+                }
+            }
+        }
+    }
+    obj
+}
+
+/// kubectl's human duration: `45s`, `5m30s`, `42m`, `5h10m`, `30h`, `3d4h`, `120d`, `2y30d`.
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
+    match () {
+        _ if secs < 120 => format!("{secs}s"),
+        _ if m < 10 => format!("{m}m{}s", secs % 60),
+        _ if m < 180 => format!("{m}m"),
+        _ if h < 8 => format!("{h}h{}m", m % 60),
+        _ if h < 48 => format!("{h}h"),
+        _ if h < 192 => format!("{d}d{}h", h % 24),
+        _ if d < 730 => format!("{d}d"),
+        _ => format!("{}y{}d", d / 365, d % 365),
+    }
+}
+
+/// Evaluate a simple JSONPath like `.status.phase` or `.spec.storage.provider`.
+pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).try_fold(obj, |v, key| v.get(key))
+}
+
+fn cell(v: Option<&Value>, type_: &str, now: Timestamp) -> String {
+    match v {
+        None | Some(Value::Null) => match type_ {
+            "date" | "string" | "boolean" | "integer" => "".into(),
+            _ => "".into(),
+        },
+        Some(Value::String(s)) if type_ == "date" => match s.parse::<Timestamp>() {
+            Ok(t) => human_duration(now.duration_since(t).as_secs()),
+            Err(_) => s.clone(),
+        },
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Columns of a kind: `(header, jsonPath, type, wide-only)`.
+fn columns(rt: &ResourceType) -> Vec<(String, String, String, bool)> {
+    match rt.kind {
+        "Secret" => vec![
+            ("TYPE".into(), ".type".into(), "string".into(), false),
+            ("DATA".into(), "#data".into(), "integer".into(), false),
+            ("AGE".into(), ".metadata.creationTimestamp".into(), "date".into(), false),
+        ],
+        "Namespace" => vec![("AGE".into(), ".metadata.creationTimestamp".into(), "date".into(), false)],
+        _ => crd::all()
+            .into_iter()
+            .find(|c| c.spec.names.kind == rt.kind)
+            .and_then(|c| c.spec.versions.into_iter().next())
+            .and_then(|v| v.additional_printer_columns)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.name.to_uppercase(), c.json_path, c.type_, c.priority.unwrap_or(0) > 0))
+            .collect(),
+    }
+}
+
+/// Render objects of one kind as a table.
+pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: bool) -> String {
+    let now = Timestamp::now();
+    let cols: Vec<_> = columns(rt).into_iter().filter(|c| wide || !c.3).collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = Vec::new();
+    if with_namespace && rt.namespaced {
+        header.push("NAMESPACE".to_string());
+    }
+    header.push("NAME".to_string());
+    header.extend(cols.iter().map(|c| c.0.clone()));
+    rows.push(header);
+    for o in objects {
+        let mut row = Vec::new();
+        if with_namespace && rt.namespaced {
+            row.push(json_path(o, ".metadata.namespace").and_then(Value::as_str).unwrap_or("").to_string());
+        }
+        row.push(json_path(o, ".metadata.name").and_then(Value::as_str).unwrap_or("").to_string());
+        for (_, path, type_, _) in &cols {
+            if path == "#data" {
+                row.push(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len()).to_string());
+            } else {
+                row.push(cell(json_path(o, path), type_, now));
+            }
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// YAML of one object (redacted).
+pub fn yaml(obj: &Value) -> String {
+    serde_yaml_ng::to_string(&redact(obj.clone())).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(human_duration(45), "45s");
+        assert_eq!(human_duration(330), "5m30s");
+        assert_eq!(human_duration(42 * 60), "42m");
+        assert_eq!(human_duration(5 * 3600 + 600), "5h10m");
+        assert_eq!(human_duration(30 * 3600), "30h");
+        assert_eq!(human_duration(3 * 86400 + 4 * 3600), "3d4h");
+        assert_eq!(human_duration(120 * 86400), "120d");
+    }
+
+    #[test]
+    fn secrets_are_redacted_but_keep_their_keys() {
+        let s = redact(json!({"kind": "Secret", "data": {"RESTIC_PASSWORD": "c2VjcmV0"}}));
+        assert_eq!(s["data"]["RESTIC_PASSWORD"], "<redacted>");
+        let not_secret = redact(json!({"kind": "Repository", "data": {"x": "y"}}));
+        assert_eq!(not_secret["data"]["x"], "y");
+    }
+
+    #[test]
+    fn tables_use_the_kinds_print_columns() {
+        let rt = kstash_api::meta::lookup("repo").unwrap();
+        let repo = json!({"metadata": {"name": "pg-repo", "namespace": "demo"},
+            "status": {"integrity": true, "snapshotCount": 3, "size": "1.000 KiB", "phase": "Ready"}});
+        let t = table(rt, &[repo], true, false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE   NAME      INTEGRITY   SNAPSHOT-COUNT   SIZE        PHASE"), "{}", lines[0]);
+        assert!(lines[1].starts_with("demo        pg-repo   true        3                1.000 KiB   Ready"), "{}", lines[1]);
+    }
+}
