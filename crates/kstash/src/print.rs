@@ -38,7 +38,10 @@ pub fn human_duration(secs: i64) -> String {
 
 /// Evaluate a simple JSONPath like `.status.phase` or `.spec.storage.provider`.
 pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).try_fold(obj, |v, key| v.get(key))
+    path.trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(obj, |v, key| v.get(key))
 }
 
 fn cell(v: Option<&Value>, type_: &str, now: Timestamp) -> String {
@@ -62,9 +65,19 @@ fn columns(rt: &ResourceType) -> Vec<(String, String, String, bool)> {
         "Secret" => vec![
             ("TYPE".into(), ".type".into(), "string".into(), false),
             ("DATA".into(), "#data".into(), "integer".into(), false),
-            ("AGE".into(), ".metadata.creationTimestamp".into(), "date".into(), false),
+            (
+                "AGE".into(),
+                ".metadata.creationTimestamp".into(),
+                "date".into(),
+                false,
+            ),
         ],
-        "Namespace" => vec![("AGE".into(), ".metadata.creationTimestamp".into(), "date".into(), false)],
+        "Namespace" => vec![(
+            "AGE".into(),
+            ".metadata.creationTimestamp".into(),
+            "date".into(),
+            false,
+        )],
         _ => crd::all()
             .into_iter()
             .find(|c| c.spec.names.kind == rt.kind)
@@ -72,7 +85,14 @@ fn columns(rt: &ResourceType) -> Vec<(String, String, String, bool)> {
             .and_then(|v| v.additional_printer_columns)
             .unwrap_or_default()
             .into_iter()
-            .map(|c| (c.name.to_uppercase(), c.json_path, c.type_, c.priority.unwrap_or(0) > 0))
+            .map(|c| {
+                (
+                    c.name.to_uppercase(),
+                    c.json_path,
+                    c.type_,
+                    c.priority.unwrap_or(0) > 0,
+                )
+            })
             .collect(),
     }
 }
@@ -92,20 +112,36 @@ pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: b
     for o in objects {
         let mut row = Vec::new();
         if with_namespace && rt.namespaced {
-            row.push(json_path(o, ".metadata.namespace").and_then(Value::as_str).unwrap_or("").to_string());
+            row.push(
+                json_path(o, ".metadata.namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            );
         }
-        row.push(json_path(o, ".metadata.name").and_then(Value::as_str).unwrap_or("").to_string());
+        row.push(
+            json_path(o, ".metadata.name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        );
         for (_, path, type_, _) in &cols {
             if path == "#data" {
-                row.push(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len()).to_string());
+                row.push(
+                    o.get("data")
+                        .and_then(Value::as_object)
+                        .map_or(0, |m| m.len())
+                        .to_string(),
+                );
             } else {
                 row.push(cell(json_path(o, path), type_, now));
             }
         }
         rows.push(row);
     }
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
@@ -151,7 +187,15 @@ mod tests {
             "status": {"integrity": true, "snapshotCount": 3, "size": "1.000 KiB", "phase": "Ready"}});
         let t = table(rt, &[repo], true, false);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("NAMESPACE   NAME      INTEGRITY   SNAPSHOT-COUNT   SIZE        PHASE"), "{}", lines[0]);
-        assert!(lines[1].starts_with("demo        pg-repo   true        3                1.000 KiB   Ready"), "{}", lines[1]);
+        assert!(
+            lines[0].starts_with("NAMESPACE   NAME      INTEGRITY   SNAPSHOT-COUNT   SIZE        PHASE"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("demo        pg-repo   true        3                1.000 KiB   Ready"),
+            "{}",
+            lines[1]
+        );
     }
 }

@@ -18,7 +18,11 @@ use crate::print;
 /// Run one command.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Apply(a) => apply(&open_store(cli.home.as_deref())?, &a.files.files, a.namespace.as_deref()),
+        Command::Apply(a) => apply(
+            &open_store(cli.home.as_deref())?,
+            &a.files.files,
+            a.namespace.as_deref(),
+        ),
         Command::Get(g) => get(&open_store(cli.home.as_deref())?, g),
         Command::Describe(d) => describe(&open_store(cli.home.as_deref())?, d),
         Command::Delete(d) => delete(&open_store(cli.home.as_deref())?, d),
@@ -44,7 +48,10 @@ fn resolve_kind(name: &str) -> Result<&'static ResourceType> {
                 None => t.plural.to_string(),
             })
             .collect();
-        format!("unknown resource type '{name}'; kstash knows: {}", known.join(", "))
+        format!(
+            "unknown resource type '{name}'; kstash knows: {}",
+            known.join(", ")
+        )
     })
 }
 
@@ -59,7 +66,11 @@ fn read_documents(sources: &[String]) -> Result<Vec<Value>> {
             continue;
         }
         let path = PathBuf::from(src);
-        let files = if path.is_dir() { manifest_files(&path)? } else { vec![path] };
+        let files = if path.is_dir() {
+            manifest_files(&path)?
+        } else {
+            vec![path]
+        };
         for f in files {
             let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
             docs.extend(parse_documents(&f.display().to_string(), &text)?);
@@ -74,7 +85,10 @@ fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let p = entry?.path();
         if p.is_dir() {
             out.extend(manifest_files(&p)?);
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
             out.push(p);
         }
     }
@@ -98,14 +112,20 @@ fn stored_objects(store: &Store) -> Result<Vec<Object>> {
 
 fn set_default_namespace(doc: &mut Value, namespace: Option<&str>) {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-    let namespaced = meta::ALL.iter().find(|t| t.kind == kind).is_some_and(|t| t.namespaced);
+    let namespaced = meta::ALL
+        .iter()
+        .find(|t| t.kind == kind)
+        .is_some_and(|t| t.namespaced);
     if !namespaced {
         return;
     }
     if let Some(Value::Object(m)) = doc.get_mut("metadata")
         && !m.contains_key("namespace")
     {
-        m.insert("namespace".into(), Value::String(namespace.unwrap_or("default").into()));
+        m.insert(
+            "namespace".into(),
+            Value::String(namespace.unwrap_or("default").into()),
+        );
     }
 }
 
@@ -114,13 +134,34 @@ fn kubernetes_only(doc: &Value) -> Option<String> {
     let api = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     let cluster_kinds: &[(&str, &[&str])] = &[
-        ("apps/v1", &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"]),
-        ("v1", &["PersistentVolumeClaim", "PersistentVolume", "Pod", "Service", "ConfigMap", "ServiceAccount"]),
+        (
+            "apps/v1",
+            &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"],
+        ),
+        (
+            "v1",
+            &[
+                "PersistentVolumeClaim",
+                "PersistentVolume",
+                "Pod",
+                "Service",
+                "ConfigMap",
+                "ServiceAccount",
+            ],
+        ),
         ("batch/v1", &["Job", "CronJob"]),
     ];
-    cluster_kinds.iter().any(|(a, ks)| *a == api && ks.contains(&kind)).then(|| {
-        format!("{kind} {}", doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""))
-    })
+    cluster_kinds
+        .iter()
+        .any(|(a, ks)| *a == api && ks.contains(&kind))
+        .then(|| {
+            format!(
+                "{kind} {}",
+                doc.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            )
+        })
 }
 
 fn same_object(a: &Object, b: &Object) -> bool {
@@ -128,7 +169,11 @@ fn same_object(a: &Object, b: &Object) -> bool {
 }
 
 fn display_name(rt: &ResourceType, name: &str) -> String {
-    if rt.group.is_empty() { format!("{}/{name}", rt.singular) } else { format!("{}.{}/{name}", rt.singular, rt.group) }
+    if rt.group.is_empty() {
+        format!("{}/{name}", rt.singular)
+    } else {
+        format!("{}.{}/{name}", rt.singular, rt.group)
+    }
 }
 
 fn apply(store: &Store, files: &[String], namespace: Option<&str>) -> Result<ExitCode> {
@@ -138,12 +183,17 @@ fn apply(store: &Store, files: &[String], namespace: Option<&str>) -> Result<Exi
     let mut failed = false;
     for mut doc in docs {
         if let Some(what) = kubernetes_only(&doc) {
-            eprintln!("warning: skipped {what}: the embedded runtime does not run Kubernetes workloads (apply it to a cluster; embedded targets are AppBindings and host paths)");
+            eprintln!(
+                "warning: skipped {what}: the embedded runtime does not run Kubernetes workloads (apply it to a cluster; embedded targets are AppBindings and host paths)"
+            );
             continue;
         }
         set_default_namespace(&mut doc, namespace);
         let probe = Object::from_value(&doc);
-        let old_index = probe.as_ref().ok().and_then(|p| stored.iter().position(|s| same_object(s, p)));
+        let old_index = probe
+            .as_ref()
+            .ok()
+            .and_then(|p| stored.iter().position(|s| same_object(s, p)));
         let old = old_index.map(|i| stored[i].clone());
         match admit(&doc, &stored, old.as_ref()) {
             Err(errors) => {
@@ -174,7 +224,11 @@ fn apply(store: &Store, files: &[String], namespace: Option<&str>) -> Result<Exi
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> {
@@ -188,7 +242,10 @@ fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> {
         let scope = if args.all_namespaces { None } else { Some(ns) };
         store.list(rt, scope, &selector)?
     } else {
-        args.names.iter().map(|n| store.get(rt, ns, n)).collect::<Result<Vec<_>, _>>()?
+        args.names
+            .iter()
+            .map(|n| store.get(rt, ns, n))
+            .collect::<Result<Vec<_>, _>>()?
     };
     match args.output {
         Some(Output::Yaml) => {
@@ -206,7 +263,13 @@ fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> {
         }
         Some(Output::Name) => {
             for o in &objects {
-                outln!("{}", display_name(rt, o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")));
+                outln!(
+                    "{}",
+                    display_name(
+                        rt,
+                        o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+                    )
+                );
             }
         }
         wide => {
@@ -217,7 +280,10 @@ fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> {
                     eprintln!("No resources found in {ns} namespace.");
                 }
             } else {
-                out!("{}", print::table(rt, &objects, args.all_namespaces, wide == Some(Output::Wide)));
+                out!(
+                    "{}",
+                    print::table(rt, &objects, args.all_namespaces, wide == Some(Output::Wide))
+                );
             }
         }
     }
@@ -236,9 +302,11 @@ fn describe(store: &Store, args: crate::cli::DescribeArgs) -> Result<ExitCode> {
     outln!("API Version:        {}", rt.api_version());
     outln!("Kind:               {}", rt.kind);
     let kv = |v: Value| match v {
-        Value::Object(map) if !map.is_empty() => {
-            map.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n                    ")
-        }
+        Value::Object(map) if !map.is_empty() => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("\n                    "),
         _ => "<none>".into(),
     };
     outln!("Labels:             {}", kv(m("/metadata/labels")));
@@ -251,7 +319,10 @@ fn describe(store: &Store, args: crate::cli::DescribeArgs) -> Result<ExitCode> {
         outln!("Deletion Timestamp: {d}");
     }
     if let Some(Value::Array(f)) = obj.pointer("/metadata/finalizers") {
-        outln!("Finalizers:         {}", f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+        outln!(
+            "Finalizers:         {}",
+            f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+        );
     }
     let redacted = print::redact(obj.clone());
     for section in ["spec", "data", "type", "status"] {
@@ -268,7 +339,9 @@ fn describe(store: &Store, args: crate::cli::DescribeArgs) -> Result<ExitCode> {
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 fn delete(store: &Store, args: crate::cli::DeleteArgs) -> Result<ExitCode> {
@@ -281,12 +354,22 @@ fn delete(store: &Store, args: crate::cli::DeleteArgs) -> Result<ExitCode> {
         for doc in docs {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
             let rt = resolve_kind(kind)?;
-            let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-            let dns = doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(&ns).to_string();
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let dns = doc
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(&ns)
+                .to_string();
             targets.push((rt, dns, name));
         }
     } else {
-        let Some(kind) = &args.kind else { bail!("name a kind and names (`kstash delete bc my-backup`) or use -f FILE") };
+        let Some(kind) = &args.kind else {
+            bail!("name a kind and names (`kstash delete bc my-backup`) or use -f FILE")
+        };
         if args.names.is_empty() {
             bail!("name the {kind} objects to delete (`kstash delete {kind} NAME…`)");
         }
@@ -303,7 +386,11 @@ fn delete(store: &Store, args: crate::cli::DeleteArgs) -> Result<ExitCode> {
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                outln!("{} marked for deletion; waiting for finalizers: {}", display_name(rt, &name), fin.join(", "));
+                outln!(
+                    "{} marked for deletion; waiting for finalizers: {}",
+                    display_name(rt, &name),
+                    fin.join(", ")
+                );
             }
             Err(e) => {
                 failed = true;
@@ -311,7 +398,11 @@ fn delete(store: &Store, args: crate::cli::DeleteArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn validate(files: &[String]) -> Result<ExitCode> {
@@ -320,6 +411,11 @@ fn validate(files: &[String]) -> Result<ExitCode> {
     let mut admitted_so_far: Vec<Object> = Vec::new();
     let (mut errors, mut warnings) = (0usize, 0usize);
     for doc in &docs {
+        if let Some(what) = kubernetes_only(doc) {
+            eprintln!("warning: skipped {what}: a built-in Kubernetes kind, not validated by kstash");
+            warnings += 1;
+            continue;
+        }
         match admit(doc, &admitted_so_far, None) {
             Ok(a) => {
                 for w in &a.warnings {
@@ -337,7 +433,10 @@ fn validate(files: &[String]) -> Result<ExitCode> {
         }
     }
     if errors > 0 {
-        eprintln!("{errors} error(s), {warnings} warning(s) in {} document(s)", docs.len());
+        eprintln!(
+            "{errors} error(s), {warnings} warning(s) in {} document(s)",
+            docs.len()
+        );
         Ok(ExitCode::from(1))
     } else {
         outln!("{} document(s) valid, {warnings} warning(s)", docs.len());
@@ -354,7 +453,10 @@ fn print_crds(kind: Option<&str>) -> Result<ExitCode> {
         }
     }
     if docs.is_empty() {
-        bail!("{} is not a custom resource (it is a built-in Kubernetes kind)", kind.unwrap_or(""));
+        bail!(
+            "{} is not a custom resource (it is a built-in Kubernetes kind)",
+            kind.unwrap_or("")
+        );
     }
     out!("{}", docs.join("---\n"));
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,51 @@
+//! Real servers for tests: one struct per server, each started on 127.0.0.1 on free ports in its own
+//! temp dir, ready when `start()` returns, and killed (process group) and cleaned up on `Drop`.
+//!
+//! The binaries come from `scripts/setup` (apt packages, a Python venv and an npm dir under
+//! `$KSTASH_INFRA_DIR`, default `~/.cache/kstash-infra`); see [`tools`]. PostgreSQL and MariaDB
+//! need root: they are started as the `postgres` and `mysql` users.
+//!
+//! Cleanup relies on `Drop` (also during a panic). A test process killed with SIGKILL leaves its
+//! servers running, because they live in their own process groups.
+//!
+//! ```no_run
+//! let pg = kstash_testsupport::Postgres::start().unwrap();
+//! assert_eq!(pg.psql("select 1 + 1"), "2");
+//! ```
+
+mod azurite;
+mod elasticsearch;
+mod error;
+mod gcs;
+pub mod http;
+mod mariadb;
+pub mod ports;
+mod postgres;
+mod process;
+mod pushgateway;
+pub mod python;
+mod redis;
+mod rest;
+mod restic;
+mod s3;
+mod sigv4;
+pub mod tools;
+mod zookeeper;
+
+pub use azurite::Azurite;
+pub use elasticsearch::Elasticsearch;
+pub use error::{Error, Result};
+pub use gcs::FakeGcs;
+pub use mariadb::MariaDb;
+pub use postgres::Postgres;
+pub use pushgateway::Pushgateway;
+pub use redis::{Redis, Resp};
+pub use rest::ResticRest;
+pub use restic::{Restic, restic_binary};
+pub use s3::SeaweedS3;
+pub use zookeeper::ZooKeeper;
+
+use std::time::Duration;
+
+/// How long `start()` waits for a server's readiness check before giving up.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
