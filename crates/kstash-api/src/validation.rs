@@ -49,6 +49,18 @@ impl Errors {
         }
     }
 
+    /// `name` must be set and differ from the names of its siblings already in `seen`.
+    fn unique_name(&mut self, path: &str, name: &str, seen: &mut BTreeSet<String>, what: &str, hint: &str) {
+        self.required(path, name, hint);
+        if !name.is_empty() && !seen.insert(name.to_string()) {
+            self.add(
+                path,
+                format!("duplicate {what} name '{name}'"),
+                format!("give every {what} a unique name"),
+            );
+        }
+    }
+
     fn go_duration(&mut self, path: &str, value: Option<&str>) {
         if let Some(v) = value
             && let Err(e) = parse_go_duration(v)
@@ -502,14 +514,13 @@ fn hooks(e: &mut Errors, path: &str, list: &[HookInfo], ctx: &Context<'_>, user_
     let mut seen = BTreeSet::new();
     for (i, h) in list.iter().enumerate() {
         let p = format!("{path}[{i}]");
-        e.required(&format!("{p}.name"), &h.name, "give the hook a name");
-        if !h.name.is_empty() && !seen.insert(h.name.clone()) {
-            e.add(
-                format!("{p}.name"),
-                format!("duplicate hook name '{}'", h.name),
-                "give every hook a unique name",
-            );
-        }
+        e.unique_name(
+            &format!("{p}.name"),
+            &h.name,
+            &mut seen,
+            "hook",
+            "give the hook a name",
+        );
         match &h.hook_template {
             None => e.add(
                 format!("{p}.hookTemplate"),
@@ -632,18 +643,13 @@ fn sessions(
     let mut dirs: BTreeMap<(String, String), String> = BTreeMap::new();
     for (i, s) in sessions.iter().enumerate() {
         let p = format!("spec.sessions[{i}]");
-        e.required(
+        e.unique_name(
             &format!("{p}.name"),
             &s.name,
+            &mut names,
+            "session",
             "give the session a name, e.g. frequent-backup",
         );
-        if !s.name.is_empty() && !names.insert(s.name.clone()) {
-            e.add(
-                format!("{p}.name"),
-                format!("duplicate session name '{}'", s.name),
-                "give every session a unique name",
-            );
-        }
         match &s.scheduler {
             None => e.add(
                 format!("{p}.scheduler"),
@@ -715,14 +721,13 @@ fn sessions(
         }
         for (j, r) in s.repositories.iter().enumerate() {
             let rp = format!("{p}.repositories[{j}]");
-            e.required(&format!("{rp}.name"), &r.name, "give the repository a name");
-            if !r.name.is_empty() && !repo_names.insert(r.name.clone()) {
-                e.add(
-                    format!("{rp}.name"),
-                    format!("duplicate repository name '{}'", r.name),
-                    "give every repository a unique name",
-                );
-            }
+            e.unique_name(
+                &format!("{rp}.name"),
+                &r.name,
+                &mut repo_names,
+                "repository",
+                "give the repository a name",
+            );
             if backends.is_empty() {
                 // already reported at spec.backends
             } else if r.backend.is_empty() {
@@ -800,14 +805,13 @@ fn backup_configuration(bc: &BackupConfiguration, ctx: Context<'_>, e: &mut Erro
     let mut backend_names = BTreeSet::new();
     for (i, b) in bc.spec.backends.iter().enumerate() {
         let p = format!("spec.backends[{i}]");
-        e.required(&format!("{p}.name"), &b.name, "give the backend a name");
-        if !b.name.is_empty() && !backend_names.insert(b.name.clone()) {
-            e.add(
-                format!("{p}.name"),
-                format!("duplicate backend name '{}'", b.name),
-                "give every backend a unique name",
-            );
-        }
+        e.unique_name(
+            &format!("{p}.name"),
+            &b.name,
+            &mut backend_names,
+            "backend",
+            "give the backend a name",
+        );
         match &b.storage_ref {
             None => e.add(
                 format!("{p}.storageRef"),
@@ -1180,10 +1184,12 @@ fn backup_blueprint(bp: &BackupBlueprint, ctx: Context<'_>, e: &mut Errors) {
     }
 }
 
-fn task(e: &mut Errors, path: &str, t: &Task) {
-    e.required(
+fn task(e: &mut Errors, path: &str, t: &Task, seen: &mut BTreeSet<String>) {
+    e.unique_name(
         &format!("{path}.name"),
         &t.name,
+        seen,
+        "task",
         "name the task, e.g. logical-backup",
     );
     e.required(
@@ -1208,14 +1214,7 @@ fn addon(a: &Addon, e: &mut Errors) {
         let mut seen = BTreeSet::new();
         for (i, t) in list.iter().enumerate() {
             let p = format!("spec.{field}[{i}]");
-            task(e, &p, t);
-            if !t.name.is_empty() && !seen.insert(t.name.clone()) {
-                e.add(
-                    format!("{p}.name"),
-                    format!("duplicate task name '{}'", t.name),
-                    "give every task a unique name",
-                );
-            }
+            task(e, &p, t, &mut seen);
         }
     }
 }
