@@ -1,4 +1,28 @@
 //! The kstash engine: restic-compatible repositories (format v2) written and read by our own code,
 //! built for streaming database dumps with bounded memory. Knows nothing of Kubernetes.
 
+pub mod backend;
+pub mod backup_stream;
 pub mod chunker;
+pub mod config;
+pub mod crypto;
+pub mod dump;
+pub mod error;
+pub mod gojson;
+pub mod host;
+pub mod id;
+pub mod index;
+pub mod keys;
+pub mod pack;
+pub mod repository;
+pub mod snapshot;
+pub mod tree;
+
+pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};
+pub use backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream};
+pub use dump::dump_file;
+pub use error::{Error, Result};
+pub use id::Id;
+pub use index::BlobType;
+pub use repository::{InitOptions, Repository};
+pub use snapshot::{Snapshot, SnapshotEntry};

@@ -29,6 +29,8 @@ pub enum Command {
     Validate(FileArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd(CrdArgs),
+    /// Work on a repository directly (restic-like): init, backup, snapshots, dump, key.
+    Repo(crate::repo_cmd::RepoArgs),
 }
 
 #[derive(Debug, Args)]

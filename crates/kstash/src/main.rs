@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod cli;
 mod print;
+mod repo_cmd;
 mod resources;
 
 use std::process::ExitCode;

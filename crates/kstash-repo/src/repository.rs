@@ -1,0 +1,546 @@
+//! An open repository: backend + master key + config + in-memory index. `init`, `open`, key
+//! management, unpacked files (`0x02 ‖ zstd(JSON)` in v2), blobs, trees and snapshots.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Backend, FileType};
+use crate::chunker::Pol;
+use crate::config::{Config, VERSION_1, VERSION_2};
+use crate::crypto::Key;
+use crate::error::{Error, Result, file_name};
+use crate::gojson;
+use crate::id::Id;
+use crate::index::{BlobType, Index, IndexFile, PackedBlob};
+use crate::keys::{KdfParams, KeyError, KeyFile, KeyInfo};
+use crate::pack;
+use crate::snapshot::{Snapshot, SnapshotEntry};
+use crate::tree::Tree;
+
+/// Default zstd level (restic's `auto` is about level 3).
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
+/// Options for [`Repository::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Format version, 1 or 2 (default 2).
+    pub version: u32,
+    /// scrypt parameters of the first key.
+    pub kdf: KdfParams,
+    /// Chunker polynomial; random if `None`.
+    pub polynomial: Option<Pol>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            version: VERSION_2,
+            kdf: KdfParams::default(),
+            polynomial: None,
+        }
+    }
+}
+
+/// An open repository. Cheap to share between threads by reference.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: Key,
+    key_id: Id,
+    config: Config,
+    index: RwLock<Index>,
+    compression_level: i32,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .field("version", &self.config.version)
+            .field("key", &self.key_id)
+            .finish()
+    }
+}
+
+impl Repository {
+    /// Create a new repository: config (random id and polynomial) and one key file.
+    pub fn init(backend: Arc<dyn Backend>, password: &str, options: InitOptions) -> Result<Repository> {
+        if options.version != VERSION_1 && options.version != VERSION_2 {
+            return Err(Error::UnsupportedVersion {
+                repo: backend.location(),
+                version: options.version,
+            });
+        }
+        if backend.exists(FileType::Config, "")? {
+            return Err(Error::AlreadyInitialised(backend.location()));
+        }
+        let pol = match options.polynomial {
+            Some(p) => p,
+            None => Pol::random().map_err(|e| Error::Internal(format!("chunker polynomial: {e}")))?,
+        };
+        backend.create()?;
+        let master = Key::random();
+        let config = Config::new(options.version, pol);
+        let kf =
+            KeyFile::new(password, &master, options.kdf).map_err(|e| Error::Key(format!("new key: {e}")))?;
+        let (key_id, bytes) = kf.to_bytes();
+        backend.write(FileType::Key, &key_id.to_hex(), &bytes)?;
+        let json = serde_json::to_vec(&config).map_err(|e| Error::json("config", e))?;
+        backend.write(FileType::Config, "", &master.encrypt(&json))?;
+        tracing::info!(repo = %backend.location(), id = %config.id, version = config.version, "initialised repository");
+        Ok(Repository {
+            backend,
+            key: master,
+            key_id,
+            config,
+            index: RwLock::new(Index::new()),
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+        })
+    }
+
+    /// Open a repository with a password: try every key file, read config, load the index.
+    pub fn open(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
+        let location = backend.location();
+        if !backend.exists(FileType::Config, "")? {
+            return Err(Error::NotFound(format!("repository {location} (no config file)")));
+        }
+        let mut found = None;
+        for (name, _) in backend.list(FileType::Key)? {
+            let Ok(id) = name.parse::<Id>() else {
+                tracing::warn!(file = %name, "ignoring key file with an invalid name");
+                continue;
+            };
+            let bytes = backend.read(FileType::Key, &name)?;
+            let kf: KeyFile = match serde_json::from_slice(&bytes) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "ignoring unreadable key file");
+                    continue;
+                }
+            };
+            match kf.open(password) {
+                Ok(master) => {
+                    found = Some((id, master));
+                    break;
+                }
+                Err(KeyError::Crypto(crate::crypto::CryptoError::Mac)) => {
+                    tracing::debug!(key = %id.short(), "password does not open key");
+                }
+                Err(e) => tracing::warn!(key = %id.short(), error = %e, "cannot use key file"),
+            }
+        }
+        let (key_id, key) = found.ok_or_else(|| Error::WrongPassword {
+            repo: location.clone(),
+        })?;
+        let enc = backend.read(FileType::Config, "")?;
+        let plain = key
+            .decrypt(&enc)
+            .map_err(|e| Error::crypto(format!("{location}/config"), e))?;
+        let config: Config = decode_unpacked_plain(&plain, &format!("{location}/config"))?;
+        if config.version != VERSION_1 && config.version != VERSION_2 {
+            return Err(Error::UnsupportedVersion {
+                repo: location,
+                version: config.version,
+            });
+        }
+        let repo = Repository {
+            backend,
+            key,
+            key_id,
+            config,
+            index: RwLock::new(Index::new()),
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+        };
+        repo.load_index()?;
+        tracing::debug!(repo = %location, key = %key_id.short(), "opened repository");
+        Ok(repo)
+    }
+
+    /// (Re)load every index file into memory.
+    pub fn load_index(&self) -> Result<()> {
+        let mut idx = Index::new();
+        for (name, _) in self.backend.list(FileType::Index)? {
+            let Ok(id) = name.parse::<Id>() else { continue };
+            let file: IndexFile = self.load_json(FileType::Index, &id)?;
+            idx.add_file(&file);
+        }
+        tracing::debug!(packs = idx.pack_count(), blobs = idx.len(), "loaded index");
+        *self.index_mut() = idx;
+        Ok(())
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The id of the key file that opened the repository.
+    pub fn key_id(&self) -> Id {
+        self.key_id
+    }
+
+    /// The zstd level used for new blobs and files (v2 only).
+    pub fn compression_level(&self) -> i32 {
+        self.compression_level
+    }
+
+    /// Set the zstd level (1–22; restic `auto` ≈ 3, `max` ≈ 19).
+    pub fn set_compression_level(&mut self, level: i32) {
+        self.compression_level = level;
+    }
+
+    /// Whether new blobs are compressed.
+    pub fn compression(&self) -> bool {
+        self.config.compression()
+    }
+
+    /// Read access to the index.
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write access to the index.
+    pub fn index_mut(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The repository location.
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    // ---- keys ---------------------------------------------------------------------------------
+
+    /// Add a key file for `password` wrapping this repository's master key.
+    pub fn add_key(&self, password: &str, params: KdfParams) -> Result<Id> {
+        let kf =
+            KeyFile::new(password, &self.key, params).map_err(|e| Error::Key(format!("new key: {e}")))?;
+        let (id, bytes) = kf.to_bytes();
+        self.backend.write(FileType::Key, &id.to_hex(), &bytes)?;
+        Ok(id)
+    }
+
+    /// Every key file.
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(FileType::Key)? {
+            let Ok(id) = name.parse::<Id>() else { continue };
+            let bytes = self.backend.read(FileType::Key, &name)?;
+            let kf: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::json(file_name(FileType::Key, &name), e))?;
+            out.push(KeyInfo {
+                id,
+                current: id == self.key_id,
+                username: kf.username,
+                hostname: kf.hostname,
+                created: kf.created,
+            });
+        }
+        out.sort_by_key(|k| k.created.timestamp);
+        Ok(out)
+    }
+
+    /// Remove a key file (not the one in use).
+    pub fn remove_key(&self, id: &Id) -> Result<()> {
+        if *id == self.key_id {
+            return Err(Error::Key(format!(
+                "refusing to remove key {} which is currently used",
+                id.short()
+            )));
+        }
+        self.backend.remove(FileType::Key, &id.to_hex())
+    }
+
+    /// Change the password: add a key for `new_password`, then remove the current key file.
+    pub fn change_password(&mut self, new_password: &str, params: KdfParams) -> Result<Id> {
+        let new_id = self.add_key(new_password, params)?;
+        let old = std::mem::replace(&mut self.key_id, new_id);
+        self.backend.remove(FileType::Key, &old.to_hex())?;
+        Ok(new_id)
+    }
+
+    // ---- unpacked files -----------------------------------------------------------------------
+
+    /// Encode (compress in v2), encrypt and store a JSON file; returns its id.
+    pub fn save_json<T: Serialize>(&self, t: FileType, value: &T) -> Result<Id> {
+        let json = gojson::to_vec(value).map_err(|e| Error::json(t.dir(), e))?;
+        self.save_unpacked(t, &json)
+    }
+
+    /// Store an unpacked file from its plaintext (JSON).
+    pub fn save_unpacked(&self, t: FileType, plain: &[u8]) -> Result<Id> {
+        let enc = if self.compression() && t != FileType::Config {
+            let z = zstd::bulk::compress(plain, self.compression_level)
+                .map_err(|e| Error::Internal(format!("zstd compression failed: {e}")))?;
+            let mut v = Vec::with_capacity(z.len() + 1);
+            v.push(2u8);
+            v.extend_from_slice(&z);
+            self.key.encrypt(&v)
+        } else {
+            self.key.encrypt(plain)
+        };
+        let id = Id::hash(&enc);
+        self.backend.write(t, &id.to_hex(), &enc)?;
+        Ok(id)
+    }
+
+    /// Load, verify (name = SHA-256 of the bytes), decrypt and decode an unpacked file.
+    pub fn load_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
+        let name = id.to_hex();
+        let what = file_name(t, &name);
+        let enc = self.backend.read(t, &name)?;
+        let actual = Id::hash(&enc);
+        if actual != *id {
+            return Err(Error::HashMismatch {
+                what,
+                expected: *id,
+                actual,
+            });
+        }
+        let plain = self
+            .key
+            .decrypt(&enc)
+            .map_err(|e| Error::crypto(what.clone(), e))?;
+        decode_unpacked(plain, &what)
+    }
+
+    /// Load and parse a JSON unpacked file.
+    pub fn load_json<T: DeserializeOwned>(&self, t: FileType, id: &Id) -> Result<T> {
+        let plain = self.load_unpacked(t, id)?;
+        serde_json::from_slice(&plain).map_err(|e| Error::json(file_name(t, &id.to_hex()), e))
+    }
+
+    // ---- blobs --------------------------------------------------------------------------------
+
+    /// Read, decrypt, decompress and verify one blob.
+    pub fn load_blob(&self, blob_type: BlobType, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.index().get(blob_type, id).ok_or(Error::BlobNotFound {
+            kind: blob_type.as_str(),
+            id: *id,
+        })?;
+        let data = self.backend.read_range(
+            FileType::Pack,
+            &loc.pack.to_hex(),
+            u64::from(loc.offset),
+            loc.length as usize,
+        )?;
+        pack::decode_blob(&self.key, &loc.pack, blob_type, id, data, loc.uncompressed_length)
+    }
+
+    /// Load a tree blob.
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let data = self.load_blob(BlobType::Tree, id)?;
+        Tree::from_blob(&data).map_err(|e| Error::json(format!("tree {id}"), e))
+    }
+
+    /// Read a pack's header from storage.
+    pub fn list_pack(&self, pack_id: &Id) -> Result<Vec<PackedBlob>> {
+        let name = pack_id.to_hex();
+        let size = self.backend.stat(FileType::Pack, &name)?;
+        let tail = self.backend.read_range(
+            FileType::Pack,
+            &name,
+            size.saturating_sub(4),
+            4.min(size as usize),
+        )?;
+        let tail: [u8; 4] = tail.try_into().map_err(|_| Error::InvalidPack {
+            pack: *pack_id,
+            reason: "file too small".into(),
+        })?;
+        let (start, len) = pack::header_range(pack_id, size, tail)?;
+        let enc = self.backend.read_range(FileType::Pack, &name, start, len)?;
+        pack::parse_header(&self.key, pack_id, start, &enc)
+    }
+
+    /// Write a finished pack and add its blobs to the in-memory index (not to an index file).
+    pub fn upload_pack(&self, p: &pack::FinishedPack) -> Result<()> {
+        match self.backend.write(FileType::Pack, &p.id.to_hex(), &p.data) {
+            Ok(()) | Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.index_mut().add_pack(p.id, &p.blobs);
+        Ok(())
+    }
+
+    // ---- snapshots ----------------------------------------------------------------------------
+
+    /// Store a snapshot; returns its id.
+    pub fn save_snapshot(&self, sn: &Snapshot) -> Result<Id> {
+        self.save_json(FileType::Snapshot, sn)
+    }
+
+    /// Load one snapshot.
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        self.load_json(FileType::Snapshot, id)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotEntry>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(FileType::Snapshot)? {
+            let Ok(id) = name.parse::<Id>() else { continue };
+            out.push(SnapshotEntry {
+                id,
+                snapshot: self.load_snapshot(&id)?,
+            });
+        }
+        out.sort_by(|a, b| {
+            a.snapshot
+                .time
+                .timestamp
+                .cmp(&b.snapshot.time.timestamp)
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    /// A snapshot by full id, unique id prefix, or `latest` (newest by time).
+    pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
+        if spec == "latest" {
+            return self
+                .list_snapshots()?
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound(spec.to_string()));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let matches: Vec<Id> = self
+            .backend
+            .list(FileType::Snapshot)?
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(&spec_l))
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect();
+        match matches.as_slice() {
+            [] => Err(Error::SnapshotNotFound(spec.to_string())),
+            [id] => Ok(SnapshotEntry {
+                id: *id,
+                snapshot: self.load_snapshot(id)?,
+            }),
+            _ => Err(Error::AmbiguousSnapshot(spec.to_string())),
+        }
+    }
+}
+
+/// Decode an unpacked file's plaintext: `0x02 ‖ zstd(JSON)`, or plain JSON (`{`/`[`).
+pub fn decode_unpacked(plain: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+    match plain.first() {
+        Some(b'{') | Some(b'[') => Ok(plain),
+        Some(2) => zstd::stream::decode_all(&plain[1..]).map_err(|e| Error::Format {
+            what: what.to_string(),
+            reason: format!("zstd decompression failed: {e}"),
+        }),
+        Some(v) => Err(Error::Format {
+            what: what.to_string(),
+            reason: format!("unknown file format version {v}"),
+        }),
+        None => Err(Error::Format {
+            what: what.to_string(),
+            reason: "empty file".into(),
+        }),
+    }
+}
+
+fn decode_unpacked_plain<T: DeserializeOwned>(plain: &[u8], what: &str) -> Result<T> {
+    let json = decode_unpacked(plain.to_vec(), what)?;
+    serde_json::from_slice(&json).map_err(|e| Error::json(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+
+    fn fast() -> InitOptions {
+        InitOptions {
+            kdf: KdfParams::insecure_fast(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn init_open_and_wrong_password() {
+        let be: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let repo = Repository::init(be.clone(), "pw", fast()).unwrap();
+        assert_eq!(repo.config().version, 2);
+        assert!(repo.config().polynomial().unwrap().is_irreducible());
+        assert!(matches!(
+            Repository::init(be.clone(), "pw", fast()),
+            Err(Error::AlreadyInitialised(_))
+        ));
+        let again = Repository::open(be.clone(), "pw").unwrap();
+        assert_eq!(again.config(), repo.config());
+        assert_eq!(again.key(), repo.key());
+        let err = Repository::open(be.clone(), "bad").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "wrong password or no key found for repository memory:"
+        );
+    }
+
+    #[test]
+    fn keys_add_list_remove_passwd() {
+        let be: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let mut repo = Repository::init(be.clone(), "pw", fast()).unwrap();
+        let second = repo.add_key("two", KdfParams::insecure_fast()).unwrap();
+        assert_eq!(repo.list_keys().unwrap().len(), 2);
+        assert!(Repository::open(be.clone(), "two").is_ok());
+        assert!(repo.remove_key(&repo.key_id()).is_err());
+        repo.remove_key(&second).unwrap();
+        assert!(Repository::open(be.clone(), "two").is_err());
+        repo.change_password("three", KdfParams::insecure_fast()).unwrap();
+        assert!(Repository::open(be.clone(), "pw").is_err());
+        let r3 = Repository::open(be.clone(), "three").unwrap();
+        assert_eq!(r3.key(), repo.key());
+        let keys = repo.list_keys().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(keys[0].current);
+    }
+
+    #[test]
+    fn unpacked_files_v1_and_v2() {
+        for version in [1, 2] {
+            let be = Arc::new(MemoryBackend::new());
+            let repo = Repository::init(be.clone(), "pw", InitOptions { version, ..fast() }).unwrap();
+            let v = serde_json::json!({"a": [1, 2, 3], "b": "x".repeat(1000)});
+            let id = repo.save_json(FileType::Snapshot, &v).unwrap();
+            let back: serde_json::Value = repo.load_json(FileType::Snapshot, &id).unwrap();
+            assert_eq!(back, v);
+            let raw = repo
+                .key()
+                .decrypt(&be.read(FileType::Snapshot, &id.to_hex()).unwrap())
+                .unwrap();
+            assert_eq!(raw[0], if version == 2 { 2 } else { b'{' });
+            let cfg = repo
+                .key()
+                .decrypt(&be.read(FileType::Config, "").unwrap())
+                .unwrap();
+            assert_eq!(cfg[0], b'{', "config is never compressed");
+            // Flipped byte: MAC failure naming the file (hash check comes first for named files).
+            be.tamper(FileType::Snapshot, &id.to_hex(), |d| d[40] ^= 1);
+            let err = repo.load_unpacked(FileType::Snapshot, &id).unwrap_err();
+            assert!(matches!(err, Error::HashMismatch { .. }), "{err}");
+            assert!(err.to_string().contains(&format!("snapshots/{id}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn corrupted_config_is_a_mac_error() {
+        let be = Arc::new(MemoryBackend::new());
+        Repository::init(be.clone(), "pw", fast()).unwrap();
+        be.tamper(FileType::Config, "", |d| d[20] ^= 0x80);
+        let err = Repository::open(be, "pw").unwrap_err();
+        assert!(matches!(err, Error::Mac { .. }), "{err}");
+        assert!(err.to_string().contains("config"), "{err}");
+    }
+}

@@ -1,0 +1,340 @@
+//! `kstash repo …`: a restic-like command line over the engine (init, stream backup, snapshots,
+//! dump, keys), so users and tests can work on repositories directly. Local directories for now.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, ExitCode, Stdio};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use kstash_repo::keys::KdfParams;
+use kstash_repo::{InitOptions, LocalBackend, Repository, StreamBackupOptions, backup_stream, dump_file};
+use serde_json::json;
+
+/// Where the repository is and how to unlock it.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// Repository location (a local directory).
+    #[arg(short = 'r', long = "repo", env = "KSTASH_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// File whose first line is the password.
+    #[arg(long, env = "KSTASH_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: RepoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create a new repository (format v2, zstd).
+    Init {
+        /// Repository format version (1 or 2).
+        #[arg(long, default_value_t = 2)]
+        repository_version: u32,
+    },
+    /// Back up a stream (`--stdin` or `--stdin-from-command`).
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots,
+    /// Write a file of a snapshot (`latest` or an id prefix) to stdout.
+    Dump {
+        /// Snapshot: `latest` or an id (prefix).
+        snapshot: String,
+        /// Path of the file inside the snapshot, e.g. `/dumpfile.sql`.
+        path: String,
+    },
+    /// Manage the keys (passwords) of the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Read the data from standard input.
+    #[arg(long)]
+    pub stdin: bool,
+    /// File name to store the stream under.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Run the command given after `--` and back up its standard output (as restic does); a
+    /// non-zero exit fails the backup and leaves no snapshot.
+    #[arg(long, requires = "command")]
+    pub stdin_from_command: bool,
+    /// The producer command for `--stdin-from-command`, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List keys.
+    List,
+    /// Add a key; the new password is read from `--new-password-file`.
+    Add {
+        #[arg(long)]
+        new_password_file: PathBuf,
+    },
+    /// Remove a key (not the one in use).
+    Remove { id: String },
+    /// Change the password of the key in use.
+    Passwd {
+        #[arg(long)]
+        new_password_file: PathBuf,
+    },
+}
+
+fn read_password_file(path: &PathBuf) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading password file {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+fn password(args: &RepoArgs) -> Result<String> {
+    if let Some(p) = &args.password_file {
+        return read_password_file(p);
+    }
+    for var in ["KSTASH_PASSWORD", "RESTIC_PASSWORD"] {
+        if let Ok(p) = std::env::var(var) {
+            return Ok(p);
+        }
+    }
+    if let Ok(p) = std::env::var("RESTIC_PASSWORD_FILE") {
+        return read_password_file(&PathBuf::from(p));
+    }
+    bail!("no repository password: use --password-file, KSTASH_PASSWORD or RESTIC_PASSWORD")
+}
+
+fn location(args: &RepoArgs) -> Result<PathBuf> {
+    let repo = args
+        .repo
+        .clone()
+        .or_else(|| std::env::var("RESTIC_REPOSITORY").ok())
+        .context("no repository given: use -r/--repo DIR, KSTASH_REPOSITORY or RESTIC_REPOSITORY")?;
+    if repo.contains(':') && !repo.starts_with('/') && !repo.starts_with("local:") {
+        bail!(
+            "repository '{repo}': only local directories are supported yet (object stores come with the storage backends)"
+        );
+    }
+    Ok(PathBuf::from(repo.strip_prefix("local:").unwrap_or(&repo)))
+}
+
+fn open(args: &RepoArgs) -> Result<Repository> {
+    let dir = location(args)?;
+    let repo = Repository::open(Arc::new(LocalBackend::new(&dir)), &password(args)?)
+        .with_context(|| format!("opening repository {}", dir.display()))?;
+    repo.load_index().context("loading the index")?;
+    Ok(repo)
+}
+
+/// Run a `kstash repo` command.
+pub fn run(args: RepoArgs) -> Result<ExitCode> {
+    match &args.command {
+        RepoCommand::Init { repository_version } => {
+            let dir = location(&args)?;
+            let options = InitOptions {
+                version: *repository_version,
+                ..Default::default()
+            };
+            let repo = Repository::init(Arc::new(LocalBackend::new(&dir)), &password(&args)?, options)
+                .with_context(|| format!("creating repository at {}", dir.display()))?;
+            if args.json {
+                outln!(
+                    "{}",
+                    json!({"message_type": "initialized", "id": repo.config().id, "repository": dir})
+                );
+            } else {
+                outln!(
+                    "created kstash repository {} at {}",
+                    &repo.config().id[..10],
+                    dir.display()
+                );
+            }
+        }
+        RepoCommand::Backup(b) => return backup(&args, b),
+        RepoCommand::Snapshots => {
+            let repo = open(&args)?;
+            let mut list = repo.list_snapshots()?;
+            list.sort_by_key(|s| s.snapshot.time.timestamp);
+            if args.json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|s| {
+                        let mut v = serde_json::to_value(&s.snapshot).unwrap_or_default();
+                        v["id"] = json!(s.id.to_string());
+                        v["short_id"] = json!(s.id.short());
+                        v
+                    })
+                    .collect();
+                outln!("{}", serde_json::to_string(&items)?);
+            } else {
+                outln!(
+                    "{:<10}  {:<25}  {:<15}  {:<15}  Paths",
+                    "ID",
+                    "Time",
+                    "Host",
+                    "Tags"
+                );
+                for s in &list {
+                    let t = &s.snapshot;
+                    outln!(
+                        "{:<10}  {:<25}  {:<15}  {:<15}  {}",
+                        s.id.short(),
+                        t.time.to_string().chars().take(25).collect::<String>(),
+                        t.hostname,
+                        t.tags.join(","),
+                        t.paths.join(",")
+                    );
+                }
+                outln!("{} snapshots", list.len());
+            }
+        }
+        RepoCommand::Dump { snapshot, path } => {
+            let repo = open(&args)?;
+            let stdout = std::io::stdout().lock();
+            let mut out = BufWriter::with_capacity(1 << 20, stdout);
+            dump_file(&repo, snapshot, path, &mut out)
+                .with_context(|| format!("dumping {path} from {snapshot}"))?;
+            out.flush()?;
+        }
+        RepoCommand::Key(k) => key(&args, k)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Output of a producer command, checked when the stream ends: a non-zero exit turns into a read
+/// error, so the engine fails the backup and writes no snapshot.
+struct CommandOutput {
+    child: Child,
+    stdout: std::process::ChildStdout,
+    command: String,
+}
+
+impl Read for CommandOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let status = self.child.wait()?;
+            if !status.success() {
+                return Err(std::io::Error::other(format!(
+                    "command `{}` failed: {status}",
+                    self.command
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
+    if b.stdin == b.stdin_from_command {
+        bail!("give exactly one of --stdin or --stdin-from-command -- COMMAND…");
+    }
+    let repo = open(args)?;
+    let mut options = StreamBackupOptions::named(&b.stdin_filename);
+    options.tags = b.tags.clone();
+    options.hostname = b.host.clone();
+    let summary = if b.stdin {
+        backup_stream(&repo, std::io::stdin(), &options)?
+    } else {
+        let (prog, rest) = b
+            .command
+            .split_first()
+            .context("--stdin-from-command needs a command after `--`")?;
+        let mut child = Process::new(prog)
+            .args(rest)
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting `{prog}`"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let reader = CommandOutput {
+            child,
+            stdout,
+            command: b.command.join(" "),
+        };
+        backup_stream(&repo, reader, &options)?
+    };
+    if args.json {
+        outln!(
+            "{}",
+            json!({"message_type": "summary", "snapshot_id": summary.snapshot_id.to_string(),
+                "total_bytes_processed": summary.bytes_read, "data_added": summary.bytes_stored,
+                "data_blobs": summary.blobs_new, "data_blobs_known": summary.blobs_known})
+        );
+    } else {
+        outln!(
+            "snapshot {} saved: {} read, {} new data ({} stored), {} new blobs, {} known",
+            summary.snapshot_id.short(),
+            kstash_api::phase::format_size(summary.bytes_read),
+            kstash_api::phase::format_size(summary.bytes_added),
+            kstash_api::phase::format_size(summary.bytes_stored),
+            summary.blobs_new,
+            summary.blobs_known
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn key(args: &RepoArgs, k: &KeyCommand) -> Result<()> {
+    let mut repo = open(args)?;
+    match k {
+        KeyCommand::List => {
+            let keys = repo.list_keys()?;
+            if args.json {
+                let items: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({"current": k.current, "id": k.id.to_string(), "userName": k.username, "hostName": k.hostname, "created": k.created.to_string()}))
+                    .collect();
+                outln!("{}", serde_json::to_string(&items)?);
+            } else {
+                for k in keys {
+                    outln!(
+                        "{}{:<10}  {:<12}  {:<15}  {}",
+                        if k.current { "*" } else { " " },
+                        k.id.short(),
+                        k.username,
+                        k.hostname,
+                        k.created
+                    );
+                }
+            }
+        }
+        KeyCommand::Add { new_password_file } => {
+            let id = repo.add_key(&read_password_file(new_password_file)?, KdfParams::default())?;
+            outln!("saved new key {}", id.short());
+        }
+        KeyCommand::Remove { id } => {
+            let keys = repo.list_keys()?;
+            let found: Vec<_> = keys
+                .iter()
+                .filter(|k| k.id.to_string().starts_with(id.as_str()))
+                .collect();
+            match found.as_slice() {
+                [k] if k.current => bail!(
+                    "key {} is the one in use; open the repository with another key to remove it",
+                    k.id.short()
+                ),
+                [k] => {
+                    repo.remove_key(&k.id)?;
+                    outln!("removed key {}", k.id.short());
+                }
+                [] => bail!("no key matches '{id}' (see `kstash repo key list`)"),
+                _ => bail!("'{id}' matches {} keys; give more of the id", found.len()),
+            }
+        }
+        KeyCommand::Passwd { new_password_file } => {
+            let id = repo.change_password(&read_password_file(new_password_file)?, KdfParams::default())?;
+            outln!("changed password; new key {}", id.short());
+        }
+    }
+    Ok(())
+}
