@@ -70,6 +70,24 @@ mod tests {
     }
 
     #[test]
+    fn static_print_columns_equal_the_crd_columns() {
+        for crd in all() {
+            let from_crd: Vec<(String, String, String)> = crd.spec.versions[0]
+                .additional_printer_columns
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| (c.name, c.json_path, c.type_))
+                .collect();
+            let table: Vec<(String, String, String)> = crate::meta::print_columns(&crd.spec.names.kind)
+                .iter()
+                .map(|(n, p, t)| (n.to_string(), p.to_string(), t.to_string()))
+                .collect();
+            assert_eq!(table, from_crd, "print columns of {}", crd.spec.names.kind);
+        }
+    }
+
+    #[test]
     fn crds_have_kubestash_names_scopes_and_columns() {
         let crds = all();
         let by_name = |n: &str| {

@@ -239,6 +239,73 @@ pub const ALL: &[ResourceType] = &[
     RESTORE_SESSION,
 ];
 
+/// A column of `kstash get` (a CRD `additionalPrinterColumn`): header, JSONPath, type.
+pub type PrintColumn = (&'static str, &'static str, &'static str);
+
+const AGE: PrintColumn = ("Age", ".metadata.creationTimestamp", "date");
+
+/// The print columns of a kind, as its CRD declares them (a test in `crd` keeps the two equal),
+/// so printing needs no schema generation.
+pub fn print_columns(kind: &str) -> &'static [PrintColumn] {
+    match kind {
+        "BackupStorage" => &[
+            ("Provider", ".spec.storage.provider", "string"),
+            ("Default", ".spec.default", "boolean"),
+            ("Deletion-Policy", ".spec.deletionPolicy", "string"),
+            ("Total-Size", ".status.totalSize", "string"),
+            ("Phase", ".status.phase", "string"),
+            AGE,
+        ],
+        "Repository" => &[
+            ("Integrity", ".status.integrity", "boolean"),
+            ("Snapshot-Count", ".status.snapshotCount", "integer"),
+            ("Size", ".status.size", "string"),
+            ("Phase", ".status.phase", "string"),
+            ("Last-Successful-Backup", ".status.lastBackupTime", "date"),
+            AGE,
+        ],
+        "RetentionPolicy" => &[
+            ("Max-Retention-Period", ".spec.maxRetentionPeriod", "string"),
+            ("Default", ".spec.default", "boolean"),
+            AGE,
+        ],
+        "Snapshot" => &[
+            ("Repository", ".spec.repository", "string"),
+            ("Session", ".spec.session", "string"),
+            ("Snapshot-Time", ".status.snapshotTime", "string"),
+            ("Deletion-Policy", ".spec.deletionPolicy", "string"),
+            ("Phase", ".status.phase", "string"),
+            AGE,
+        ],
+        "BackupConfiguration" => &[
+            ("Phase", ".status.phase", "string"),
+            ("Paused", ".spec.paused", "boolean"),
+            AGE,
+        ],
+        "BackupSession" => &[
+            ("Invoker-Type", ".spec.invoker.kind", "string"),
+            ("Invoker-Name", ".spec.invoker.name", "string"),
+            ("Phase", ".status.phase", "string"),
+            ("Duration", ".status.duration", "string"),
+            AGE,
+        ],
+        "RestoreSession" => &[
+            ("Repository", ".spec.dataSource.repository", "string"),
+            ("Phase", ".status.phase", "string"),
+            ("Duration", ".status.duration", "string"),
+            AGE,
+        ],
+        "HookTemplate" => &[("Executor", ".spec.executor.type", "string"), AGE],
+        "AppBinding" => &[
+            ("Type", ".spec.type", "string"),
+            ("Version", ".spec.version", "string"),
+            AGE,
+        ],
+        "Secret" => &[("Type", ".type", "string"), ("Data", "#data", "integer"), AGE],
+        _ => &[AGE],
+    }
+}
+
 /// Resolve a name a user typed (kind, plural, singular, short name, optionally `.group`).
 pub fn lookup(name: &str) -> Option<&'static ResourceType> {
     ALL.iter().find(|t| t.matches(name))

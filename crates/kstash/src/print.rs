@@ -2,8 +2,7 @@
 //! redaction of Secret data.
 
 use jiff::Timestamp;
-use kstash_api::crd;
-use kstash_api::meta::ResourceType;
+use kstash_api::meta::{self, ResourceType};
 use serde_json::Value;
 
 /// Replace every value of a Secret's `data`/`stringData` by a redaction marker (keys are kept).
@@ -59,48 +58,19 @@ fn cell(v: Option<&Value>, type_: &str, now: Timestamp) -> String {
     }
 }
 
-/// Columns of a kind: `(header, jsonPath, type, wide-only)`.
-fn columns(rt: &ResourceType) -> Vec<(String, String, String, bool)> {
-    match rt.kind {
-        "Secret" => vec![
-            ("TYPE".into(), ".type".into(), "string".into(), false),
-            ("DATA".into(), "#data".into(), "integer".into(), false),
-            (
-                "AGE".into(),
-                ".metadata.creationTimestamp".into(),
-                "date".into(),
-                false,
-            ),
-        ],
-        "Namespace" => vec![(
-            "AGE".into(),
-            ".metadata.creationTimestamp".into(),
-            "date".into(),
-            false,
-        )],
-        _ => crd::all()
-            .into_iter()
-            .find(|c| c.spec.names.kind == rt.kind)
-            .and_then(|c| c.spec.versions.into_iter().next())
-            .and_then(|v| v.additional_printer_columns)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| {
-                (
-                    c.name.to_uppercase(),
-                    c.json_path,
-                    c.type_,
-                    c.priority.unwrap_or(0) > 0,
-                )
-            })
-            .collect(),
-    }
+/// Columns of a kind: `(HEADER, jsonPath, type)`.
+fn columns(rt: &ResourceType) -> Vec<(String, &'static str, &'static str)> {
+    meta::print_columns(rt.kind)
+        .iter()
+        .map(|(n, p, t)| (n.to_uppercase(), *p, *t))
+        .collect()
 }
 
 /// Render objects of one kind as a table.
 pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: bool) -> String {
     let now = Timestamp::now();
-    let cols: Vec<_> = columns(rt).into_iter().filter(|c| wide || !c.3).collect();
+    let _ = wide; // no kind declares wide-only (priority > 0) columns
+    let cols = columns(rt);
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut header = Vec::new();
     if with_namespace && rt.namespaced {
@@ -125,8 +95,8 @@ pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: b
                 .unwrap_or("")
                 .to_string(),
         );
-        for (_, path, type_, _) in &cols {
-            if path == "#data" {
+        for (_, path, type_) in &cols {
+            if *path == "#data" {
                 row.push(
                     o.get("data")
                         .and_then(Value::as_object)
