@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::gojson::GoTime;
 use crate::id::Id;
 use crate::index::{BlobType, IndexFile, MAX_BLOBS_PER_INDEX_FILE};
+use crate::lock::{self, LockOptions};
 use crate::pack::{self, DEFAULT_PACK_SIZE, EncodedBlob, FinishedPack, PackWriter};
 use crate::repository::Repository;
 use crate::snapshot::{Snapshot, SnapshotSummary};
@@ -93,6 +94,8 @@ pub struct StreamBackupOptions {
     pub uploaders: usize,
     /// Size of each read from the stream.
     pub read_size: usize,
+    /// The shared lock held for the whole backup (`None`: the caller takes care of locking).
+    pub lock: Option<LockOptions>,
 }
 
 impl Default for StreamBackupOptions {
@@ -107,6 +110,7 @@ impl Default for StreamBackupOptions {
             workers: 0,
             uploaders: 2,
             read_size: 1024 * 1024,
+            lock: Some(LockOptions::default()),
         }
     }
 }
@@ -247,6 +251,15 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
             options.filename
         )));
     }
+    let repo_lock = match &options.lock {
+        Some(lock_options) => {
+            let held = lock::acquire(repo, false, lock_options)?;
+            // Packs a prune removed before we held the lock must not be deduplicated against.
+            repo.refresh_index()?;
+            Some(held)
+        }
+        None => None,
+    };
     let time = options.time.unwrap_or_else(GoTime::now);
     let workers = if options.workers == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
@@ -389,6 +402,10 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
         total_bytes_processed: bytes_read,
         ..Default::default()
     });
+    if let Some(held) = &repo_lock {
+        // A prune may have run if others took our lock for stale: do not reference its victims.
+        held.check()?;
+    }
     let snapshot_id = repo.save_snapshot(&sn)?;
     let summary = StreamBackupSummary {
         snapshot_id,
@@ -746,6 +763,35 @@ mod tests {
         for (name, _) in be.list(FileType::Pack).unwrap() {
             assert!(reopened.index().has_pack(&name.parse().unwrap()));
         }
+    }
+
+    #[test]
+    fn backup_holds_a_shared_lock_and_respects_exclusive_ones() {
+        let (be, repo) = test_repo(2);
+        let quick = crate::lock::LockOptions {
+            settle: Duration::from_millis(5),
+            ..Default::default()
+        };
+        let exclusive = crate::lock::acquire(&repo, true, &quick).unwrap();
+        let opts = StreamBackupOptions {
+            lock: Some(quick.clone()),
+            ..small()
+        };
+        let err = backup_stream(&repo, &b"x"[..], &opts).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert!(be.list(FileType::Snapshot).unwrap().is_empty());
+        // No lock: the caller's business (it may hold the exclusive lock itself).
+        let unlocked = StreamBackupOptions {
+            lock: None,
+            ..small()
+        };
+        backup_stream(&repo, &b"x"[..], &unlocked).unwrap();
+        drop(exclusive);
+        backup_stream(&repo, &b"y"[..], &opts).unwrap();
+        assert!(
+            be.list(FileType::Lock).unwrap().is_empty(),
+            "the lock is gone afterwards"
+        );
     }
 
     #[test]

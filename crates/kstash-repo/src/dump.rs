@@ -6,6 +6,7 @@ use std::sync::mpsc::sync_channel;
 
 use crate::error::{Error, Result};
 use crate::index::BlobType;
+use crate::lock::{self, LockOptions};
 use crate::repository::Repository;
 use crate::snapshot::SnapshotEntry;
 use crate::tree::{Node, NodeType};
@@ -77,8 +78,44 @@ pub fn dump_node<W: Write>(repo: &Repository, node: &Node, mut out: W) -> Result
     Ok(written)
 }
 
-/// Write the file at `path` of snapshot `spec` (id, id prefix or `latest`) to `out`.
+/// Options of [`dump_file_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpOptions {
+    /// Hold a shared lock while reading (`None`: no lock, like restic's `--no-lock`).
+    pub lock: Option<LockOptions>,
+}
+
+impl Default for DumpOptions {
+    fn default() -> Self {
+        DumpOptions {
+            lock: Some(LockOptions::default()),
+        }
+    }
+}
+
+/// Write the file at `path` of snapshot `spec` (id, id prefix or `latest`) to `out`, holding a
+/// shared lock (failing at once if the repository is locked exclusively).
 pub fn dump_file<W: Write>(repo: &Repository, spec: &str, path: &str, out: W) -> Result<u64> {
+    dump_file_with(repo, spec, path, out, &DumpOptions::default())
+}
+
+/// [`dump_file`] with options.
+pub fn dump_file_with<W: Write>(
+    repo: &Repository,
+    spec: &str,
+    path: &str,
+    out: W,
+    options: &DumpOptions,
+) -> Result<u64> {
+    let _lock = match &options.lock {
+        Some(lock_options) => {
+            let lock = lock::acquire(repo, false, lock_options)?;
+            // Whatever changed before we held the lock (a prune, say) is now visible.
+            repo.refresh_index()?;
+            Some(lock)
+        }
+        None => None,
+    };
     let sn = repo.find_snapshot(spec)?;
     let node = find_node(repo, &sn, path)?;
     if node.node_type != NodeType::File {

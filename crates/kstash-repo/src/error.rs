@@ -143,6 +143,17 @@ pub enum Error {
     /// Key management refused (e.g. removing the key in use).
     #[error("{0}")]
     Key(String),
+    /// A conflicting lock is held by another process.
+    #[error("{}", crate::lock::locked_message(.holder, .waited))]
+    Locked {
+        /// The lock in the way.
+        holder: Box<crate::lock::LockInfo>,
+        /// How long we waited for it to go away.
+        waited: std::time::Duration,
+    },
+    /// Our lock could not be kept fresh, so others may have taken it for stale.
+    #[error("repository lock lost: {0}")]
+    LockLost(String),
     /// Invalid argument or option.
     #[error("invalid argument: {0}")]
     Invalid(String),

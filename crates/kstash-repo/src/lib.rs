@@ -13,6 +13,7 @@ pub mod host;
 pub mod id;
 pub mod index;
 pub mod keys;
+pub mod lock;
 pub mod pack;
 pub mod repository;
 pub mod snapshot;
@@ -20,9 +21,13 @@ pub mod tree;
 
 pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};
 pub use backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream};
-pub use dump::dump_file;
+pub use dump::{DumpOptions, dump_file, dump_file_with};
 pub use error::{Error, Result};
 pub use id::Id;
 pub use index::BlobType;
+pub use lock::{
+    LockInfo, LockOptions, RepoLock, acquire_exclusive, acquire_shared, list_locks, remove_all_locks,
+    remove_stale_locks,
+};
 pub use repository::{InitOptions, Repository};
 pub use snapshot::{Snapshot, SnapshotEntry};

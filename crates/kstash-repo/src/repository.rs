@@ -1,7 +1,8 @@
 //! An open repository: backend + master key + config + in-memory index. `init`, `open`, key
 //! management, unpacked files (`0x02 ‖ zstd(JSON)` in v2), blobs, trees and snapshots.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,6 +51,8 @@ pub struct Repository {
     key_id: Id,
     config: Config,
     index: RwLock<Index>,
+    /// The index files the in-memory index was built from.
+    index_files: Mutex<BTreeSet<Id>>,
     compression_level: i32,
 }
 
@@ -95,6 +98,7 @@ impl Repository {
             key_id,
             config,
             index: RwLock::new(Index::new()),
+            index_files: Mutex::new(BTreeSet::new()),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
         })
     }
@@ -150,6 +154,7 @@ impl Repository {
             key_id,
             config,
             index: RwLock::new(Index::new()),
+            index_files: Mutex::new(BTreeSet::new()),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
         };
         repo.load_index()?;
@@ -160,14 +165,52 @@ impl Repository {
     /// (Re)load every index file into memory.
     pub fn load_index(&self) -> Result<()> {
         let mut idx = Index::new();
-        for (name, _) in self.backend.list(FileType::Index)? {
-            let Ok(id) = name.parse::<Id>() else { continue };
+        let mut files = BTreeSet::new();
+        for id in self.list_index_files()? {
             let file: IndexFile = self.load_json(FileType::Index, &id)?;
             idx.add_file(&file);
+            files.insert(id);
         }
         tracing::debug!(packs = idx.pack_count(), blobs = idx.len(), "loaded index");
         *self.index_mut() = idx;
+        *self.index_files.lock().unwrap_or_else(|p| p.into_inner()) = files;
         Ok(())
+    }
+
+    /// Bring the in-memory index up to date with the index files in storage, e.g. after taking
+    /// a lock: new files are added; if a file that was loaded is gone (prune or index rebuild
+    /// ran), everything is reloaded so no blob of a deleted pack stays known. Returns whether
+    /// anything changed.
+    pub fn refresh_index(&self) -> Result<bool> {
+        let now: BTreeSet<Id> = self.list_index_files()?.into_iter().collect();
+        let known = self.index_files.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !known.is_subset(&now) {
+            tracing::debug!("index files were removed; reloading the whole index");
+            self.load_index()?;
+            return Ok(true);
+        }
+        let new: Vec<Id> = now.difference(&known).copied().collect();
+        for id in &new {
+            let file: IndexFile = self.load_json(FileType::Index, id)?;
+            self.index_mut().add_file(&file);
+            self.index_files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*id);
+        }
+        if !new.is_empty() {
+            tracing::debug!(files = new.len(), "loaded new index files");
+        }
+        Ok(!new.is_empty())
+    }
+
+    fn list_index_files(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .backend
+            .list(FileType::Index)?
+            .into_iter()
+            .filter_map(|(name, _)| name.parse::<Id>().ok())
+            .collect())
     }
 
     /// The backend.
@@ -280,19 +323,18 @@ impl Repository {
 
     /// Store an unpacked file from its plaintext (JSON).
     pub fn save_unpacked(&self, t: FileType, plain: &[u8]) -> Result<Id> {
-        let enc = if self.compression() && t != FileType::Config {
-            let z = zstd::bulk::compress(plain, self.compression_level)
-                .map_err(|e| Error::Internal(format!("zstd compression failed: {e}")))?;
-            let mut v = Vec::with_capacity(z.len() + 1);
-            v.push(2u8);
-            v.extend_from_slice(&z);
-            self.key.encrypt(&v)
-        } else {
-            self.key.encrypt(plain)
-        };
+        let level = (t != FileType::Config)
+            .then(|| self.unpacked_compression())
+            .flatten();
+        let enc = seal_unpacked(&self.key, level, plain)?;
         let id = Id::hash(&enc);
         self.backend.write(t, &id.to_hex(), &enc)?;
         Ok(id)
+    }
+
+    /// The zstd level for unpacked files (index, snapshots, locks): `None` in v1 repositories.
+    pub fn unpacked_compression(&self) -> Option<i32> {
+        self.compression().then_some(self.compression_level)
     }
 
     /// Load, verify (name = SHA-256 of the bytes), decrypt and decode an unpacked file.
@@ -432,6 +474,22 @@ impl Repository {
     }
 }
 
+/// An unpacked file as stored: `0x02 ‖ zstd(plain)` when `level` is given (v2), else `plain`;
+/// then encrypted with `key`. The file's name is the SHA-256 of the result.
+pub fn seal_unpacked(key: &Key, level: Option<i32>, plain: &[u8]) -> Result<Vec<u8>> {
+    Ok(match level {
+        Some(level) => {
+            let z = zstd::bulk::compress(plain, level)
+                .map_err(|e| Error::Internal(format!("zstd compression failed: {e}")))?;
+            let mut v = Vec::with_capacity(z.len() + 1);
+            v.push(2u8);
+            v.extend_from_slice(&z);
+            key.encrypt(&v)
+        }
+        None => key.encrypt(plain),
+    })
+}
+
 /// Decode an unpacked file's plaintext: `0x02 ‖ zstd(JSON)`, or plain JSON (`{`/`[`).
 pub fn decode_unpacked(plain: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     match plain.first() {
@@ -532,6 +590,35 @@ mod tests {
             assert!(matches!(err, Error::HashMismatch { .. }), "{err}");
             assert!(err.to_string().contains(&format!("snapshots/{id}")), "{err}");
         }
+    }
+
+    #[test]
+    fn refresh_index_adds_new_files_and_reloads_after_removals() {
+        let be: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let writer = Repository::init(be.clone(), "pw", fast()).unwrap();
+        let reader = Repository::open(be.clone(), "pw").unwrap();
+        assert!(!reader.refresh_index().unwrap());
+        let blob = |n: u8| PackedBlob {
+            id: Id::hash(&[n]),
+            blob_type: BlobType::Data,
+            offset: 0,
+            length: 10,
+            uncompressed_length: None,
+        };
+        let mut file = IndexFile::default();
+        file.add_pack(Id::hash(b"pack1"), &[blob(1)]);
+        let first = writer.save_json(FileType::Index, &file).unwrap();
+        assert!(reader.refresh_index().unwrap());
+        assert!(reader.index().contains(BlobType::Data, &Id::hash(&[1])));
+        assert!(!reader.refresh_index().unwrap(), "nothing new");
+        // A prune replaces the file: the blob of the deleted pack is forgotten.
+        let mut file = IndexFile::default();
+        file.add_pack(Id::hash(b"pack2"), &[blob(2)]);
+        writer.save_json(FileType::Index, &file).unwrap();
+        be.remove(FileType::Index, &first.to_hex()).unwrap();
+        assert!(reader.refresh_index().unwrap());
+        assert!(!reader.index().contains(BlobType::Data, &Id::hash(&[1])));
+        assert!(reader.index().contains(BlobType::Data, &Id::hash(&[2])));
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! `kstash repo …`: a restic-like command line over the engine (init, stream backup, snapshots,
-//! dump, keys), so users and tests can work on repositories directly. Local directories for now.
+//! dump, keys, unlock), so users and tests can work on repositories directly. Local directories
+//! for now. Commands lock the repository as restic's do (restic-compatible lock files).
 
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, ExitCode, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use kstash_repo::keys::KdfParams;
-use kstash_repo::{InitOptions, LocalBackend, Repository, StreamBackupOptions, backup_stream, dump_file};
+use kstash_repo::lock::{self, LockOptions, RepoLock};
+use kstash_repo::{
+    DumpOptions, InitOptions, LocalBackend, Repository, StreamBackupOptions, backup_stream, dump_file_with,
+};
 use serde_json::json;
 
 /// Where the repository is and how to unlock it.
@@ -24,6 +29,13 @@ pub struct RepoArgs {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Do not lock the repository for reading (snapshots, dump, key list); writers always lock.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
+    /// How long to wait for a conflicting lock to go away, e.g. `30s`, `5m`, `1h` (default 0:
+    /// fail at once, as restic 0.14 does).
+    #[arg(long, global = true, alias = "retry-lock", value_name = "DURATION", value_parser = parse_duration, default_value = "0")]
+    pub lock_wait: Duration,
     #[command(subcommand)]
     pub command: RepoCommand,
 }
@@ -50,6 +62,12 @@ pub enum RepoCommand {
     /// Manage the keys (passwords) of the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Remove stale locks (left by processes that died), or all locks with `--remove-all`.
+    Unlock {
+        /// Remove every lock, even those of running processes.
+        #[arg(long)]
+        remove_all: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +146,50 @@ fn location(args: &RepoArgs) -> Result<PathBuf> {
     Ok(PathBuf::from(repo.strip_prefix("local:").unwrap_or(&repo)))
 }
 
+/// A Go-style duration: `0`, `90s`, `5m`, `1h30m`, `500ms` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration '{text}' (examples: 0, 30s, 5m, 1h30m)");
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let one = match &rest[..unit] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        total += one
+            .checked_mul(u32::try_from(n).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
+        rest = &rest[unit..];
+    }
+    Ok(total)
+}
+
+/// Lock options from the command line.
+fn lock_options(args: &RepoArgs) -> LockOptions {
+    LockOptions::waiting(args.lock_wait)
+}
+
+/// A shared lock for a reading command, unless `--no-lock`.
+fn read_lock(args: &RepoArgs, repo: &Repository) -> Result<Option<RepoLock>> {
+    if args.no_lock {
+        return Ok(None);
+    }
+    let held = lock::acquire(repo, false, &lock_options(args))?;
+    repo.refresh_index()?;
+    Ok(Some(held))
+}
+
 fn open(args: &RepoArgs) -> Result<Repository> {
     let dir = location(args)?;
     let repo = Repository::open(Arc::new(LocalBackend::new(&dir)), &password(args)?)
@@ -163,6 +225,7 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
         RepoCommand::Backup(b) => return backup(&args, b),
         RepoCommand::Snapshots => {
             let repo = open(&args)?;
+            let _lock = read_lock(&args, &repo)?;
             let mut list = repo.list_snapshots()?;
             list.sort_by_key(|s| s.snapshot.time.timestamp);
             if args.json {
@@ -202,11 +265,28 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
             let repo = open(&args)?;
             let stdout = std::io::stdout().lock();
             let mut out = BufWriter::with_capacity(1 << 20, stdout);
-            dump_file(&repo, snapshot, path, &mut out)
+            let options = DumpOptions {
+                lock: (!args.no_lock).then(|| lock_options(&args)),
+            };
+            dump_file_with(&repo, snapshot, path, &mut out, &options)
                 .with_context(|| format!("dumping {path} from {snapshot}"))?;
             out.flush()?;
         }
         RepoCommand::Key(k) => key(&args, k)?,
+        RepoCommand::Unlock { remove_all } => {
+            let repo = open(&args)?;
+            let removed = if *remove_all {
+                lock::remove_all_locks(&repo)?
+            } else {
+                lock::remove_stale_locks(&repo)?
+            };
+            if args.json {
+                let ids: Vec<String> = removed.iter().map(|id| id.to_string()).collect();
+                outln!("{}", json!({"message_type": "unlock", "removed": ids}));
+            } else {
+                outln!("successfully removed {} locks", removed.len());
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -243,6 +323,8 @@ fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
     let mut options = StreamBackupOptions::named(&b.stdin_filename);
     options.tags = b.tags.clone();
     options.hostname = b.host.clone();
+    // Backups always lock (as restic's do), `--no-lock` notwithstanding.
+    options.lock = Some(lock_options(args));
     let summary = if b.stdin {
         backup_stream(&repo, std::io::stdin(), &options)?
     } else {
@@ -286,6 +368,14 @@ fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
 
 fn key(args: &RepoArgs, k: &KeyCommand) -> Result<()> {
     let mut repo = open(args)?;
+    // As restic: listing and adding take a shared lock, removing and changing an exclusive one.
+    let _lock = match k {
+        KeyCommand::List => read_lock(args, &repo)?,
+        KeyCommand::Add { .. } => Some(lock::acquire(&repo, false, &lock_options(args))?),
+        KeyCommand::Remove { .. } | KeyCommand::Passwd { .. } => {
+            Some(lock::acquire(&repo, true, &lock_options(args))?)
+        }
+    };
     match k {
         KeyCommand::List => {
             let keys = repo.list_keys()?;
@@ -337,4 +427,21 @@ fn key(args: &RepoArgs, k: &KeyCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("").is_err() || parse_duration("") == Ok(Duration::ZERO));
+    }
 }

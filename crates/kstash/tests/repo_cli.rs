@@ -189,3 +189,156 @@ fn keys_can_be_added_used_and_removed() {
         "restic opens the repository with the remaining key"
     );
 }
+
+/// `restic key passwd` takes an exclusive lock, then waits for the new password on stdin (held
+/// open here): a real restic exclusive lock for as long as the test needs it. Killed on drop.
+struct ResticHolder {
+    child: Option<std::process::Child>,
+}
+
+impl ResticHolder {
+    fn start(repo: &Path) -> ResticHolder {
+        let child = Command::new("restic")
+            .arg("-r")
+            .arg(repo)
+            .args(["--no-cache", "key", "passwd"])
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let holder = ResticHolder { child: Some(child) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lock_files(repo).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "restic never locked");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        holder
+    }
+
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(std::process::Child::id)
+            .unwrap_or_default()
+    }
+
+    /// An empty password: restic gives up and removes its lock.
+    fn finish(mut self) {
+        let mut child = self.child.take().unwrap();
+        drop(child.stdin.take());
+        child.wait().unwrap();
+    }
+
+    /// SIGKILL: the lock stays behind with a dead PID.
+    fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ResticHolder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Lock files (not restic's temporary files).
+fn lock_files(repo: &Path) -> Vec<String> {
+    std::fs::read_dir(repo.join("locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64)
+        .collect()
+}
+
+fn kstash_stdin(repo: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kstash"))
+        .arg("repo")
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("KSTASH_PASSWORD", PASSWORD)
+        .env_remove("RESTIC_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input).unwrap();
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn restic_locks_block_wait_and_unlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(kstash(&repo, &["init"], PASSWORD));
+
+    // A live restic exclusive lock: backup fails at once, naming restic's process.
+    let holder = ResticHolder::start(&repo);
+    let pid = holder.pid();
+    let out = kstash_stdin(&repo, &["backup", "--stdin"], b"data\n");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "repository is already locked exclusively by PID {pid} on host"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("kstash repo unlock"), "{stderr}");
+    // Readers too, unless --no-lock.
+    assert_eq!(kstash(&repo, &["snapshots"], PASSWORD).status.code(), Some(1));
+    ok(kstash(&repo, &["snapshots", "--no-lock"], PASSWORD));
+    // `unlock` leaves a live lock alone.
+    assert_eq!(
+        ok(kstash(&repo, &["unlock"], PASSWORD)).trim(),
+        "successfully removed 0 locks"
+    );
+    assert_eq!(lock_files(&repo).len(), 1);
+
+    // --lock-wait: restic finishes while we wait.
+    let waiter = std::thread::spawn({
+        let repo = repo.clone();
+        move || kstash_stdin(&repo, &["backup", "--stdin", "--lock-wait", "1m"], b"waited\n")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    holder.finish();
+    let out = waiter.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(lock_files(&repo).is_empty());
+
+    // A killed restic: its lock is stale (dead PID on this host), so it does not block, and
+    // `unlock` removes it.
+    ResticHolder::start(&repo).kill();
+    assert_eq!(lock_files(&repo).len(), 1);
+    ok(kstash_stdin(&repo, &["backup", "--stdin"], b"after the kill\n"));
+    assert_eq!(
+        ok(kstash(&repo, &["unlock"], PASSWORD)).trim(),
+        "successfully removed 1 locks"
+    );
+    assert!(lock_files(&repo).is_empty());
+
+    // --remove-all removes a live lock too.
+    let holder = ResticHolder::start(&repo);
+    assert_eq!(
+        ok(kstash(&repo, &["unlock", "--remove-all"], PASSWORD)).trim(),
+        "successfully removed 1 locks"
+    );
+    assert!(lock_files(&repo).is_empty());
+    // (Killed: a restic whose lock file vanished retries removing it for minutes.)
+    holder.kill();
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(kstash(&repo, &["snapshots", "--json"], PASSWORD))).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    restic(&repo, &["check"]);
+}
