@@ -5,167 +5,30 @@
 //! A real restic exclusive lock is held deterministically by `restic key passwd`: it takes an
 //! exclusive lock, then waits for the new password on standard input, which the test holds open.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kstash_repo::backup_stream::{StreamBackupOptions, backup_stream};
 use kstash_repo::gojson::GoTime;
-use kstash_repo::keys::KdfParams;
 use kstash_repo::lock::{self, LockFile, LockOptions};
-use kstash_repo::{Backend, Error, FileType, Id, InitOptions, LocalBackend, Repository};
+use kstash_repo::{Error, FileType, Id, Repository};
+use kstash_testsupport::ResticLockHolder;
 
-const PW: &str = "correct horse battery staple";
-
-fn restic_available() -> bool {
-    let ok = Command::new("restic")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIPPED: the `restic` binary is not on PATH; lock tests need restic 0.14+");
-    }
-    ok
-}
-
-fn restic_cmd(repo: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("restic");
-    cmd.arg("-r").arg(repo).arg("--no-cache").args(args);
-    cmd.env("RESTIC_PASSWORD", PW)
-        .env_remove("RESTIC_REPOSITORY")
-        .env_remove("RESTIC_PASSWORD_FILE");
-    cmd
-}
+mod common;
+use common::{PW, TestRepo, restic_available};
 
 fn restic(repo: &Path, args: &[&str]) -> Output {
-    restic_cmd(repo, args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run restic")
+    common::restic(repo, PW, args, None)
 }
 
 fn restic_ok(repo: &Path, args: &[&str]) -> String {
-    let out = restic(repo, args);
-    assert!(
-        out.status.success(),
-        "restic {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-struct TestRepo {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl TestRepo {
-    fn new() -> TestRepo {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("repo");
-        TestRepo { _dir: dir, path }
-    }
-
-    fn backend(&self) -> Arc<dyn Backend> {
-        Arc::new(LocalBackend::new(&self.path))
-    }
-
-    fn init(&self) -> Repository {
-        let opts = InitOptions {
-            kdf: KdfParams::insecure_fast(),
-            ..Default::default()
-        };
-        Repository::init(self.backend(), PW, opts).unwrap()
-    }
-
-    fn lock_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .backend()
-            .list(FileType::Lock)
-            .unwrap()
-            .into_iter()
-            .map(|(n, _)| n)
-            .filter(|n| n.parse::<Id>().is_ok()) // not restic's `<id>-tmp-…` files
-            .collect();
-        names.sort();
-        names
-    }
+    String::from_utf8(common::restic_ok(repo, PW, args, None)).unwrap()
 }
 
 fn small_backup(repo: &Repository) -> kstash_repo::Result<kstash_repo::StreamBackupSummary> {
     let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
     backup_stream(repo, &data[..], &StreamBackupOptions::named("dumpfile.sql"))
-}
-
-/// `restic key passwd` holding an exclusive lock while it waits for a password on stdin.
-/// Killed on drop, so a failing test leaves no restic process behind.
-struct ResticHolder {
-    child: Option<Child>,
-    lock_id: String,
-}
-
-impl ResticHolder {
-    fn start(t: &TestRepo) -> ResticHolder {
-        let before = t.lock_names();
-        let child = restic_cmd(&t.path, &["key", "passwd"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run restic");
-        let mut holder = ResticHolder {
-            child: Some(child),
-            lock_id: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let new: Vec<String> = t
-                .lock_names()
-                .into_iter()
-                .filter(|n| !before.contains(n))
-                .collect();
-            if let [id] = new.as_slice() {
-                holder.lock_id = id.clone();
-                return holder;
-            }
-            assert!(Instant::now() < deadline, "restic never wrote its lock file");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or_default()
-    }
-
-    /// Give restic an empty password: it fails and removes its lock, as a finishing process does.
-    fn finish(mut self) {
-        let mut child = self.child.take().unwrap();
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("empty password"), "{stderr}");
-    }
-
-    /// SIGKILL: the lock file stays behind with a dead PID.
-    fn kill(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ResticHolder {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[test]
@@ -224,7 +87,7 @@ fn a_restic_exclusive_lock_blocks_kstash_until_released_or_its_process_dies() {
     let repo = Repository::open(t.backend(), PW).unwrap();
 
     // Fail fast (the default), naming restic's process.
-    let holder = ResticHolder::start(&t);
+    let holder = ResticLockHolder::start(&t.path, PW).unwrap();
     let err = small_backup(&repo).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err}");
     let msg = err.to_string();
@@ -235,7 +98,10 @@ fn a_restic_exclusive_lock_blocks_kstash_until_released_or_its_process_dies() {
         )),
         "{msg}"
     );
-    assert!(msg.contains(&format!("(lock {})", &holder.lock_id[..8])), "{msg}");
+    assert!(
+        msg.contains(&format!("(lock {})", &holder.lock_id()[..8])),
+        "{msg}"
+    );
     assert!(msg.contains("kstash repo unlock"), "{msg}");
     assert!(matches!(
         kstash_repo::dump_file(&repo, "latest", "/x", std::io::sink()),
@@ -243,7 +109,7 @@ fn a_restic_exclusive_lock_blocks_kstash_until_released_or_its_process_dies() {
     ));
     assert_eq!(
         t.lock_names(),
-        vec![holder.lock_id.clone()],
+        vec![holder.lock_id().to_string()],
         "we left nothing behind"
     );
 
@@ -260,7 +126,8 @@ fn a_restic_exclusive_lock_blocks_kstash_until_released_or_its_process_dies() {
     let summary = std::thread::scope(|s| {
         s.spawn(|| {
             std::thread::sleep(Duration::from_millis(800));
-            holder.finish();
+            let stderr = holder.finish();
+            assert!(stderr.contains("empty password"), "{stderr}");
         });
         backup_stream(&repo, &b"waited for the lock\n"[..], &options).unwrap()
     });
@@ -269,8 +136,8 @@ fn a_restic_exclusive_lock_blocks_kstash_until_released_or_its_process_dies() {
 
     // A restic process killed while holding its lock: the lock stays, but its PID is dead on
     // this host, so it is stale and does not block us.
-    let holder = ResticHolder::start(&t);
-    let restic_lock = holder.lock_id.clone();
+    let holder = ResticLockHolder::start(&t.path, PW).unwrap();
+    let restic_lock = holder.lock_id().to_string();
     holder.kill();
     assert_eq!(t.lock_names(), vec![restic_lock.clone()]);
     let listed = lock::list_locks(&repo).unwrap();

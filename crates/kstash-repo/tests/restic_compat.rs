@@ -3,66 +3,15 @@
 //! only when `restic` is not installed.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+use std::path::Path;
 
 use kstash_repo::backup_stream::{StreamBackupOptions, backup_stream};
 use kstash_repo::keys::KdfParams;
 use kstash_repo::{Backend, Error, FileType, InitOptions, LocalBackend, Repository, dump_file};
 use sha2::{Digest, Sha256};
 
-const PW: &str = "correct horse battery staple";
-
-fn restic_available() -> bool {
-    let ok = Command::new("restic")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIPPED: the `restic` binary is not on PATH; cross-tool tests need restic 0.14+");
-    }
-    ok
-}
-
-fn restic(repo: &Path, password: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut cmd = Command::new("restic");
-    cmd.arg("-r").arg(repo).arg("--no-cache").args(args);
-    cmd.env("RESTIC_PASSWORD", password)
-        .env_remove("RESTIC_REPOSITORY")
-        .env_remove("RESTIC_PASSWORD_FILE");
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run restic");
-    let writer = stdin.map(|data| {
-        let mut pipe = child.stdin.take().unwrap();
-        let data = data.to_vec();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        })
-    });
-    let out = child.wait_with_output().expect("wait for restic");
-    if let Some(w) = writer {
-        w.join().unwrap();
-    }
-    out
-}
-
-fn restic_ok(repo: &Path, password: &str, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
-    let out = restic(repo, password, args, stdin);
-    assert!(
-        out.status.success(),
-        "restic {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out.stdout
-}
+mod common;
+use common::{PW, TestRepo, restic, restic_available, restic_ok};
 
 fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -95,43 +44,6 @@ fn dump_text(n: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(n);
     out
-}
-
-struct TestRepo {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl TestRepo {
-    fn new() -> TestRepo {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("repo");
-        TestRepo { _dir: dir, path }
-    }
-
-    fn backend(&self) -> Arc<dyn Backend> {
-        Arc::new(LocalBackend::new(&self.path))
-    }
-
-    fn init(&self) -> Repository {
-        let opts = InitOptions {
-            kdf: KdfParams::insecure_fast(),
-            ..Default::default()
-        };
-        Repository::init(self.backend(), PW, opts).unwrap()
-    }
-
-    fn open(&self) -> Repository {
-        Repository::open(self.backend(), PW).unwrap()
-    }
-
-    fn restic(&self, args: &[&str]) -> Vec<u8> {
-        restic_ok(&self.path, PW, args, None)
-    }
-
-    fn snapshots_json(&self) -> Vec<serde_json::Value> {
-        serde_json::from_slice(&self.restic(&["snapshots", "--json"])).unwrap()
-    }
 }
 
 #[test]

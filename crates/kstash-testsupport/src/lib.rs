@@ -41,7 +41,7 @@ pub use postgres::Postgres;
 pub use pushgateway::Pushgateway;
 pub use redis::{Redis, Resp};
 pub use rest::ResticRest;
-pub use restic::{Restic, restic_binary};
+pub use restic::{Restic, ResticLockHolder, lock_file_names, restic_binary};
 pub use s3::SeaweedS3;
 pub use zookeeper::ZooKeeper;
 

@@ -63,3 +63,101 @@ impl Restic {
         cmd.output().context(|| format!("starting `{}`", describe(&cmd)))
     }
 }
+
+/// A real restic **exclusive** lock, held for as long as a test needs it: `restic key passwd`
+/// takes an exclusive lock, then waits for the new password on standard input, which this
+/// holder keeps open. Killed on drop, so a failing test leaves no restic process behind.
+#[derive(Debug)]
+pub struct ResticLockHolder {
+    child: Option<std::process::Child>,
+    lock_id: String,
+}
+
+/// Names of the lock files in a local repository (restic's `<id>-tmp-…` files excluded).
+pub fn lock_file_names(repo: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo.join("locks"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+impl ResticLockHolder {
+    /// Start restic on the local repository `repo` and return once its lock file exists.
+    pub fn start(repo: &std::path::Path, password: &str) -> Result<Self> {
+        use std::process::Stdio;
+        use std::time::{Duration, Instant};
+        let before = lock_file_names(repo);
+        let mut cmd = Restic::new(repo.display().to_string(), password)?.command(&["key", "passwd"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().context(|| format!("starting `{}`", describe(&cmd)))?;
+        let mut holder = ResticLockHolder {
+            child: Some(child),
+            lock_id: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let new: Vec<String> = lock_file_names(repo)
+                .into_iter()
+                .filter(|n| !before.contains(n))
+                .collect();
+            if let [id] = new.as_slice() {
+                holder.lock_id = id.clone();
+                return Ok(holder);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "restic never wrote its lock file in {}",
+                repo.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// PID of the restic process holding the lock.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(std::process::Child::id)
+            .unwrap_or_default()
+    }
+
+    /// Id (file name) of restic's lock file.
+    pub fn lock_id(&self) -> &str {
+        &self.lock_id
+    }
+
+    /// Give restic an empty password: it gives up and removes its lock, as a finishing process
+    /// does. Returns restic's stderr.
+    pub fn finish(mut self) -> String {
+        let mut child = self.child.take().expect("holder still running");
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("waiting for restic");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// SIGKILL: the lock file stays behind with a dead PID.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ResticLockHolder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

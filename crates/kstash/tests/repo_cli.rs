@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use kstash_testsupport::{ResticLockHolder, lock_file_names};
+
 const PASSWORD: &str = "correct horse battery staple";
 
 fn kstash(repo: &Path, args: &[&str], password: &str) -> Output {
@@ -190,75 +192,6 @@ fn keys_can_be_added_used_and_removed() {
     );
 }
 
-/// `restic key passwd` takes an exclusive lock, then waits for the new password on stdin (held
-/// open here): a real restic exclusive lock for as long as the test needs it. Killed on drop.
-struct ResticHolder {
-    child: Option<std::process::Child>,
-}
-
-impl ResticHolder {
-    fn start(repo: &Path) -> ResticHolder {
-        let child = Command::new("restic")
-            .arg("-r")
-            .arg(repo)
-            .args(["--no-cache", "key", "passwd"])
-            .env("RESTIC_PASSWORD", PASSWORD)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let holder = ResticHolder { child: Some(child) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while lock_files(repo).is_empty() {
-            assert!(std::time::Instant::now() < deadline, "restic never locked");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        holder
-    }
-
-    fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(std::process::Child::id)
-            .unwrap_or_default()
-    }
-
-    /// An empty password: restic gives up and removes its lock.
-    fn finish(mut self) {
-        let mut child = self.child.take().unwrap();
-        drop(child.stdin.take());
-        child.wait().unwrap();
-    }
-
-    /// SIGKILL: the lock stays behind with a dead PID.
-    fn kill(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ResticHolder {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Lock files (not restic's temporary files).
-fn lock_files(repo: &Path) -> Vec<String> {
-    std::fs::read_dir(repo.join("locks"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.len() == 64)
-        .collect()
-}
-
 fn kstash_stdin(repo: &Path, args: &[&str], input: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kstash"))
         .arg("repo")
@@ -284,7 +217,7 @@ fn restic_locks_block_wait_and_unlock() {
     ok(kstash(&repo, &["init"], PASSWORD));
 
     // A live restic exclusive lock: backup fails at once, naming restic's process.
-    let holder = ResticHolder::start(&repo);
+    let holder = ResticLockHolder::start(&repo, PASSWORD).unwrap();
     let pid = holder.pid();
     let out = kstash_stdin(&repo, &["backup", "--stdin"], b"data\n");
     assert_eq!(out.status.code(), Some(1));
@@ -304,7 +237,7 @@ fn restic_locks_block_wait_and_unlock() {
         ok(kstash(&repo, &["unlock"], PASSWORD)).trim(),
         "successfully removed 0 locks"
     );
-    assert_eq!(lock_files(&repo).len(), 1);
+    assert_eq!(lock_file_names(&repo).len(), 1);
 
     // --lock-wait: restic finishes while we wait.
     let waiter = std::thread::spawn({
@@ -315,26 +248,26 @@ fn restic_locks_block_wait_and_unlock() {
     holder.finish();
     let out = waiter.join().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(lock_files(&repo).is_empty());
+    assert!(lock_file_names(&repo).is_empty());
 
     // A killed restic: its lock is stale (dead PID on this host), so it does not block, and
     // `unlock` removes it.
-    ResticHolder::start(&repo).kill();
-    assert_eq!(lock_files(&repo).len(), 1);
+    ResticLockHolder::start(&repo, PASSWORD).unwrap().kill();
+    assert_eq!(lock_file_names(&repo).len(), 1);
     ok(kstash_stdin(&repo, &["backup", "--stdin"], b"after the kill\n"));
     assert_eq!(
         ok(kstash(&repo, &["unlock"], PASSWORD)).trim(),
         "successfully removed 1 locks"
     );
-    assert!(lock_files(&repo).is_empty());
+    assert!(lock_file_names(&repo).is_empty());
 
     // --remove-all removes a live lock too.
-    let holder = ResticHolder::start(&repo);
+    let holder = ResticLockHolder::start(&repo, PASSWORD).unwrap();
     assert_eq!(
         ok(kstash(&repo, &["unlock", "--remove-all"], PASSWORD)).trim(),
         "successfully removed 1 locks"
     );
-    assert!(lock_files(&repo).is_empty());
+    assert!(lock_file_names(&repo).is_empty());
     // (Killed: a restic whose lock file vanished retries removing it for minutes.)
     holder.kill();
     let listed: serde_json::Value =
