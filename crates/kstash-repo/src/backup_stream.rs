@@ -2,9 +2,12 @@
 //! `restic backup --stdin --stdin-filename NAME` does, but through a parallel pipeline:
 //!
 //! ```text
-//! reader thread ─▶ chunker (calling thread) ─▶ N workers: SHA-256, dedup, zstd, encrypt
-//!     ─▶ packer thread ─▶ M uploader threads ─▶ index files ─▶ tree ─▶ snapshot
+//! reader thread ─▶ chunker (one per repository) ─▶ N workers: SHA-256, dedup, zstd, encrypt,
+//!     append to the open pack ─▶ M uploader threads ─▶ index files ─▶ tree ─▶ snapshot
 //! ```
+//!
+//! With several repositories (fan-out) the reader hands each buffer to every repository's
+//! chunker, so the stream is read once.
 //!
 //! Every queue is bounded, so memory is bounded by queue depths and the pack size, not by the
 //! input. Nothing is referenced by a snapshot until the stream has been read to its end without
@@ -12,20 +15,20 @@
 //! retry deduplicates against them and prune can reclaim them) and no snapshot is written.
 
 use std::io::{ErrorKind, Read};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::backend::FileType;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::gojson::GoTime;
 use crate::id::Id;
-use crate::index::{BlobType, IndexFile, MAX_BLOBS_PER_INDEX_FILE};
+use crate::index::BlobType;
 use crate::lock::{self, LockOptions};
-use crate::pack::{self, DEFAULT_PACK_SIZE, EncodedBlob, FinishedPack, PackWriter};
+use crate::pack::DEFAULT_PACK_SIZE;
 use crate::repository::Repository;
+use crate::saver::{Saver, SaverOptions, compressor, with_saver};
 use crate::snapshot::{Snapshot, SnapshotSummary};
 use crate::tree::{Node, Tree};
 
@@ -148,72 +151,8 @@ pub struct StreamBackupSummary {
     pub elapsed: Duration,
 }
 
-#[derive(Default)]
-struct Stats {
-    bytes_read: AtomicU64,
-    bytes_added: AtomicU64,
-    bytes_stored: AtomicU64,
-    blobs_new: AtomicU64,
-    blobs_known: AtomicU64,
-    packs: AtomicU64,
-}
-
-/// Shared state of one pipeline run.
-struct Shared<'r> {
-    repo: &'r Repository,
-    abort: AtomicBool,
-    error: Mutex<Option<Error>>,
-    claimed: Mutex<std::collections::HashSet<Id>>,
-    results: Mutex<Vec<(u64, Id)>>,
-    pending_index: Mutex<IndexFile>,
-    stats: Stats,
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Shared<'_> {
-    fn fail(&self, e: Error) {
-        let mut slot = lock(&self.error);
-        if slot.is_none() {
-            tracing::debug!(error = %e, "stream backup failing");
-            *slot = Some(e);
-        }
-        self.abort.store(true, Ordering::SeqCst);
-    }
-
-    fn aborted(&self) -> bool {
-        self.abort.load(Ordering::SeqCst)
-    }
-
-    /// Record an uploaded pack for the next index file; write the file when it is full.
-    fn index_pack(&self, p: &FinishedPack) -> Result<()> {
-        let full = {
-            let mut pending = lock(&self.pending_index);
-            pending.add_pack(p.id, &p.blobs);
-            if pending.blob_count() >= MAX_BLOBS_PER_INDEX_FILE {
-                Some(std::mem::take(&mut *pending))
-            } else {
-                None
-            }
-        };
-        if let Some(file) = full {
-            let id = self.repo.save_json(FileType::Index, &file)?;
-            tracing::debug!(index = %id.short(), packs = file.packs.len(), "wrote index file");
-        }
-        Ok(())
-    }
-
-    /// Write whatever is pending as a final index file.
-    fn flush_index(&self) -> Result<()> {
-        let file = std::mem::take(&mut *lock(&self.pending_index));
-        if !file.packs.is_empty() {
-            let id = self.repo.save_json(FileType::Index, &file)?;
-            tracing::debug!(index = %id.short(), packs = file.packs.len(), "wrote index file");
-        }
-        Ok(())
-    }
 }
 
 /// Back up `reader` with the repository's restic-compatible chunker.
@@ -222,15 +161,18 @@ pub fn backup_stream<R: Read + Send>(
     reader: R,
     options: &StreamBackupOptions,
 ) -> Result<StreamBackupSummary> {
-    let pol = repo.config().polynomial().map_err(|e| Error::Format {
-        what: "config".into(),
-        reason: e.to_string(),
-    })?;
-    let chunker = Chunker::new(pol).map_err(|e| Error::Format {
-        what: "config".into(),
-        reason: e.to_string(),
-    })?;
+    let chunker = repo_chunker(repo)?;
     backup_stream_with(repo, reader, chunker, options)
+}
+
+/// The restic-compatible chunker of a repository (its polynomial).
+pub fn repo_chunker(repo: &Repository) -> Result<Chunker> {
+    let bad = |e: String| Error::Format {
+        what: "config".into(),
+        reason: e,
+    };
+    let pol = repo.config().polynomial().map_err(|e| bad(e.to_string()))?;
+    Chunker::new(pol).map_err(|e| bad(e.to_string()))
 }
 
 /// Back up `reader`, cutting it with `splitter`.
@@ -240,7 +182,53 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
     splitter: S,
     options: &StreamBackupOptions,
 ) -> Result<StreamBackupSummary> {
-    let started = Instant::now();
+    let mut results = fan_out(&[repo], reader, vec![splitter], options)?;
+    results.pop().unwrap_or_else(|| Err(Error::Internal("no result".into())))
+}
+
+/// Fan-out: back up one stream into several repositories at once, reading it once. Each
+/// repository gets its own chunker (its own polynomial), workers and packs, and its own result:
+/// a repository that fails (storage error, say) does not stop the others. A failing reader
+/// fails them all, and none gets a snapshot. Errors that concern the call itself (a bad file
+/// name) come back as the outer error.
+pub fn backup_stream_to_many<R: Read + Send>(
+    repos: &[&Repository],
+    reader: R,
+    options: &StreamBackupOptions,
+) -> Result<Vec<Result<StreamBackupSummary>>> {
+    let mut splitters = Vec::with_capacity(repos.len());
+    for repo in repos {
+        splitters.push(repo_chunker(repo)?);
+    }
+    fan_out(repos, reader, splitters, options)
+}
+
+/// A read buffer shared by the pipelines of all repositories, or the reader's failure.
+type ReadMsg = std::result::Result<Arc<Vec<u8>>, ReadFailure>;
+
+/// How the reader failed, recreated as an [`Error::Input`] for each repository.
+#[derive(Debug, Clone)]
+struct ReadFailure {
+    bytes: u64,
+    kind: ErrorKind,
+    message: String,
+}
+
+impl ReadFailure {
+    fn to_error(&self) -> Error {
+        Error::Input {
+            bytes: self.bytes,
+            source: std::io::Error::new(self.kind, self.message.clone()),
+        }
+    }
+}
+
+fn fan_out<R: Read + Send, S: Splitter>(
+    repos: &[&Repository],
+    reader: R,
+    splitters: Vec<S>,
+    options: &StreamBackupOptions,
+) -> Result<Vec<Result<StreamBackupSummary>>> {
     if options.filename.is_empty()
         || options.filename.contains('/')
         || options.filename == "."
@@ -251,6 +239,48 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
             options.filename
         )));
     }
+    let started = Instant::now();
+    let time = options.time.unwrap_or_else(GoTime::now);
+    let read_size = options.read_size.max(4096);
+    let bytes_read = AtomicU64::new(0);
+    let results: Vec<Result<StreamBackupSummary>> = std::thread::scope(|s| {
+        let mut txs = Vec::new();
+        let mut handles = Vec::new();
+        for (i, (repo, splitter)) in repos.iter().zip(splitters).enumerate() {
+            let (tx, rx) = sync_channel::<ReadMsg>(4);
+            txs.push(Some(tx));
+            let bytes_read = &bytes_read;
+            let h = std::thread::Builder::new()
+                .name(format!("kstash-repo-{i}"))
+                .spawn_scoped(s, move || {
+                    one_repo(repo, rx, splitter, options, time, started, bytes_read)
+                });
+            handles.push(h);
+        }
+        read_stage(reader, read_size, txs, &bytes_read);
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("a backup thread panicked".into()))),
+                Err(e) => Err(Error::Internal(format!("cannot start a thread: {e}"))),
+            })
+            .collect()
+    });
+    Ok(results)
+}
+
+/// Everything for one repository: lock, chunk, save, tree, snapshot.
+fn one_repo<S: Splitter>(
+    repo: &Repository,
+    rx: Receiver<ReadMsg>,
+    splitter: S,
+    options: &StreamBackupOptions,
+    time: GoTime,
+    started: Instant,
+    bytes_read: &AtomicU64,
+) -> Result<StreamBackupSummary> {
     let repo_lock = match &options.lock {
         Some(lock_options) => {
             let held = lock::acquire(repo, false, lock_options)?;
@@ -260,118 +290,64 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
         }
         None => None,
     };
-    let time = options.time.unwrap_or_else(GoTime::now);
     let workers = if options.workers == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {
         options.workers
     };
-    let uploaders = options.uploaders.max(1);
-    let pack_size = options.pack_size.max(64 * 1024);
-    let read_size = options.read_size.max(4096);
-
-    let shared = Shared {
-        repo,
-        abort: AtomicBool::new(false),
-        error: Mutex::new(None),
-        claimed: Mutex::new(std::collections::HashSet::new()),
-        results: Mutex::new(Vec::new()),
-        pending_index: Mutex::new(IndexFile::default()),
-        stats: Stats::default(),
+    let saver_options = SaverOptions {
+        pack_size: options.pack_size,
+        uploaders: options.uploaders,
     };
-
-    std::thread::scope(|s| {
-        let (read_tx, read_rx) = sync_channel::<Result<Vec<u8>>>(4);
-        let (work_tx, work_rx) = sync_channel::<(u64, Vec<u8>)>(workers * 2);
-        let (blob_tx, blob_rx) = sync_channel::<EncodedBlob>(workers * 2);
-        // Rendezvous: a finished pack waits for a free uploader, bounding packs in memory to
-        // one being filled plus one per uploader.
-        let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
-        // Shared receivers: dropped when the last thread using them exits, so a sender never
-        // blocks on a queue nobody reads.
-        let work_rx = Arc::new(Mutex::new(work_rx));
-        let pack_rx = Arc::new(Mutex::new(pack_rx));
-        let shared = &shared;
-
-        let mut handles = Vec::new();
-        handles.push(spawn(s, "kstash-read".into(), move || {
-            read_stage(shared, reader, read_size, read_tx)
-        }));
-        for i in 0..workers {
-            let blob_tx = blob_tx.clone();
-            let work_rx = Arc::clone(&work_rx);
-            handles.push(spawn(s, format!("kstash-work-{i}"), move || {
-                work_stage(shared, &work_rx, blob_tx)
-            }));
-        }
-        drop(blob_tx);
-        drop(work_rx);
-        handles.push(spawn(s, "kstash-pack".into(), move || {
-            pack_stage(shared, blob_rx, pack_tx, pack_size)
-        }));
-        for i in 0..uploaders {
-            let pack_rx = Arc::clone(&pack_rx);
-            handles.push(spawn(s, format!("kstash-upload-{i}"), move || {
-                upload_stage(shared, &pack_rx)
-            }));
-        }
-        drop(pack_rx);
-        chunk_stage(shared, read_rx, work_tx, splitter);
-        for h in handles {
-            match h {
-                Ok(h) => {
-                    if h.join().is_err() {
-                        shared.fail(Error::Internal("a backup pipeline thread panicked".into()));
+    let ((tree_id, size), stats) = with_saver(repo, &saver_options, |saver| {
+        let results = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            let (work_tx, work_rx) = sync_channel::<(u64, Vec<u8>)>(workers * 2);
+            let work_rx = Arc::new(Mutex::new(work_rx));
+            let mut handles = Vec::new();
+            for i in 0..workers {
+                let work_rx = Arc::clone(&work_rx);
+                let results = &results;
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("kstash-work-{i}"))
+                        .spawn_scoped(s, move || work_stage(saver, &work_rx, results)),
+                );
+            }
+            drop(work_rx);
+            let chunked = chunk_stage(saver, rx, work_tx, splitter);
+            for h in handles {
+                match h {
+                    Ok(h) => {
+                        if h.join().is_err() {
+                            saver.fail(Error::Internal("a backup worker panicked".into()));
+                        }
                     }
+                    Err(e) => saver.fail(Error::Internal(format!("cannot start a thread: {e}"))),
                 }
-                Err(e) => shared.fail(Error::Internal(format!("cannot start a thread: {e}"))),
             }
+            chunked
+        })?;
+        if saver.aborted() {
+            return Err(Error::Internal("backup aborted".into()));
         }
-    });
-
-    if let Some(err) = lock(&shared.error).take() {
-        // Keep what was uploaded findable (dedup on retry; prune reclaims it); never a snapshot.
-        if let Err(e) = shared.flush_index() {
-            tracing::warn!(error = %e, "could not index the packs of the failed backup");
-            // The in-memory index must not claim blobs that no index file lists, or a later
-            // backup in this process would reference them.
-            if let Err(e) = repo.load_index() {
-                tracing::warn!(error = %e, "could not reload the index");
-            }
+        let size = bytes_read.load(Ordering::SeqCst);
+        if size == 0 && !options.allow_empty {
+            return Err(Error::EmptyInput);
         }
-        return Err(err);
-    }
-
-    let st = &shared.stats;
-    let bytes_read = st.bytes_read.load(Ordering::SeqCst);
-    if bytes_read == 0 && !options.allow_empty {
-        return Err(Error::EmptyInput);
-    }
-    let mut results = std::mem::take(&mut *lock(&shared.results));
-    results.sort_unstable_by_key(|(seq, _)| *seq);
-
-    let (uid, gid) = crate::host::uid_gid();
-    let mut node = Node::file(options.filename.clone(), 0o644, time, uid, gid);
-    node.size = bytes_read;
-    node.content = Some(results.into_iter().map(|(_, id)| id).collect());
-    let mut tree = Tree::default();
-    tree.insert(node);
-    let tree_blob = tree.to_blob().map_err(|e| Error::json("tree", e))?;
-    let tree_id = Id::hash(&tree_blob);
-    let mut tree_blobs = 0;
-    if !repo.index().contains(BlobType::Tree, &tree_id) {
+        let mut results = std::mem::take(&mut *lock(&results));
+        results.sort_unstable_by_key(|(seq, _)| *seq);
+        let (uid, gid) = crate::host::uid_gid();
+        let mut node = Node::file(options.filename.clone(), 0o644, time, uid, gid);
+        node.size = size;
+        node.content = Some(results.into_iter().map(|(_, id)| id).collect());
+        let mut tree = Tree::default();
+        tree.insert(node);
+        let tree_blob = tree.to_blob().map_err(|e| Error::json("tree", e))?;
         let mut comp = compressor(repo)?;
-        let enc = pack::encode_blob(repo.key(), BlobType::Tree, tree_id, &tree_blob, comp.as_mut())?;
-        let mut w = PackWriter::new(enc.data.len() + 1024);
-        w.add(&enc)?;
-        let p = w.finish(repo.key())?;
-        repo.upload_pack(&p)?;
-        shared.index_pack(&p)?;
-        st.bytes_stored.fetch_add(enc.data.len() as u64, Ordering::SeqCst);
-        st.packs.fetch_add(1, Ordering::SeqCst);
-        tree_blobs = 1;
-    }
-    shared.flush_index()?;
+        let (tree_id, _) = saver.save(BlobType::Tree, &tree_blob, comp.as_mut())?;
+        Ok((tree_id, size))
+    })?;
 
     let mut sn = Snapshot::new(tree_id, vec![format!("/{}", options.filename)]);
     sn.time = time;
@@ -379,27 +355,16 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
         sn.hostname = h.clone();
     }
     sn.tags = options.tags.clone();
-    let summary = StreamBackupSummary {
-        snapshot_id: Id::default(),
-        tree_id,
-        bytes_read,
-        bytes_added: st.bytes_added.load(Ordering::SeqCst),
-        bytes_stored: st.bytes_stored.load(Ordering::SeqCst),
-        blobs_new: st.blobs_new.load(Ordering::SeqCst),
-        blobs_known: st.blobs_known.load(Ordering::SeqCst),
-        packs_written: st.packs.load(Ordering::SeqCst),
-        elapsed: started.elapsed(),
-    };
     sn.summary = Some(SnapshotSummary {
         backup_start: time,
         backup_end: GoTime::now(),
         files_new: 1,
-        data_blobs: summary.blobs_new as i64,
-        tree_blobs,
-        data_added: summary.bytes_added,
-        data_added_packed: summary.bytes_stored,
+        data_blobs: stats.data_blobs as i64,
+        tree_blobs: stats.tree_blobs as i64,
+        data_added: stats.bytes_added,
+        data_added_packed: stats.bytes_stored,
         total_files_processed: 1,
-        total_bytes_processed: bytes_read,
+        total_bytes_processed: size,
         ..Default::default()
     });
     if let Some(held) = &repo_lock {
@@ -409,12 +374,18 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
     let snapshot_id = repo.save_snapshot(&sn)?;
     let summary = StreamBackupSummary {
         snapshot_id,
+        tree_id,
+        bytes_read: size,
+        bytes_added: stats.data_added,
+        bytes_stored: stats.bytes_stored,
+        blobs_new: stats.data_blobs,
+        blobs_known: stats.data_known,
+        packs_written: stats.packs,
         elapsed: started.elapsed(),
-        ..summary
     };
     tracing::info!(
         snapshot = %snapshot_id.short(),
-        bytes_read,
+        bytes_read = size,
         bytes_added = summary.bytes_added,
         blobs_new = summary.blobs_new,
         blobs_known = summary.blobs_known,
@@ -423,28 +394,12 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
     Ok(summary)
 }
 
-fn spawn<'scope, F: FnOnce() + Send + 'scope>(
-    s: &'scope std::thread::Scope<'scope, '_>,
-    name: String,
-    f: F,
-) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, ()>> {
-    std::thread::Builder::new().name(name).spawn_scoped(s, f)
-}
-
-fn compressor(repo: &Repository) -> Result<Option<zstd::bulk::Compressor<'static>>> {
-    if !repo.compression() {
-        return Ok(None);
-    }
-    zstd::bulk::Compressor::new(repo.compression_level())
-        .map(Some)
-        .map_err(|e| Error::Internal(format!("zstd: {e}")))
-}
-
+/// Read the stream in `read_size` buffers and hand each to every repository still going.
 fn read_stage<R: Read>(
-    shared: &Shared<'_>,
     mut reader: R,
     read_size: usize,
-    tx: SyncSender<Result<Vec<u8>>>,
+    mut txs: Vec<Option<SyncSender<ReadMsg>>>,
+    bytes_read: &AtomicU64,
 ) {
     let mut total = 0u64;
     loop {
@@ -460,22 +415,32 @@ fn read_stage<R: Read>(
                 Ok(k) => n += k,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let _ = tx.send(Err(Error::Input {
+                    let failure = ReadFailure {
                         bytes: total + n as u64,
-                        source: e,
-                    }));
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    };
+                    for tx in txs.iter().flatten() {
+                        let _ = tx.send(Err(failure.clone()));
+                    }
                     return;
                 }
             }
-            if shared.aborted() {
-                return;
-            }
         }
         total += n as u64;
-        shared.stats.bytes_read.store(total, Ordering::SeqCst);
+        bytes_read.store(total, Ordering::SeqCst);
         if n > 0 {
             buf.truncate(n);
-            if tx.send(Ok(buf)).is_err() {
+            let buf = Arc::new(buf);
+            for slot in txs.iter_mut() {
+                // A repository whose pipeline stopped no longer receives.
+                if let Some(tx) = slot
+                    && tx.send(Ok(Arc::clone(&buf))).is_err()
+                {
+                    *slot = None;
+                }
+            }
+            if txs.iter().all(Option::is_none) {
                 return;
             }
         }
@@ -485,22 +450,20 @@ fn read_stage<R: Read>(
     }
 }
 
+/// Cut the buffers into chunks for the workers. Returns the reader's failure, if any.
 fn chunk_stage<S: Splitter>(
-    shared: &Shared<'_>,
-    rx: Receiver<Result<Vec<u8>>>,
+    saver: &Saver<'_>,
+    rx: Receiver<ReadMsg>,
     tx: SyncSender<(u64, Vec<u8>)>,
     mut splitter: S,
-) {
+) -> Result<()> {
     let mut seq = 0u64;
     let fresh = || Vec::with_capacity(2 * crate::chunker::MIN_SIZE);
     let mut cur: Vec<u8> = fresh();
     for msg in rx {
-        let buf = match msg {
-            Ok(b) => b,
-            Err(e) => return shared.fail(e),
-        };
-        if shared.aborted() {
-            return;
+        let buf = msg.map_err(|f| f.to_error())?;
+        if saver.aborted() {
+            return Ok(());
         }
         let mut pos = 0;
         while pos < buf.len() {
@@ -510,7 +473,7 @@ fn chunk_stage<S: Splitter>(
                     pos += n;
                     let chunk = std::mem::replace(&mut cur, fresh());
                     if tx.send((seq, chunk)).is_err() {
-                        return;
+                        return Ok(());
                     }
                     seq += 1;
                 }
@@ -521,97 +484,27 @@ fn chunk_stage<S: Splitter>(
             }
         }
     }
-    if !cur.is_empty() && !shared.aborted() {
+    if !cur.is_empty() && !saver.aborted() {
         let _ = tx.send((seq, cur));
     }
+    Ok(())
 }
 
-fn work_stage(shared: &Shared<'_>, rx: &Mutex<Receiver<(u64, Vec<u8>)>>, tx: SyncSender<EncodedBlob>) {
-    let repo = shared.repo;
-    let mut comp = match compressor(repo) {
+/// Hash, dedup, compress, encrypt and pack chunks.
+fn work_stage(saver: &Saver<'_>, rx: &Mutex<Receiver<(u64, Vec<u8>)>>, results: &Mutex<Vec<(u64, Id)>>) {
+    let mut comp = match compressor(saver.repo()) {
         Ok(c) => c,
-        Err(e) => return shared.fail(e),
+        Err(e) => return saver.fail(e),
     };
     loop {
         let job = lock(rx).recv();
         let Ok((seq, chunk)) = job else { return };
-        if shared.aborted() {
+        if saver.aborted() {
             return;
         }
-        let id = Id::hash(&chunk);
-        lock(&shared.results).push((seq, id));
-        let known = repo.index().contains(BlobType::Data, &id) || !lock(&shared.claimed).insert(id);
-        if known {
-            shared.stats.blobs_known.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        match pack::encode_blob(repo.key(), BlobType::Data, id, &chunk, comp.as_mut()) {
-            Ok(enc) => {
-                shared.stats.blobs_new.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .stats
-                    .bytes_added
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                shared
-                    .stats
-                    .bytes_stored
-                    .fetch_add(enc.data.len() as u64, Ordering::Relaxed);
-                drop(chunk);
-                if tx.send(enc).is_err() {
-                    return;
-                }
-            }
-            Err(e) => return shared.fail(e),
-        }
-    }
-}
-
-fn pack_stage(
-    shared: &Shared<'_>,
-    rx: Receiver<EncodedBlob>,
-    tx: SyncSender<FinishedPack>,
-    pack_size: usize,
-) {
-    let key = shared.repo.key();
-    let capacity = pack_size + crate::chunker::MAX_SIZE + 64 * 1024;
-    let mut w = PackWriter::new(capacity);
-    for blob in rx {
-        if let Err(e) = w.add(&blob) {
-            return shared.fail(e);
-        }
-        if w.size() >= pack_size {
-            let full = std::mem::replace(&mut w, PackWriter::new(capacity));
-            match full.finish(key) {
-                Ok(p) => {
-                    if tx.send(p).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => return shared.fail(e),
-            }
-        }
-    }
-    if !w.is_empty() && !shared.aborted() {
-        match w.finish(key) {
-            Ok(p) => {
-                let _ = tx.send(p);
-            }
-            Err(e) => shared.fail(e),
-        }
-    }
-}
-
-fn upload_stage(shared: &Shared<'_>, rx: &Mutex<Receiver<FinishedPack>>) {
-    loop {
-        let job = lock(rx).recv();
-        let Ok(p) = job else { return };
-        let res = shared.repo.upload_pack(&p).and_then(|()| shared.index_pack(&p));
-        match res {
-            Ok(()) => {
-                shared.stats.packs.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(pack = %p.id.short(), bytes = p.data.len(), blobs = p.blobs.len(), "uploaded pack");
-            }
-            Err(e) => return shared.fail(e),
+        match saver.save(BlobType::Data, &chunk, comp.as_mut()) {
+            Ok((id, _)) => lock(results).push((seq, id)),
+            Err(e) => return saver.fail(e),
         }
     }
 }
@@ -619,7 +512,7 @@ fn upload_stage(shared: &Shared<'_>, rx: &Mutex<Receiver<FinishedPack>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Backend, MemoryBackend};
+    use crate::backend::{Backend, FileType, MemoryBackend};
     use crate::keys::KdfParams;
     use crate::repository::InitOptions;
 
@@ -812,5 +705,41 @@ mod tests {
             backup_stream(&repo, &b"x"[..], &bad),
             Err(Error::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn fan_out_reads_once_and_a_reader_error_fails_all() {
+        let (be_a, a) = test_repo(2);
+        let (be_b, b) = test_repo(1);
+        let data = text(2_500_000, 4);
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        struct Counting<'a>(&'a [u8], &'a std::sync::atomic::AtomicUsize);
+        impl Read for Counting<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1.fetch_add(n, Ordering::SeqCst);
+                Ok(n)
+            }
+        }
+        let results = backup_stream_to_many(&[&a, &b], Counting(&data, &reads), &small()).unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), data.len(), "the stream is read once");
+        for (r, be, repo) in [(&results[0], &be_a, &a), (&results[1], &be_b, &b)] {
+            let sum = r.as_ref().unwrap();
+            assert_eq!(sum.bytes_read, data.len() as u64);
+            assert_eq!(be.list(FileType::Snapshot).unwrap().len(), 1);
+            let mut out = Vec::new();
+            crate::dump::dump_file(repo, "latest", "/d.sql", &mut out).unwrap();
+            assert_eq!(out, data);
+        }
+        // A failing reader fails every repository and leaves no snapshot anywhere.
+        let r = FailingReader {
+            data: data.clone(),
+            pos: 0,
+            fail_at: 1_000_000,
+        };
+        let results = backup_stream_to_many(&[&a, &b], r, &small()).unwrap();
+        assert!(results.iter().all(|r| matches!(r, Err(Error::Input { .. }))));
+        assert_eq!(be_a.list(FileType::Snapshot).unwrap().len(), 1);
+        assert_eq!(be_b.list(FileType::Snapshot).unwrap().len(), 1);
     }
 }

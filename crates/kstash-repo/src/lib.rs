@@ -16,11 +16,12 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod repository;
+pub mod saver;
 pub mod snapshot;
 pub mod tree;
 
 pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};
-pub use backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream};
+pub use backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream, backup_stream_to_many};
 pub use dump::{DumpOptions, dump_file, dump_file_with};
 pub use error::{Error, Result};
 pub use id::Id;

@@ -1,0 +1,457 @@
+//! Saving blobs: dedup against the index and against blobs saved in this run, encode (zstd,
+//! encrypt), fill one open pack per blob type (data and trees go to separate packs, as restic
+//! does), upload full packs on uploader threads, and write index files as packs land.
+//!
+//! Shared by stream and tree backup, copy and prune. Memory: one open pack per blob type plus
+//! one pack per uploader (the hand-over is a rendezvous), whatever the number of callers.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{BlobType, IndexFile, MAX_BLOBS_PER_INDEX_FILE};
+use crate::pack::{self, DEFAULT_PACK_SIZE, EncodedBlob, FinishedPack, PackWriter};
+use crate::repository::Repository;
+
+/// How a [`Saver`] packs and uploads.
+#[derive(Debug, Clone)]
+pub struct SaverOptions {
+    /// Pack size target in bytes.
+    pub pack_size: usize,
+    /// Concurrent pack uploads.
+    pub uploaders: usize,
+}
+
+impl Default for SaverOptions {
+    fn default() -> Self {
+        SaverOptions {
+            pack_size: DEFAULT_PACK_SIZE,
+            uploaders: 2,
+        }
+    }
+}
+
+/// What a [`Saver`] stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaverStats {
+    /// New data blobs.
+    pub data_blobs: u64,
+    /// New tree blobs.
+    pub tree_blobs: u64,
+    /// Plaintext bytes of new blobs.
+    pub bytes_added: u64,
+    /// Plaintext bytes of new data blobs.
+    pub data_added: u64,
+    /// Bytes of new blobs as stored (compressed and encrypted).
+    pub bytes_stored: u64,
+    /// Data blobs that were already in the repository (or saved earlier in this run).
+    pub data_known: u64,
+    /// Tree blobs that were already in the repository (or saved earlier in this run).
+    pub tree_known: u64,
+    /// Pack files written.
+    pub packs: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    data_blobs: AtomicU64,
+    tree_blobs: AtomicU64,
+    bytes_added: AtomicU64,
+    data_added: AtomicU64,
+    bytes_stored: AtomicU64,
+    known: [AtomicU64; 2],
+    packs: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Saves blobs into packs; get one from [`with_saver`]. Every method may be called from many
+/// threads at once.
+pub struct Saver<'r> {
+    repo: &'r Repository,
+    pack_size: usize,
+    open: [Mutex<PackWriter>; 2],
+    claimed: Mutex<HashSet<Id>>,
+    pending_index: Mutex<IndexFile>,
+    upload_tx: Mutex<Option<SyncSender<FinishedPack>>>,
+    abort: AtomicBool,
+    error: Mutex<Option<Error>>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Saver<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Saver").field("pack_size", &self.pack_size).finish()
+    }
+}
+
+/// A zstd compressor for the repository's level, or `None` for a v1 (uncompressed) repository.
+/// Keep one per thread: creating one per blob is slow.
+pub fn compressor(repo: &Repository) -> Result<Option<zstd::bulk::Compressor<'static>>> {
+    if !repo.compression() {
+        return Ok(None);
+    }
+    zstd::bulk::Compressor::new(repo.compression_level())
+        .map(Some)
+        .map_err(|e| Error::Internal(format!("zstd: {e}")))
+}
+
+fn slot(t: BlobType) -> usize {
+    match t {
+        BlobType::Data => 0,
+        BlobType::Tree => 1,
+    }
+}
+
+impl<'r> Saver<'r> {
+    /// The repository blobs go to.
+    pub fn repo(&self) -> &'r Repository {
+        self.repo
+    }
+
+    /// Record the first error and make every later call fail fast.
+    pub fn fail(&self, e: Error) {
+        let mut slot = lock(&self.error);
+        if slot.is_none() {
+            tracing::debug!(error = %e, "saver failing");
+            *slot = Some(e);
+        }
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a failure happened (in an uploader or through [`Saver::fail`]).
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.aborted() {
+            return Err(Error::Internal("the save was aborted by an earlier error".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether the blob is in the repository or was claimed by this run; claims it if not.
+    /// A `false` answer obliges the caller to save the blob (with [`Saver::add_encoded`]).
+    pub fn claim(&self, t: BlobType, id: &Id) -> bool {
+        if self.repo.index().contains(t, id) {
+            return false;
+        }
+        let mut claimed = lock(&self.claimed);
+        // Tree and data blobs with equal ids are different blobs; keep them apart.
+        let key = if t == BlobType::Tree { tree_key(id) } else { *id };
+        claimed.insert(key)
+    }
+
+    /// Save a blob unless it is known; returns its id and whether it was new.
+    pub fn save(
+        &self,
+        t: BlobType,
+        data: &[u8],
+        comp: Option<&mut zstd::bulk::Compressor<'static>>,
+    ) -> Result<(Id, bool)> {
+        self.check()?;
+        let id = Id::hash(data);
+        if !self.claim(t, &id) {
+            self.count_known(t);
+            return Ok((id, false));
+        }
+        let enc = pack::encode_blob(self.repo.key(), t, id, data, comp)?;
+        self.add_encoded(enc, data.len() as u64)?;
+        Ok((id, true))
+    }
+
+    /// Count a blob found to be known without calling [`Saver::save`].
+    pub fn count_known(&self, t: BlobType) {
+        self.counters.known[slot(t)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Put an encoded blob (already claimed) into the open pack of its type; hands the pack to
+    /// an uploader when full (waiting for a free one).
+    pub fn add_encoded(&self, enc: EncodedBlob, plain_len: u64) -> Result<()> {
+        self.check()?;
+        let c = &self.counters;
+        match enc.blob_type {
+            BlobType::Data => {
+                c.data_blobs.fetch_add(1, Ordering::Relaxed);
+                c.data_added.fetch_add(plain_len, Ordering::Relaxed);
+            }
+            BlobType::Tree => {
+                c.tree_blobs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        c.bytes_added.fetch_add(plain_len, Ordering::Relaxed);
+        c.bytes_stored.fetch_add(enc.data.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut open = lock(&self.open[slot(enc.blob_type)]);
+            open.add(&enc)?;
+            if open.size() >= self.pack_size {
+                Some(std::mem::take(&mut *open))
+            } else {
+                None
+            }
+        };
+        if let Some(w) = full {
+            self.send(w)?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, w: PackWriter) -> Result<()> {
+        let p = w.finish(self.repo.key())?;
+        let tx = lock(&self.upload_tx).clone();
+        match tx {
+            Some(tx) if tx.send(p).is_ok() => Ok(()),
+            _ => {
+                self.check()?;
+                Err(Error::Internal("pack uploaders are gone".into()))
+            }
+        }
+    }
+
+    /// Upload the partly filled packs now (before a tree pack is needed by a snapshot, say).
+    pub fn flush(&self) -> Result<()> {
+        for open in &self.open {
+            let w = std::mem::take(&mut *lock(open));
+            if !w.is_empty() {
+                self.send(w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What was stored so far.
+    pub fn stats(&self) -> SaverStats {
+        let c = &self.counters;
+        SaverStats {
+            data_blobs: c.data_blobs.load(Ordering::SeqCst),
+            tree_blobs: c.tree_blobs.load(Ordering::SeqCst),
+            bytes_added: c.bytes_added.load(Ordering::SeqCst),
+            data_added: c.data_added.load(Ordering::SeqCst),
+            bytes_stored: c.bytes_stored.load(Ordering::SeqCst),
+            data_known: c.known[0].load(Ordering::SeqCst),
+            tree_known: c.known[1].load(Ordering::SeqCst),
+            packs: c.packs.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Record an uploaded pack for the next index file; write the file when it is full.
+    fn index_pack(&self, p: &FinishedPack) -> Result<()> {
+        let full = {
+            let mut pending = lock(&self.pending_index);
+            pending.add_pack(p.id, &p.blobs);
+            if pending.blob_count() >= MAX_BLOBS_PER_INDEX_FILE {
+                Some(std::mem::take(&mut *pending))
+            } else {
+                None
+            }
+        };
+        if let Some(file) = full {
+            let id = self.repo.save_json(FileType::Index, &file)?;
+            tracing::debug!(index = %id.short(), packs = file.packs.len(), "wrote index file");
+        }
+        Ok(())
+    }
+
+    /// Write whatever is pending as a final index file.
+    fn flush_index(&self) -> Result<()> {
+        let file = std::mem::take(&mut *lock(&self.pending_index));
+        if !file.packs.is_empty() {
+            let id = self.repo.save_json(FileType::Index, &file)?;
+            tracing::debug!(index = %id.short(), packs = file.packs.len(), "wrote index file");
+        }
+        Ok(())
+    }
+
+    fn upload_loop(&self, rx: &Mutex<Receiver<FinishedPack>>) {
+        loop {
+            let job = lock(rx).recv();
+            let Ok(p) = job else { return };
+            if self.aborted() {
+                // Keep draining so senders never block; the pack is dropped unwritten.
+                continue;
+            }
+            match self.repo.upload_pack(&p).and_then(|()| self.index_pack(&p)) {
+                Ok(()) => {
+                    self.counters.packs.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(pack = %p.id.short(), bytes = p.data.len(), blobs = p.blobs.len(), "uploaded pack");
+                }
+                Err(e) => self.fail(e),
+            }
+        }
+    }
+}
+
+/// A key for the claimed set that cannot collide with a data blob's id.
+fn tree_key(id: &Id) -> Id {
+    let mut b = *id.as_bytes();
+    b[0] ^= 0xff;
+    b[31] ^= 0x5a;
+    Id(b)
+}
+
+/// Run `f` with a [`Saver`]; when `f` returns, upload what is left, join the uploaders and write
+/// the last index file. On failure (of `f` or of an upload) the packs already uploaded are still
+/// indexed, so a retry deduplicates against them and prune can reclaim them.
+pub fn with_saver<T>(
+    repo: &Repository,
+    options: &SaverOptions,
+    f: impl FnOnce(&Saver<'_>) -> Result<T>,
+) -> Result<(T, SaverStats)> {
+    let (tx, rx) = sync_channel::<FinishedPack>(0);
+    let saver = Saver {
+        repo,
+        pack_size: options.pack_size.max(64 * 1024),
+        open: [Mutex::new(PackWriter::new(0)), Mutex::new(PackWriter::new(0))],
+        claimed: Mutex::new(HashSet::new()),
+        pending_index: Mutex::new(IndexFile::default()),
+        upload_tx: Mutex::new(Some(tx)),
+        abort: AtomicBool::new(false),
+        error: Mutex::new(None),
+        counters: Counters::default(),
+    };
+    let result = std::thread::scope(|s| {
+        let rx = Arc::new(Mutex::new(rx));
+        let mut handles = Vec::new();
+        for i in 0..options.uploaders.max(1) {
+            let rx = Arc::clone(&rx);
+            let saver = &saver;
+            let h = std::thread::Builder::new()
+                .name(format!("kstash-upload-{i}"))
+                .spawn_scoped(s, move || saver.upload_loop(&rx));
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => saver.fail(Error::Internal(format!("cannot start an upload thread: {e}"))),
+            }
+        }
+        drop(rx);
+        let result = if saver.aborted() {
+            Err(Error::Internal("no upload thread".into()))
+        } else {
+            f(&saver)
+        };
+        let result = result.and_then(|v| saver.flush().map(|()| v));
+        if let Err(e) = &result {
+            saver.fail(Error::Internal(e.to_string()));
+        }
+        // Closing the channel lets the uploaders finish the packs in hand and exit.
+        lock(&saver.upload_tx).take();
+        for h in handles {
+            if h.join().is_err() {
+                saver.fail(Error::Internal("a pack upload thread panicked".into()));
+            }
+        }
+        result
+    });
+    let upload_error = lock(&saver.error).take();
+    let index_result = saver.flush_index();
+    let value = match (result, upload_error) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(e)) => Err(e),
+        (Ok(v), None) => Ok(v),
+    };
+    if let Err(e) = &index_result {
+        tracing::warn!(error = %e, "could not write the index of the uploaded packs");
+        // The in-memory index must not claim blobs that no index file lists.
+        if let Err(e) = repo.load_index() {
+            tracing::warn!(error = %e, "could not reload the index");
+        }
+    }
+    let value = value?;
+    index_result?;
+    Ok((value, saver.stats()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, MemoryBackend};
+    use crate::keys::KdfParams;
+    use crate::repository::InitOptions;
+
+    fn repo() -> (Arc<MemoryBackend>, Repository) {
+        let be = Arc::new(MemoryBackend::new());
+        let opts = InitOptions {
+            kdf: KdfParams::insecure_fast(),
+            ..Default::default()
+        };
+        let repo = Repository::init(be.clone(), "pw", opts).unwrap();
+        (be, repo)
+    }
+
+    #[test]
+    fn saves_dedups_and_separates_types() {
+        let (be, repo) = repo();
+        let opts = SaverOptions {
+            pack_size: 64 * 1024,
+            uploaders: 2,
+        };
+        let ((), st) = with_saver(&repo, &opts, |s| {
+            let mut comp = compressor(s.repo())?;
+            std::thread::scope(|sc| {
+                for t in 0..3u8 {
+                    sc.spawn(move || {
+                        let mut comp = compressor(s.repo()).unwrap();
+                        for i in 0..40u32 {
+                            let blob: Vec<u8> = (0..50_000u32).map(|j| (j * 7 + i * 13) as u8 ^ t).collect();
+                            s.save(BlobType::Data, &blob, comp.as_mut()).unwrap();
+                        }
+                    });
+                }
+            });
+            // Same bytes as a tree blob and as a data blob: two blobs.
+            let (a, new_a) = s.save(BlobType::Tree, b"{\"nodes\":[]}\n", comp.as_mut())?;
+            let (b, new_b) = s.save(BlobType::Data, b"{\"nodes\":[]}\n", comp.as_mut())?;
+            assert_eq!(a, b);
+            assert!(new_a && new_b);
+            let (_, again) = s.save(BlobType::Data, b"{\"nodes\":[]}\n", comp.as_mut())?;
+            assert!(!again);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(st.data_blobs, 121);
+        assert_eq!(st.tree_blobs, 1);
+        assert_eq!((st.data_known, st.tree_known), (1, 0));
+        // Reopen: every blob is found through the index files, and packs hold one type each.
+        let re = Repository::open(be.clone(), "pw").unwrap();
+        re.load_index().unwrap();
+        assert_eq!(re.index().len(), 122);
+        let packs = be.list(FileType::Pack).unwrap();
+        assert_eq!(packs.len() as u64, st.packs);
+        for (name, _) in packs {
+            let blobs = re.list_pack(&name.parse().unwrap()).unwrap();
+            assert!(blobs.iter().all(|b| b.blob_type == blobs[0].blob_type));
+        }
+    }
+
+    #[test]
+    fn failing_callback_still_indexes_uploaded_packs() {
+        let (be, repo) = repo();
+        let opts = SaverOptions {
+            pack_size: 64 * 1024,
+            uploaders: 1,
+        };
+        let err = with_saver(&repo, &opts, |s| {
+            for i in 0..10u32 {
+                let blob: Vec<u8> = (0..70_000u32).map(|j| (j ^ i) as u8).collect();
+                s.save(BlobType::Data, &blob, None)?;
+            }
+            Err::<(), _>(Error::Invalid("stop".into()))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("stop"), "{err}");
+        let re = Repository::open(be.clone(), "pw").unwrap();
+        re.load_index().unwrap();
+        let packs = be.list(FileType::Pack).unwrap();
+        assert!(!packs.is_empty());
+        for (name, _) in packs {
+            assert!(re.index().has_pack(&name.parse().unwrap()), "pack {name} not indexed");
+        }
+    }
+}
