@@ -183,7 +183,9 @@ pub fn backup_stream_with<R: Read + Send, S: Splitter>(
     options: &StreamBackupOptions,
 ) -> Result<StreamBackupSummary> {
     let mut results = fan_out(&[repo], reader, vec![splitter], options)?;
-    results.pop().unwrap_or_else(|| Err(Error::Internal("no result".into())))
+    results
+        .pop()
+        .unwrap_or_else(|| Err(Error::Internal("no result".into())))
 }
 
 /// Fan-out: back up one stream into several repositories at once, reading it once. Each
@@ -722,7 +724,11 @@ mod tests {
             }
         }
         let results = backup_stream_to_many(&[&a, &b], Counting(&data, &reads), &small()).unwrap();
-        assert_eq!(reads.load(Ordering::SeqCst), data.len(), "the stream is read once");
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            data.len(),
+            "the stream is read once"
+        );
         for (r, be, repo) in [(&results[0], &be_a, &a), (&results[1], &be_b, &b)] {
             let sum = r.as_ref().unwrap();
             assert_eq!(sum.bytes_read, data.len() as u64);

@@ -1,6 +1,7 @@
 //! The kstash engine: restic-compatible repositories (format v2) written and read by our own code,
 //! built for streaming database dumps with bounded memory. Knows nothing of Kubernetes.
 
+pub mod archiver;
 pub mod backend;
 pub mod backup_stream;
 pub mod chunker;
@@ -15,6 +16,7 @@ pub mod index;
 pub mod keys;
 pub mod lock;
 pub mod pack;
+pub mod pattern;
 pub mod repository;
 pub mod saver;
 pub mod snapshot;

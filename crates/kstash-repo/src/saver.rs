@@ -87,7 +87,9 @@ pub struct Saver<'r> {
 
 impl std::fmt::Debug for Saver<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Saver").field("pack_size", &self.pack_size).finish()
+        f.debug_struct("Saver")
+            .field("pack_size", &self.pack_size)
+            .finish()
     }
 }
 
@@ -451,7 +453,10 @@ mod tests {
         let packs = be.list(FileType::Pack).unwrap();
         assert!(!packs.is_empty());
         for (name, _) in packs {
-            assert!(re.index().has_pack(&name.parse().unwrap()), "pack {name} not indexed");
+            assert!(
+                re.index().has_pack(&name.parse().unwrap()),
+                "pack {name} not indexed"
+            );
         }
     }
 }

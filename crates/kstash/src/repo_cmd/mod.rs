@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use kstash_repo::keys::KdfParams;
+use kstash_repo::archiver::{ParentChoice, TreeBackupOptions};
 use kstash_repo::lock::{self, LockOptions, RepoLock};
 use kstash_repo::{
     DumpOptions, InitOptions, LocalBackend, Repository, StreamBackupOptions, backup_stream, dump_file_with,
@@ -48,7 +49,7 @@ pub enum RepoCommand {
         #[arg(long, default_value_t = 2)]
         repository_version: u32,
     },
-    /// Back up a stream (`--stdin` or `--stdin-from-command`).
+    /// Back up files and directories, or a stream (`--stdin` or `--stdin-from-command`).
     Backup(BackupArgs),
     /// List snapshots.
     Snapshots,
@@ -72,6 +73,18 @@ pub enum RepoCommand {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
+    /// Files and directories to back up (a tree backup); or use `--stdin`.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Exclude paths matching a pattern (`*.log`, `/abs/dir`, `**/cache`; repeatable).
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Compare with this snapshot instead of the latest one of this host with the same paths.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read every file again, ignoring the parent snapshot.
+    #[arg(long)]
+    pub force: bool,
     /// Read the data from standard input.
     #[arg(long)]
     pub stdin: bool,
@@ -316,8 +329,14 @@ impl Read for CommandOutput {
 }
 
 fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
+    if !b.paths.is_empty() {
+        if b.stdin || b.stdin_from_command {
+            bail!("give either paths to back up or --stdin/--stdin-from-command, not both");
+        }
+        return backup_tree(args, b);
+    }
     if b.stdin == b.stdin_from_command {
-        bail!("give exactly one of --stdin or --stdin-from-command -- COMMAND…");
+        bail!("give paths to back up, --stdin, or --stdin-from-command -- COMMAND…");
     }
     let repo = open(args)?;
     let mut options = StreamBackupOptions::named(&b.stdin_filename);
@@ -362,6 +381,62 @@ fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
             summary.blobs_new,
             summary.blobs_known
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backup_tree(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
+    let repo = open(args)?;
+    let options = TreeBackupOptions {
+        excludes: b.excludes.clone(),
+        parent: match (&b.parent, b.force) {
+            (_, true) => ParentChoice::None,
+            (Some(p), false) => ParentChoice::Snapshot(p.clone()),
+            (None, false) => ParentChoice::Latest,
+        },
+        tags: b.tags.clone(),
+        hostname: b.host.clone(),
+        lock: Some(lock_options(args)),
+        ..Default::default()
+    };
+    let s = kstash_repo::archiver::backup_tree(&repo, &b.paths, &options)?;
+    for e in &s.errors {
+        eprintln!("error: {}: {}", e.path, e.message);
+    }
+    if args.json {
+        outln!(
+            "{}",
+            json!({"message_type": "summary", "snapshot_id": s.snapshot_id.to_string(),
+                "parent": s.parent.map(|p| p.to_string()),
+                "files_new": s.files_new, "files_changed": s.files_changed, "files_unmodified": s.files_unmodified,
+                "dirs_new": s.dirs_new, "dirs_changed": s.dirs_changed, "dirs_unmodified": s.dirs_unmodified,
+                "data_blobs": s.data_blobs, "tree_blobs": s.tree_blobs, "data_added": s.bytes_added,
+                "data_added_packed": s.bytes_stored, "total_files_processed": s.total_files,
+                "total_bytes_processed": s.total_bytes, "errors": s.errors.len()})
+        );
+    } else {
+        outln!(
+            "Files: {} new, {} changed, {} unmodified\nDirs:  {} new, {} changed, {} unmodified\nAdded to the repository: {} ({} stored)\nprocessed {} files, {}\nsnapshot {} saved",
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified,
+            s.dirs_new,
+            s.dirs_changed,
+            s.dirs_unmodified,
+            kstash_api::phase::format_size(s.bytes_added),
+            kstash_api::phase::format_size(s.bytes_stored),
+            s.total_files,
+            kstash_api::phase::format_size(s.total_bytes),
+            s.snapshot_id.short()
+        );
+    }
+    if !s.errors.is_empty() {
+        eprintln!(
+            "Warning: {} items could not be read; the snapshot is incomplete",
+            s.errors.len()
+        );
+        // As restic: 3 means "snapshot saved, but some source data could not be read".
+        return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }
