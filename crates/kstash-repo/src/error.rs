@@ -154,6 +154,15 @@ pub enum Error {
     /// Our lock could not be kept fresh, so others may have taken it for stale.
     #[error("repository lock lost: {0}")]
     LockLost(String),
+    /// The repository is damaged where an operation needs it intact (prune, copy).
+    #[error("{what}: {source}; the repository is damaged: run `kstash repo check` (nothing was deleted)")]
+    Damaged {
+        /// The snapshot, tree, file or blob concerned.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
     /// Invalid argument or option.
     #[error("invalid argument: {0}")]
     Invalid(String),

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod pattern;
+pub mod prune;
 pub mod repository;
 pub mod saver;
 pub mod snapshot;
