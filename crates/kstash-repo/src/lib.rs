@@ -6,6 +6,7 @@ pub mod backend;
 pub mod backup_stream;
 pub mod chunker;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod dump;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod prune;
 pub mod repository;
 pub mod saver;
 pub mod snapshot;
+pub mod stats;
 pub mod tree;
 
 pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};

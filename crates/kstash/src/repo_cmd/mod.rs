@@ -18,6 +18,8 @@ use kstash_repo::{
 };
 use serde_json::json;
 
+mod maint;
+
 /// Where the repository is and how to unlock it.
 #[derive(Debug, Args)]
 pub struct RepoArgs {
@@ -63,6 +65,12 @@ pub enum RepoCommand {
     /// Manage the keys (passwords) of the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Delete data no snapshot uses; repack partly used packs (exclusive lock).
+    Prune(maint::PruneArgs),
+    /// Copy snapshots from another repository (`--from-repo`) into this one.
+    Copy(maint::CopyArgs),
+    /// Sizes of snapshots: `--mode restore-size` (default) or `raw-data`.
+    Stats(maint::StatsArgs),
     /// Remove stale locks (left by processes that died), or all locks with `--remove-all`.
     Unlock {
         /// Remove every lock, even those of running processes.
@@ -236,6 +244,9 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
             }
         }
         RepoCommand::Backup(b) => return backup(&args, b),
+        RepoCommand::Prune(p) => return maint::run_prune(&args, p),
+        RepoCommand::Copy(c) => return maint::run_copy(&args, c),
+        RepoCommand::Stats(a) => return maint::run_stats(&args, a),
         RepoCommand::Snapshots => {
             let repo = open(&args)?;
             let _lock = read_lock(&args, &repo)?;
