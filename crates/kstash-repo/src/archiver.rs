@@ -33,6 +33,7 @@ use crate::index::BlobType;
 use crate::lock::{self, LockOptions};
 use crate::pack::DEFAULT_PACK_SIZE;
 use crate::pattern::PatternSet;
+use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::saver::{Saver, SaverOptions, compressor, with_saver};
 use crate::snapshot::{Snapshot, SnapshotSummary};
@@ -75,6 +76,8 @@ pub struct TreeBackupOptions {
     pub uploaders: usize,
     /// The shared lock held for the whole backup (`None`: the caller takes care of locking).
     pub lock: Option<LockOptions>,
+    /// Counters to update as files are read (bytes, files).
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl Default for TreeBackupOptions {
@@ -91,6 +94,7 @@ impl Default for TreeBackupOptions {
             pack_size: DEFAULT_PACK_SIZE,
             uploaders: 2,
             lock: Some(LockOptions::default()),
+            progress: None,
         }
     }
 }
@@ -201,6 +205,7 @@ struct Ctx<'a, 'r> {
     ignore_ctime: bool,
     counts: Counts,
     errors: Mutex<Vec<ItemError>>,
+    progress: Option<Arc<Progress>>,
 }
 
 impl Ctx<'_, '_> {
@@ -395,10 +400,21 @@ pub fn backup_tree(
         tracing::info!(parent = %p.id.short(), "using parent snapshot");
     }
 
+    // As restic: relative paths (below the working directory) start the tree at their first
+    // component (`src` for `backup src`); otherwise the tree starts at `/`.
+    let cwd = absolute(Path::new("."))?;
+    let base = if paths.iter().all(|p| p.is_relative())
+        && targets.iter().all(|t| t.starts_with(&cwd) && *t != cwd)
+    {
+        cwd
+    } else {
+        PathBuf::from("/")
+    };
     let mut root = Virtual::default();
     for t in &targets {
         let mut v = &mut root;
-        for c in t.components() {
+        let below = t.strip_prefix(&base).unwrap_or(t);
+        for c in below.components() {
             if let Component::Normal(n) = c {
                 if v.target {
                     break; // below another target: already included
@@ -431,6 +447,7 @@ pub fn backup_tree(
             ignore_ctime: options.ignore_ctime,
             counts: Counts::default(),
             errors: Mutex::new(Vec::new()),
+            progress: options.progress.clone(),
         };
         let parent_tree = match &parent {
             Some(p) => Some(repo.load_tree(&p.snapshot.tree)?),
@@ -452,7 +469,7 @@ pub fn backup_tree(
             }
             drop(rx);
             let walker = Walker { ctx: &ctx, jobs: tx };
-            let res = walker.virtual_dir(&root, Path::new("/"), parent_tree.as_ref());
+            let res = walker.virtual_dir(&root, &base, parent_tree.as_ref());
             drop(walker);
             for h in handles {
                 match h {
@@ -782,6 +799,10 @@ fn file_worker(ctx: &Ctx<'_, '_>, rx: &Mutex<Receiver<FileJob>>, mut chunker: Ch
         if let Some(n) = &result {
             ctx.counts.total_files.fetch_add(1, Ordering::Relaxed);
             ctx.counts.total_bytes.fetch_add(n.size, Ordering::Relaxed);
+            if let Some(p) = &ctx.progress {
+                p.add_item();
+                p.add_bytes(n.size);
+            }
         }
         let _ = reply.send((slot, result));
     }

@@ -27,6 +27,7 @@ use crate::id::Id;
 use crate::index::BlobType;
 use crate::lock::{self, LockOptions};
 use crate::pack::DEFAULT_PACK_SIZE;
+use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::saver::{Saver, SaverOptions, compressor, with_saver};
 use crate::snapshot::{Snapshot, SnapshotSummary};
@@ -99,6 +100,8 @@ pub struct StreamBackupOptions {
     pub read_size: usize,
     /// The shared lock held for the whole backup (`None`: the caller takes care of locking).
     pub lock: Option<LockOptions>,
+    /// Counters to update as the stream is read (bytes).
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl Default for StreamBackupOptions {
@@ -114,6 +117,7 @@ impl Default for StreamBackupOptions {
             uploaders: 2,
             read_size: 1024 * 1024,
             lock: Some(LockOptions::default()),
+            progress: None,
         }
     }
 }
@@ -259,7 +263,7 @@ fn fan_out<R: Read + Send, S: Splitter>(
                 });
             handles.push(h);
         }
-        read_stage(reader, read_size, txs, &bytes_read);
+        read_stage(reader, read_size, txs, &bytes_read, options.progress.as_deref());
         handles
             .into_iter()
             .map(|h| match h {
@@ -402,6 +406,7 @@ fn read_stage<R: Read>(
     read_size: usize,
     mut txs: Vec<Option<SyncSender<ReadMsg>>>,
     bytes_read: &AtomicU64,
+    progress: Option<&Progress>,
 ) {
     let mut total = 0u64;
     loop {
@@ -431,6 +436,9 @@ fn read_stage<R: Read>(
         }
         total += n as u64;
         bytes_read.store(total, Ordering::SeqCst);
+        if let Some(p) = progress {
+            p.add_bytes(n as u64);
+        }
         if n > 0 {
             buf.truncate(n);
             let buf = Arc::new(buf);

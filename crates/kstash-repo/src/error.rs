@@ -154,6 +154,48 @@ pub enum Error {
     /// Our lock could not be kept fresh, so others may have taken it for stale.
     #[error("repository lock lost: {0}")]
     LockLost(String),
+    /// A snapshot holds a name that would restore outside the target (`..`, `a/b`, `/etc/x`, …).
+    #[error("refusing to restore snapshot {snapshot} into {}: {path} has the unsafe name {name:?} ({reason})", target.display())]
+    UnsafeName {
+        /// The snapshot id.
+        snapshot: String,
+        /// Where in the snapshot (the directory holding the name).
+        path: String,
+        /// The offending name.
+        name: String,
+        /// The restore target.
+        target: std::path::PathBuf,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A file system operation of a restore failed.
+    #[error("cannot {op} {} ({path} of snapshot {snapshot}): {source}", target.display())]
+    RestoreIo {
+        /// The snapshot id.
+        snapshot: String,
+        /// The path in the snapshot.
+        path: String,
+        /// The file in the target directory.
+        target: std::path::PathBuf,
+        /// What was attempted.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The content of a file could not be read from the repository during a restore.
+    #[error("cannot restore {path} of snapshot {snapshot} to {}: {source}", target.display())]
+    RestoreData {
+        /// The snapshot id.
+        snapshot: String,
+        /// The path in the snapshot.
+        path: String,
+        /// The file in the target directory.
+        target: std::path::PathBuf,
+        /// The repository error.
+        #[source]
+        source: Box<Error>,
+    },
     /// The repository is damaged where an operation needs it intact (prune, copy).
     #[error("{what}: {source}; the repository is damaged: run `kstash repo check` (nothing was deleted)")]
     Damaged {

@@ -4,12 +4,14 @@
 pub mod archiver;
 pub mod backend;
 pub mod backup_stream;
+pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod copy;
 pub mod crypto;
 pub mod dump;
 pub mod error;
+pub mod forget;
 pub mod gojson;
 pub mod host;
 pub mod id;
@@ -18,8 +20,10 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod pattern;
+pub mod progress;
 pub mod prune;
 pub mod repository;
+pub mod restore;
 pub mod saver;
 pub mod snapshot;
 pub mod stats;
@@ -27,6 +31,7 @@ pub mod tree;
 
 pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};
 pub use backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream, backup_stream_to_many};
+pub use check::{CheckOptions, CheckProblem, CheckReport, ProblemKind, ReadDataSubset, check};
 pub use dump::{DumpOptions, dump_file, dump_file_with};
 pub use error::{Error, Result};
 pub use id::Id;
@@ -36,4 +41,5 @@ pub use lock::{
     remove_stale_locks,
 };
 pub use repository::{InitOptions, Repository};
+pub use restore::{ExistingFiles, RestoreOptions, RestoreSummary, restore};
 pub use snapshot::{Snapshot, SnapshotEntry};

@@ -105,6 +105,14 @@ impl Repository {
 
     /// Open a repository with a password: try every key file, read config, load the index.
     pub fn open(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
+        let repo = Repository::open_without_index(backend, password)?;
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    /// [`Repository::open`] without loading the index (for `check`, which reads the index files
+    /// itself and reports each unreadable one instead of failing on the first).
+    pub fn open_without_index(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
         let location = backend.location();
         if !backend.exists(FileType::Config, "")? {
             return Err(Error::NotFound(format!("repository {location} (no config file)")));
@@ -157,7 +165,6 @@ impl Repository {
             index_files: Mutex::new(BTreeSet::new()),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
         };
-        repo.load_index()?;
         tracing::debug!(repo = %location, key = %key_id.short(), "opened repository");
         Ok(repo)
     }

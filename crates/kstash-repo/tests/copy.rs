@@ -19,7 +19,9 @@ fn restic_snapshots_copied_to_another_key_check_and_restore() {
     std::fs::write(data_dir.path().join("d/a.txt"), "alpha\n".repeat(50_000)).unwrap();
     std::fs::write(
         data_dir.path().join("d/e/b.bin"),
-        (0..2_000_000u32).map(|i| (i * 31 >> 7) as u8).collect::<Vec<_>>(),
+        (0..2_000_000u32)
+            .map(|i| ((i * 31) >> 7) as u8)
+            .collect::<Vec<_>>(),
     )
     .unwrap();
     std::os::unix::fs::symlink("a.txt", data_dir.path().join("d/link")).unwrap();

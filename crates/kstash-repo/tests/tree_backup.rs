@@ -67,7 +67,7 @@ impl Fixture {
         drop(sparse);
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join("pipe"),
+            root.join("pipe"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o640),
             0,
@@ -284,4 +284,47 @@ fn excludes_and_several_paths() {
     let sn = &t.snapshots_json()[0];
     assert_eq!(sn["paths"].as_array().unwrap().len(), 2);
     assert_eq!(sn["excludes"][0], "*.sql");
+}
+
+#[test]
+fn relative_paths_start_the_tree_where_restic_does() {
+    if !restic_available() {
+        return;
+    }
+    let fx = Fixture::every_file_type();
+    let t = TestRepo::new();
+    let repo = t.init();
+    let parent_dir = fx.root.parent().unwrap();
+    common::restic_in(
+        parent_dir,
+        &t.path,
+        common::PW,
+        &["backup", "--tag", "restic", "data"],
+    );
+    // Each test runs in its own process (nextest), so changing the working directory is local.
+    std::env::set_current_dir(parent_dir).unwrap();
+    let sum = backup_tree(&repo, &[PathBuf::from("data")], &opts()).unwrap();
+    let top = |id: &str| -> Vec<String> {
+        String::from_utf8(t.restic(&["ls", "--json", id]))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["struct_type"] == "node")
+            .map(|v| v["path"].as_str().unwrap().to_string())
+            .filter(|p| p.matches('/').count() == 1)
+            .collect()
+    };
+    let restic_id = t.snapshots_json()[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(top(&sum.snapshot_id.to_string()), top(&restic_id));
+    assert_eq!(top(&restic_id), vec!["/data"]);
+    let sn = t
+        .snapshots_json()
+        .into_iter()
+        .find(|s| s["id"] == sum.snapshot_id.to_string())
+        .unwrap();
+    assert_eq!(
+        sn["paths"][0],
+        fx.root.to_str().unwrap(),
+        "snapshot paths stay absolute"
+    );
 }

@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod cli;
 mod print;
+mod progress_bar;
 mod repo_cmd;
 mod resources;
 

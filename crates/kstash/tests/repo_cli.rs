@@ -275,3 +275,367 @@ fn restic_locks_block_wait_and_unlock() {
     assert_eq!(listed.as_array().unwrap().len(), 2);
     restic(&repo, &["check"]);
 }
+
+/// `restic backup --stdin` of `data` with extra flags (`--time`, `--host`, `--tag`), in UTC.
+fn restic_backup_at(repo: &Path, flags: &[&str], data: &[u8]) {
+    let mut child = Command::new("restic")
+        .arg("-r")
+        .arg(repo)
+        .args(["backup", "--stdin", "--stdin-filename", "dumpfile.sql"])
+        .args(flags)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("TZ", "UTC")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), data).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn ids_of(list: &serde_json::Value, field: &str) -> std::collections::BTreeSet<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g[field].as_array().cloned().unwrap_or_default())
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn forget_applies_restics_policy_to_restics_snapshots_and_snapshots_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    restic(&repo, &["init"]);
+    for (time, host, tag) in [
+        ("2022-01-01 10:00:00", "a", "nightly"),
+        ("2022-01-01 11:00:00", "a", "nightly"),
+        ("2022-01-02 09:00:00", "a", "nightly"),
+        ("2022-02-01 08:00:00", "a", "manual"),
+        ("2022-01-05 00:00:00", "b", "nightly"),
+        ("2022-03-01 00:00:00", "b", "keep"),
+    ] {
+        restic_backup_at(
+            &repo,
+            &["--time", time, "--host", host, "--tag", tag],
+            format!("{time} {host}\n").as_bytes(),
+        );
+    }
+    let count = |args: &[&str]| -> usize {
+        let mut all = vec!["snapshots", "--json"];
+        all.extend_from_slice(args);
+        let v: serde_json::Value = serde_json::from_str(&ok(kstash(&repo, &all, PASSWORD))).unwrap();
+        v.as_array().unwrap().len()
+    };
+    assert_eq!(count(&[]), 6);
+    assert_eq!(count(&["--host", "a"]), 4);
+    assert_eq!(count(&["--host", "a", "--host", "b"]), 6);
+    assert_eq!(count(&["--tag", "keep", "--tag", "manual"]), 2);
+    assert_eq!(count(&["--tag", "keep,manual"]), 0);
+    assert_eq!(count(&["--path", "/dumpfile.sql"]), 6);
+    assert_eq!(count(&["--path", "/other"]), 0);
+
+    // An empty policy removes nothing.
+    let out = ok(kstash(&repo, &["forget"], PASSWORD));
+    assert!(
+        out.contains("no policy was specified, no snapshots will be removed"),
+        "{out}"
+    );
+    assert_eq!(count(&[]), 6);
+
+    // The dry run decides as restic does, in restic's JSON shape.
+    let policy = ["--keep-daily", "2", "--keep-tag", "keep"];
+    let ours: serde_json::Value = serde_json::from_str(&ok(kstash(
+        &repo,
+        &[&["forget", "--dry-run", "--json"][..], &policy[..]].concat(),
+        PASSWORD,
+    )))
+    .unwrap();
+    let theirs: serde_json::Value = serde_json::from_slice(
+        &restic(
+            &repo,
+            &[&["forget", "--dry-run", "--json"][..], &policy[..]].concat(),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(ids_of(&ours, "keep"), ids_of(&theirs, "keep"));
+    assert_eq!(ids_of(&ours, "remove"), ids_of(&theirs, "remove"));
+    assert_eq!(ids_of(&ours, "remove").len(), 2);
+    let group_a = ours
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["host"] == "a")
+        .unwrap();
+    assert_eq!(group_a["paths"], serde_json::json!(["/dumpfile.sql"]));
+    assert_eq!(group_a["tags"], serde_json::Value::Null);
+    assert_eq!(
+        group_a["reasons"][0]["matches"],
+        serde_json::json!(["daily snapshot"])
+    );
+    assert_eq!(group_a["reasons"][0]["counters"], serde_json::json!({"daily": 1}));
+    assert_eq!(count(&[]), 6, "a dry run removes nothing");
+    let human = ok(kstash(
+        &repo,
+        &[&["forget", "--dry-run"][..], &policy[..]].concat(),
+        PASSWORD,
+    ));
+    assert!(
+        human.contains("Applying Policy: keep 2 daily snapshots and all snapshots with tags [[keep]]"),
+        "{human}"
+    );
+    assert!(
+        human.contains("Would have removed the following snapshots:"),
+        "{human}"
+    );
+    assert!(human.contains("keep 2 snapshots:"), "{human}");
+
+    // For real, only host a: the two oldest snapshots of host a go.
+    let out = ok(kstash(
+        &repo,
+        &["forget", "--keep-daily", "2", "--host", "a"],
+        PASSWORD,
+    ));
+    assert!(out.contains("removed 2 snapshots"), "{out}");
+    let left: serde_json::Value =
+        serde_json::from_slice(&restic(&repo, &["snapshots", "--json"]).stdout).unwrap();
+    let mut times: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["time"].as_str().unwrap())
+        .collect();
+    times.sort();
+    assert_eq!(
+        times,
+        [
+            "2022-01-02T09:00:00Z",
+            "2022-01-05T00:00:00Z",
+            "2022-02-01T08:00:00Z",
+            "2022-03-01T00:00:00Z"
+        ]
+    );
+    restic(&repo, &["check"]);
+
+    // By id prefix; ids together with a policy are refused; negative counts are usage errors.
+    let victim = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["time"] == "2022-01-05T00:00:00Z")
+        .unwrap()["short_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let both = kstash(&repo, &["forget", "--keep-last", "1", &victim], PASSWORD);
+    assert_eq!(both.status.code(), Some(1));
+    assert_eq!(
+        kstash(&repo, &["forget", "--keep-last", "-1"], PASSWORD)
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = kstash(&repo, &["forget", &victim, "deadbeef00"], PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Ignoring \"deadbeef00\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&[]), 3);
+    assert!(lock_file_names(&repo).is_empty());
+    restic(&repo, &["check"]);
+}
+
+#[test]
+fn check_exits_1_and_names_the_pack_after_a_bit_flip() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(kstash(&repo, &["init"], PASSWORD));
+    ok(kstash_stdin(
+        &repo,
+        &["backup", "--stdin", "--stdin-filename", "a.sql"],
+        &expected_dump(),
+    ));
+    let out = ok(kstash(&repo, &["check", "--read-data"], PASSWORD));
+    assert!(out.ends_with("no errors were found\n"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(kstash(&repo, &["check", "--json"], PASSWORD))).unwrap();
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    assert_eq!(report["snapshots_checked"], 1);
+
+    // Flip a bit in the middle of the largest pack: inside a data blob.
+    let mut packs: Vec<(u64, std::path::PathBuf)> = walk_files(&repo.join("data"))
+        .into_iter()
+        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+        .collect();
+    packs.sort();
+    let (size, path) = packs.pop().unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap().to_string();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    data[(size / 2) as usize] ^= 0x20;
+    std::fs::write(&path, &data).unwrap();
+
+    // The structure is intact; reading the data finds the damage, names the pack, exits 1.
+    ok(kstash(&repo, &["check"], PASSWORD));
+    let out = kstash(&repo, &["check", "--read-data"], PASSWORD);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("error: pack {name}: data blob ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/a.sql: data blob"), "{stdout}");
+    assert!(stderr.contains("Fatal: repository contains errors"), "{stderr}");
+    let out = kstash(
+        &repo,
+        &["check", "--read-data-subset", "100%", "--json"],
+        PASSWORD,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let damaged: Vec<&serde_json::Value> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "damaged_blob")
+        .collect();
+    assert_eq!(damaged.len(), 1, "{report}");
+    assert_eq!(damaged[0]["pack"], name.as_str());
+    // restic agrees, and a bad subset is a usage error.
+    let restic_out = Command::new("restic")
+        .arg("-r")
+        .arg(&repo)
+        .args(["check", "--read-data"])
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!restic_out.status.success());
+    assert_eq!(
+        kstash(&repo, &["check", "--read-data-subset", "0/3"], PASSWORD)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert!(lock_file_names(&repo).is_empty());
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn restore_writes_a_restic_directory_snapshot_with_patterns_sub_paths_and_skips() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha\n").unwrap();
+    std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::new(1_234_567_890, 123_456_789);
+    std::fs::File::open(src.join("a.txt"))
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    let big: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(src.join("sub/b.bin"), &big).unwrap();
+    std::fs::write(src.join("sub/skip.log"), b"noise\n").unwrap();
+    restic(&repo, &["init"]);
+    let backup = Command::new("restic")
+        .current_dir(dir.path())
+        .arg("-r")
+        .arg(&repo)
+        .args(["backup", "src"])
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+
+    let target = dir.path().join("target");
+    let t = target.to_str().unwrap();
+    let summary = |out: String| -> serde_json::Value { serde_json::from_str(&out).unwrap() };
+    let s = summary(ok(kstash(
+        &repo,
+        &["restore", "latest", "--target", t, "--exclude", "*.log", "--json"],
+        PASSWORD,
+    )));
+    assert_eq!(s["message_type"], "summary");
+    assert_eq!(
+        (s["files_restored"].as_u64(), s["dirs_restored"].as_u64()),
+        (Some(2), Some(2)),
+        "{s}"
+    );
+    assert_eq!(s["errors"].as_array().unwrap().len(), 0, "{s}");
+    assert_eq!(std::fs::read(target.join("src/a.txt")).unwrap(), b"alpha\n");
+    assert_eq!(std::fs::read(target.join("src/sub/b.bin")).unwrap(), big);
+    assert!(!target.join("src/sub/skip.log").exists());
+    let m = std::fs::metadata(target.join("src/a.txt")).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.mtime(), m.mtime_nsec()),
+        (0o640, 1_234_567_890, 123_456_789)
+    );
+    assert!(lock_file_names(&repo).is_empty());
+
+    // Again: nothing changed, nothing written.
+    let s = summary(ok(kstash(
+        &repo,
+        &["restore", "latest", "-t", t, "-e", "*.log", "--json"],
+        PASSWORD,
+    )));
+    assert_eq!(
+        (s["files_restored"].as_u64(), s["files_skipped"].as_u64()),
+        (Some(0), Some(2)),
+        "{s}"
+    );
+
+    // A sub-path, with the human-readable summary.
+    let sub = dir.path().join("sub-target");
+    let out = ok(kstash(
+        &repo,
+        &[
+            "restore",
+            "latest:/src/sub",
+            "--target",
+            sub.to_str().unwrap(),
+            "--include",
+            "*.bin",
+        ],
+        PASSWORD,
+    ));
+    assert!(out.starts_with("restored snapshot "), "{out}");
+    assert_eq!(std::fs::read(sub.join("b.bin")).unwrap(), big);
+    assert!(!sub.join("skip.log").exists());
+
+    // A path that is not in the snapshot fails and names it.
+    let bad = kstash(&repo, &["restore", "latest:/nope", "--target", t], PASSWORD);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("/nope"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -69,6 +69,30 @@ pub fn restic_ok(repo: &Path, password: &str, args: &[&str], stdin: Option<&[u8]
     out.stdout
 }
 
+/// Run `restic -r REPO --no-cache ARGS…` in directory `cwd` (so relative paths given to
+/// `backup` become the snapshot's top-level names), asserting success; returns stdout.
+pub fn restic_in(cwd: &Path, repo: &Path, password: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("restic")
+        .current_dir(cwd)
+        .arg("-r")
+        .arg(repo)
+        .arg("--no-cache")
+        .args(args)
+        .env("RESTIC_PASSWORD", password)
+        .env_remove("RESTIC_REPOSITORY")
+        .env_remove("RESTIC_PASSWORD_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run restic");
+    assert!(
+        out.status.success(),
+        "restic {args:?} in {} failed: {}",
+        cwd.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A local repository in a temporary directory (not created until `init`).
 pub struct TestRepo {
     _dir: tempfile::TempDir,

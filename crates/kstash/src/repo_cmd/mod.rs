@@ -10,15 +10,18 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
-use kstash_repo::keys::KdfParams;
 use kstash_repo::archiver::{ParentChoice, TreeBackupOptions};
+use kstash_repo::keys::KdfParams;
 use kstash_repo::lock::{self, LockOptions, RepoLock};
 use kstash_repo::{
     DumpOptions, InitOptions, LocalBackend, Repository, StreamBackupOptions, backup_stream, dump_file_with,
 };
 use serde_json::json;
 
+mod check;
+mod forget;
 mod maint;
+mod restore;
 
 /// Where the repository is and how to unlock it.
 #[derive(Debug, Args)]
@@ -54,7 +57,9 @@ pub enum RepoCommand {
     /// Back up files and directories, or a stream (`--stdin` or `--stdin-from-command`).
     Backup(BackupArgs),
     /// List snapshots.
-    Snapshots,
+    Snapshots(forget::FilterArgs),
+    /// Remove snapshots by policy (`--keep-*`, as restic's `forget`) or by id.
+    Forget(Box<forget::ForgetArgs>),
     /// Write a file of a snapshot (`latest` or an id prefix) to stdout.
     Dump {
         /// Snapshot: `latest` or an id (prefix).
@@ -65,6 +70,10 @@ pub enum RepoCommand {
     /// Manage the keys (passwords) of the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Restore a snapshot (or `SNAPSHOT:SUBPATH`) into a directory.
+    Restore(restore::RestoreArgs),
+    /// Verify the repository: structure, and with `--read-data` (or a subset) every blob.
+    Check(check::CheckArgs),
     /// Delete data no snapshot uses; repack partly used packs (exclusive lock).
     Prune(maint::PruneArgs),
     /// Copy snapshots from another repository (`--from-repo`) into this one.
@@ -247,10 +256,13 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
         RepoCommand::Prune(p) => return maint::run_prune(&args, p),
         RepoCommand::Copy(c) => return maint::run_copy(&args, c),
         RepoCommand::Stats(a) => return maint::run_stats(&args, a),
-        RepoCommand::Snapshots => {
+        RepoCommand::Check(c) => return check::run(&args, c),
+        RepoCommand::Forget(f) => return forget::run(&args, f),
+        RepoCommand::Restore(r) => return restore::run(&args, r),
+        RepoCommand::Snapshots(filter) => {
             let repo = open(&args)?;
             let _lock = read_lock(&args, &repo)?;
-            let mut list = repo.list_snapshots()?;
+            let mut list = filter.to_filter().apply(repo.list_snapshots()?);
             list.sort_by_key(|s| s.snapshot.time.timestamp);
             if args.json {
                 let items: Vec<_> = list
@@ -355,6 +367,8 @@ fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
     options.hostname = b.host.clone();
     // Backups always lock (as restic's do), `--no-lock` notwithstanding.
     options.lock = Some(lock_options(args));
+    let (progress, bar) = crate::progress_bar::start("backup", crate::progress_bar::wanted(args.json));
+    options.progress = Some(progress);
     let summary = if b.stdin {
         backup_stream(&repo, std::io::stdin(), &options)?
     } else {
@@ -375,6 +389,7 @@ fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
         };
         backup_stream(&repo, reader, &options)?
     };
+    drop(bar);
     if args.json {
         outln!(
             "{}",
@@ -398,6 +413,7 @@ fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
 
 fn backup_tree(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
     let repo = open(args)?;
+    let (progress, bar) = crate::progress_bar::start("backup", crate::progress_bar::wanted(args.json));
     let options = TreeBackupOptions {
         excludes: b.excludes.clone(),
         parent: match (&b.parent, b.force) {
@@ -408,9 +424,11 @@ fn backup_tree(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
         tags: b.tags.clone(),
         hostname: b.host.clone(),
         lock: Some(lock_options(args)),
+        progress: Some(progress),
         ..Default::default()
     };
     let s = kstash_repo::archiver::backup_tree(&repo, &b.paths, &options)?;
+    drop(bar);
     for e in &s.errors {
         eprintln!("error: {}: {}", e.path, e.message);
     }

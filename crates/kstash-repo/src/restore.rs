@@ -1,0 +1,1139 @@
+//! Restore: a snapshot's tree (or one sub-path of it) written to a target directory, with
+//! include/exclude patterns, permissions, owners (when root), times, symlinks, hard links, fifos,
+//! devices (when root), extended attributes and sparse files; unchanged existing files are skipped.
+//!
+//! A restore runs in two halves. *Planning* walks the trees, applies the selection and checks
+//! every name: a name that is empty, `.`, `..` or holds a `/` (a hostile or corrupted snapshot)
+//! refuses the whole restore with [`Error::UnsafeName`] before anything is written. *Writing*
+//! then creates the directories (owner-only at first), restores the regular files on a few worker
+//! threads (blob by blob, reading adjacent blobs of a pack with one request, leaving all-zero
+//! blocks as holes), then hard links, symlinks and special files, and last the directories'
+//! metadata, deepest first, so their times are not disturbed by their children.
+//!
+//! Nothing is ever written through a symlink: whatever is in the way of an item (a symlink left
+//! in the target, a file where a directory belongs) is removed first, files are created anew with
+//! `O_NOFOLLOW | O_EXCL` (so an existing hard link to a file elsewhere is never written through),
+//! and times and owners of symlinks are set on the link itself.
+//!
+//! Failures of single items (a file that cannot be written, a blob missing from the repository)
+//! do not stop the restore: they are collected in [`RestoreSummary::errors`].
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use rustix::fs::{AtFlags, CWD, FileType as NodKind, Mode, Timespec, Timestamps, XattrFlags};
+
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::gojson::GoTime;
+use crate::id::Id;
+use crate::index::BlobType;
+use crate::lock::{self, LockOptions, RepoLock};
+use crate::pack;
+use crate::pattern::PatternSet;
+use crate::repository::Repository;
+use crate::snapshot::SnapshotEntry;
+use crate::tree::{Node, NodeType, mode};
+
+/// Blocks of this size (aligned in the file) that are all zeros are left as holes.
+pub const SPARSE_BLOCK: usize = 4096;
+/// Most bytes read from a pack in one request when adjacent blobs of a file are coalesced.
+const MAX_COALESCED_READ: u64 = 8 << 20;
+/// Deepest directory nesting accepted (far beyond `PATH_MAX`; guards the recursive walk).
+const MAX_DEPTH: usize = 4096;
+
+// ---- options and summary ----------------------------------------------------------------------
+
+/// What to do with a file that already exists in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExistingFiles {
+    /// Always rewrite it.
+    Overwrite,
+    /// Leave it alone when its size and modification time match the snapshot (only its
+    /// owner, mode and times are restored).
+    #[default]
+    SkipUnchanged,
+    /// As [`ExistingFiles::SkipUnchanged`], but also read it and compare the hash of every
+    /// blob-sized piece with the snapshot's blob ids.
+    Verify,
+}
+
+/// Options of [`restore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Restore only what matches one of these patterns (and the directories leading to it).
+    pub include: Vec<String>,
+    /// Do not restore what matches one of these patterns (nor anything below it).
+    pub exclude: Vec<String>,
+    /// Handling of files already in the target.
+    pub existing: ExistingFiles,
+    /// Leave all-zero blocks as holes (restic's `--sparse`, on by default here).
+    pub sparse: bool,
+    /// Files restored concurrently (0: the number of CPUs, at most 4).
+    pub threads: usize,
+    /// Hold a shared lock while restoring (`None`: no lock, like restic's `--no-lock`).
+    pub lock: Option<LockOptions>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            existing: ExistingFiles::default(),
+            sparse: true,
+            threads: 0,
+            lock: Some(LockOptions::default()),
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub struct RestoreSummary {
+    /// The snapshot restored.
+    pub snapshot: Option<Id>,
+    /// Regular files whose content was written.
+    pub files: u64,
+    /// Hard links created to files restored earlier.
+    pub hardlinks: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Fifos and devices created.
+    pub specials: u64,
+    /// Content bytes of the written files (holes included).
+    pub bytes: u64,
+    /// Of [`RestoreSummary::bytes`], the zeros left as holes instead of being written.
+    pub sparse_bytes: u64,
+    /// Existing files left in place because they were unchanged.
+    pub files_skipped: u64,
+    /// Content bytes of those files.
+    pub bytes_skipped: u64,
+    /// Items that cannot be restored here: sockets, irregular files, devices when not root.
+    pub nodes_skipped: u64,
+    /// Things not restored exactly (an unsupported extended attribute, a skipped device, …).
+    pub warnings: Vec<String>,
+    /// Items that failed; the restore went on with the others.
+    pub errors: Vec<Error>,
+}
+
+impl RestoreSummary {
+    /// Whether every selected item was restored without error.
+    pub fn is_complete(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Split `SNAPSHOT[:SUBPATH]` (restic's `snapshotID:subfolder` syntax) into its parts.
+pub fn split_snapshot_spec(spec: &str) -> (&str, &str) {
+    match spec.split_once(':') {
+        Some((snapshot, sub)) => (snapshot, sub),
+        None => (spec, ""),
+    }
+}
+
+/// Restore snapshot `spec` (`latest`, an id or id prefix, optionally followed by `:SUBPATH`) into
+/// `target` (created if missing), holding a shared lock unless `options.lock` is `None`. With a
+/// sub-path naming a directory, its contents land directly in `target`; naming anything else,
+/// that item lands in `target` under its own name. Include/exclude patterns are matched against
+/// paths relative to what is restored (`/` is `target`).
+pub fn restore(
+    repo: &Repository,
+    spec: &str,
+    target: &Path,
+    options: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    let (snapshot, subpath) = split_snapshot_spec(spec);
+    let held = match &options.lock {
+        Some(lock_options) => {
+            let held = lock::acquire(repo, false, lock_options)?;
+            // Whatever changed before we held the lock (a prune, say) is now visible.
+            repo.refresh_index()?;
+            Some(held)
+        }
+        None => None,
+    };
+    let sn = repo.find_snapshot(snapshot)?;
+    run(repo, &sn, subpath, target, options, held.as_ref())
+}
+
+/// [`restore`] of a snapshot already found, for callers that hold a lock themselves
+/// (`options.lock` is ignored).
+pub fn restore_snapshot(
+    repo: &Repository,
+    snapshot: &SnapshotEntry,
+    subpath: &str,
+    target: &Path,
+    options: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    run(repo, snapshot, subpath, target, options, None)
+}
+
+fn run(
+    repo: &Repository,
+    sn: &SnapshotEntry,
+    subpath: &str,
+    target: &Path,
+    options: &RestoreOptions,
+    held: Option<&RepoLock>,
+) -> Result<RestoreSummary> {
+    let selection = Selection::new(&options.include, &options.exclude)?;
+    let (uid, _) = crate::host::uid_gid();
+    let mut r = Restorer {
+        repo,
+        snapshot: sn.id.short(),
+        base: subpath
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .fold(String::new(), |acc, p| acc + "/" + p),
+        target: target.to_path_buf(),
+        options,
+        selection,
+        as_root: uid == 0,
+        held,
+        stats: Stats::default(),
+        errors: Mutex::new(Vec::new()),
+        warnings: Mutex::new(Vec::new()),
+    };
+    let plan = r.plan(sn)?;
+    tracing::debug!(
+        snapshot = %r.snapshot,
+        target = %target.display(),
+        dirs = plan.dirs.len(),
+        files = plan.files.len(),
+        hardlinks = plan.links.len(),
+        others = plan.others.len(),
+        "restore planned"
+    );
+    r.write(&plan)?;
+    let st = &r.stats;
+    let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
+    let mut warnings = std::mem::take(r.warnings.get_mut().unwrap_or_else(|p| p.into_inner()));
+    warnings.splice(0..0, plan.warnings);
+    let summary = RestoreSummary {
+        snapshot: Some(sn.id),
+        files: get(&st.files),
+        hardlinks: get(&st.hardlinks),
+        dirs: get(&st.dirs),
+        symlinks: get(&st.symlinks),
+        specials: get(&st.specials),
+        bytes: get(&st.bytes),
+        sparse_bytes: get(&st.sparse_bytes),
+        files_skipped: get(&st.files_skipped),
+        bytes_skipped: get(&st.bytes_skipped),
+        nodes_skipped: get(&st.nodes_skipped) + plan.nodes_skipped,
+        warnings,
+        errors: std::mem::take(r.errors.get_mut().unwrap_or_else(|p| p.into_inner())),
+    };
+    tracing::info!(
+        snapshot = %r.snapshot,
+        target = %target.display(),
+        files = summary.files,
+        dirs = summary.dirs,
+        bytes = summary.bytes,
+        skipped = summary.files_skipped,
+        errors = summary.errors.len(),
+        "restore finished"
+    );
+    Ok(summary)
+}
+
+// ---- names ------------------------------------------------------------------------------------
+
+/// Why `name` may not be created inside a directory, or `None` if it may: names must be
+/// non-empty, not `.` or `..`, and hold no `/` or NUL, so `dir/name` always stays inside `dir`.
+pub fn unsafe_name_reason(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty name")
+    } else if name == "." || name == ".." {
+        Some("refers to a directory itself or its parent")
+    } else if name.contains('/') {
+        Some("contains a path separator")
+    } else if name.contains('\0') {
+        Some("contains a NUL byte")
+    } else {
+        None
+    }
+}
+
+// ---- include / exclude ------------------------------------------------------------------------
+
+/// Include and exclude patterns together (restic's syntax, see [`crate::pattern`]), matched
+/// against paths relative to what is restored (`/` is the target directory).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    include: PatternSet,
+    exclude: PatternSet,
+}
+
+impl Selection {
+    /// Compile the patterns (empty ones are ignored, as restic does).
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Selection> {
+        let set = |list: &[String]| {
+            let non_empty: Vec<&str> = list
+                .iter()
+                .map(String::as_str)
+                .filter(|p| !p.is_empty())
+                .collect();
+            PatternSet::new(&non_empty)
+        };
+        Ok(Selection {
+            include: set(include)?,
+            exclude: set(exclude)?,
+        })
+    }
+
+    /// For the item at `path`: (restore it, descend into it). An excluded item is neither
+    /// restored nor entered; with include patterns, an item is restored when it (or an ancestor)
+    /// matches one, and a directory is entered when something below it might.
+    pub fn select(&self, path: &str, is_dir: bool) -> (bool, bool) {
+        if self.exclude.matches(path) {
+            return (false, false);
+        }
+        if self.include.is_empty() {
+            return (true, is_dir);
+        }
+        let included = self.include.matches(path);
+        (
+            included,
+            is_dir && (included || self.include.may_match_below(path)),
+        )
+    }
+}
+
+// ---- sparse writes ----------------------------------------------------------------------------
+
+/// The ranges of `buf` to write when it lands at `file_offset` in a new file: every block-aligned
+/// run of [`SPARSE_BLOCK`] bytes (and the partial blocks at either end) that is all zeros is left
+/// out, so it stays a hole. Adjacent non-zero blocks form one range.
+pub fn data_runs(buf: &[u8], file_offset: u64) -> Vec<Range<usize>> {
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    let block = SPARSE_BLOCK as u64;
+    let mut start = 0usize;
+    while start < buf.len() {
+        let to_boundary = (block - (file_offset + start as u64) % block) as usize;
+        let end = (start + to_boundary).min(buf.len());
+        if !is_zero(&buf[start..end]) {
+            match runs.last_mut() {
+                Some(last) if last.end == start => last.end = end,
+                _ => runs.push(start..end),
+            }
+        }
+        start = end;
+    }
+    runs
+}
+
+/// Whether `buf` is all zeros (OR-folded in chunks so the compiler vectorizes it).
+pub fn is_zero(buf: &[u8]) -> bool {
+    let mut chunks = buf.chunks_exact(64);
+    for c in &mut chunks {
+        if c.iter().fold(0u8, |a, b| a | b) != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|b| *b == 0)
+}
+
+// ---- planning ---------------------------------------------------------------------------------
+
+/// An item to restore: its path below the restore root (`/a/b`) and its node.
+#[derive(Debug)]
+struct Item {
+    loc: String,
+    node: Node,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    /// Parents before children.
+    dirs: Vec<Item>,
+    files: Vec<Item>,
+    /// Hard links: the item and the index in `files` of the file it links to.
+    links: Vec<(Item, usize)>,
+    /// Symlinks, fifos and devices.
+    others: Vec<Item>,
+    nodes_skipped: u64,
+    warnings: Vec<String>,
+    /// (device_id, inode) → index in `files` of the first file restored for it.
+    inodes: HashMap<(u64, u64), usize>,
+}
+
+#[derive(Default)]
+struct Stats {
+    files: AtomicU64,
+    hardlinks: AtomicU64,
+    dirs: AtomicU64,
+    symlinks: AtomicU64,
+    specials: AtomicU64,
+    bytes: AtomicU64,
+    sparse_bytes: AtomicU64,
+    files_skipped: AtomicU64,
+    bytes_skipped: AtomicU64,
+    nodes_skipped: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+struct Restorer<'a> {
+    repo: &'a Repository,
+    snapshot: String,
+    /// The sub-path restored (`/a/b`, or empty for the whole snapshot), for messages.
+    base: String,
+    target: PathBuf,
+    options: &'a RestoreOptions,
+    selection: Selection,
+    as_root: bool,
+    held: Option<&'a RepoLock>,
+    stats: Stats,
+    errors: Mutex<Vec<Error>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+/// Outcome of restoring one regular file.
+enum FileDone {
+    Written,
+    Skipped,
+}
+
+impl Restorer<'_> {
+    /// The path in the snapshot of restore-root path `loc`.
+    fn snapshot_path(&self, loc: &str) -> String {
+        if loc.is_empty() {
+            if self.base.is_empty() {
+                "/".into()
+            } else {
+                self.base.clone()
+            }
+        } else {
+            format!("{}{loc}", self.base)
+        }
+    }
+
+    /// The file in the target for restore-root path `loc`.
+    fn target_path(&self, loc: &str) -> PathBuf {
+        let rel = loc.trim_start_matches('/');
+        if rel.is_empty() {
+            self.target.clone()
+        } else {
+            self.target.join(rel)
+        }
+    }
+
+    fn io_error(&self, loc: &str, op: &'static str, source: std::io::Error) -> Error {
+        Error::RestoreIo {
+            snapshot: self.snapshot.clone(),
+            path: self.snapshot_path(loc),
+            target: self.target_path(loc),
+            op,
+            source,
+        }
+    }
+
+    fn record(&self, e: Error) {
+        tracing::warn!(error = %e, "restore");
+        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+    }
+
+    fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
+    }
+
+    fn check_lock(&self) -> Result<()> {
+        self.held.map_or(Ok(()), RepoLock::check)
+    }
+
+    // -- planning --
+
+    fn plan(&mut self, sn: &SnapshotEntry) -> Result<Plan> {
+        let mut plan = Plan::default();
+        if self.base.is_empty() {
+            self.plan_tree(&sn.snapshot.tree, "", 0, &mut plan)?;
+            return Ok(plan);
+        }
+        let node = crate::dump::find_node(self.repo, sn, &self.base)?;
+        if let (NodeType::Dir, Some(subtree)) = (node.node_type, node.subtree) {
+            self.plan_tree(&subtree, "", 0, &mut plan)?;
+        } else {
+            // A single item: it lands in the target under its own name.
+            self.base = self.base.rsplit_once('/').map_or("", |(p, _)| p).to_string();
+            let tree = crate::tree::Tree { nodes: vec![node] };
+            self.plan_nodes(tree, &self.snapshot_path(""), "", 0, &mut plan)?;
+        }
+        Ok(plan)
+    }
+
+    /// Plan the items of tree `id` at restore-root path `loc`; returns whether anything was
+    /// selected in it.
+    fn plan_tree(&self, id: &Id, loc: &str, depth: usize, plan: &mut Plan) -> Result<bool> {
+        if depth > MAX_DEPTH {
+            return Err(Error::Format {
+                what: format!("snapshot {} at {}", self.snapshot, self.snapshot_path(loc)),
+                reason: format!("directories nested deeper than {MAX_DEPTH}"),
+            });
+        }
+        let tree = self.repo.load_tree(id)?;
+        self.plan_nodes(tree, &self.snapshot_path(loc), loc, depth, plan)
+    }
+
+    fn plan_nodes(
+        &self,
+        tree: crate::tree::Tree,
+        where_: &str,
+        loc: &str,
+        depth: usize,
+        plan: &mut Plan,
+    ) -> Result<bool> {
+        let mut seen = HashSet::with_capacity(tree.nodes.len());
+        for node in &tree.nodes {
+            if let Some(reason) = unsafe_name_reason(&node.name) {
+                return Err(Error::UnsafeName {
+                    snapshot: self.snapshot.clone(),
+                    path: if where_.is_empty() {
+                        "/".into()
+                    } else {
+                        where_.to_string()
+                    },
+                    name: node.name.clone(),
+                    target: self.target.clone(),
+                    reason,
+                });
+            }
+            if !seen.insert(node.name.as_str()) {
+                return Err(Error::Format {
+                    what: format!("snapshot {} at {}", self.snapshot, where_),
+                    reason: format!("the name {:?} appears twice in one directory", node.name),
+                });
+            }
+        }
+        let mut any = false;
+        for node in tree.nodes {
+            let child = format!("{loc}/{}", node.name);
+            let is_dir = node.node_type == NodeType::Dir;
+            let (selected, descend) = self.selection.select(&child, is_dir);
+            if is_dir {
+                let Some(subtree) = node.subtree else {
+                    return Err(Error::Format {
+                        what: format!("snapshot {} at {}", self.snapshot, self.snapshot_path(&child)),
+                        reason: "directory without subtree".into(),
+                    });
+                };
+                if !selected && !descend {
+                    continue;
+                }
+                let at = plan.dirs.len();
+                plan.dirs.push(Item {
+                    loc: child.clone(),
+                    node,
+                });
+                let below = descend && self.plan_tree(&subtree, &child, depth + 1, plan)?;
+                if selected || below {
+                    any = true;
+                } else {
+                    // Nothing below was selected, so nothing was planned after it.
+                    plan.dirs.truncate(at);
+                }
+                continue;
+            }
+            if !selected {
+                continue;
+            }
+            any = true;
+            match node.node_type {
+                NodeType::File => {
+                    let key = (node.device_id, node.inode);
+                    if node.links > 1 && node.inode != 0 {
+                        if let Some(&origin) = plan.inodes.get(&key) {
+                            plan.links.push((Item { loc: child, node }, origin));
+                            continue;
+                        }
+                        plan.inodes.insert(key, plan.files.len());
+                    }
+                    plan.files.push(Item { loc: child, node });
+                }
+                NodeType::Symlink | NodeType::Fifo | NodeType::Dev | NodeType::Chardev => {
+                    plan.others.push(Item { loc: child, node });
+                }
+                NodeType::Socket | NodeType::Irregular => {
+                    plan.nodes_skipped += 1;
+                    plan.warnings.push(format!(
+                        "{}: a {} cannot be restored; skipped",
+                        self.snapshot_path(&child),
+                        node.node_type.as_str()
+                    ));
+                }
+                NodeType::Dir => unreachable!("handled above"),
+            }
+        }
+        Ok(any)
+    }
+
+    // -- writing --
+
+    fn write(&self, plan: &Plan) -> Result<()> {
+        fs::create_dir_all(&self.target).map_err(|e| self.io_error("", "create directory", e))?;
+        for dir in &plan.dirs {
+            match self.ensure_dir(&dir.loc) {
+                Ok(()) => add(&self.stats.dirs, 1),
+                Err(e) => self.record(e),
+            }
+        }
+        self.check_lock()?;
+        let done = self.restore_files(&plan.files)?;
+        self.check_lock()?;
+        for (item, origin) in &plan.links {
+            if !done[*origin] {
+                self.record(self.io_error(
+                    &item.loc,
+                    "hard link",
+                    std::io::Error::other(format!(
+                        "the file it links to ({}) was not restored",
+                        self.snapshot_path(&plan.files[*origin].loc)
+                    )),
+                ));
+                continue;
+            }
+            if let Err(e) = self.restore_hardlink(item, &plan.files[*origin]) {
+                self.record(e);
+            }
+        }
+        for item in &plan.others {
+            if let Err(e) = self.restore_other(item) {
+                self.record(e);
+            }
+        }
+        self.check_lock()?;
+        for dir in plan.dirs.iter().rev() {
+            if let Err(e) = self.restore_metadata(&dir.loc, &dir.node, None) {
+                self.record(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `loc` a directory we can write into, replacing whatever else is there.
+    fn ensure_dir(&self, loc: &str) -> Result<()> {
+        let path = self.target_path(loc);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => fs::remove_file(&path).map_err(|e| self.io_error(loc, "remove", e))?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_error(loc, "inspect", e)),
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| self.io_error(loc, "create directory", e))
+    }
+
+    /// Remove whatever is at `loc` (a file, a symlink, an empty directory).
+    fn clear(&self, loc: &str) -> Result<()> {
+        let path = self.target_path(loc);
+        let res = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        res.map_err(|e| self.io_error(loc, "remove", e))
+    }
+
+    /// Restore the regular files on worker threads; returns which of them are in place.
+    fn restore_files(&self, files: &[Item]) -> Result<Vec<bool>> {
+        let threads = match self.options.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+            n => n,
+        }
+        .min(files.len().max(1));
+        let next = AtomicUsize::new(0);
+        let done: Vec<std::sync::atomic::AtomicBool> = files.iter().map(|_| Default::default()).collect();
+        std::thread::scope(|s| -> Result<()> {
+            let mut workers = Vec::new();
+            for n in 0..threads {
+                let worker = std::thread::Builder::new()
+                    .name(format!("kstash-restore-{n}"))
+                    .spawn_scoped(s, || {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            let Some(item) = files.get(i) else { return };
+                            match self.restore_file(item) {
+                                Ok(_) => done[i].store(true, Ordering::SeqCst),
+                                Err(e) => self.record(e),
+                            }
+                        }
+                    })
+                    .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+                workers.push(worker);
+            }
+            for w in workers {
+                w.join()
+                    .map_err(|_| Error::Internal("restore worker thread panicked".into()))?;
+            }
+            Ok(())
+        })?;
+        Ok(done.into_iter().map(|d| d.into_inner()).collect())
+    }
+
+    fn restore_file(&self, item: &Item) -> Result<FileDone> {
+        let (loc, node) = (&item.loc, &item.node);
+        let path = self.target_path(loc);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && self.unchanged(loc, node, &m)? => {
+                self.restore_metadata(loc, node, None)?;
+                add(&self.stats.files_skipped, 1);
+                add(&self.stats.bytes_skipped, node.size);
+                return Ok(FileDone::Skipped);
+            }
+            Ok(_) => self.clear(loc)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_error(loc, "inspect", e)),
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(|e| self.io_error(loc, "create", e))?;
+        let ids = node.content.as_deref().unwrap_or_default();
+        let mut offset = 0u64;
+        let mut holes = 0u64;
+        self.for_each_blob(loc, ids, |blob| {
+            if self.options.sparse {
+                let mut written = 0;
+                for run in data_runs(blob, offset) {
+                    written += run.len();
+                    file.write_all_at(&blob[run.clone()], offset + run.start as u64)
+                        .map_err(|e| self.io_error(loc, "write", e))?;
+                }
+                holes += (blob.len() - written) as u64;
+            } else {
+                file.write_all_at(blob, offset)
+                    .map_err(|e| self.io_error(loc, "write", e))?;
+            }
+            offset += blob.len() as u64;
+            Ok(())
+        })?;
+        // Trailing holes need the length set; so does an empty or all-zero file.
+        file.set_len(offset)
+            .map_err(|e| self.io_error(loc, "set the length of", e))?;
+        if offset != node.size {
+            self.warn(format!(
+                "{}: restored {offset} bytes, but the snapshot records a size of {}",
+                self.snapshot_path(loc),
+                node.size
+            ));
+        }
+        self.restore_metadata(loc, node, Some(&file))?;
+        add(&self.stats.files, 1);
+        add(&self.stats.bytes, offset);
+        add(&self.stats.sparse_bytes, holes);
+        Ok(FileDone::Written)
+    }
+
+    /// Whether the existing regular file at `loc` can be left as it is.
+    fn unchanged(&self, loc: &str, node: &Node, m: &fs::Metadata) -> Result<bool> {
+        if self.options.existing == ExistingFiles::Overwrite || m.len() != node.size {
+            return Ok(false);
+        }
+        let want = timespec(&node.mtime);
+        if m.mtime() != want.tv_sec || m.mtime_nsec() != want.tv_nsec {
+            return Ok(false);
+        }
+        if self.options.existing == ExistingFiles::SkipUnchanged {
+            return Ok(true);
+        }
+        self.content_matches(loc, node)
+    }
+
+    /// Read the file at `loc` and compare each blob-sized piece with the blob ids of `node`.
+    fn content_matches(&self, loc: &str, node: &Node) -> Result<bool> {
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(self.target_path(loc))
+        {
+            Ok(f) => f,
+            Err(_) => return Ok(false),
+        };
+        let mut buf = Vec::new();
+        let mut total = 0u64;
+        for id in node.content.as_deref().unwrap_or_default() {
+            let Some(loc_) = self.repo.index().get(BlobType::Data, id) else {
+                return Ok(false);
+            };
+            let len = loc_
+                .uncompressed_length
+                .unwrap_or(loc_.length.saturating_sub(crate::crypto::OVERHEAD as u32))
+                as usize;
+            buf.resize(len, 0);
+            if file.read_exact(&mut buf).is_err() || Id::hash(&buf) != *id {
+                return Ok(false);
+            }
+            total += len as u64;
+        }
+        let mut probe = [0u8; 1];
+        Ok(total == node.size && matches!(file.read(&mut probe), Ok(0)))
+    }
+
+    /// Call `f` with each blob of `ids` in order, reading runs of blobs that lie back to back in
+    /// one pack with a single request, and decoding a repeated blob (a run of zeros) only once.
+    fn for_each_blob(&self, loc: &str, ids: &[Id], mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let data_error = |source: Error| Error::RestoreData {
+            snapshot: self.snapshot.clone(),
+            path: self.snapshot_path(loc),
+            target: self.target_path(loc),
+            source: Box::new(source),
+        };
+        let mut last: Option<(Id, Vec<u8>)> = None;
+        let mut i = 0;
+        while i < ids.len() {
+            if let Some((id, plain)) = &last
+                && *id == ids[i]
+            {
+                f(plain)?;
+                i += 1;
+                continue;
+            }
+            let group = {
+                let index = self.repo.index();
+                let locate = |id: &Id| {
+                    index.get(BlobType::Data, id).ok_or(Error::BlobNotFound {
+                        kind: BlobType::Data.as_str(),
+                        id: *id,
+                    })
+                };
+                let first = locate(&ids[i]).map_err(data_error)?;
+                let mut group = vec![(ids[i], first)];
+                let mut end = u64::from(first.offset) + u64::from(first.length);
+                for id in &ids[i + 1..] {
+                    let Some(next) = index.get(BlobType::Data, id) else {
+                        break;
+                    };
+                    let next_end = end + u64::from(next.length);
+                    if next.pack != first.pack
+                        || u64::from(next.offset) != end
+                        || next_end - u64::from(first.offset) > MAX_COALESCED_READ
+                        || *id == group[group.len() - 1].0
+                    {
+                        break;
+                    }
+                    group.push((*id, next));
+                    end = next_end;
+                }
+                group
+            };
+            let (_, first) = group[0];
+            let (_, tail) = group[group.len() - 1];
+            let span = (u64::from(tail.offset) + u64::from(tail.length) - u64::from(first.offset)) as usize;
+            let data = self
+                .repo
+                .backend()
+                .read_range(
+                    FileType::Pack,
+                    &first.pack.to_hex(),
+                    u64::from(first.offset),
+                    span,
+                )
+                .map_err(data_error)?;
+            for (id, at) in &group {
+                let start = (at.offset - first.offset) as usize;
+                let piece = data[start..start + at.length as usize].to_vec();
+                let plain = pack::decode_blob(
+                    self.repo.key(),
+                    &at.pack,
+                    BlobType::Data,
+                    id,
+                    piece,
+                    at.uncompressed_length,
+                )
+                .map_err(data_error)?;
+                f(&plain)?;
+                last = Some((*id, plain));
+            }
+            i += group.len();
+        }
+        Ok(())
+    }
+
+    fn restore_hardlink(&self, item: &Item, origin: &Item) -> Result<()> {
+        let path = self.target_path(&item.loc);
+        let origin_path = self.target_path(&origin.loc);
+        let om = fs::symlink_metadata(&origin_path).map_err(|e| self.io_error(&origin.loc, "inspect", e))?;
+        if let Ok(m) = fs::symlink_metadata(&path)
+            && m.dev() == om.dev()
+            && m.ino() == om.ino()
+        {
+            add(&self.stats.hardlinks, 1);
+            return Ok(());
+        }
+        self.clear(&item.loc)?;
+        fs::hard_link(&origin_path, &path).map_err(|e| self.io_error(&item.loc, "hard link", e))?;
+        add(&self.stats.hardlinks, 1);
+        Ok(())
+    }
+
+    fn restore_other(&self, item: &Item) -> Result<()> {
+        let (loc, node) = (&item.loc, &item.node);
+        let path = self.target_path(loc);
+        let perm = Mode::from_raw_mode(mode::to_unix(node.mode) & 0o7777);
+        match node.node_type {
+            NodeType::Symlink => {
+                self.clear(loc)?;
+                let link: &OsStr = match &node.linktarget_raw {
+                    Some(raw) => OsStr::from_bytes(raw),
+                    None => OsStr::new(&node.linktarget),
+                };
+                std::os::unix::fs::symlink(link, &path)
+                    .map_err(|e| self.io_error(loc, "create symlink", e))?;
+                add(&self.stats.symlinks, 1);
+            }
+            NodeType::Fifo => {
+                self.clear(loc)?;
+                rustix::fs::mknodat(CWD, &path, NodKind::Fifo, perm, 0)
+                    .map_err(|e| self.io_error(loc, "create fifo", e.into()))?;
+                add(&self.stats.specials, 1);
+            }
+            NodeType::Dev | NodeType::Chardev => {
+                if !self.as_root {
+                    add(&self.stats.nodes_skipped, 1);
+                    self.warn(format!(
+                        "{}: devices can only be created by root; skipped",
+                        self.snapshot_path(loc)
+                    ));
+                    return Ok(());
+                }
+                self.clear(loc)?;
+                let kind = if node.node_type == NodeType::Dev {
+                    NodKind::BlockDevice
+                } else {
+                    NodKind::CharacterDevice
+                };
+                rustix::fs::mknodat(CWD, &path, kind, perm, node.device)
+                    .map_err(|e| self.io_error(loc, "create device", e.into()))?;
+                add(&self.stats.specials, 1);
+            }
+            _ => return Ok(()),
+        }
+        self.restore_metadata(loc, node, None)
+    }
+
+    /// Owner (when root), mode (not of symlinks), extended attributes and times of the item at
+    /// `loc`, never following a symlink; through `file` when it is open.
+    fn restore_metadata(&self, loc: &str, node: &Node, file: Option<&File>) -> Result<()> {
+        let path = self.target_path(loc);
+        let is_symlink = node.node_type == NodeType::Symlink;
+        if self.as_root {
+            let res = match file {
+                Some(f) => std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid)),
+                None => std::os::unix::fs::lchown(&path, Some(node.uid), Some(node.gid)),
+            };
+            res.map_err(|e| self.io_error(loc, "change the owner of", e))?;
+        }
+        // After chown, which clears the setuid and setgid bits.
+        if !is_symlink {
+            let perms = fs::Permissions::from_mode(mode::to_unix(node.mode) & 0o7777);
+            let res = match file {
+                Some(f) => f.set_permissions(perms),
+                None => fs::set_permissions(&path, perms),
+            };
+            res.map_err(|e| self.io_error(loc, "change the mode of", e))?;
+        }
+        for xattr in &node.extended_attributes {
+            let res = match file {
+                Some(f) => rustix::fs::fsetxattr(f, xattr.name.as_str(), &xattr.value, XattrFlags::empty()),
+                None => rustix::fs::lsetxattr(&path, xattr.name.as_str(), &xattr.value, XattrFlags::empty()),
+            };
+            if let Err(e) = res {
+                self.warn(format!(
+                    "{}: cannot set extended attribute {}: {}",
+                    self.snapshot_path(loc),
+                    xattr.name,
+                    std::io::Error::from(e)
+                ));
+            }
+        }
+        let atime = if node.atime == GoTime::default() {
+            &node.mtime
+        } else {
+            &node.atime
+        };
+        let times = Timestamps {
+            last_access: timespec(atime),
+            last_modification: timespec(&node.mtime),
+        };
+        let res = match file {
+            Some(f) => rustix::fs::futimens(f, &times),
+            None => rustix::fs::utimensat(CWD, &path, &times, AtFlags::SYMLINK_NOFOLLOW),
+        };
+        res.map_err(|e| self.io_error(loc, "set the times of", e.into()))
+    }
+}
+
+/// A Go time as a `timespec` (nanoseconds always in `0..1e9`, also before 1970).
+fn timespec(t: &GoTime) -> Timespec {
+    let mut secs = t.timestamp.as_second();
+    let mut nanos = i64::from(t.timestamp.subsec_nanosecond());
+    if nanos < 0 {
+        secs -= 1;
+        nanos += 1_000_000_000;
+    }
+    Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos as _,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        for bad in ["", ".", "..", "../../evil", "/etc/x", "a/b", "x\0y", "/"] {
+            assert!(unsafe_name_reason(bad).is_some(), "{bad:?} must be refused");
+        }
+        for good in ["a", "...", "..a", ".hidden", "a b", "\u{fffd}name", "a\\b", "-"] {
+            assert_eq!(unsafe_name_reason(good), None, "{good:?} is fine");
+        }
+    }
+
+    #[test]
+    fn snapshot_specs_split_at_the_first_colon() {
+        assert_eq!(split_snapshot_spec("latest"), ("latest", ""));
+        assert_eq!(split_snapshot_spec("abc123:/src/d"), ("abc123", "/src/d"));
+        assert_eq!(split_snapshot_spec("latest:a:b"), ("latest", "a:b"));
+    }
+
+    #[test]
+    fn selection_combines_include_and_exclude() {
+        let s = |inc: &[&str], exc: &[&str]| {
+            let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            Selection::new(&v(inc), &v(exc)).unwrap()
+        };
+        let all = s(&[], &[]);
+        assert_eq!(all.select("/a", true), (true, true));
+        assert_eq!(all.select("/a", false), (true, false));
+
+        let exc = s(&[], &["*.tmp", "/cache"]);
+        assert_eq!(exc.select("/x/a.tmp", false), (false, false));
+        assert_eq!(exc.select("/cache", true), (false, false));
+        assert_eq!(exc.select("/cache/x", false), (false, false));
+        assert_eq!(exc.select("/data/cache", true), (true, true));
+
+        let inc = s(&["/src/d"], &[]);
+        assert_eq!(inc.select("/src", true), (false, true), "entered, not selected");
+        assert_eq!(inc.select("/src/a", false), (false, false));
+        assert_eq!(inc.select("/src/d", true), (true, true));
+        assert_eq!(inc.select("/src/d/b", false), (true, false));
+        assert_eq!(inc.select("/other", true), (false, false));
+
+        let both = s(&["/src"], &["*.log"]);
+        assert_eq!(both.select("/src/x.log", false), (false, false));
+        assert_eq!(both.select("/src/x.txt", false), (true, false));
+        assert_eq!(both.select("/other", true), (false, false));
+
+        // Globs: `*` stays within a component, `**` spans any depth, relative patterns float.
+        let globs = s(&["/data/*.sql", "/logs/**/keep"], &[]);
+        assert_eq!(globs.select("/data/a.sql", false), (true, false));
+        assert_eq!(globs.select("/data/sub/a.sql", false), (false, false));
+        assert_eq!(
+            globs.select("/data/sub", true),
+            (false, false),
+            "no pattern can match below"
+        );
+        assert_eq!(globs.select("/logs/x/y", true), (false, true));
+        assert_eq!(globs.select("/logs/x/y/keep/z", false), (true, false));
+        let floating = s(&["conf"], &[]);
+        assert_eq!(floating.select("/deep/down/conf/app.ini", false), (true, false));
+        assert_eq!(
+            floating.select("/deep/down", true),
+            (false, true),
+            "relative patterns may match anywhere"
+        );
+        assert_eq!(floating.select("/deep/conference", false), (false, false));
+
+        // Empty patterns are ignored; a malformed one is an error naming it.
+        assert_eq!(s(&[""], &[""]).select("/x", false), (true, false));
+        let err = Selection::new(&["/a/[b".to_string()], &[]).unwrap_err();
+        assert!(err.to_string().contains("/a/[b"), "{err}");
+    }
+
+    #[test]
+    fn zero_blocks_are_left_out() {
+        let b = SPARSE_BLOCK;
+        // All zeros: nothing to write.
+        assert!(data_runs(&vec![0u8; 3 * b], 0).is_empty());
+        assert!(data_runs(&[], 0).is_empty());
+        // Data in the second block only.
+        let mut buf = vec![0u8; 3 * b];
+        buf[b + 10] = 1;
+        assert_eq!(data_runs(&buf, 0), vec![b..2 * b]);
+        // Adjacent non-zero blocks merge; blocks are aligned to the file, not the buffer.
+        let mut buf = vec![0u8; 4 * b];
+        buf[100] = 1;
+        buf[b + 200] = 2;
+        assert_eq!(data_runs(&buf, 0), vec![0..2 * b]);
+        assert_eq!(data_runs(&buf, 100), vec![0..2 * b - 100]);
+        let mut buf = vec![0u8; 4 * b];
+        buf[3 * b + 1] = 3;
+        assert_eq!(data_runs(&buf, 100), vec![3 * b - 100..4 * b - 100]);
+        // A buffer starting mid-block: the partial first block is judged on its own.
+        let mut buf = vec![0u8; b];
+        buf[b - 1] = 7;
+        assert_eq!(data_runs(&buf, (b / 2) as u64), vec![b / 2..b]);
+        // Non-zero everywhere: one run.
+        let buf = vec![1u8; 2 * b + 5];
+        assert_eq!(data_runs(&buf, 3), vec![0..2 * b + 5]);
+        // Writing exactly the runs reproduces the buffer over a zeroed file.
+        let mut buf = vec![0u8; 5 * b + 123];
+        for (i, x) in buf.iter_mut().enumerate() {
+            if (i / 1000) % 3 == 0 {
+                *x = (i % 251) as u8 | 1;
+            }
+        }
+        let mut out = vec![0u8; buf.len()];
+        for r in data_runs(&buf, 77) {
+            out[r.clone()].copy_from_slice(&buf[r]);
+        }
+        assert_eq!(out, buf);
+    }
+
+    #[test]
+    fn zero_detection() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&[0u8; 1000]));
+        for at in [0, 63, 64, 999] {
+            let mut v = vec![0u8; 1000];
+            v[at] = 0x80;
+            assert!(!is_zero(&v), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn timespecs_before_1970_have_positive_nanoseconds() {
+        let t = GoTime::utc(jiff::Timestamp::new(-2, -500_000_000).unwrap());
+        let ts = timespec(&t);
+        assert_eq!((ts.tv_sec, ts.tv_nsec), (-3, 500_000_000));
+        let t = GoTime::parse("2024-05-06T07:08:09.123456789+02:00").unwrap();
+        let ts = timespec(&t);
+        assert_eq!(ts.tv_nsec, 123_456_789);
+        assert_eq!(ts.tv_sec, 1_714_972_089);
+    }
+}
