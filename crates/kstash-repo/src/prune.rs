@@ -201,6 +201,12 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
         None => None,
     };
     repo.load_index()?;
+    if let Some((id, why)) = repo.damaged_index_files().into_iter().next() {
+        return Err(Error::Damaged {
+            what: format!("index file {id}"),
+            source: Box::new(Error::Invalid(why)),
+        });
+    }
     let (used, snapshots) = used_blobs(repo)?;
 
     // The index files themselves: every copy of every blob (the in-memory index keeps one).
@@ -210,7 +216,10 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
         let id: Id = name
             .parse()
             .map_err(|_| Error::Invalid(format!("index file {name}: not a valid id")))?;
-        let file: IndexFile = repo.load_json(FileType::Index, &id)?;
+        let file: IndexFile = repo.load_json(FileType::Index, &id).map_err(|e| Error::Damaged {
+            what: format!("index file {id}"),
+            source: Box::new(e),
+        })?;
         for p in file.packs {
             packs
                 .entry(p.id)

@@ -53,6 +53,7 @@ pub struct Repository {
     index: RwLock<Index>,
     /// The index files the in-memory index was built from.
     index_files: Mutex<BTreeSet<Id>>,
+    damaged_index: Mutex<Vec<(Id, String)>>,
     compression_level: i32,
 }
 
@@ -99,6 +100,7 @@ impl Repository {
             config,
             index: RwLock::new(Index::new()),
             index_files: Mutex::new(BTreeSet::new()),
+            damaged_index: Mutex::new(Vec::new()),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
         })
     }
@@ -163,6 +165,7 @@ impl Repository {
             config,
             index: RwLock::new(Index::new()),
             index_files: Mutex::new(BTreeSet::new()),
+            damaged_index: Mutex::new(Vec::new()),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
         };
         tracing::debug!(repo = %location, key = %key_id.short(), "opened repository");
@@ -170,18 +173,41 @@ impl Repository {
     }
 
     /// (Re)load every index file into memory.
+    ///
+    /// An index file that cannot be decoded (corrupted, wrong MAC, bad JSON) is skipped with a
+    /// warning and listed by [`Repository::damaged_index_files`], so the data of undamaged packs
+    /// stays readable; storage errors still fail. Prune reads the index files itself and
+    /// refuses to run while one is damaged.
     pub fn load_index(&self) -> Result<()> {
         let mut idx = Index::new();
         let mut files = BTreeSet::new();
+        let mut damaged = Vec::new();
         for id in self.list_index_files()? {
-            let file: IndexFile = self.load_json(FileType::Index, &id)?;
-            idx.add_file(&file);
-            files.insert(id);
+            match self.load_json::<IndexFile>(FileType::Index, &id) {
+                Ok(file) => {
+                    idx.add_file(&file);
+                    files.insert(id);
+                }
+                Err(e @ (Error::Backend { .. } | Error::NotFound(_))) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(index = %id, error = %e, "skipping a damaged index file; run `kstash repo check`");
+                    damaged.push((id, e.to_string()));
+                }
+            }
         }
         tracing::debug!(packs = idx.pack_count(), blobs = idx.len(), "loaded index");
         *self.index_mut() = idx;
         *self.index_files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+        *self.damaged_index.lock().unwrap_or_else(|p| p.into_inner()) = damaged;
         Ok(())
+    }
+
+    /// Index files the last [`Repository::load_index`] had to skip, with the reason.
+    pub fn damaged_index_files(&self) -> Vec<(Id, String)> {
+        self.damaged_index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Bring the in-memory index up to date with the index files in storage, e.g. after taking
@@ -196,7 +222,12 @@ impl Repository {
             self.load_index()?;
             return Ok(true);
         }
-        let new: Vec<Id> = now.difference(&known).copied().collect();
+        let damaged: BTreeSet<Id> = self.damaged_index_files().into_iter().map(|(id, _)| id).collect();
+        let new: Vec<Id> = now
+            .difference(&known)
+            .filter(|id| !damaged.contains(id))
+            .copied()
+            .collect();
         for id in &new {
             let file: IndexFile = self.load_json(FileType::Index, id)?;
             self.index_mut().add_file(&file);
@@ -454,11 +485,39 @@ impl Repository {
         Ok(out)
     }
 
-    /// A snapshot by full id, unique id prefix, or `latest` (newest by time).
+    /// Every readable snapshot, oldest first, and the snapshot files that could not be read
+    /// (for listing and `latest`; operations that delete data use the strict
+    /// [`Repository::list_snapshots`]).
+    pub fn list_snapshots_lenient(&self) -> Result<(Vec<SnapshotEntry>, Vec<(String, Error)>)> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for (name, _) in self.backend.list(FileType::Snapshot)? {
+            let Ok(id) = name.parse::<Id>() else { continue };
+            match self.load_snapshot(&id) {
+                Ok(snapshot) => out.push(SnapshotEntry { id, snapshot }),
+                Err(e @ Error::Backend { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(snapshot = %name, error = %e, "skipping an unreadable snapshot file");
+                    bad.push((name, e));
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.snapshot
+                .time
+                .timestamp
+                .cmp(&b.snapshot.time.timestamp)
+                .then(a.id.cmp(&b.id))
+        });
+        Ok((out, bad))
+    }
+
+    /// A snapshot by full id, unique id prefix, or `latest` (newest readable one by time).
     pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
         if spec == "latest" {
             return self
-                .list_snapshots()?
+                .list_snapshots_lenient()?
+                .0
                 .pop()
                 .ok_or_else(|| Error::SnapshotNotFound(spec.to_string()));
         }

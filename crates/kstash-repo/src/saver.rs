@@ -338,10 +338,15 @@ pub fn with_saver<T>(
         } else {
             f(&saver)
         };
-        let result = result.and_then(|v| saver.flush().map(|()| v));
-        if let Err(e) = &result {
-            saver.fail(Error::Internal(e.to_string()));
-        }
+        // The first failure wins: an upload error that made `f` give up ("aborted") is the one
+        // to report, not the giving up.
+        let result = match result.and_then(|v| saver.flush().map(|()| v)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                saver.fail(e);
+                None
+            }
+        };
         // Closing the channel lets the uploaders finish the packs in hand and exit.
         lock(&saver.upload_tx).take();
         for h in handles {
@@ -351,12 +356,12 @@ pub fn with_saver<T>(
         }
         result
     });
-    let upload_error = lock(&saver.error).take();
+    let first_error = lock(&saver.error).take();
     let index_result = saver.flush_index();
-    let value = match (result, upload_error) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Some(e)) => Err(e),
-        (Ok(v), None) => Ok(v),
+    let value = match (result, first_error) {
+        (_, Some(e)) => Err(e),
+        (Some(v), None) => Ok(v),
+        (None, None) => Err(Error::Internal("save failed without an error".into())),
     };
     if let Err(e) = &index_result {
         tracing::warn!(error = %e, "could not write the index of the uploaded packs");

@@ -262,7 +262,11 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
         RepoCommand::Snapshots(filter) => {
             let repo = open(&args)?;
             let _lock = read_lock(&args, &repo)?;
-            let mut list = filter.to_filter().apply(repo.list_snapshots()?);
+            let (all, unreadable) = repo.list_snapshots_lenient()?;
+            for (name, e) in &unreadable {
+                eprintln!("warning: snapshot {name} cannot be read ({e}); run `kstash repo check`");
+            }
+            let mut list = filter.to_filter().apply(all);
             list.sort_by_key(|s| s.snapshot.time.timestamp);
             if args.json {
                 let items: Vec<_> = list
