@@ -488,7 +488,7 @@ impl Repository {
     /// Every readable snapshot, oldest first, and the snapshot files that could not be read
     /// (for listing and `latest`; operations that delete data use the strict
     /// [`Repository::list_snapshots`]).
-    pub fn list_snapshots_lenient(&self) -> Result<(Vec<SnapshotEntry>, Vec<(String, Error)>)> {
+    pub fn list_snapshots_lenient(&self) -> Result<(Vec<SnapshotEntry>, UnreadableSnapshots)> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         for (name, _) in self.backend.list(FileType::Snapshot)? {
@@ -539,6 +539,9 @@ impl Repository {
         }
     }
 }
+
+/// Snapshot files that could not be read: name and why.
+pub type UnreadableSnapshots = Vec<(String, Error)>;
 
 /// An unpacked file as stored: `0x02 ‖ zstd(plain)` when `level` is given (v2), else `plain`;
 /// then encrypted with `key`. The file's name is the SHA-256 of the result.
