@@ -100,6 +100,9 @@ pub struct ForgetArgs {
     /// Forget these snapshots (ids, id prefixes or `latest`) instead of applying a policy.
     #[arg(value_name = "SNAPSHOT_ID")]
     pub snapshots: Vec<String>,
+    /// Prune afterwards (with the default `--max-unused 5%`) when snapshots were removed.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 impl ForgetArgs {
@@ -161,6 +164,13 @@ pub fn run(args: &RepoArgs, f: &ForgetArgs) -> Result<ExitCode> {
         outln!("{}", serde_json::to_string(&groups)?);
     } else {
         print_human(&summary, f.snapshots.is_empty());
+    }
+    if f.prune && !f.dry_run && !summary.removed.is_empty() {
+        let prune_args = super::maint::PruneArgs {
+            max_unused: kstash_repo::prune::MaxUnused::Percent(5.0),
+            dry_run: false,
+        };
+        return super::maint::run_prune(args, &prune_args);
     }
     Ok(ExitCode::SUCCESS)
 }
