@@ -71,6 +71,23 @@ pub trait Backend: Send + Sync {
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
     /// The size of a file, or [`Error::NotFound`].
     fn stat(&self, t: FileType, name: &str) -> Result<u64>;
+    /// A directory for temporary files that [`Backend::write_file`] can take over cheaply (on
+    /// the repository's file system for a local repository); `None`: the system's temporary
+    /// directory.
+    fn spool_dir(&self) -> Option<PathBuf> {
+        None
+    }
+    /// Store a new file from the local file `path`, which is consumed (moved or deleted) whatever
+    /// the outcome. The default reads it into memory and calls [`Backend::write`].
+    fn write_file(&self, t: FileType, name: &str, path: &Path) -> Result<()> {
+        let data = fs::read(path).map_err(|e| Error::Backend {
+            op: "read",
+            path: path.display().to_string(),
+            source: e,
+        });
+        let _ = fs::remove_file(path);
+        self.write(t, name, &data?)
+    }
     /// Whether a file exists.
     fn exists(&self, t: FileType, name: &str) -> Result<bool> {
         match self.stat(t, name) {
@@ -135,25 +152,47 @@ impl LocalBackend {
             }
             Err(e) => return Err(e),
         };
+        let res = f.write_all(data);
+        drop(f);
+        match res {
+            Ok(()) => Self::commit(&tmp, path),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Make the finished temporary file `tmp` the write-once file `path`: synced, read-only,
+    /// never replacing an existing file. `tmp` is gone afterwards, whatever the outcome.
+    fn commit(tmp: &Path, path: &Path) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("/"));
         let res = (|| {
-            f.write_all(data)?;
+            let f = fs::OpenOptions::new().read(true).open(tmp)?;
             f.sync_all()?;
             f.set_permissions(fs::Permissions::from_mode(0o400))?;
             drop(f);
             // A hard link never replaces an existing file: write-once without a check-then-act race.
-            match fs::hard_link(&tmp, path) {
-                Ok(()) => fs::remove_file(&tmp),
+            let linked = match fs::hard_link(tmp, path) {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    fs::create_dir_all(dir)?;
+                    fs::hard_link(tmp, path)
+                }
+                other => other,
+            };
+            match linked {
+                Ok(()) => fs::remove_file(tmp),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(e),
                 Err(_) => {
                     if path.exists() {
                         return Err(std::io::Error::new(ErrorKind::AlreadyExists, "file exists"));
                     }
-                    fs::rename(&tmp, path)
+                    fs::rename(tmp, path)
                 }
             }
         })();
         if res.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(tmp);
         }
         res?;
         fs::File::open(dir)?.sync_all()
@@ -217,6 +256,23 @@ impl Backend for LocalBackend {
         f.read_exact_at(&mut buf, offset)
             .map_err(|e| Self::io_err("read", &p, e))?;
         Ok(buf)
+    }
+
+    fn spool_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join(".kstash-tmp"))
+    }
+
+    fn write_file(&self, t: FileType, name: &str, path: &Path) -> Result<()> {
+        let p = self.path(t, name);
+        Self::commit(path, &p).map_err(|e| {
+            if e.kind() == ErrorKind::AlreadyExists {
+                Error::AlreadyExists(p.display().to_string())
+            } else {
+                Self::io_err("write", &p, e)
+            }
+        })?;
+        tracing::trace!(file = %p.display(), "wrote from a spooled file");
+        Ok(())
     }
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {

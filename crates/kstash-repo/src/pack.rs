@@ -192,27 +192,9 @@ impl PackWriter {
 
     /// Write the encrypted header and its length, and compute the pack id.
     pub fn finish(mut self, key: &Key) -> Result<FinishedPack> {
-        let mut header = Vec::with_capacity(self.blobs.len() * ENTRY_SIZE_COMPRESSED);
-        for b in &self.blobs {
-            let code: u8 = match (b.blob_type, b.uncompressed_length.is_some()) {
-                (BlobType::Data, false) => 0,
-                (BlobType::Tree, false) => 1,
-                (BlobType::Data, true) => 2,
-                (BlobType::Tree, true) => 3,
-            };
-            header.push(code);
-            header.extend_from_slice(&b.length.to_le_bytes());
-            if let Some(u) = b.uncompressed_length {
-                header.extend_from_slice(&u.to_le_bytes());
-            }
-            header.extend_from_slice(b.id.as_bytes());
-        }
-        let enc = key.encrypt(&header);
-        let len = u32::try_from(enc.len()).map_err(|_| Error::Internal("pack header too large".into()))?;
-        self.hasher.update(&enc);
-        self.hasher.update(len.to_le_bytes());
-        self.data.extend_from_slice(&enc);
-        self.data.extend_from_slice(&len.to_le_bytes());
+        let tail = seal_header(key, &self.blobs)?;
+        self.hasher.update(&tail);
+        self.data.extend_from_slice(&tail);
         let id = Id(self.hasher.finalize().into());
         Ok(FinishedPack {
             id,
@@ -220,6 +202,30 @@ impl PackWriter {
             blobs: self.blobs,
         })
     }
+}
+
+/// What follows the blobs of a pack: the encrypted header listing `blobs`, then its length
+/// (4 bytes, little endian).
+pub fn seal_header(key: &Key, blobs: &[PackedBlob]) -> Result<Vec<u8>> {
+    let mut header = Vec::with_capacity(blobs.len() * ENTRY_SIZE_COMPRESSED);
+    for b in blobs {
+        let code: u8 = match (b.blob_type, b.uncompressed_length.is_some()) {
+            (BlobType::Data, false) => 0,
+            (BlobType::Tree, false) => 1,
+            (BlobType::Data, true) => 2,
+            (BlobType::Tree, true) => 3,
+        };
+        header.push(code);
+        header.extend_from_slice(&b.length.to_le_bytes());
+        if let Some(u) = b.uncompressed_length {
+            header.extend_from_slice(&u.to_le_bytes());
+        }
+        header.extend_from_slice(b.id.as_bytes());
+    }
+    let mut enc = key.encrypt(&header);
+    let len = u32::try_from(enc.len()).map_err(|_| Error::Internal("pack header too large".into()))?;
+    enc.extend_from_slice(&len.to_le_bytes());
+    Ok(enc)
 }
 
 /// Where the header of a pack of `pack_size` bytes starts, from its last 4 bytes.

@@ -180,6 +180,28 @@ pub fn used_blobs(repo: &Repository) -> Result<(HashSet<(Id, BlobType)>, usize)>
     Ok((used, snapshots.len()))
 }
 
+/// Temporary pack files left by writers that crashed: nobody else writes while we hold the
+/// exclusive lock, so whatever is in the spool directory is garbage.
+fn remove_spooled_leftovers(repo: &Repository) {
+    let Some(dir) = repo.backend().spool_dir() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("pack-") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!(file = %e.path().display(), "removed a leftover temporary pack"),
+                Err(err) => {
+                    tracing::warn!(file = %e.path().display(), error = %err, "cannot remove a leftover temporary pack")
+                }
+            }
+        }
+    }
+}
+
 /// One pack as the index files describe it.
 struct PackInfo {
     blobs: Vec<IndexBlob>,
@@ -201,6 +223,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
         None => None,
     };
     repo.load_index()?;
+    remove_spooled_leftovers(repo);
     if let Some((id, why)) = repo.damaged_index_files().into_iter().next() {
         return Err(Error::Damaged {
             what: format!("index file {id}"),

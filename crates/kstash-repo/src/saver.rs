@@ -2,10 +2,15 @@
 //! encrypt), fill one open pack per blob type (data and trees go to separate packs, as restic
 //! does), upload full packs on uploader threads, and write index files as packs land.
 //!
-//! Shared by stream and tree backup, copy and prune. Memory: one open pack per blob type plus
-//! one pack per uploader (the hand-over is a rendezvous), whatever the number of callers.
+//! Shared by stream and tree backup, copy and prune. Packs are spooled to temporary files as
+//! they fill (as restic does), in the repository's own spool directory when it has one, so a
+//! local repository takes a finished pack over with a hard link and memory does not grow with
+//! the pack size or the number of uploads in flight.
 
 use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,9 +18,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{BlobType, IndexFile, MAX_BLOBS_PER_INDEX_FILE};
-use crate::pack::{self, DEFAULT_PACK_SIZE, EncodedBlob, FinishedPack, PackWriter};
+use crate::index::{BlobType, IndexFile, MAX_BLOBS_PER_INDEX_FILE, PackedBlob};
+use crate::pack::{self, DEFAULT_PACK_SIZE, EncodedBlob};
 use crate::repository::Repository;
+use sha2::{Digest, Sha256};
 
 /// How a [`Saver`] packs and uploads.
 #[derive(Debug, Clone)]
@@ -67,6 +73,97 @@ struct Counters {
     packs: AtomicU64,
 }
 
+/// A pack being filled: blobs appended to a temporary file as they come.
+#[derive(Default)]
+struct OpenPack {
+    file: Option<(File, PathBuf)>,
+    hasher: Sha256,
+    blobs: Vec<PackedBlob>,
+    size: u64,
+}
+
+/// A finished pack waiting in its temporary file for an uploader.
+struct SpooledPack {
+    id: Id,
+    path: PathBuf,
+    size: u64,
+    blobs: Vec<PackedBlob>,
+}
+
+impl Drop for OpenPack {
+    fn drop(&mut self) {
+        // A pack abandoned half-filled (the save failed): its temporary file goes.
+        if let Some((_, path)) = self.file.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for SpooledPack {
+    fn drop(&mut self) {
+        // Gone already when the backend took it over; otherwise an abandoned pack.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn spool_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Backend {
+        op: "write temporary pack",
+        path: path.display().to_string(),
+        source: e,
+    }
+}
+
+impl OpenPack {
+    fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    fn add(&mut self, dir: &Path, enc: &EncodedBlob) -> Result<()> {
+        if self.file.is_none() {
+            let mut rnd = [0u8; 12];
+            crate::crypto::fill_random(&mut rnd);
+            let path = dir.join(format!("pack-{}", hex::encode(rnd)));
+            let f = File::create_new(&path).map_err(|e| spool_error(&path, e))?;
+            self.file = Some((f, path));
+        }
+        let (f, path) = self.file.as_mut().expect("opened above");
+        let offset = u32::try_from(self.size).map_err(|_| Error::Internal("pack too large".into()))?;
+        let length = u32::try_from(enc.data.len()).map_err(|_| Error::Internal("blob too large".into()))?;
+        f.write_all(&enc.data).map_err(|e| spool_error(path, e))?;
+        self.hasher.update(&enc.data);
+        self.size += enc.data.len() as u64;
+        self.blobs.push(PackedBlob {
+            id: enc.id,
+            blob_type: enc.blob_type,
+            offset,
+            length,
+            uncompressed_length: enc.uncompressed_length,
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self, key: &crate::crypto::Key) -> Result<SpooledPack> {
+        let (mut f, path) = self
+            .file
+            .take()
+            .ok_or_else(|| Error::Internal("finishing an empty pack".into()))?;
+        let tail = pack::seal_header(key, &self.blobs)?;
+        let written = f.write_all(&tail);
+        drop(f);
+        self.hasher.update(&tail);
+        let mut spooled = SpooledPack {
+            id: Id::default(),
+            path,
+            size: self.size + tail.len() as u64,
+            blobs: std::mem::take(&mut self.blobs),
+        };
+        written.map_err(|e| spool_error(&spooled.path, e))?;
+        spooled.id = Id(std::mem::take(&mut self.hasher).finalize().into());
+        Ok(spooled)
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -76,10 +173,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Saver<'r> {
     repo: &'r Repository,
     pack_size: usize,
-    open: [Mutex<PackWriter>; 2],
+    spool: PathBuf,
+    open: [Mutex<OpenPack>; 2],
     claimed: Mutex<HashSet<Id>>,
     pending_index: Mutex<IndexFile>,
-    upload_tx: Mutex<Option<SyncSender<FinishedPack>>>,
+    upload_tx: Mutex<Option<SyncSender<SpooledPack>>>,
     abort: AtomicBool,
     error: Mutex<Option<Error>>,
     counters: Counters,
@@ -192,8 +290,8 @@ impl<'r> Saver<'r> {
         c.bytes_stored.fetch_add(enc.data.len() as u64, Ordering::Relaxed);
         let full = {
             let mut open = lock(&self.open[slot(enc.blob_type)]);
-            open.add(&enc)?;
-            if open.size() >= self.pack_size {
+            open.add(&self.spool, &enc)?;
+            if open.size >= self.pack_size as u64 {
                 Some(std::mem::take(&mut *open))
             } else {
                 None
@@ -205,7 +303,7 @@ impl<'r> Saver<'r> {
         Ok(())
     }
 
-    fn send(&self, w: PackWriter) -> Result<()> {
+    fn send(&self, mut w: OpenPack) -> Result<()> {
         let p = w.finish(self.repo.key())?;
         let tx = lock(&self.upload_tx).clone();
         match tx {
@@ -244,7 +342,7 @@ impl<'r> Saver<'r> {
     }
 
     /// Record an uploaded pack for the next index file; write the file when it is full.
-    fn index_pack(&self, p: &FinishedPack) -> Result<()> {
+    fn index_pack(&self, p: &SpooledPack) -> Result<()> {
         let full = {
             let mut pending = lock(&self.pending_index);
             pending.add_pack(p.id, &p.blobs);
@@ -271,7 +369,7 @@ impl<'r> Saver<'r> {
         Ok(())
     }
 
-    fn upload_loop(&self, rx: &Mutex<Receiver<FinishedPack>>) {
+    fn upload_loop(&self, rx: &Mutex<Receiver<SpooledPack>>) {
         loop {
             let job = lock(rx).recv();
             let Ok(p) = job else { return };
@@ -279,14 +377,28 @@ impl<'r> Saver<'r> {
                 // Keep draining so senders never block; the pack is dropped unwritten.
                 continue;
             }
-            match self.repo.upload_pack(&p).and_then(|()| self.index_pack(&p)) {
+            match self.upload(&p).and_then(|()| self.index_pack(&p)) {
                 Ok(()) => {
                     self.counters.packs.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(pack = %p.id.short(), bytes = p.data.len(), blobs = p.blobs.len(), "uploaded pack");
+                    tracing::debug!(pack = %p.id.short(), bytes = p.size, blobs = p.blobs.len(), "uploaded pack");
                 }
                 Err(e) => self.fail(e),
             }
         }
+    }
+
+    /// Store a spooled pack and make its blobs known to the in-memory index.
+    fn upload(&self, p: &SpooledPack) -> Result<()> {
+        match self
+            .repo
+            .backend()
+            .write_file(FileType::Pack, &p.id.to_hex(), &p.path)
+        {
+            Ok(()) | Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.repo.index_mut().add_pack(p.id, &p.blobs);
+        Ok(())
     }
 }
 
@@ -306,11 +418,14 @@ pub fn with_saver<T>(
     options: &SaverOptions,
     f: impl FnOnce(&Saver<'_>) -> Result<T>,
 ) -> Result<(T, SaverStats)> {
-    let (tx, rx) = sync_channel::<FinishedPack>(0);
+    let spool = repo.backend().spool_dir().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&spool).map_err(|e| spool_error(&spool, e))?;
+    let (tx, rx) = sync_channel::<SpooledPack>(0);
     let saver = Saver {
         repo,
         pack_size: options.pack_size.max(64 * 1024),
-        open: [Mutex::new(PackWriter::new(0)), Mutex::new(PackWriter::new(0))],
+        spool,
+        open: [Mutex::new(OpenPack::default()), Mutex::new(OpenPack::default())],
         claimed: Mutex::new(HashSet::new()),
         pending_index: Mutex::new(IndexFile::default()),
         upload_tx: Mutex::new(Some(tx)),

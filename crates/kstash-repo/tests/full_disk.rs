@@ -141,7 +141,7 @@ fn a_full_disk_fails_the_backup_cleanly() {
     let msg = err.to_string();
     assert!(msg.contains("No space left on device"), "{msg}");
     assert!(
-        msg.contains("data/") || msg.contains("index/"),
+        msg.contains("data/") || msg.contains("index/") || msg.contains(".kstash-tmp/pack-"),
         "the error names the file: {msg}"
     );
     let snapshots = repo.backend().list(FileType::Snapshot).unwrap();

@@ -132,7 +132,7 @@ fn partly_used_packs_are_repacked_within_the_tolerance() {
     let repo = t.init();
     // Two streams interleaved in the same packs: one big pack size, both in one backup each,
     // but a third backup of both halves mixed puts used and unused blobs side by side.
-    let (a, b) = (text(2_000_000, 11), text(2_000_000, 12));
+    let (a, b) = (text(6_000_000, 11), text(6_000_000, 12));
     let mut mixed = a.clone();
     mixed.extend_from_slice(&b);
     let opts = StreamBackupOptions {
