@@ -869,16 +869,9 @@ fn read_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::MemoryBackend;
-    use crate::keys::KdfParams;
-    use crate::repository::InitOptions;
 
     fn repo() -> Repository {
-        let opts = InitOptions {
-            kdf: KdfParams::insecure_fast(),
-            ..Default::default()
-        };
-        Repository::init(Arc::new(MemoryBackend::new()), "pw", opts).unwrap()
+        crate::repository::memory_repo(2).1
     }
 
     fn opts() -> TreeBackupOptions {

@@ -475,13 +475,7 @@ impl Repository {
                 snapshot: self.load_snapshot(&id)?,
             });
         }
-        out.sort_by(|a, b| {
-            a.snapshot
-                .time
-                .timestamp
-                .cmp(&b.snapshot.time.timestamp)
-                .then(a.id.cmp(&b.id))
-        });
+        sort_by_time(&mut out);
         Ok(out)
     }
 
@@ -502,13 +496,7 @@ impl Repository {
                 }
             }
         }
-        out.sort_by(|a, b| {
-            a.snapshot
-                .time
-                .timestamp
-                .cmp(&b.snapshot.time.timestamp)
-                .then(a.id.cmp(&b.id))
-        });
+        sort_by_time(&mut out);
         Ok((out, bad))
     }
 
@@ -538,6 +526,17 @@ impl Repository {
             _ => Err(Error::AmbiguousSnapshot(spec.to_string())),
         }
     }
+}
+
+/// Oldest first; equal times by id, so the order is the same on every run.
+fn sort_by_time(snapshots: &mut [SnapshotEntry]) {
+    snapshots.sort_by(|a, b| {
+        a.snapshot
+            .time
+            .timestamp
+            .cmp(&b.snapshot.time.timestamp)
+            .then(a.id.cmp(&b.id))
+    });
 }
 
 /// Snapshot files that could not be read: name and why.
@@ -581,6 +580,19 @@ pub fn decode_unpacked(plain: Vec<u8>, what: &str) -> Result<Vec<u8>> {
 fn decode_unpacked_plain<T: DeserializeOwned>(plain: &[u8], what: &str) -> Result<T> {
     let json = decode_unpacked(plain.to_vec(), what)?;
     serde_json::from_slice(&json).map_err(|e| Error::json(what, e))
+}
+
+/// A fresh repository in memory with fast (insecure) key derivation, for unit tests.
+#[cfg(test)]
+pub(crate) fn memory_repo(version: u32) -> (Arc<crate::backend::MemoryBackend>, Repository) {
+    let be = Arc::new(crate::backend::MemoryBackend::new());
+    let opts = InitOptions {
+        version,
+        kdf: crate::keys::KdfParams::insecure_fast(),
+        ..Default::default()
+    };
+    let repo = Repository::init(be.clone(), "pw", opts).expect("init a memory repository");
+    (be, repo)
 }
 
 #[cfg(test)]
