@@ -371,14 +371,7 @@ pub fn backup_tree(
     targets.dedup();
     let snapshot_paths: Vec<String> = targets.iter().map(|p| p.display().to_string()).collect();
 
-    let repo_lock = match &options.lock {
-        Some(lock_options) => {
-            let held = lock::acquire(repo, false, lock_options)?;
-            repo.refresh_index()?;
-            Some(held)
-        }
-        None => None,
-    };
+    let repo_lock = lock::shared_and_fresh(repo, options.lock.as_ref())?;
     let hostname = options.hostname.clone().unwrap_or_else(crate::host::hostname);
     let parent = match &options.parent {
         ParentChoice::None => None,

@@ -287,15 +287,7 @@ fn one_repo<S: Splitter>(
     started: Instant,
     bytes_read: &AtomicU64,
 ) -> Result<StreamBackupSummary> {
-    let repo_lock = match &options.lock {
-        Some(lock_options) => {
-            let held = lock::acquire(repo, false, lock_options)?;
-            // Packs a prune removed before we held the lock must not be deduplicated against.
-            repo.refresh_index()?;
-            Some(held)
-        }
-        None => None,
-    };
+    let repo_lock = lock::shared_and_fresh(repo, options.lock.as_ref())?;
     let workers = if options.workers == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {

@@ -107,15 +107,7 @@ pub fn dump_file_with<W: Write>(
     out: W,
     options: &DumpOptions,
 ) -> Result<u64> {
-    let _lock = match &options.lock {
-        Some(lock_options) => {
-            let lock = lock::acquire(repo, false, lock_options)?;
-            // Whatever changed before we held the lock (a prune, say) is now visible.
-            repo.refresh_index()?;
-            Some(lock)
-        }
-        None => None,
-    };
+    let _lock = lock::shared_and_fresh(repo, options.lock.as_ref())?;
     let sn = repo.find_snapshot(spec)?;
     let node = find_node(repo, &sn, path)?;
     if node.node_type != NodeType::File {

@@ -290,6 +290,16 @@ pub fn acquire_exclusive(repo: &Repository, wait: Duration) -> Result<RepoLock> 
     acquire(repo, true, &LockOptions::waiting(wait))
 }
 
+/// A shared lock for a reader or a backup when `options` is given (`None`: the caller takes
+/// care of locking), then the in-memory index brought up to date: packs a prune removed before
+/// we held the lock must not be read or deduplicated against.
+pub fn shared_and_fresh(repo: &Repository, options: Option<&LockOptions>) -> Result<Option<RepoLock>> {
+    let Some(options) = options else { return Ok(None) };
+    let held = acquire(repo, false, options)?;
+    repo.refresh_index()?;
+    Ok(Some(held))
+}
+
 /// Take a lock. While a conflicting, non-stale lock is held, try again every
 /// `options.retry_interval` until `options.wait` has passed, then fail with
 /// [`Error::Locked`] naming the holder.

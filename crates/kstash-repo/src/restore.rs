@@ -154,15 +154,7 @@ pub fn restore(
     options: &RestoreOptions,
 ) -> Result<RestoreSummary> {
     let (snapshot, subpath) = split_snapshot_spec(spec);
-    let held = match &options.lock {
-        Some(lock_options) => {
-            let held = lock::acquire(repo, false, lock_options)?;
-            // Whatever changed before we held the lock (a prune, say) is now visible.
-            repo.refresh_index()?;
-            Some(held)
-        }
-        None => None,
-    };
+    let held = lock::shared_and_fresh(repo, options.lock.as_ref())?;
     let sn = repo.find_snapshot(snapshot)?;
     run(repo, &sn, subpath, target, options, held.as_ref())
 }

@@ -212,12 +212,8 @@ fn lock_options(args: &RepoArgs) -> LockOptions {
 
 /// A shared lock for a reading command, unless `--no-lock`.
 fn read_lock(args: &RepoArgs, repo: &Repository) -> Result<Option<RepoLock>> {
-    if args.no_lock {
-        return Ok(None);
-    }
-    let held = lock::acquire(repo, false, &lock_options(args))?;
-    repo.refresh_index()?;
-    Ok(Some(held))
+    let options = (!args.no_lock).then(|| lock_options(args));
+    Ok(lock::shared_and_fresh(repo, options.as_ref())?)
 }
 
 fn open(args: &RepoArgs) -> Result<Repository> {
