@@ -21,7 +21,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backup_stream::repo_chunker;
@@ -35,7 +35,7 @@ use crate::pack::DEFAULT_PACK_SIZE;
 use crate::pattern::PatternSet;
 use crate::progress::Progress;
 use crate::repository::Repository;
-use crate::saver::{Saver, SaverOptions, compressor, with_saver};
+use crate::saver::{Saver, SaverOptions, compressor, locked, with_saver};
 use crate::snapshot::{Snapshot, SnapshotSummary};
 use crate::tree::{ExtendedAttribute, Node, NodeType, Tree, mode};
 
@@ -164,10 +164,6 @@ struct Counts {
     bytes_read: AtomicU64,
 }
 
-fn lock_mutex<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Names of users and groups, read once from `/etc/passwd` and `/etc/group`.
 struct Names {
     users: HashMap<u32, String>,
@@ -215,7 +211,7 @@ impl Ctx<'_, '_> {
             message: message.to_string(),
         };
         tracing::warn!(path = %e.path, error = %e.message, "cannot back up item");
-        lock_mutex(&self.errors).push(e);
+        locked(&self.errors).push(e);
     }
 
     fn time(&self, secs: i64, nanos: i64) -> GoTime {
@@ -479,7 +475,7 @@ pub fn backup_tree(
         if saver.aborted() {
             return Err(Error::Internal("backup aborted".into()));
         }
-        let errors = std::mem::take(&mut *lock_mutex(&ctx.errors));
+        let errors = std::mem::take(&mut *locked(&ctx.errors));
         Ok((tree_id, ctx.counts, errors))
     })?;
 
@@ -750,7 +746,7 @@ fn file_worker(ctx: &Ctx<'_, '_>, rx: &Mutex<Receiver<FileJob>>, mut chunker: Ch
     };
     let mut buf = vec![0u8; 512 * 1024];
     loop {
-        let job = lock_mutex(rx).recv();
+        let job = locked(rx).recv();
         let Ok(job) = job else { return };
         let FileJob {
             path,

@@ -17,7 +17,7 @@
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::chunker::Chunker;
@@ -29,7 +29,7 @@ use crate::lock::{self, LockOptions};
 use crate::pack::DEFAULT_PACK_SIZE;
 use crate::progress::Progress;
 use crate::repository::Repository;
-use crate::saver::{Saver, SaverOptions, compressor, with_saver};
+use crate::saver::{Saver, SaverOptions, compressor, locked, with_saver};
 use crate::snapshot::{Snapshot, SnapshotSummary};
 use crate::tree::{Node, Tree};
 
@@ -153,10 +153,6 @@ pub struct StreamBackupSummary {
     pub packs_written: u64,
     /// Wall time.
     pub elapsed: Duration,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Back up `reader` with the repository's restic-compatible chunker.
@@ -333,7 +329,7 @@ fn one_repo<S: Splitter>(
         if size == 0 && !options.allow_empty {
             return Err(Error::EmptyInput);
         }
-        let mut results = std::mem::take(&mut *lock(&results));
+        let mut results = std::mem::take(&mut *locked(&results));
         results.sort_unstable_by_key(|(seq, _)| *seq);
         let (uid, gid) = crate::host::uid_gid();
         let mut node = Node::file(options.filename.clone(), 0o644, time, uid, gid);
@@ -499,13 +495,13 @@ fn work_stage(saver: &Saver<'_>, rx: &Mutex<Receiver<(u64, Vec<u8>)>>, results: 
         Err(e) => return saver.fail(e),
     };
     loop {
-        let job = lock(rx).recv();
+        let job = locked(rx).recv();
         let Ok((seq, chunk)) = job else { return };
         if saver.aborted() {
             return;
         }
         match saver.save(BlobType::Data, &chunk, comp.as_mut()) {
-            Ok((id, _)) => lock(results).push((seq, id)),
+            Ok((id, _)) => locked(results).push((seq, id)),
             Err(e) => return saver.fail(e),
         }
     }

@@ -13,7 +13,7 @@ use crate::id::Id;
 use crate::index::BlobType;
 use crate::lock::{self, LockOptions};
 use crate::repository::Repository;
-use crate::saver::{Saver, SaverOptions, compressor, with_saver};
+use crate::saver::{Saver, SaverOptions, compressor, locked, with_saver};
 use crate::snapshot::{Snapshot, SnapshotEntry};
 use crate::tree::NodeType;
 
@@ -146,7 +146,7 @@ fn copy_tree(src: &Repository, saver: &Saver<'_>, root: Id, workers: usize) -> R
                     Err(e) => return saver.fail(e),
                 };
                 loop {
-                    let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let job = locked(&rx).recv();
                     let Ok(id) = job else { return };
                     // Claimed by the walker: encode and add without another dedup check.
                     let res = src.load_blob(BlobType::Data, &id).and_then(|plain| {
@@ -155,10 +155,7 @@ fn copy_tree(src: &Repository, saver: &Saver<'_>, root: Id, workers: usize) -> R
                         saver.add_encoded(enc, plain.len() as u64)
                     });
                     if let Err(e) = res {
-                        error
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .get_or_insert(e);
+                        locked(error).get_or_insert(e);
                         saver.fail(Error::Internal("copy failed".into()));
                     }
                 }

@@ -164,7 +164,9 @@ impl OpenPack {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A mutex's guard, also after a panic in another holder (the data stays usable: every writer
+/// leaves it consistent between statements, and failures travel through `Saver::fail`).
+pub(crate) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -217,7 +219,7 @@ impl<'r> Saver<'r> {
 
     /// Record the first error and make every later call fail fast.
     pub fn fail(&self, e: Error) {
-        let mut slot = lock(&self.error);
+        let mut slot = locked(&self.error);
         if slot.is_none() {
             tracing::debug!(error = %e, "saver failing");
             *slot = Some(e);
@@ -243,7 +245,7 @@ impl<'r> Saver<'r> {
         if self.repo.index().contains(t, id) {
             return false;
         }
-        let mut claimed = lock(&self.claimed);
+        let mut claimed = locked(&self.claimed);
         // Tree and data blobs with equal ids are different blobs; keep them apart.
         let key = if t == BlobType::Tree { tree_key(id) } else { *id };
         claimed.insert(key)
@@ -289,7 +291,7 @@ impl<'r> Saver<'r> {
         c.bytes_added.fetch_add(plain_len, Ordering::Relaxed);
         c.bytes_stored.fetch_add(enc.data.len() as u64, Ordering::Relaxed);
         let full = {
-            let mut open = lock(&self.open[slot(enc.blob_type)]);
+            let mut open = locked(&self.open[slot(enc.blob_type)]);
             open.add(&self.spool, &enc)?;
             if open.size >= self.pack_size as u64 {
                 Some(std::mem::take(&mut *open))
@@ -305,7 +307,7 @@ impl<'r> Saver<'r> {
 
     fn send(&self, mut w: OpenPack) -> Result<()> {
         let p = w.finish(self.repo.key())?;
-        let tx = lock(&self.upload_tx).clone();
+        let tx = locked(&self.upload_tx).clone();
         match tx {
             Some(tx) if tx.send(p).is_ok() => Ok(()),
             _ => {
@@ -318,7 +320,7 @@ impl<'r> Saver<'r> {
     /// Upload the partly filled packs now (before a tree pack is needed by a snapshot, say).
     pub fn flush(&self) -> Result<()> {
         for open in &self.open {
-            let w = std::mem::take(&mut *lock(open));
+            let w = std::mem::take(&mut *locked(open));
             if !w.is_empty() {
                 self.send(w)?;
             }
@@ -344,7 +346,7 @@ impl<'r> Saver<'r> {
     /// Record an uploaded pack for the next index file; write the file when it is full.
     fn index_pack(&self, p: &SpooledPack) -> Result<()> {
         let full = {
-            let mut pending = lock(&self.pending_index);
+            let mut pending = locked(&self.pending_index);
             pending.add_pack(p.id, &p.blobs);
             if pending.blob_count() >= MAX_BLOBS_PER_INDEX_FILE {
                 Some(std::mem::take(&mut *pending))
@@ -361,7 +363,7 @@ impl<'r> Saver<'r> {
 
     /// Write whatever is pending as a final index file.
     fn flush_index(&self) -> Result<()> {
-        let file = std::mem::take(&mut *lock(&self.pending_index));
+        let file = std::mem::take(&mut *locked(&self.pending_index));
         if !file.packs.is_empty() {
             let id = self.repo.save_json(FileType::Index, &file)?;
             tracing::debug!(index = %id.short(), packs = file.packs.len(), "wrote index file");
@@ -371,7 +373,7 @@ impl<'r> Saver<'r> {
 
     fn upload_loop(&self, rx: &Mutex<Receiver<SpooledPack>>) {
         loop {
-            let job = lock(rx).recv();
+            let job = locked(rx).recv();
             let Ok(p) = job else { return };
             if self.aborted() {
                 // Keep draining so senders never block; the pack is dropped unwritten.
@@ -463,7 +465,7 @@ pub fn with_saver<T>(
             }
         };
         // Closing the channel lets the uploaders finish the packs in hand and exit.
-        lock(&saver.upload_tx).take();
+        locked(&saver.upload_tx).take();
         for h in handles {
             if h.join().is_err() {
                 saver.fail(Error::Internal("a pack upload thread panicked".into()));
@@ -471,7 +473,7 @@ pub fn with_saver<T>(
         }
         result
     });
-    let first_error = lock(&saver.error).take();
+    let first_error = locked(&saver.error).take();
     let index_result = saver.flush_index();
     let value = match (result, first_error) {
         (_, Some(e)) => Err(e),
