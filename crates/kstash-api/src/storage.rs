@@ -89,6 +89,10 @@ pub struct S3Spec {
 pub struct GcsSpec {
     #[serde(default)]
     pub bucket: String,
+    /// kstash extension: a custom JSON API endpoint (an emulator such as fake-gcs-server);
+    /// empty means Google's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub prefix: String,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
@@ -111,6 +115,10 @@ pub struct AzureSpec {
     pub max_connections: i64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret_name: String,
+    /// kstash extension: a custom blob endpoint (`http://127.0.0.1:10000/devstoreaccount1` for
+    /// Azurite); empty means `https://<storageAccount>.blob.core.windows.net`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
 }
 
 /// An OpenStack Swift container (Stash-era backend).

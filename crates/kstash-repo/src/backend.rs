@@ -88,6 +88,11 @@ pub trait Backend: Send + Sync {
         let _ = fs::remove_file(path);
         self.write(t, name, &data?)
     }
+    /// How many pack uploads this backend wants in flight at least (a remote store hides its
+    /// latency with more); the operation's own setting wins when it is higher.
+    fn upload_concurrency(&self) -> usize {
+        1
+    }
     /// Whether a file exists.
     fn exists(&self, t: FileType, name: &str) -> Result<bool> {
         match self.stat(t, name) {

@@ -20,6 +20,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A remote storage failed; the boxed error (from the storage crate) says which storage,
+    /// which object and why.
+    #[error("{0}")]
+    Storage(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A file that should exist does not.
     #[error("{0} not found")]
     NotFound(String),

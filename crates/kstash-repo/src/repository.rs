@@ -188,7 +188,7 @@ impl Repository {
                     idx.add_file(&file);
                     files.insert(id);
                 }
-                Err(e @ (Error::Backend { .. } | Error::NotFound(_))) => return Err(e),
+                Err(e @ (Error::Backend { .. } | Error::Storage(_) | Error::NotFound(_))) => return Err(e),
                 Err(e) => {
                     tracing::warn!(index = %id, error = %e, "skipping a damaged index file; run `kstash repo check`");
                     damaged.push((id, e.to_string()));
@@ -489,7 +489,7 @@ impl Repository {
             let Ok(id) = name.parse::<Id>() else { continue };
             match self.load_snapshot(&id) {
                 Ok(snapshot) => out.push(SnapshotEntry { id, snapshot }),
-                Err(e @ Error::Backend { .. }) => return Err(e),
+                Err(e @ (Error::Backend { .. } | Error::Storage(_))) => return Err(e),
                 Err(e) => {
                     tracing::warn!(snapshot = %name, error = %e, "skipping an unreadable snapshot file");
                     bad.push((name, e));

@@ -438,7 +438,9 @@ pub fn with_saver<T>(
     let result = std::thread::scope(|s| {
         let rx = Arc::new(Mutex::new(rx));
         let mut handles = Vec::new();
-        for i in 0..options.uploaders.max(1) {
+        // A remote backend asks for more uploads in flight than a local disk needs.
+        let uploaders = options.uploaders.max(repo.backend().upload_concurrency()).max(1);
+        for i in 0..uploaders {
             let rx = Arc::clone(&rx);
             let saver = &saver;
             let h = std::thread::Builder::new()

@@ -1,0 +1,147 @@
+//! The storage crate's error type: every failure names the storage, the object and why.
+
+use std::fmt;
+
+/// Result with the storage crate's [`StorageError`].
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Why a request to a remote storage failed, as far as the answer tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteKind {
+    /// The credentials were refused (HTTP 401/403, a bad signature, an unknown key).
+    Auth,
+    /// The object does not exist.
+    NotFound,
+    /// The bucket or container does not exist.
+    BucketMissing,
+    /// The server could not be reached or the connection broke (after retries).
+    Network,
+    /// The server kept answering "slow down" / 5xx (after retries).
+    Unavailable,
+    /// Anything else the server or the client library reported.
+    Other,
+}
+
+impl RemoteKind {
+    /// A short human phrase for messages.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            RemoteKind::Auth => "access denied (check the credentials)",
+            RemoteKind::NotFound => "not found",
+            RemoteKind::BucketMissing => "the bucket/container does not exist (create it first)",
+            RemoteKind::Network => "storage unreachable (check the endpoint and the network)",
+            RemoteKind::Unavailable => "the storage kept failing (server errors after retries)",
+            RemoteKind::Other => "storage error",
+        }
+    }
+}
+
+impl fmt::Display for RemoteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.phrase())
+    }
+}
+
+/// Everything that can go wrong when configuring or using a storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A resource or URL describes a storage that cannot work; says which field and how to fix it.
+    #[error("{object}: {field}: {reason}; {fix}")]
+    Config {
+        /// The object concerned (`BackupStorage ns/name`, `repository URL s3:…`).
+        object: String,
+        /// The field (`spec.storage.s3.bucket`, secret key `AWS_ACCESS_KEY_ID`).
+        field: String,
+        /// What is wrong.
+        reason: String,
+        /// What to do about it.
+        fix: String,
+    },
+    /// A request to the storage failed.
+    #[error("{storage}: {op} {object}: {kind}: {detail}")]
+    Remote {
+        /// The storage (`s3:http://host/bucket/prefix`).
+        storage: String,
+        /// What was attempted (read, write, list, delete, stat).
+        op: &'static str,
+        /// The object path inside the storage.
+        object: String,
+        /// The class of failure.
+        kind: RemoteKind,
+        /// The server's or library's own words.
+        detail: String,
+    },
+    /// The operation is not possible on this kind of storage.
+    #[error("{storage}: {what} is not supported by this storage")]
+    Unsupported {
+        /// The storage.
+        storage: String,
+        /// What was asked.
+        what: String,
+    },
+    /// A YAML document in the bucket could not be read or written.
+    #[error("{object}: {source}")]
+    Yaml {
+        /// The object concerned.
+        object: String,
+        /// The parser error.
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    /// A local file (spool file, local storage) could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An engine error (from a local repository).
+    #[error(transparent)]
+    Repo(#[from] kstash_repo::Error),
+}
+
+impl StorageError {
+    /// The class of a remote failure, if this is one.
+    pub fn remote_kind(&self) -> Option<RemoteKind> {
+        match self {
+            StorageError::Remote { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// A configuration error.
+    pub(crate) fn config(
+        object: impl Into<String>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> StorageError {
+        StorageError::Config {
+            object: object.into(),
+            field: field.into(),
+            reason: reason.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Engine errors for the [`kstash_repo::Backend`] implementations: "not found" stays the engine's
+/// own variant (it decides "no repository here" on it); the rest keeps the whole storage error.
+impl From<StorageError> for kstash_repo::Error {
+    fn from(e: StorageError) -> kstash_repo::Error {
+        match e {
+            StorageError::Remote {
+                kind: RemoteKind::NotFound,
+                storage,
+                object,
+                ..
+            } => kstash_repo::Error::NotFound(format!("{storage}/{object}")),
+            StorageError::Repo(e) => e,
+            other => kstash_repo::Error::Storage(Box::new(other)),
+        }
+    }
+}

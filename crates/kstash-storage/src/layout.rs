@@ -1,0 +1,1 @@
+//! The KubeStash bucket layout (being written).
