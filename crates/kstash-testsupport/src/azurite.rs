@@ -60,6 +60,39 @@ impl Azurite {
         })
     }
 
+    /// Creates a blob container (`PUT ?restype=container`, signed with the account's shared key).
+    pub fn create_container(&self, container: &str) -> Result<()> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let date = rfc1123(std::time::SystemTime::now());
+        let version = "2021-08-06";
+        // Path-style emulator URLs carry the account in the path, so it appears twice here.
+        let resource = format!("/{0}/{0}/{container}\nrestype:container", self.account);
+        let string_to_sign =
+            format!("PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n{resource}");
+        let key = b64.decode(&self.key).map_err(|e| crate::Error::Http {
+            method: "PUT".into(),
+            url: self.blob_endpoint.clone(),
+            message: format!("account key is not base64: {e}"),
+        })?;
+        let signature = b64.encode(crate::sigv4::hmac(&key, string_to_sign.as_bytes()));
+        let auth = format!("SharedKey {}:{signature}", self.account);
+        let url = format!("{}/{container}?restype=container", self.blob_endpoint);
+        crate::http::request(
+            "PUT",
+            &url,
+            &[
+                ("x-ms-date", &date),
+                ("x-ms-version", version),
+                ("authorization", &auth),
+                ("content-length", "0"),
+            ],
+            Some(b""),
+        )?
+        .ensure_success(&format!("create container {container}"))?;
+        Ok(())
+    }
+
     /// A connection string for the Azure SDKs.
     pub fn connection_string(&self) -> String {
         format!(
@@ -77,4 +110,27 @@ impl Azurite {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (the `x-ms-date` format).
+fn rfc1123(now: std::time::SystemTime) -> String {
+    let (date, time) = crate::sigv4::utc_date_time(now);
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // 1970-01-01 was a Thursday.
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(secs / 86_400 % 7) as usize];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months[date[4..6].parse::<usize>().unwrap_or(1) - 1];
+    format!(
+        "{weekday}, {} {month} {} {}:{}:{} GMT",
+        &date[6..8],
+        &date[..4],
+        &time[..2],
+        &time[2..4],
+        &time[4..6]
+    )
 }

@@ -50,7 +50,7 @@ pub(crate) fn sign(
     ]
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
@@ -61,7 +61,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// (`YYYYMMDD`, `HHMMSS`) in UTC.
-fn utc_date_time(now: SystemTime) -> (String, String) {
+pub(crate) fn utc_date_time(now: SystemTime) -> (String, String) {
     let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil-from-days (Howard Hinnant), days since 1970-01-01 → proleptic Gregorian date.
