@@ -474,12 +474,28 @@ pub(crate) fn remote_error(
         _ if e.is_temporary() || e.is_persistent() || text.contains("status: 5") => RemoteKind::Unavailable,
         _ => RemoteKind::Other,
     };
+    // OpenDAL's message stops at "error sending request"; the cause ("Connection refused",
+    // "dns error") sits at the end of the source chain.
+    let mut detail = text;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut root = None;
+    while let Some(s) = src {
+        root = Some(s.to_string());
+        src = s.source();
+    }
+    if let Some(root) = root.filter(|r| !detail.contains(r.as_str())) {
+        detail = format!("{detail}: {root}");
+    }
     StorageError::Remote {
         storage: storage.into(),
         op,
-        object: object.into(),
+        object: if object.is_empty() {
+            "(storage root)".into()
+        } else {
+            object.into()
+        },
         kind,
-        detail: text,
+        detail,
     }
 }
 

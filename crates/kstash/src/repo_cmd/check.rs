@@ -3,12 +3,11 @@
 //! ("no errors were found", or "Fatal: repository contains errors" and exit code 1).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
 use kstash_api::phase::format_size;
-use kstash_repo::{CheckOptions, CheckReport, LocalBackend, ReadDataSubset, Repository, check};
+use kstash_repo::{CheckOptions, CheckReport, ReadDataSubset, Repository, check};
 
 use super::RepoArgs;
 
@@ -29,10 +28,11 @@ fn parse_subset(text: &str) -> Result<ReadDataSubset, String> {
 
 /// Run `kstash repo check`.
 pub fn run(args: &RepoArgs, c: &CheckArgs) -> Result<ExitCode> {
-    let dir = super::location(args)?;
+    let backend = super::backend(args)?;
+    let location = backend.location();
     // Without the index: check reads the index files itself and reports each damaged one.
-    let repo = Repository::open_without_index(Arc::new(LocalBackend::new(&dir)), &super::password(args)?)
-        .with_context(|| format!("opening repository {}", dir.display()))?;
+    let repo = Repository::open_without_index(backend, &super::password(args)?)
+        .with_context(|| format!("opening repository {location}"))?;
     let options = CheckOptions {
         read_data: if c.read_data {
             Some(ReadDataSubset::All)

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -10,7 +9,7 @@ use kstash_api::phase::format_size;
 use kstash_repo::copy::{CopyOptions, copy_snapshots};
 use kstash_repo::prune::{MaxUnused, PruneOptions, prune};
 use kstash_repo::stats::{StatsMode, stats};
-use kstash_repo::{LocalBackend, Repository, SnapshotEntry};
+use kstash_repo::{Repository, SnapshotEntry};
 use serde_json::json;
 
 use super::{RepoArgs, lock_options, open, read_lock, read_password_file};
@@ -34,7 +33,7 @@ fn parse_max_unused(text: &str) -> Result<MaxUnused, String> {
 pub struct CopyArgs {
     /// The repository to copy from (a local directory).
     #[arg(long, value_name = "REPO")]
-    pub from_repo: PathBuf,
+    pub from_repo: String,
     /// File whose first line is the password of the source repository.
     #[arg(long, value_name = "FILE", env = "KSTASH_FROM_PASSWORD_FILE")]
     pub from_password_file: PathBuf,
@@ -109,10 +108,10 @@ pub fn run_prune(args: &RepoArgs, p: &PruneArgs) -> Result<ExitCode> {
 pub fn run_copy(args: &RepoArgs, c: &CopyArgs) -> Result<ExitCode> {
     let dst = open(args)?;
     let src = Repository::open(
-        Arc::new(LocalBackend::new(&c.from_repo)),
+        super::backend_at(args, &c.from_repo)?,
         &read_password_file(&c.from_password_file)?,
     )
-    .with_context(|| format!("opening source repository {}", c.from_repo.display()))?;
+    .with_context(|| format!("opening source repository {}", c.from_repo))?;
     src.load_index().context("loading the source index")?;
     let snapshots = select(&src, &c.snapshots)?;
     let options = CopyOptions {

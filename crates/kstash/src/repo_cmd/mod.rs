@@ -14,7 +14,7 @@ use kstash_repo::archiver::{ParentChoice, TreeBackupOptions};
 use kstash_repo::keys::KdfParams;
 use kstash_repo::lock::{self, LockOptions, RepoLock};
 use kstash_repo::{
-    DumpOptions, InitOptions, LocalBackend, Repository, StreamBackupOptions, backup_stream, dump_file_with,
+    Backend, DumpOptions, InitOptions, Repository, StreamBackupOptions, backup_stream, dump_file_with,
 };
 use serde_json::json;
 
@@ -26,9 +26,26 @@ mod restore;
 /// Where the repository is and how to unlock it.
 #[derive(Debug, Args)]
 pub struct RepoArgs {
-    /// Repository location (a local directory).
+    /// Repository location: a directory, `s3:http://host:port/bucket/prefix`, `gs:bucket:/prefix`,
+    /// `azure:container:/prefix`, `rest:http://host:port/path`, `b2:bucket:prefix`,
+    /// `swift:container:/prefix` (credentials from the usual environment variables, as restic).
     #[arg(short = 'r', long = "repo", env = "KSTASH_REPOSITORY", global = true)]
     pub repo: Option<String>,
+    /// Limit uploads to this many KiB/s.
+    #[arg(long, global = true, value_name = "KIB_PER_SEC")]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s.
+    #[arg(long, global = true, value_name = "KIB_PER_SEC")]
+    pub limit_download: Option<u64>,
+    /// Requests in flight to a remote storage at most (default 5).
+    #[arg(long, global = true, value_name = "N")]
+    pub connections: Option<usize>,
+    /// Accept any TLS certificate from an S3 or REST server.
+    #[arg(long, global = true)]
+    pub insecure_tls: bool,
+    /// Trust the CA certificates in this PEM file (S3 and REST servers).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// File whose first line is the password.
     #[arg(long, env = "KSTASH_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -162,18 +179,43 @@ fn password(args: &RepoArgs) -> Result<String> {
     bail!("no repository password: use --password-file, KSTASH_PASSWORD or RESTIC_PASSWORD")
 }
 
-fn location(args: &RepoArgs) -> Result<PathBuf> {
-    let repo = args
-        .repo
+/// The repository URL from `-r`, `KSTASH_REPOSITORY` or `RESTIC_REPOSITORY`.
+fn repository_url(args: &RepoArgs) -> Result<String> {
+    args.repo
         .clone()
         .or_else(|| std::env::var("RESTIC_REPOSITORY").ok())
-        .context("no repository given: use -r/--repo DIR, KSTASH_REPOSITORY or RESTIC_REPOSITORY")?;
-    if repo.contains(':') && !repo.starts_with('/') && !repo.starts_with("local:") {
-        bail!(
-            "repository '{repo}': only local directories are supported yet (object stores come with the storage backends)"
-        );
+        .context("no repository given: use -r/--repo LOCATION, KSTASH_REPOSITORY or RESTIC_REPOSITORY")
+}
+
+/// The storage backend of `url`, with the connection flags applied.
+fn backend_at(args: &RepoArgs, url: &str) -> Result<Arc<dyn Backend>> {
+    let mut config = kstash_storage::parse_repository_url(url, |k| std::env::var(k).ok())?;
+    if let Some(n) = args.connections {
+        config.tuning.max_connections = n.max(1);
     }
-    Ok(PathBuf::from(repo.strip_prefix("local:").unwrap_or(&repo)))
+    config.tuning.upload_limit = args.limit_upload.map(|k| k * 1024);
+    config.tuning.download_limit = args.limit_download.map(|k| k * 1024);
+    let ca = match &args.cacert {
+        Some(f) => Some(std::fs::read(f).with_context(|| format!("reading --cacert {}", f.display()))?),
+        None => None,
+    };
+    match &mut config.location {
+        kstash_storage::Location::S3(l) => {
+            l.insecure_tls |= args.insecure_tls;
+            l.ca_cert_pem = ca.or(l.ca_cert_pem.take());
+        }
+        kstash_storage::Location::Rest(l) => {
+            l.insecure_tls |= args.insecure_tls;
+            l.ca_cert_pem = ca.or(l.ca_cert_pem.take());
+        }
+        _ => {}
+    }
+    Ok(kstash_storage::open_backend(&config)?)
+}
+
+/// The backend of this command's repository.
+fn backend(args: &RepoArgs) -> Result<Arc<dyn Backend>> {
+    backend_at(args, &repository_url(args)?)
 }
 
 /// A Go-style duration: `0`, `90s`, `5m`, `1h30m`, `500ms` (a bare number is seconds).
@@ -217,9 +259,10 @@ fn read_lock(args: &RepoArgs, repo: &Repository) -> Result<Option<RepoLock>> {
 }
 
 fn open(args: &RepoArgs) -> Result<Repository> {
-    let dir = location(args)?;
-    let repo = Repository::open(Arc::new(LocalBackend::new(&dir)), &password(args)?)
-        .with_context(|| format!("opening repository {}", dir.display()))?;
+    let backend = backend(args)?;
+    let location = backend.location();
+    let repo = Repository::open(backend, &password(args)?)
+        .with_context(|| format!("opening repository {location}"))?;
     repo.load_index().context("loading the index")?;
     Ok(repo)
 }
@@ -228,24 +271,21 @@ fn open(args: &RepoArgs) -> Result<Repository> {
 pub fn run(args: RepoArgs) -> Result<ExitCode> {
     match &args.command {
         RepoCommand::Init { repository_version } => {
-            let dir = location(&args)?;
+            let backend = backend(&args)?;
+            let dir = backend.location();
             let options = InitOptions {
                 version: *repository_version,
                 ..Default::default()
             };
-            let repo = Repository::init(Arc::new(LocalBackend::new(&dir)), &password(&args)?, options)
-                .with_context(|| format!("creating repository at {}", dir.display()))?;
+            let repo = Repository::init(backend, &password(&args)?, options)
+                .with_context(|| format!("creating repository at {dir}"))?;
             if args.json {
                 outln!(
                     "{}",
                     json!({"message_type": "initialized", "id": repo.config().id, "repository": dir})
                 );
             } else {
-                outln!(
-                    "created kstash repository {} at {}",
-                    &repo.config().id[..10],
-                    dir.display()
-                );
+                outln!("created kstash repository {} at {}", &repo.config().id[..10], dir);
             }
         }
         RepoCommand::Backup(b) => return backup(&args, b),
