@@ -110,9 +110,9 @@ struct Written {
 fn exercise_engine(backend: Arc<dyn Backend>) -> Written {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repository::init(backend.clone(), PW, InitOptions::default()).unwrap();
-    let err = Repository::init(backend.clone(), PW, InitOptions::default())
-        .err()
-        .expect("second init must fail");
+    let Err(err) = Repository::init(backend.clone(), PW, InitOptions::default()) else {
+        panic!("second init must fail")
+    };
     assert!(err.to_string().contains("already"), "{err}");
 
     let first = [text(2 << 20, 1), noise(1 << 20, 2)].concat();
@@ -335,9 +335,9 @@ fn rest_server_round_trip_with_basic_auth_and_restic_reads_it() {
     // The wrong password is refused with an authentication error naming the server.
     location.password = Some("wrong".into());
     let bad = open_backend(&StorageConfig::new(Location::Rest(location))).unwrap();
-    let err = Repository::open(bad, PW)
-        .err()
-        .expect("wrong REST password must fail");
+    let Err(err) = Repository::open(bad, PW) else {
+        panic!("wrong REST password must fail")
+    };
     let msg = err.to_string();
     assert!(
         msg.contains("access denied") && msg.contains("rest:http://127.0.0.1"),

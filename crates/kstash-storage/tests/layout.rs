@@ -7,8 +7,12 @@ use kstash_storage::{Location, RemoteKind, S3Credentials, S3Location, StorageCon
 use kstash_testsupport::SeaweedS3;
 
 fn layout(s3: &SeaweedS3, bucket: &str, prefix: &str, secret: &str) -> StorageLayout {
+    layout_as(s3, &s3.access_key, secret, bucket, prefix)
+}
+
+fn layout_as(s3: &SeaweedS3, access_key: &str, secret: &str, bucket: &str, prefix: &str) -> StorageLayout {
     let creds = S3Credentials {
-        access_key_id: s3.access_key.clone(),
+        access_key_id: access_key.to_string(),
         secret_access_key: secret.to_string(),
         session_token: None,
     };
@@ -151,16 +155,14 @@ fn layout_initialize_says_bucket_missing_or_credentials_refused() {
     eprintln!("missing bucket: {e}");
     assert_eq!(e.remote_kind(), Some(RemoteKind::BucketMissing), "{e}");
     assert!(e.to_string().contains("does not exist"), "{e}");
-    // Writes and reads say the same, not "not found" (a read of a missing object would).
-    let missing = layout(&s3, "no-such-bucket", "p", &s3.secret_key);
-    let w = missing.write_repository(&repo("pg", "pg"));
-    eprintln!(
-        "missing bucket, write: {w:?}; bucket now lists: {:?}",
-        s3.list_keys("no-such-bucket", "")
-    );
-    let e = missing.read_metadata().unwrap_err();
+    // A read says the same, not "no metadata.yaml".
+    let e = layout(&s3, "other-missing-bucket", "p", &s3.secret_key)
+        .read_metadata()
+        .unwrap_err();
     eprintln!("missing bucket, read: {e}");
     assert_eq!(e.remote_kind(), Some(RemoteKind::BucketMissing), "{e}");
+    // SeaweedFS creates a missing bucket on PutObject (AWS and MinIO answer NoSuchBucket), which
+    // is why initialize lists before its write probe.
     assert!(
         s3.list_keys("no-such-bucket", "").is_err(),
         "initialize must not create the bucket"
@@ -173,5 +175,10 @@ fn layout_initialize_says_bucket_missing_or_credentials_refused() {
     eprintln!("wrong credentials: {e}");
     assert_eq!(e.remote_kind(), Some(RemoteKind::Auth), "{e}");
     assert!(e.to_string().contains("access denied"), "{e}");
+    let e = layout_as(&s3, "unknown-key", &s3.secret_key, "kstash-bs", "p")
+        .initialize("v1")
+        .unwrap_err();
+    eprintln!("unknown access key: {e}");
+    assert_eq!(e.remote_kind(), Some(RemoteKind::Auth), "{e}");
     assert!(s3.list_keys("kstash-bs", "").unwrap().is_empty());
 }

@@ -30,7 +30,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crd(CrdArgs),
     /// Work on a repository directly (restic-like): init, backup, snapshots, dump, key.
-    Repo(crate::repo_cmd::RepoArgs),
+    Repo(Box<crate::repo_cmd::RepoArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Delete(d) => delete(&open_store(cli.home.as_deref())?, d),
         Command::Validate(v) => validate(&v.files),
         Command::Crd(c) => print_crds(c.kind.as_deref()),
-        Command::Repo(r) => crate::repo_cmd::run(r),
+        Command::Repo(r) => crate::repo_cmd::run(*r),
     }
 }
 
