@@ -16,6 +16,7 @@
 mod azurite;
 mod elasticsearch;
 mod error;
+mod fault_proxy;
 mod gcs;
 pub mod http;
 mod mariadb;
@@ -35,6 +36,7 @@ mod zookeeper;
 pub use azurite::Azurite;
 pub use elasticsearch::Elasticsearch;
 pub use error::{Error, Result};
+pub use fault_proxy::{Fault, FaultPlan, FaultProxy};
 pub use gcs::FakeGcs;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
