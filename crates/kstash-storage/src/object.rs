@@ -23,6 +23,8 @@ pub struct ObjectStore {
     tuning: Tuning,
     upload_limit: Option<Arc<RateLimit>>,
     download_limit: Option<Arc<RateLimit>>,
+    /// A directory rather than a bucket: a missing directory is just empty.
+    is_local: bool,
 }
 
 impl std::fmt::Debug for ObjectStore {
@@ -71,6 +73,7 @@ impl ObjectStore {
             tuning: config.tuning.clone(),
             upload_limit: t.upload_limit.map(|r| Arc::new(RateLimit::new(r))),
             download_limit: t.download_limit.map(|r| Arc::new(RateLimit::new(r))),
+            is_local: matches!(config.location, Location::Local { .. }),
         })
     }
 
@@ -279,9 +282,16 @@ impl ObjectStore {
         let res = block_on(async move { op.list_with("").limit(1).await.map(|_| ()) });
         match res {
             Ok(()) => Ok(()),
-            // The prefix itself may not exist yet: listing it then says "not found" on some
-            // services, which is fine as long as the bucket is there.
-            Err(e) if e.kind() == ErrorKind::NotFound && !is_missing_bucket(&e) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound && self.is_local => Ok(()),
+            // Listing a prefix that holds nothing answers an empty list on S3, GCS and Azure, so
+            // "not found" is about the bucket even when the server does not say so (fake-gcs).
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let mut err = self.err("list", "", e);
+                if let StorageError::Remote { kind, .. } = &mut err {
+                    *kind = RemoteKind::BucketMissing;
+                }
+                Err(err)
+            }
             Err(e) => Err(self.err("list", "", e)),
         }
     }

@@ -16,7 +16,7 @@ use kstash_repo::{
     backup_stream, check, dump_file, restore,
 };
 use kstash_storage::{
-    AzureLocation, GcsLocation, Location, RestLocation, S3Credentials, S3Location, StorageConfig,
+    AzureLocation, GcsLocation, Location, RemoteKind, RestLocation, S3Credentials, S3Location, StorageConfig,
     open_backend,
 };
 use kstash_testsupport::{Azurite, FakeGcs, Restic, ResticRest, SeaweedS3};
@@ -343,4 +343,36 @@ fn rest_server_round_trip_with_basic_auth_and_restic_reads_it() {
         msg.contains("access denied") && msg.contains("rest:http://127.0.0.1"),
         "{msg}"
     );
+}
+
+#[test]
+fn azure_and_gcs_refusals_say_why() {
+    let az = Azurite::start().unwrap();
+    az.create_container("exists").unwrap();
+    let azure = |container: &str, key: &str| {
+        StorageConfig::new(Location::Azure(AzureLocation {
+            account: az.account.clone(),
+            container: container.into(),
+            prefix: "p".into(),
+            account_key: Some(key.into()),
+            endpoint: Some(az.blob_endpoint.clone()),
+        }))
+    };
+    let wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
+    let e = open_backend(&azure("exists", wrong_key)).err().unwrap();
+    assert_eq!(e.remote_kind(), Some(RemoteKind::Auth), "{e}");
+    let e = open_backend(&azure("missing", &az.key)).err().unwrap();
+    assert_eq!(e.remote_kind(), Some(RemoteKind::BucketMissing), "{e}");
+
+    let gcs = FakeGcs::start().unwrap();
+    let e = open_backend(&StorageConfig::new(Location::Gcs(GcsLocation {
+        bucket: "missing".into(),
+        prefix: "p".into(),
+        service_account_json: None,
+        project_id: None,
+        endpoint: Some(gcs.endpoint.clone()),
+    })))
+    .err()
+    .unwrap();
+    assert_eq!(e.remote_kind(), Some(RemoteKind::BucketMissing), "{e}");
 }
