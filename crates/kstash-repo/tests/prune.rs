@@ -12,23 +12,10 @@ use kstash_repo::backup_stream::{StreamBackupOptions, backup_stream};
 use kstash_repo::prune::{MaxUnused, PruneOptions, prune};
 use kstash_repo::{Backend, Error, FileType, LocalBackend, Repository, dump_file};
 use kstash_testsupport::ResticLockHolder;
+use kstash_testsupport::data::text;
 
 mod common;
 use common::{PW, TestRepo, restic, restic_available};
-
-/// Deterministic text with a seed; streams with different seeds share no chunks.
-fn text(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(n + 64);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(format!("{}\t{}\trow-{}\n", x % 1_000_003, x >> 40, x % 977).as_bytes());
-    }
-    out.truncate(n);
-    out
-}
 
 fn small_packs() -> StreamBackupOptions {
     StreamBackupOptions {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use kstash_repo::archiver::{ParentChoice, TreeBackupOptions, backup_tree};
+use kstash_testsupport::data::noise;
 
 mod common;
 use common::{TestRepo, restic_available};
@@ -16,18 +17,6 @@ use common::{TestRepo, restic_available};
 struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn set_mtime(path: &Path, secs: u64) {
@@ -45,11 +34,7 @@ impl Fixture {
         std::fs::create_dir_all(root.join("nested/deeper")).unwrap();
         std::fs::write(root.join("small.txt"), b"hello, restic\n").unwrap();
         std::fs::write(root.join("empty"), b"").unwrap();
-        std::fs::write(
-            root.join("nested/big.bin"),
-            pseudo_random(3 * 1024 * 1024 + 17, 7),
-        )
-        .unwrap();
+        std::fs::write(root.join("nested/big.bin"), noise(3 * 1024 * 1024 + 17, 7)).unwrap();
         std::fs::write(
             root.join("nested/deeper/text.sql"),
             "insert into t values (1);\n".repeat(40_000),

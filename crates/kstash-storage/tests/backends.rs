@@ -19,36 +19,10 @@ use kstash_storage::{
     AzureLocation, GcsLocation, Location, RemoteKind, RestLocation, S3Credentials, S3Location, StorageConfig,
     open_backend,
 };
+use kstash_testsupport::data::{noise, text};
 use kstash_testsupport::{Azurite, FakeGcs, Restic, ResticRest, SeaweedS3};
 
 const PW: &str = "backend-test-password";
-
-/// Deterministic compressible text; different seeds share no chunks.
-fn text(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(n + 64);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(format!("{}\t{}\trow-{}\n", x % 1_000_003, x >> 40, x % 977).as_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
-/// Incompressible bytes.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A small directory tree to back up: nested files, an empty file, a symlink.
 fn source_tree(root: &Path) -> PathBuf {

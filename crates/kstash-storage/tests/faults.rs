@@ -13,21 +13,10 @@ use kstash_storage::{
     AzureLocation, GcsLocation, Location, RestLocation, S3Credentials, S3Location, StorageConfig, Tuning,
     open_backend,
 };
+use kstash_testsupport::data::noise;
 use kstash_testsupport::{Azurite, FakeGcs, Fault, FaultPlan, FaultProxy, ResticRest, SeaweedS3};
 
 const PW: &str = "fault-test-password";
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// Fast retries, so a test with many injected faults stays short.
 fn quick_retries() -> Tuning {

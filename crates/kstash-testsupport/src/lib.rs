@@ -14,6 +14,7 @@
 //! ```
 
 mod azurite;
+pub mod data;
 mod elasticsearch;
 mod error;
 mod fault_proxy;
