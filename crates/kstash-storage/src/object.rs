@@ -131,6 +131,10 @@ impl ObjectStore {
 
     /// Store an object (replacing one of the same name).
     pub fn write(&self, path: &str, data: Bytes) -> Result<()> {
+        self.write_buffer(path, opendal::Buffer::from(data))
+    }
+
+    fn write_buffer(&self, path: &str, data: opendal::Buffer) -> Result<()> {
         let (op, p, limit) = (self.op.clone(), path.to_string(), self.upload_limit.clone());
         block_on(async move {
             if let Some(l) = limit {
@@ -151,8 +155,8 @@ impl ObjectStore {
         };
         let size = std::fs::metadata(file).map_err(|e| io("stat", e))?.len();
         if size < self.tuning.multipart_threshold {
-            let data = std::fs::read(file).map_err(|e| io("read", e))?;
-            return self.write(path, Bytes::from(data));
+            let data = read_in_pieces(file, size).map_err(|e| io("read", e))?;
+            return self.write_buffer(path, data);
         }
         let (op, p, limit) = (self.op.clone(), path.to_string(), self.upload_limit.clone());
         let part = self.tuning.part_size.max(5 << 20) as usize;
@@ -295,6 +299,27 @@ impl ObjectStore {
             Err(e) => Err(self.err("list", "", e)),
         }
     }
+}
+
+/// Pieces a file is read in for a one-request upload.
+const READ_PIECE: usize = 1 << 20;
+
+/// A whole file as a list of 1 MiB pieces. Measured (bench/run, 1 GiB stream to SeaweedFS, four
+/// uploads in flight): one 16 MiB allocation per pack peaked at 190–197 MiB RSS, 1 MiB pieces at
+/// 148 MiB — freed pieces are reused, freed 16 MiB blocks apparently lingered per thread.
+fn read_in_pieces(file: &Path, size: u64) -> std::io::Result<opendal::Buffer> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(file)?;
+    let mut pieces = Vec::with_capacity((size as usize).div_ceil(READ_PIECE));
+    loop {
+        let mut piece = Vec::with_capacity(READ_PIECE);
+        let n = (&mut f).take(READ_PIECE as u64).read_to_end(&mut piece)?;
+        if n == 0 {
+            break;
+        }
+        pieces.push(Bytes::from(piece));
+    }
+    Ok(opendal::Buffer::from(pieces))
 }
 
 fn reqwest_client(insecure: bool, ca: Option<&[u8]>, display: &str) -> Result<reqwest::Client> {
