@@ -12,7 +12,7 @@ use crate::object::ObjectStore;
 /// Pack uploads in flight at most, whatever `maxConnections` says: each holds a pack (16 MiB)
 /// in memory while it uploads. Measured (bench/run, 1 GiB stream to SeaweedFS): 4 in flight
 /// peaked at 148 MiB RSS, 3 at 126 MiB (restic 138) with no loss of speed (1.88× vs 1.93×).
-const MAX_PARALLEL_PACK_UPLOADS: usize = 3;
+pub(crate) const MAX_PARALLEL_PACK_UPLOADS: usize = 3;
 
 /// A restic repository at an object store prefix.
 #[derive(Debug, Clone)]

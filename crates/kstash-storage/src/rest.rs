@@ -97,7 +97,7 @@ impl RestBackend {
         method: Method,
         object: &str,
         headers: Vec<(header::HeaderName, String)>,
-        body: Option<Bytes>,
+        body: Option<Vec<Bytes>>,
     ) -> Result<Answer> {
         let url = if object.is_empty() {
             format!("{}/", self.url)
@@ -111,8 +111,11 @@ impl RestBackend {
             loop {
                 attempt += 1;
                 let _permit = me.permits.acquire().await.map_err(|e| e.to_string())?;
-                if let (Some(l), Some(b)) = (&me.upload_limit, &body) {
-                    l.take(b.len() as u64).await;
+                let body_len = body
+                    .as_ref()
+                    .map(|b| b.iter().map(|p| p.len() as u64).sum::<u64>());
+                if let (Some(l), Some(n)) = (&me.upload_limit, body_len) {
+                    l.take(n).await;
                 }
                 let mut req = me.client.request(method.clone(), &url);
                 if let Some((u, p)) = &me.auth {
@@ -121,8 +124,13 @@ impl RestBackend {
                 for (k, v) in &headers {
                     req = req.header(k, v);
                 }
-                if let Some(b) = &body {
-                    req = req.body(b.clone());
+                if let (Some(pieces), Some(n)) = (&body, body_len) {
+                    // Streamed from the pieces (no contiguous copy), with the length announced.
+                    let stream =
+                        futures::stream::iter(pieces.clone().into_iter().map(Ok::<_, std::io::Error>));
+                    req = req
+                        .header(header::CONTENT_LENGTH, n)
+                        .body(reqwest::Body::wrap_stream(stream));
                 }
                 let outcome = match req.send().await {
                     Ok(resp) => {
@@ -284,22 +292,37 @@ impl Backend for RestBackend {
             Method::POST,
             &object,
             vec![(header::CONTENT_TYPE, "application/octet-stream".into())],
-            Some(Bytes::copy_from_slice(data)),
+            Some(vec![Bytes::copy_from_slice(data)]),
         )?;
         self.expect_ok("write", &object, a)?;
         Ok(())
     }
 
     fn write_file(&self, t: FileType, name: &str, path: &Path) -> R<()> {
-        let data = std::fs::read(path).map_err(|e| {
-            kstash_repo::Error::from(StorageError::Io {
-                op: "read",
-                path: path.display().to_string(),
-                source: e,
-            })
-        });
+        let pieces = std::fs::metadata(path)
+            .and_then(|m| crate::object::read_in_pieces(path, m.len()))
+            .map_err(|e| {
+                kstash_repo::Error::from(StorageError::Io {
+                    op: "read",
+                    path: path.display().to_string(),
+                    source: e,
+                })
+            });
         let _ = std::fs::remove_file(path);
-        self.write(t, name, &data?)
+        let pieces = pieces?;
+        if matches!(t, FileType::Config | FileType::Key) {
+            return self.write(t, name, &pieces.concat());
+        }
+        let object = Self::object(t, name);
+        let a = self.send(
+            "write",
+            Method::POST,
+            &object,
+            vec![(header::CONTENT_TYPE, "application/octet-stream".into())],
+            Some(pieces),
+        )?;
+        self.expect_ok("write", &object, a)?;
+        Ok(())
     }
 
     fn list(&self, t: FileType) -> R<Vec<(String, u64)>> {
@@ -365,6 +388,8 @@ impl Backend for RestBackend {
     }
 
     fn upload_concurrency(&self) -> usize {
-        self.max_connections.min(4)
+        // As for object stores: each upload holds a pack in memory.
+        self.max_connections
+            .clamp(1, crate::repo_backend::MAX_PARALLEL_PACK_UPLOADS)
     }
 }
