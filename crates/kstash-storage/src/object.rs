@@ -215,7 +215,7 @@ impl ObjectStore {
     pub fn list(&self, dir: &str) -> Result<Vec<ObjectEntry>> {
         let (op, d) = (self.op.clone(), dir.to_string());
         let entries = block_on(async move {
-            let entries = op.list_with(&d).recursive(true).await?;
+            let entries = garbled_retry(|| op.list_with(&d).recursive(true).into_future()).await?;
             let mut out = Vec::with_capacity(entries.len());
             for e in entries {
                 let path = e.path().trim_start_matches('/').to_string();
@@ -283,7 +283,11 @@ impl ObjectStore {
     /// the endpoint is unreachable (retries included), with that reason.
     pub fn probe(&self) -> Result<()> {
         let op = self.op.clone();
-        let res = block_on(async move { op.list_with("").limit(1).await.map(|_| ()) });
+        let res = block_on(async move {
+            garbled_retry(|| op.list_with("").limit(1).into_future())
+                .await
+                .map(|_| ())
+        });
         match res {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound && self.is_local => Ok(()),
@@ -465,6 +469,27 @@ fn build_operator(config: &StorageConfig, display: &str) -> Result<Operator> {
     })
 }
 
+/// Run a listing again (up to 3 times, 0.5 s apart) when its answer could not be parsed.
+/// OpenDAL treats a malformed listing as permanent; observed once: Azurite, just started under
+/// load, answered a listing with an empty body ("deserialize xml: unexpected Eof").
+async fn garbled_retry<T, F, Fut>(f: F) -> opendal::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = opendal::Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if attempt < 3 && e.to_string().contains("deserialize") => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "retrying a listing whose answer could not be parsed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether a "not found" is about the bucket/container rather than an object.
 fn is_missing_bucket(e: &opendal::Error) -> bool {
     let s = e.to_string();
@@ -506,7 +531,8 @@ pub(crate) fn remote_error(
             RemoteKind::Auth
         }
         _ if is_network(e) => RemoteKind::Network,
-        _ if e.is_temporary() || e.is_persistent() || text.contains("status: 5") => RemoteKind::Unavailable,
+        // (Every error leaving the retry layer is marked "persistent", so that says nothing.)
+        _ if e.is_temporary() || text.contains("status: 5") => RemoteKind::Unavailable,
         _ => RemoteKind::Other,
     };
     // OpenDAL's message stops at "error sending request"; the cause ("Connection refused",
