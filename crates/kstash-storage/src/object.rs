@@ -48,7 +48,6 @@ impl ObjectStore {
     /// Connect (lazily: nothing is sent until the first request) to the storage of `config`.
     /// The restic REST protocol is not an object store: use [`crate::RestBackend`] for it.
     pub fn open(config: &StorageConfig) -> Result<ObjectStore> {
-        crate::runtime::install_tls_provider();
         let display = config.display();
         let op = build_operator(config, &display)?;
         let t = &config.tuning;
@@ -326,10 +325,21 @@ pub(crate) fn read_in_pieces(file: &Path, size: u64) -> std::io::Result<Vec<Byte
     Ok(pieces)
 }
 
-fn reqwest_client(insecure: bool, ca: Option<&[u8]>, display: &str) -> Result<reqwest::Client> {
+/// An HTTP client for one storage: TLS verification off with `insecure`, extra trusted CAs from
+/// a PEM bundle, and an overall per-request timeout when given (OpenDAL has its own layer).
+pub(crate) fn http_client(
+    insecure: bool,
+    ca: Option<&[u8]>,
+    request_timeout: Option<Duration>,
+    display: &str,
+) -> Result<reqwest::Client> {
+    crate::runtime::install_tls_provider();
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(t) = request_timeout {
+        b = b.timeout(t);
+    }
     if insecure {
         b = b.tls_danger_accept_invalid_certs(true);
     }
@@ -337,17 +347,23 @@ fn reqwest_client(insecure: bool, ca: Option<&[u8]>, display: &str) -> Result<re
         let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
             StorageError::config(
                 display,
-                "CA_CERT_DATA",
+                "CA certificates",
                 format!("not a PEM certificate bundle: {e}"),
-                "put the CA certificate(s) in PEM form in the secret key CA_CERT_DATA",
+                "give the CA certificate(s) in PEM form (secret key CA_CERT_DATA, or --cacert)",
             )
         })?;
         for c in certs {
             b = b.add_root_certificate(c);
         }
     }
-    b.build()
-        .map_err(|e| StorageError::config(display, "TLS settings", e.to_string(), "check CA_CERT_DATA"))
+    b.build().map_err(|e| {
+        StorageError::config(
+            display,
+            "TLS settings",
+            e.to_string(),
+            "check the CA certificates",
+        )
+    })
 }
 
 fn build_operator(config: &StorageConfig, display: &str) -> Result<Operator> {
@@ -385,7 +401,7 @@ fn build_operator(config: &StorageConfig, display: &str) -> Result<Operator> {
                     b = b.session_token(t);
                 }
             }
-            let client = reqwest_client(l.insecure_tls, l.ca_cert_pem.as_deref(), display)?;
+            let client = http_client(l.insecure_tls, l.ca_cert_pem.as_deref(), None, display)?;
             (Operator::new(b).map_err(conf)?, Some(client))
         }
         Location::Gcs(l) => {
@@ -409,7 +425,7 @@ fn build_operator(config: &StorageConfig, display: &str) -> Result<Operator> {
             }
             (
                 Operator::new(b).map_err(conf)?,
-                Some(reqwest_client(false, None, display)?),
+                Some(http_client(false, None, None, display)?),
             )
         }
         Location::Azure(l) => {
@@ -427,7 +443,7 @@ fn build_operator(config: &StorageConfig, display: &str) -> Result<Operator> {
             }
             (
                 Operator::new(b).map_err(conf)?,
-                Some(reqwest_client(false, None, display)?),
+                Some(http_client(false, None, None, display)?),
             )
         }
         Location::B2(l) => {
@@ -439,7 +455,7 @@ fn build_operator(config: &StorageConfig, display: &str) -> Result<Operator> {
                 .application_key(&l.account_key);
             (
                 Operator::new(b).map_err(conf)?,
-                Some(reqwest_client(false, None, display)?),
+                Some(http_client(false, None, None, display)?),
             )
         }
         Location::Swift(l) => {
@@ -450,7 +466,7 @@ fn build_operator(config: &StorageConfig, display: &str) -> Result<Operator> {
                 .token(&l.token);
             (
                 Operator::new(b).map_err(conf)?,
-                Some(reqwest_client(false, None, display)?),
+                Some(http_client(false, None, None, display)?),
             )
         }
         Location::Rest(_) => {

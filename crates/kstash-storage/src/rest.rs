@@ -47,25 +47,13 @@ struct Answer {
 impl RestBackend {
     /// A client for the repository at `location` (nothing is sent yet).
     pub fn new(location: &RestLocation, tuning: &Tuning) -> Result<RestBackend> {
-        crate::runtime::install_tls_provider();
         let display = format!("rest:{}", location.url);
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300));
-        if location.insecure_tls {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        if let Some(pem) = &location.ca_cert_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                StorageError::config(&display, "CA certificate", e.to_string(), "give a PEM bundle")
-            })?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let client = b.build().map_err(|e| {
-            StorageError::config(&display, "TLS settings", e.to_string(), "check the CA bundle")
-        })?;
+        let client = crate::object::http_client(
+            location.insecure_tls,
+            location.ca_cert_pem.as_deref(),
+            Some(Duration::from_secs(300)),
+            &display,
+        )?;
         Ok(RestBackend {
             client,
             url: location.url.trim_end_matches('/').to_string(),
