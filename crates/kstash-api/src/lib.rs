@@ -4,6 +4,7 @@
 pub mod addons;
 pub mod admission;
 pub mod appcatalog;
+pub mod client;
 pub mod common;
 pub mod core;
 pub mod crd;

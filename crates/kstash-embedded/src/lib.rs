@@ -1,6 +1,7 @@
 //! The embedded runtime of kstash: a SQLite-backed resource store with Kubernetes API-server
 //! semantics, shared by the CLI and the daemon.
 
+pub mod client;
 pub mod error;
 pub mod object;
 mod schema;

@@ -1,0 +1,180 @@
+//! The `Platform` seam: everything a reconciler needs from the runtime it runs on — resources,
+//! executor jobs, schedules, the clock, hook commands and the storage metadata operations — so the
+//! same reconcilers run embedded (SQLite, child processes, in-process cron) and on Kubernetes
+//! (API server, Jobs, CronJobs).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kstash_api::client::Resources;
+use kstash_api::common::TypedObjectReference;
+use kstash_api::storage::{BackupStorage, Repository, Snapshot};
+
+/// Why a platform operation failed (a readable message naming the object and the cause).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlatformError(pub String);
+
+impl PlatformError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        PlatformError(msg.into())
+    }
+}
+
+/// What an executor job does; the runtime turns it into `kstash exec <args…>` (a child process
+/// embedded, a Job's container on Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Unique per namespace; a second `start_job` with the same name is a no-op.
+    pub name: String,
+    pub namespace: String,
+    /// Arguments after `kstash exec`, e.g. `["backup", "--namespace", "demo", "--backupsession", "x"]`.
+    pub args: Vec<String>,
+    /// Labels (KubeStash's invoker/session labels), for listing and cleanup.
+    pub labels: BTreeMap<String, String>,
+    /// Kill the job when this time passes.
+    pub deadline: Option<Timestamp>,
+}
+
+/// Observed state of an executor job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Started and still running.
+    Running,
+    /// Exited with success.
+    Succeeded,
+    /// Exited with failure; the message says why (last lines of its log or the exit status).
+    Failed(String),
+    /// Never started, or vanished without reporting an exit (its process or pod is gone).
+    Missing,
+}
+
+/// One schedule per BackupConfiguration session (a CronJob `trigger-<bc>-<session>` on Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    pub namespace: String,
+    pub invoker: String,
+    pub session: String,
+    /// 5-field cron, `@hourly` style macros, optional `CRON_TZ=`/`TZ=` prefix.
+    pub schedule: String,
+    /// Paused configuration or `scheduler.suspend`.
+    pub suspend: bool,
+}
+
+/// Outcome of a hook command run by the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub success: bool,
+    /// Exit status and the tail of stderr/stdout, for messages.
+    pub message: String,
+}
+
+/// Metadata I/O on a backup storage (the bucket layout of KubeStash) and operations on the restic
+/// repositories inside it. Implemented by the executor crate; reconcilers call it directly for
+/// cloud storages and, on Kubernetes, through Jobs for local volumes.
+pub trait StorageOps: Send + Sync {
+    /// Write-probe the storage and write `metadata.yaml` when absent.
+    fn initialize(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError>;
+    /// The Repository documents mirrored in the bucket and the Snapshots of each (disaster recovery).
+    fn list_repositories(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+    ) -> Result<Vec<(Repository, Vec<Snapshot>)>, PlatformError>;
+    /// Total bytes stored under the storage prefix.
+    fn storage_size(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<u64, PlatformError>;
+    /// Upload `repository.yaml` for `repo` (a no-op where the storage cannot mirror files).
+    fn write_repository(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+    ) -> Result<(), PlatformError>;
+    /// Bytes stored under the repository's path.
+    fn repository_size(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+    ) -> Result<u64, PlatformError>;
+    /// Upload `snapshots/<name>.yaml`.
+    fn write_snapshot(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+        snapshot: &Snapshot,
+    ) -> Result<(), PlatformError>;
+    /// Forget and prune the restic snapshots of every component of `snapshot` (ids from
+    /// `resticStats[].summary.id`), then delete its YAML. `password` is the repository's
+    /// `RESTIC_PASSWORD`.
+    fn wipe_snapshot(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+        snapshot: &Snapshot,
+        password: &str,
+    ) -> Result<(), PlatformError>;
+    /// Delete everything under the repository's path.
+    fn wipe_repository(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+    ) -> Result<(), PlatformError>;
+    /// Delete everything under the storage prefix.
+    fn wipe_storage(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError>;
+}
+
+/// The runtime a reconciler runs on.
+pub trait Platform: Resources {
+    /// Now (tests may move it).
+    fn now(&self) -> Timestamp;
+
+    /// Start an executor job unless one of that name exists already.
+    fn start_job(&self, job: &JobSpec) -> Result<(), PlatformError>;
+    /// State of the job `name`.
+    fn job_state(&self, namespace: &str, name: &str) -> JobState;
+    /// Stop a running job (deadline passed); it then reads as `Failed`.
+    fn stop_job(&self, namespace: &str, name: &str, reason: &str) -> Result<(), PlatformError>;
+    /// Forget a finished job and its logs (session history cleanup).
+    fn delete_job(&self, namespace: &str, name: &str) -> Result<(), PlatformError>;
+
+    /// Create or update the schedule of one session; returns the next fire time.
+    fn ensure_schedule(&self, schedule: &ScheduleSpec) -> Result<Option<Timestamp>, PlatformError>;
+    /// Remove the schedules of `invoker` in `namespace` except the sessions in `keep`.
+    fn remove_schedules(&self, namespace: &str, invoker: &str, keep: &[String]) -> Result<(), PlatformError>;
+
+    /// Whether a backup or restore target exists (`None`: cannot tell on this platform).
+    fn target_found(&self, target: &TypedObjectReference) -> Result<Option<bool>, PlatformError>;
+
+    /// Run a hook's `exec.command` where this platform runs commands (a local process embedded,
+    /// a pod exec on Kubernetes), with `env` added and killed after `timeout`.
+    fn exec_hook(
+        &self,
+        namespace: &str,
+        command: &[String],
+        env: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, PlatformError>;
+
+    /// Storage metadata operations.
+    fn storage(&self) -> &dyn StorageOps;
+
+    /// Pushgateway base URL for session metrics, when configured.
+    fn pushgateway_url(&self) -> Option<String> {
+        None
+    }
+
+    /// Record an event about an object (phase changes, errors). Default: a log line.
+    fn event(&self, object: &str, warning: bool, reason: &str, message: &str) {
+        if warning {
+            tracing::warn!(object, reason, message, "event");
+        } else {
+            tracing::info!(object, reason, message, "event");
+        }
+    }
+}
