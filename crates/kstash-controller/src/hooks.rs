@@ -1,0 +1,1 @@
+//! Hook execution (HookTemplate actions: exec, httpGet, httpPost, tcpSocket).

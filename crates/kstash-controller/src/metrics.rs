@@ -1,0 +1,1 @@
+//! Session metrics pushed to a Prometheus Pushgateway and KubeStash state metrics.

@@ -1,0 +1,1 @@
+//! Retention selection: which Snapshots a RetentionPolicy keeps and which it removes.
