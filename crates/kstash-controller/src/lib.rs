@@ -2,7 +2,16 @@
 //! seam so the embedded runtime and the Kubernetes operator run the same logic: read references →
 //! validate (pure) → plan (pure) → apply → write status.
 
+pub mod backup_configuration;
+pub mod backup_session;
+pub mod dispatch;
 pub mod hooks;
 pub mod metrics;
 pub mod platform;
+pub mod restore_session;
 pub mod retention;
+pub mod storage;
+pub mod util;
+
+pub use dispatch::{Key, keys_for_change, reconcile};
+pub use util::{ReconcileError, Requeue};

@@ -4,8 +4,12 @@
 pub mod client;
 pub mod error;
 pub mod object;
+pub mod platform;
+pub mod runner;
+pub mod scheduler;
 mod schema;
 pub mod selector;
+pub mod server;
 pub mod store;
 pub mod watch;
 

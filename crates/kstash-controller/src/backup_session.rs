@@ -1,0 +1,714 @@
+//! BackupSession reconciler: an explicit state machine whose steps are recorded as conditions, so
+//! a restarted daemon resumes where it stopped — skip check → deadline → pre-backup hooks →
+//! Snapshots → executor job → wait (deadline, vanished executor) → post-backup hooks → retention →
+//! history cleanup → final phase, metrics → retry.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kstash_api::client::ResourcesExt;
+use kstash_api::common::{HookExecutionPhase, HookExecutionStatus, HookInfo, ObjectReference, TypedObjectReference};
+use kstash_api::core::{
+    BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase, BackupSessionStatus, HookTemplate,
+    RetentionPolicyApplyPhase, RetentionPolicyApplyStatus, SessionSnapshotStatus,
+};
+use kstash_api::duration::parse_go_duration;
+use kstash_api::meta;
+use kstash_api::phase::{self, conditions as c};
+use kstash_api::storage::{
+    BackupType, DeletionPolicy, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotSpec, SnapshotStatus,
+};
+
+use crate::hooks::{self, Summary, SummaryRef, SummaryStatus};
+use crate::platform::{JobSpec, JobState, Platform};
+use crate::retention;
+use crate::util::{self, Requeue, Result, cond, set_cond};
+
+const POLL: Duration = Duration::from_secs(1);
+
+/// Snapshot name: `<repo>-<session name without trailing -digits>-<digits>` (63-char rule).
+pub fn snapshot_name(repo: &str, backup_session: &str) -> String {
+    let (stem, digits) = match backup_session.rsplit_once('-') {
+        Some((stem, d)) if !d.is_empty() && d.chars().all(|x| x.is_ascii_digit()) => (stem, d),
+        _ => (backup_session, ""),
+    };
+    kstash_api::names::name_with_prefix_middle_suffix(repo, stem, digits)
+}
+
+/// Reconcile one BackupSession.
+pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Result<Requeue> {
+    let Some(mut bs) = p.get_as::<BackupSession>(ns, name)? else {
+        return Ok(Requeue::Idle);
+    };
+    if util::is_deleting(&bs.metadata) {
+        if util::has_finalizer(&bs.metadata) {
+            if p.job_state(ns, name) == JobState::Running {
+                p.stop_job(ns, name, "BackupSession deleted")?;
+            }
+            p.delete_job(ns, name)?;
+            util::remove_finalizer(&mut bs.metadata);
+            p.update_as(&bs)?;
+        }
+        return Ok(Requeue::Idle);
+    }
+    if util::add_finalizer(&mut bs.metadata) {
+        bs = p.update_as(&bs)?;
+    }
+    let mut st = bs.status.clone().unwrap_or_default();
+    let phase_now = st.phase.unwrap_or(BackupSessionPhase::Pending);
+    if phase::backup_session_completed(phase_now) && cond(&st.conditions, c::METRICS_PUSHED).is_some() {
+        return retry_if_needed(p, &bs);
+    }
+    let now = p.now();
+    let invoker = bs.spec.invoker.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+    let bc = p.get_as::<BackupConfiguration>(ns, &invoker)?;
+
+    // 1. Pre-checks, once.
+    if st.phase.is_none() || phase_now == BackupSessionPhase::Pending && cond(&st.conditions, c::BACKUP_SKIPPED).is_none() {
+        let reason = skip_reason(p, &bs, bc.as_ref())?;
+        if let Some(msg) = reason {
+            set_cond(&mut st.conditions, now, c::BACKUP_SKIPPED, true, "PreRequisitesNotSatisfied", msg);
+            return finish(p, bs, st, bc.as_ref());
+        }
+        set_cond(&mut st.conditions, now, c::BACKUP_SKIPPED, false, "PreRequisitesSatisfied", "");
+        if let Some(t) = &bs.spec.backup_timeout
+            && let Ok(d) = parse_go_duration(t)
+        {
+            let created = bs.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+            st.backup_deadline = Some(util::time(util::add(created, d)));
+        }
+        st.phase = Some(BackupSessionPhase::Running);
+        bs = save(p, bs, &st)?;
+    }
+    let Some(bc) = bc else {
+        set_cond(&mut st.conditions, now, c::SNAPSHOTS_ENSURED, false, "InvokerNotFound", format!("BackupConfiguration {ns}/{invoker} does not exist"));
+        return finish(p, bs, st, None);
+    };
+    let Some(session) = bc.spec.sessions.iter().find(|s| s.name == bs.spec.session).cloned() else {
+        set_cond(
+            &mut st.conditions,
+            now,
+            c::SNAPSHOTS_ENSURED,
+            false,
+            "SessionNotFound",
+            format!("BackupConfiguration {ns}/{invoker} has no session \"{}\"", bs.spec.session),
+        );
+        return finish(p, bs, st, Some(&bc));
+    };
+
+    // 2. Pre-backup hooks.
+    if cond(&st.conditions, c::PRE_BACKUP_HOOKS_SUCCEEDED).is_none() {
+        let pre = session.hooks.as_ref().map(|h| h.pre_backup.clone()).unwrap_or_default();
+        let summary = summary(&bs, &bc, "Running", "");
+        let (results, err) = run_hooks(p, ns, &pre, &summary, None);
+        st.hooks.pre_hooks = results;
+        match err {
+            None => set_cond(&mut st.conditions, now, c::PRE_BACKUP_HOOKS_SUCCEEDED, true, "SuccessfullyExecutedPreBackupHooks", ""),
+            Some(e) => {
+                set_cond(&mut st.conditions, now, c::PRE_BACKUP_HOOKS_SUCCEEDED, false, "FailedToExecutePreBackupHooks", e);
+                bs = save(p, bs, &st)?;
+                return post_and_finish(p, bs, st, &bc, &session);
+            }
+        }
+        bs = save(p, bs, &st)?;
+    }
+    if cond(&st.conditions, c::PRE_BACKUP_HOOKS_SUCCEEDED) == Some(false) {
+        return post_and_finish(p, bs, st, &bc, &session);
+    }
+
+    // 3. Snapshots, one per repository.
+    if cond(&st.conditions, c::SNAPSHOTS_ENSURED).is_none() {
+        match ensure_snapshots(p, &bs, &bc, &session, now) {
+            Ok(snaps) => {
+                st.total_snapshots = Some(snaps.len() as i32);
+                st.snapshots = snaps;
+                set_cond(&mut st.conditions, now, c::SNAPSHOTS_ENSURED, true, "SuccessfullyEnsuredSnapshots", "");
+            }
+            Err(e) => {
+                set_cond(&mut st.conditions, now, c::SNAPSHOTS_ENSURED, false, "FailedToEnsureSnapshots", e);
+                bs = save(p, bs, &st)?;
+                return post_and_finish(p, bs, st, &bc, &session);
+            }
+        }
+        bs = save(p, bs, &st)?;
+    }
+    if cond(&st.conditions, c::SNAPSHOTS_ENSURED) == Some(false) {
+        return post_and_finish(p, bs, st, &bc, &session);
+    }
+
+    // 4. Executor.
+    if cond(&st.conditions, c::BACKUP_EXECUTOR_ENSURED).is_none() {
+        let job = JobSpec {
+            name: name.to_string(),
+            namespace: ns.to_string(),
+            args: vec![
+                "backup".into(),
+                "--namespace".into(),
+                ns.to_string(),
+                "--backupsession".into(),
+                name.to_string(),
+            ],
+            labels: util::labels(&[
+                (util::LABEL_INVOKER_NAME, &invoker),
+                (util::LABEL_SESSION_NAME, &bs.spec.session),
+            ]),
+            deadline: st.backup_deadline.as_ref().map(|t| t.0),
+        };
+        match p.start_job(&job) {
+            Ok(()) => set_cond(&mut st.conditions, now, c::BACKUP_EXECUTOR_ENSURED, true, "SuccessfullyEnsuredBackupExecutor", ""),
+            Err(e) => {
+                set_cond(&mut st.conditions, now, c::BACKUP_EXECUTOR_ENSURED, false, "FailedToEnsureBackupExecutor", e.to_string());
+                bs = save(p, bs, &st)?;
+                return post_and_finish(p, bs, st, &bc, &session);
+            }
+        }
+        bs = save(p, bs, &st)?;
+    }
+    if cond(&st.conditions, c::BACKUP_EXECUTOR_ENSURED) == Some(false) {
+        return post_and_finish(p, bs, st, &bc, &session);
+    }
+
+    // 5. Wait for the snapshots.
+    let snapshots = session_snapshots(p, ns, &st)?;
+    refresh_snapshot_status(&mut st, &snapshots);
+    let all_terminal = !snapshots.is_empty() && snapshots.iter().all(|s| snapshot_terminal(s));
+    let components_done = |s: &Snapshot| {
+        s.status.as_ref().is_some_and(|x| {
+            cond(&x.conditions, c::BACKUP_INCOMPLETE) == Some(true)
+                || matches!(phase::snapshot_components(x), SnapshotPhase::Succeeded | SnapshotPhase::Failed)
+        })
+    };
+    if !all_terminal && !snapshots.is_empty() && snapshots.iter().all(components_done) {
+        // Every component reported; the Snapshot reconciler is finalising them.
+        save(p, bs, &st)?;
+        return Ok(Requeue::After(Duration::from_millis(200)));
+    }
+    if !all_terminal {
+        let deadline_passed = st.backup_deadline.as_ref().is_some_and(|d| now >= d.0);
+        match p.job_state(ns, name) {
+            JobState::Running if deadline_passed => {
+                p.stop_job(ns, name, "deadline exceeded")?;
+                mark_incomplete(p, &snapshots, now, "deadline exceeded or signal terminated (spec.backupTimeout)")?;
+            }
+            JobState::Running => {
+                save(p, bs, &st)?;
+                let wait = st
+                    .backup_deadline
+                    .as_ref()
+                    .map(|d| util::elapsed(now, d.0).max(Duration::from_millis(100)))
+                    .unwrap_or(POLL);
+                return Ok(Requeue::After(wait.min(POLL)));
+            }
+            JobState::Succeeded => {
+                // The executor exited; give the last status writes a moment, then call it incomplete.
+                mark_incomplete(p, &snapshots, now, "backup executor exited without reporting every component")?;
+            }
+            JobState::Failed(msg) => {
+                mark_incomplete(p, &snapshots, now, &format!("backup executor failed: {msg}"))?;
+            }
+            JobState::Missing => {
+                mark_incomplete(p, &snapshots, now, "backup executor terminated before completion (process gone)")?;
+            }
+        }
+        save(p, bs, &st)?;
+        return Ok(Requeue::After(Duration::from_millis(200)));
+    }
+    bs = save(p, bs, &st)?;
+    post_and_finish(p, bs, st, &bc, &session)
+}
+
+fn snapshot_terminal(s: &Snapshot) -> bool {
+    let st = s.status.as_ref();
+    matches!(st.and_then(|x| x.phase), Some(SnapshotPhase::Succeeded | SnapshotPhase::Failed))
+        && st.is_some_and(|x| phase::find(&x.conditions, c::SNAPSHOT_METADATA_UPLOADED).is_some())
+}
+
+fn session_snapshots(p: &dyn Platform, ns: &str, st: &BackupSessionStatus) -> Result<Vec<Snapshot>> {
+    let mut out = Vec::new();
+    for s in &st.snapshots {
+        if let Some(snap) = p.get_as::<Snapshot>(ns, &s.name)? {
+            out.push(snap);
+        }
+    }
+    Ok(out)
+}
+
+fn refresh_snapshot_status(st: &mut BackupSessionStatus, snapshots: &[Snapshot]) {
+    for s in st.snapshots.iter_mut() {
+        if let Some(snap) = snapshots.iter().find(|x| util::name(&x.metadata) == s.name) {
+            s.phase = snap.status.as_ref().and_then(|x| x.phase);
+        }
+    }
+}
+
+fn mark_incomplete(p: &dyn Platform, snapshots: &[Snapshot], now: Timestamp, msg: &str) -> Result<()> {
+    for snap in snapshots {
+        if snapshot_terminal(snap) {
+            continue;
+        }
+        let mut snap = snap.clone();
+        let mut status = snap.status.clone().unwrap_or_default();
+        set_cond(&mut status.conditions, now, c::BACKUP_INCOMPLETE, true, "BackupExecutorTerminatedBeforeCompletion", msg);
+        for comp in status.components.values_mut() {
+            if !matches!(comp.phase, Some(kstash_api::storage::ComponentPhase::Succeeded | kstash_api::storage::ComponentPhase::Failed)) {
+                comp.phase = Some(kstash_api::storage::ComponentPhase::Failed);
+                if comp.error.is_empty() {
+                    comp.error = msg.to_string();
+                }
+            }
+        }
+        status.phase = Some(phase::snapshot(&status));
+        snap.status = Some(status);
+        p.update_status_as(&snap)?;
+    }
+    Ok(())
+}
+
+fn save(p: &dyn Platform, mut bs: BackupSession, st: &BackupSessionStatus) -> Result<BackupSession> {
+    if bs.status.as_ref() == Some(st) {
+        return Ok(bs);
+    }
+    bs.status = Some(st.clone());
+    Ok(p.update_status_as(&bs)?)
+}
+
+/// Why a new session must be skipped: its configuration is not Ready, or another session of the
+/// same invoker and session is still running.
+fn skip_reason(p: &dyn Platform, bs: &BackupSession, bc: Option<&BackupConfiguration>) -> Result<Option<String>> {
+    let ns = util::namespace(&bs.metadata);
+    let Some(bc) = bc else {
+        let inv = bs.spec.invoker.as_ref().map(|i| i.name.as_str()).unwrap_or("");
+        return Ok(Some(format!("BackupConfiguration {ns}/{inv} does not exist")));
+    };
+    let bc_phase = bc.status.as_ref().and_then(|s| s.phase);
+    if bc_phase != Some(BackupInvokerPhase::Ready) {
+        let why = bc
+            .status
+            .as_ref()
+            .map(not_ready_reason)
+            .unwrap_or_else(|| "it has not been reconciled yet".into());
+        return Ok(Some(format!(
+            "BackupConfiguration {ns}/{} is not Ready ({}): {why}",
+            util::name(&bc.metadata),
+            bc_phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "no phase".into())
+        )));
+    }
+    let others = p.list_as::<BackupSession>(
+        Some(ns),
+        &[(util::LABEL_INVOKER_NAME, util::name(&bc.metadata)), (util::LABEL_SESSION_NAME, &bs.spec.session)],
+    )?;
+    for o in others {
+        if util::name(&o.metadata) == util::name(&bs.metadata) {
+            continue;
+        }
+        if o.status.as_ref().and_then(|s| s.phase) == Some(BackupSessionPhase::Running) {
+            return Ok(Some(format!(
+                "another BackupSession of the same session is running: {}",
+                util::name(&o.metadata)
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The first unmet readiness item of a BackupConfiguration status.
+pub fn not_ready_reason(st: &kstash_api::core::BackupConfigurationStatus) -> String {
+    if let Some(cnd) = phase::find(&st.conditions, c::VALIDATION_PASSED).filter(|x| x.status != kstash_api::common::ConditionStatus::True) {
+        return cnd.message.clone().unwrap_or_default();
+    }
+    if st.target_found == Some(false) {
+        return "target not found".into();
+    }
+    for b in &st.backends {
+        if b.ready != Some(true) {
+            let s = b.storage.as_ref().map(|s| s.reason.clone()).unwrap_or_default();
+            let r = b.retention_policy.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+            return format!("backend {}: {}", b.name, [s, r].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join("; "));
+        }
+    }
+    for s in &st.sessions {
+        if let Some(cnd) = phase::find(&s.conditions, c::SCHEDULER_ENSURED).filter(|x| x.status != kstash_api::common::ConditionStatus::True) {
+            return format!("session {}: {}", s.name, cnd.message.clone().unwrap_or_default());
+        }
+    }
+    "waiting for backends and schedules".into()
+}
+
+fn ensure_snapshots(
+    p: &dyn Platform,
+    bs: &BackupSession,
+    bc: &BackupConfiguration,
+    session: &kstash_api::core::Session,
+    now: Timestamp,
+) -> std::result::Result<Vec<SessionSnapshotStatus>, String> {
+    let ns = util::namespace(&bs.metadata);
+    let bs_name = util::name(&bs.metadata);
+    let mut out = Vec::new();
+    for info in &session.repositories {
+        let repo = p
+            .get_as::<Repository>(ns, &info.name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("Repository {ns}/{} does not exist yet", info.name))?;
+        if repo.status.as_ref().and_then(|s| s.phase) != Some(kstash_api::storage::RepositoryPhase::Ready) {
+            return Err(format!("Repository {ns}/{} is not Ready", info.name));
+        }
+        let name = snapshot_name(&info.name, bs_name);
+        let app_ref = bc.spec.target.clone().unwrap_or_default();
+        if p.get_as::<Snapshot>(ns, &name).map_err(|e| e.to_string())?.is_none() {
+            let mut snap = Snapshot::new(
+                &name,
+                SnapshotSpec {
+                    snapshot_id: ulid::Ulid::generate().to_string(),
+                    type_: Some(BackupType::FullBackup),
+                    repository: info.name.clone(),
+                    session: session.name.clone(),
+                    backup_session: bs_name.to_string(),
+                    version: "v1".into(),
+                    app_ref: app_ref.clone(),
+                    deletion_policy: Some(DeletionPolicy::Delete),
+                    paused: false,
+                },
+            );
+            snap.metadata.namespace = Some(ns.to_string());
+            snap.metadata.labels = Some(util::labels(&[
+                (util::LABEL_MANAGED_BY, util::MANAGED_BY),
+                (util::LABEL_REPO_NAME, &info.name),
+                (util::LABEL_SESSION_NAME, &session.name),
+                (util::LABEL_APP_REF_KIND, app_ref.kind.as_deref().unwrap_or("")),
+                (util::LABEL_APP_REF_NAME, &app_ref.name),
+                (util::LABEL_APP_REF_NAMESPACE, app_ref.namespace.as_deref().unwrap_or("")),
+            ]));
+            snap.metadata.finalizers = Some(vec![util::FINALIZER.to_string()]);
+            snap.metadata.owner_references =
+                Some(vec![util::owner_ref(meta::REPOSITORY.api_version(), "Repository", &repo.metadata)]);
+            let mut created = p.create_as(&snap).map_err(|e| e.to_string())?;
+            created.status = Some(SnapshotStatus {
+                phase: Some(SnapshotPhase::Pending),
+                snapshot_time: Some(util::time(now)),
+                ..Default::default()
+            });
+            p.update_status_as(&created).map_err(|e| e.to_string())?;
+        }
+        out.push(SessionSnapshotStatus {
+            name,
+            phase: Some(SnapshotPhase::Pending),
+            app_ref: Some(app_ref),
+            repository: info.name.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn summary(bs: &BackupSession, bc: &BackupConfiguration, phase: &str, error: &str) -> Summary {
+    let t = bc.spec.target.clone().unwrap_or_default();
+    Summary {
+        name: util::name(&bs.metadata).to_string(),
+        namespace: util::namespace(&bs.metadata).to_string(),
+        invoker: SummaryRef {
+            api_group: meta::CORE_GROUP.to_string(),
+            kind: "BackupConfiguration".into(),
+            name: util::name(&bc.metadata).to_string(),
+            namespace: util::namespace(&bc.metadata).to_string(),
+        },
+        target: SummaryRef {
+            api_group: t.api_group.unwrap_or_default(),
+            kind: t.kind.unwrap_or_default(),
+            name: t.name,
+            namespace: t.namespace.unwrap_or_default(),
+        },
+        status: SummaryStatus {
+            phase: phase.to_string(),
+            duration: String::new(),
+            error: error.to_string(),
+        },
+    }
+}
+
+/// Run hooks in order; the first failure stops the rest. `outcome` filters post hooks by their
+/// executionPolicy (`Some(succeeded)`); pre hooks pass `None`.
+pub fn run_hooks(
+    p: &dyn Platform,
+    ns: &str,
+    hooks_list: &[HookInfo],
+    summary: &Summary,
+    outcome: Option<bool>,
+) -> (Vec<HookExecutionStatus>, Option<String>) {
+    let mut results = Vec::new();
+    for h in hooks_list {
+        if let Some(ok) = outcome
+            && !hooks::should_run(h.execution_policy, ok)
+        {
+            continue;
+        }
+        let res = (|| -> std::result::Result<(), String> {
+            let r = h
+                .hook_template
+                .as_ref()
+                .ok_or_else(|| format!("hook \"{}\": hookTemplate is required", h.name))?;
+            let tns = util::ns_or(&r.namespace, ns);
+            let template = p
+                .get_as::<HookTemplate>(tns, &r.name)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("hook \"{}\": HookTemplate {tns}/{} not found", h.name, r.name))?;
+            let exec = |cmd: &[String], env: &std::collections::BTreeMap<String, String>, timeout: Duration| {
+                p.exec_hook(ns, cmd, env, timeout)
+            };
+            hooks::execute(h, &template, summary, &exec).map_err(|e| e.to_string())
+        })();
+        let failed = res.is_err();
+        results.push(HookExecutionStatus {
+            name: h.name.clone(),
+            phase: Some(if failed {
+                HookExecutionPhase::Failed
+            } else {
+                HookExecutionPhase::Succeeded
+            }),
+        });
+        if let Err(e) = res {
+            p.event(&format!("hook {ns}/{}", h.name), true, "HookFailed", &e);
+            return (results, Some(e));
+        }
+    }
+    (results, None)
+}
+
+/// Steps after the snapshots are final (or an earlier step failed): post-backup hooks, retention,
+/// history cleanup, then the final phase.
+fn post_and_finish(
+    p: &dyn Platform,
+    mut bs: BackupSession,
+    mut st: BackupSessionStatus,
+    bc: &BackupConfiguration,
+    session: &kstash_api::core::Session,
+) -> Result<Requeue> {
+    let ns = util::namespace(&bs.metadata).to_string();
+    let now = p.now();
+    let snapshots = session_snapshots(p, &ns, &st)?;
+    refresh_snapshot_status(&mut st, &snapshots);
+    // Outcome so far, as the phase would be computed with the final step done.
+    let mut probe = st.clone();
+    set_cond(&mut probe.conditions, now, c::METRICS_PUSHED, true, "", "");
+    let succeeded_so_far = phase::backup_session(&probe) == BackupSessionPhase::Succeeded;
+
+    if cond(&st.conditions, c::POST_BACKUP_HOOKS_SUCCEEDED).is_none() {
+        let post = session.hooks.as_ref().map(|h| h.post_backup.clone()).unwrap_or_default();
+        if !post.is_empty() {
+            let error = phase::backup_session_failure(&probe).unwrap_or_default();
+            let sum = summary(&bs, bc, if succeeded_so_far { "Succeeded" } else { "Failed" }, &error);
+            let (results, err) = run_hooks(p, &ns, &post, &sum, Some(succeeded_so_far));
+            st.hooks.post_hooks = results;
+            match err {
+                None => set_cond(&mut st.conditions, now, c::POST_BACKUP_HOOKS_SUCCEEDED, true, "SuccessfullyExecutedPostBackupHooks", ""),
+                Some(e) => set_cond(&mut st.conditions, now, c::POST_BACKUP_HOOKS_SUCCEEDED, false, "FailedToExecutePostBackupHooks", e),
+            }
+            bs = save(p, bs, &st)?;
+        }
+    }
+
+    // Retention per repository, over the snapshots of this session.
+    if st.retention_policies.is_empty() && !st.snapshots.is_empty() {
+        st.retention_policies = apply_retention(p, bc, session, &st, now)?;
+        set_cond(&mut st.conditions, now, c::RETENTION_POLICY_EXECUTOR_ENSURED, true, "SuccessfullyEnsuredRetentionPolicyExecutor", "");
+        bs = save(p, bs, &st)?;
+    }
+
+    // Session history.
+    if cond(&st.conditions, c::SESSION_HISTORY_CLEANED).is_none() {
+        match clean_history(p, &bs, session.session_history_limit.unwrap_or(1)) {
+            Ok(()) => set_cond(&mut st.conditions, now, c::SESSION_HISTORY_CLEANED, true, "SuccessfullyCleanedSessionHistory", ""),
+            Err(e) => set_cond(&mut st.conditions, now, c::SESSION_HISTORY_CLEANED, false, "FailedToCleanSessionHistory", e),
+        }
+    }
+    finish(p, bs, st, Some(bc))
+}
+
+fn apply_retention(
+    p: &dyn Platform,
+    bc: &BackupConfiguration,
+    session: &kstash_api::core::Session,
+    st: &BackupSessionStatus,
+    now: Timestamp,
+) -> Result<Vec<RetentionPolicyApplyStatus>> {
+    let ns = util::namespace(&bc.metadata);
+    let mut out = Vec::new();
+    for s in &st.snapshots {
+        let info = session.repositories.iter().find(|r| r.name == s.repository);
+        let backend = info.map(|i| i.backend.as_str()).unwrap_or("");
+        let b = if backend.is_empty() {
+            bc.spec.backends.first()
+        } else {
+            bc.spec.backends.iter().find(|b| b.name == backend)
+        };
+        let Some(rp_ref) = b.and_then(|b| b.retention_policy.clone()) else {
+            continue;
+        };
+        let rns = util::ns_or(&rp_ref.namespace, ns).to_string();
+        let mut entry = RetentionPolicyApplyStatus {
+            r#ref: ObjectReference {
+                name: rp_ref.name.clone(),
+                namespace: Some(rns.clone()),
+            },
+            repository: s.repository.clone(),
+            phase: Some(RetentionPolicyApplyPhase::Applied),
+            error: String::new(),
+        };
+        let result = (|| -> std::result::Result<(), String> {
+            let policy = p
+                .get_as::<RetentionPolicy>(&rns, &rp_ref.name)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("RetentionPolicy {rns}/{} not found", rp_ref.name))?;
+            let snaps = p
+                .list_as::<Snapshot>(Some(ns), &[(util::LABEL_REPO_NAME, &s.repository), (util::LABEL_SESSION_NAME, &session.name)])
+                .map_err(|e| e.to_string())?;
+            let candidates: Vec<retention::Candidate> = snaps
+                .iter()
+                .filter(|x| !util::is_deleting(&x.metadata))
+                .map(|x| retention::Candidate {
+                    name: util::name(&x.metadata).to_string(),
+                    phase: x.status.as_ref().and_then(|s| s.phase).unwrap_or(SnapshotPhase::Pending),
+                    time: x
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.snapshot_time.as_ref().map(|t| t.0))
+                        .or_else(|| x.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                        .unwrap_or(now),
+                })
+                .collect();
+            let decision = retention::select(&policy.spec, &candidates, now)?;
+            for name in decision.remove {
+                if let Some(mut snap) = snaps.iter().find(|x| util::name(&x.metadata) == name).cloned() {
+                    tracing::info!(snapshot = %format!("{ns}/{name}"), policy = %rp_ref.name, "retention removes snapshot");
+                    snap.spec.deletion_policy = Some(DeletionPolicy::WipeOut);
+                    p.update_as(&snap).map_err(|e| e.to_string())?;
+                    p.delete(&meta::SNAPSHOT, ns, &name).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            entry.phase = Some(RetentionPolicyApplyPhase::FailedToApply);
+            entry.error = e;
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+fn clean_history(p: &dyn Platform, bs: &BackupSession, limit: i32) -> std::result::Result<(), String> {
+    let ns = util::namespace(&bs.metadata);
+    let invoker = bs.spec.invoker.as_ref().map(|i| i.name.as_str()).unwrap_or("");
+    let mut sessions = p
+        .list_as::<BackupSession>(Some(ns), &[(util::LABEL_INVOKER_NAME, invoker), (util::LABEL_SESSION_NAME, &bs.spec.session)])
+        .map_err(|e| e.to_string())?;
+    sessions.retain(|s| {
+        util::name(&s.metadata) != util::name(&bs.metadata)
+            && !util::is_deleting(&s.metadata)
+            && s.status.as_ref().and_then(|x| x.phase).is_some_and(phase::backup_session_completed)
+            && s.status.as_ref().is_some_and(|x| cond(&x.conditions, c::METRICS_PUSHED).is_some())
+    });
+    sessions.sort_by_key(|s| std::cmp::Reverse((s.metadata.creation_timestamp.as_ref().map(|t| t.0), s.metadata.name.clone())));
+    // This session counts as the newest completed one.
+    let keep_others = (limit.max(1) - 1) as usize;
+    for old in sessions.into_iter().skip(keep_others) {
+        // A failed session whose retry has not been created yet stays until it has.
+        let st = old.status.as_ref();
+        let awaiting_retry = st.and_then(|x| x.phase) == Some(BackupSessionPhase::Failed)
+            && old.spec.retry_left > 0
+            && st.and_then(|x| x.retried) != Some(true);
+        if awaiting_retry {
+            continue;
+        }
+        let name = util::name(&old.metadata);
+        tracing::info!(backupsession = %format!("{ns}/{name}"), "session history limit: deleting");
+        p.delete(&meta::BACKUP_SESSION, ns, name).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The final step: MetricsPushed, phase, duration, metrics, event.
+fn finish(p: &dyn Platform, bs: BackupSession, mut st: BackupSessionStatus, bc: Option<&BackupConfiguration>) -> Result<Requeue> {
+    let now = p.now();
+    let ns = util::namespace(&bs.metadata).to_string();
+    let name = util::name(&bs.metadata).to_string();
+    set_cond(&mut st.conditions, now, c::METRICS_PUSHED, true, "SuccessfullyPushedMetrics", "");
+    let ph = phase::backup_session(&st);
+    st.phase = Some(ph);
+    let created = bs.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    st.duration = util::go_duration(util::elapsed(created, now));
+    let bs = save(p, bs, &st)?;
+    let msg = match ph {
+        BackupSessionPhase::Failed => phase::backup_session_failure(&st).unwrap_or_default(),
+        BackupSessionPhase::Skipped => phase::find(&st.conditions, c::BACKUP_SKIPPED)
+            .and_then(|x| x.message.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    p.event(&format!("BackupSession {ns}/{name}"), ph == BackupSessionPhase::Failed, &format!("{ph:?}"), &msg);
+    if let (Some(url), Some(bc)) = (p.pushgateway_url(), bc)
+        && ph != BackupSessionPhase::Skipped
+    {
+        let snapshots = session_snapshots(p, &ns, &st).unwrap_or_default();
+        let repos: Vec<Repository> = st
+            .snapshots
+            .iter()
+            .filter_map(|s| p.get_as::<Repository>(&ns, &s.repository).ok().flatten())
+            .collect();
+        let body = crate::metrics::backup_session_metrics(bc, &bs, &snapshots, &repos);
+        let invoker = util::name(&bc.metadata);
+        if let Err(e) = crate::metrics::push(&url, "kstash-backup", &[("namespace", &ns), ("invoker_name", invoker), ("session", &bs.spec.session)], &body) {
+            p.event(&format!("BackupSession {ns}/{name}"), true, "MetricsPushFailed", &e.to_string());
+        }
+    }
+    retry_if_needed(p, &bs)
+}
+
+/// A failed session with retries left gets `nextRetry`, then a new session with one retry fewer.
+fn retry_if_needed(p: &dyn Platform, bs: &BackupSession) -> Result<Requeue> {
+    let Some(st) = bs.status.clone() else {
+        return Ok(Requeue::Idle);
+    };
+    if st.phase != Some(BackupSessionPhase::Failed) || bs.spec.retry_left <= 0 || st.retried == Some(true) {
+        return Ok(Requeue::Idle);
+    }
+    let ns = util::namespace(&bs.metadata);
+    let invoker = bs.spec.invoker.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+    let Some(bc) = p.get_as::<BackupConfiguration>(ns, &invoker)? else {
+        return Ok(Requeue::Idle);
+    };
+    let now = p.now();
+    let mut st2 = st.clone();
+    let next = match &st.next_retry {
+        Some(t) => t.0,
+        None => {
+            let delay = bc
+                .spec
+                .sessions
+                .iter()
+                .find(|s| s.name == bs.spec.session)
+                .and_then(|s| s.retry_config.as_ref())
+                .and_then(|r| r.delay.as_deref())
+                .and_then(|d| parse_go_duration(d).ok())
+                .unwrap_or_default();
+            let t = util::add(now, delay);
+            st2.next_retry = Some(util::time(t));
+            let bs2 = save(p, bs.clone(), &st2)?;
+            if t > now {
+                return Ok(Requeue::After(util::elapsed(now, t)));
+            }
+            return retry_if_needed(p, &bs2);
+        }
+    };
+    if now < next {
+        return Ok(Requeue::After(util::elapsed(now, next)));
+    }
+    let created = crate::backup_configuration::trigger(p, &bc, &bs.spec.session, bs.spec.retry_left - 1)?;
+    tracing::info!(retry = %util::name(&created.metadata), of = %util::name(&bs.metadata), "retrying failed backup");
+    st2.retried = Some(true);
+    save(p, bs.clone(), &st2)?;
+    Ok(Requeue::Idle)
+}
+
+/// Tells a target reference apart for labels and metrics.
+pub fn target_of(bc: &BackupConfiguration) -> TypedObjectReference {
+    bc.spec.target.clone().unwrap_or_default()
+}

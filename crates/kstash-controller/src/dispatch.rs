@@ -1,0 +1,94 @@
+//! Which reconciler handles which kind, and which other objects a change should wake up.
+
+use kstash_api::meta::{self, ResourceType};
+use serde_json::Value;
+
+use crate::platform::Platform;
+use crate::util::{Requeue, Result};
+
+/// One object to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Kinds that have a reconciler, in the order a full resync visits them.
+pub const RECONCILED: &[&ResourceType] = &[
+    &meta::BACKUP_STORAGE,
+    &meta::REPOSITORY,
+    &meta::BACKUP_CONFIGURATION,
+    &meta::BACKUP_SESSION,
+    &meta::SNAPSHOT,
+    &meta::RESTORE_SESSION,
+];
+
+/// Reconcile the object `key` names.
+pub fn reconcile(p: &dyn Platform, key: &Key) -> Result<Requeue> {
+    let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+    match key.kind {
+        "BackupStorage" => crate::storage::reconcile_backup_storage(p, ns, name),
+        "Repository" => crate::storage::reconcile_repository(p, ns, name),
+        "Snapshot" => crate::storage::reconcile_snapshot(p, ns, name),
+        "BackupConfiguration" => crate::backup_configuration::reconcile_backup_configuration(p, ns, name),
+        "BackupSession" => crate::backup_session::reconcile_backup_session(p, ns, name),
+        "RestoreSession" => crate::restore_session::reconcile_restore_session(p, ns, name),
+        _ => Ok(Requeue::Idle),
+    }
+}
+
+fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The keys a changed object wakes: itself (when reconciled) and the objects whose status
+/// depends on it.
+pub fn keys_for_change(obj: &Value) -> Vec<Key> {
+    let kind = s(obj, "/kind");
+    let ns = s(obj, "/metadata/namespace").to_string();
+    let name = s(obj, "/metadata/name").to_string();
+    let mut out = Vec::new();
+    let key = |kind: &'static str, namespace: &str, name: &str| Key {
+        kind,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    };
+    if let Some(rt) = RECONCILED.iter().find(|rt| rt.kind == kind) {
+        out.push(key(rt.kind, &ns, &name));
+    }
+    match kind {
+        "Snapshot" => {
+            out.push(key("Repository", &ns, s(obj, "/spec/repository")));
+            let bs = s(obj, "/spec/backupSession");
+            if !bs.is_empty() {
+                out.push(key("BackupSession", &ns, bs));
+            }
+        }
+        "Repository" => {
+            let sns = match s(obj, "/spec/storageRef/namespace") {
+                "" => ns.as_str(),
+                x => x,
+            };
+            out.push(key("BackupStorage", sns, s(obj, "/spec/storageRef/name")));
+            let inv = obj.pointer("/metadata/labels/kubestash.com~1invoker-name").and_then(Value::as_str);
+            if let Some(inv) = inv {
+                out.push(key("BackupConfiguration", &ns, inv));
+            }
+        }
+        "BackupSession" => {
+            let inv = s(obj, "/spec/invoker/name");
+            if !inv.is_empty() {
+                out.push(key("BackupConfiguration", &ns, inv));
+            }
+        }
+        _ => {}
+    }
+    out
+}
