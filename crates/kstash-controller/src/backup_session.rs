@@ -171,7 +171,7 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
     // 5. Wait for the snapshots.
     let snapshots = session_snapshots(p, ns, &st)?;
     refresh_snapshot_status(&mut st, &snapshots);
-    let all_terminal = !snapshots.is_empty() && snapshots.iter().all(|s| snapshot_terminal(s));
+    let all_terminal = !snapshots.is_empty() && snapshots.iter().all(snapshot_terminal);
     let components_done = |s: &Snapshot| {
         s.status.as_ref().is_some_and(|x| {
             cond(&x.conditions, c::BACKUP_INCOMPLETE) == Some(true)

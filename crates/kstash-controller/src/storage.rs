@@ -406,7 +406,9 @@ pub fn reconcile_snapshot(p: &dyn Platform, ns: &str, name: &str) -> Result<Requ
         finalize_snapshot_fields(&mut status, now);
         let mut to_upload = snap.clone();
         to_upload.status = Some(status.clone());
-        to_upload.status.as_mut().map(|s| s.phase = Some(phase::snapshot(s)));
+        if let Some(s) = to_upload.status.as_mut() {
+            s.phase = Some(phase::snapshot(s));
+        }
         let uploaded = match repo.as_ref().map(|r| (r, repository_storage(p, r))) {
             Some((r, Ok(Ok((bs, secret))))) => p
                 .storage()

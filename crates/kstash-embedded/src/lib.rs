@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+pub mod http;
 pub mod object;
 pub mod platform;
 pub mod runner;
