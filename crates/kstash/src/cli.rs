@@ -31,6 +31,208 @@ pub enum Command {
     Crd(CrdArgs),
     /// Work on a repository directly (restic-like): init, backup, snapshots, dump, key.
     Repo(Box<crate::repo_cmd::RepoArgs>),
+    /// Run the embedded daemon: reconcilers, schedules and executors over the store.
+    Server(ServerArgs),
+    /// Run an executor job (started by the daemon; not for direct use).
+    #[command(hide = true)]
+    Exec(ExecArgs),
+    /// Start a backup now: one BackupSession per session of a BackupConfiguration.
+    Trigger(TriggerArgs),
+    /// Pause a BackupConfiguration (no scheduled backups until resumed).
+    Pause(BcArgs),
+    /// Resume a paused BackupConfiguration.
+    Resume(BcArgs),
+    /// Show the executor log of a BackupSession or RestoreSession.
+    Logs(LogsArgs),
+    /// List Snapshots (newest first) with their repository, session, phase and size.
+    Snapshots(SnapshotsArgs),
+    /// Remove stale locks from every component repository of a Repository.
+    Unlock(UnlockArgs),
+    /// Manage the restic keys (passwords) of a Repository's component repositories.
+    #[command(alias = "pw")]
+    Password(PasswordArgs),
+    /// Restore a Snapshot's files into a local directory.
+    Download(DownloadArgs),
+    /// Explain why a backup, restore or storage is not working.
+    Debug(DebugArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Serve KubeStash state metrics at http://ADDR/metrics (empty to disable).
+    #[arg(long, default_value = "127.0.0.1:9464", env = "KSTASH_METRICS_ADDR")]
+    pub metrics_addr: String,
+    /// Push session metrics to this Prometheus Pushgateway after every backup and restore.
+    #[arg(long, env = "KSTASH_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+    /// Do not install the addon catalog into the store.
+    #[arg(long)]
+    pub no_catalog: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(subcommand)]
+    pub job: ExecJob,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecJob {
+    /// Back up a BackupSession.
+    Backup {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        backupsession: String,
+    },
+    /// Restore a RestoreSession from a Snapshot.
+    Restore {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        restoresession: String,
+        #[arg(long)]
+        snapshot: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// BackupConfiguration name.
+    pub name: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Only these sessions (comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub sessions: Vec<String>,
+    /// Wait until the sessions end, with a progress bar; exit 1 when one did not succeed.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BcArgs {
+    /// BackupConfiguration name.
+    pub name: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// BackupSession or RestoreSession name.
+    pub name: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Only snapshots of this Repository.
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Only snapshots of this session.
+    #[arg(long)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Repository name.
+    pub repository: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Component paths (default: the Repository's status.componentPaths).
+    #[arg(long, value_delimiter = ',')]
+    pub paths: Vec<String>,
+    /// Remove every lock, not only stale ones.
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    #[command(subcommand)]
+    pub action: PasswordAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PasswordAction {
+    /// Add a key with a new password to every component repository.
+    Add(PasswordTarget),
+    /// List the keys of every component repository.
+    List(PasswordTarget),
+    /// Change the password of the key in use in every component repository.
+    Update(PasswordTarget),
+    /// Remove keys, given as id:path pairs.
+    Remove(PasswordTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct PasswordTarget {
+    /// Repository name.
+    pub repository: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Component paths (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub paths: Vec<String>,
+    /// File holding the new password (add, update).
+    #[arg(long)]
+    pub new_password_file: Option<PathBuf>,
+    /// Keys to remove as `<key id prefix>:<component path>` (remove).
+    #[arg(long, value_delimiter = ',')]
+    pub id_paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Snapshot name.
+    pub snapshot: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Where to put `<snapshot>/<component>/…`.
+    #[arg(long, default_value = ".")]
+    pub destination: PathBuf,
+    /// Only these components (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub components: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DebugArgs {
+    #[command(subcommand)]
+    pub what: DebugWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugWhat {
+    /// A BackupConfiguration and its latest sessions.
+    Backup {
+        name: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Only these sessions.
+        #[arg(long, value_delimiter = ',')]
+        sessions: Vec<String>,
+    },
+    /// A RestoreSession.
+    Restore {
+        name: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// A BackupStorage, with a write-and-delete probe.
+    Backupstorage {
+        name: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
 }
 
 #[derive(Debug, Args)]

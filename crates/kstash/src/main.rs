@@ -12,6 +12,8 @@ macro_rules! outln {
 }
 
 mod cli;
+mod ops;
+mod ops_repo;
 mod print;
 mod progress_bar;
 mod repo_cmd;
@@ -34,11 +36,16 @@ pub fn emit(text: &str) {
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // The daemon and executors log what they do; other commands only warnings.
+    let default_level = match args.command {
+        cli::Command::Server(_) | cli::Command::Exec(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KSTASH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
     match resources::run(args) {

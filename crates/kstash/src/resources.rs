@@ -29,10 +29,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate(v) => validate(&v.files),
         Command::Crd(c) => print_crds(c.kind.as_deref()),
         Command::Repo(r) => crate::repo_cmd::run(*r),
+        Command::Server(a) => crate::ops::server(cli.home.as_deref(), a),
+        Command::Exec(a) => crate::ops::exec(cli.home.as_deref(), a),
+        Command::Trigger(a) => crate::ops::trigger(cli.home.as_deref(), a),
+        Command::Pause(a) => crate::ops::set_paused(cli.home.as_deref(), a, true),
+        Command::Resume(a) => crate::ops::set_paused(cli.home.as_deref(), a, false),
+        Command::Logs(a) => crate::ops::logs(cli.home.as_deref(), a),
+        Command::Snapshots(a) => crate::ops_repo::snapshots(&open_store(cli.home.as_deref())?, a),
+        Command::Unlock(a) => crate::ops_repo::unlock(&open_store(cli.home.as_deref())?, a),
+        Command::Password(a) => crate::ops_repo::password(&open_store(cli.home.as_deref())?, a),
+        Command::Download(a) => crate::ops_repo::download(&open_store(cli.home.as_deref())?, a),
+        Command::Debug(a) => crate::ops_repo::debug(cli.home.as_deref(), &open_store(cli.home.as_deref())?, a),
     }
 }
 
-fn open_store(home: Option<&Path>) -> Result<Store> {
+pub(crate) fn open_store(home: Option<&Path>) -> Result<Store> {
     let path = match home {
         Some(h) => h.join("kstash.db"),
         None => Store::default_path()?,

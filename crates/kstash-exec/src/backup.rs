@@ -1,0 +1,420 @@
+//! `kstash exec backup`: the backup job of one BackupSession. It reads the session's
+//! configuration, resolves the Addon tasks to drivers, and for every Snapshot the controller
+//! created (one per repository) backs the target up into that repository's component repository
+//! (`<repo path>/repository/v1/<session>/<component>`), writing
+//! `Snapshot.status.components[<component>]` itself: Running, then Succeeded or Failed.
+//!
+//! A retried executor never adds a second restic snapshot: every snapshot is tagged with the
+//! BackupSession's uid, and a path that already has one is reused.
+
+use std::time::{Duration, Instant};
+
+use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::common::Driver;
+use kstash_api::core::{BackupConfiguration, BackupSession, Session};
+use kstash_api::phase::format_size;
+use kstash_api::storage::{
+    BackupProgress, Component, ComponentPhase, Repository, ResticStats, ResticSummary, Snapshot,
+};
+use kstash_repo::check::{CheckOptions, check};
+use kstash_storage::layout::component_path;
+
+use crate::ExecOptions;
+use crate::error::{ExecError, Result};
+use crate::refs;
+use crate::status::{go_duration, k8s_time, update_status};
+use crate::task::{DriverKind, ResolvedTask, TaskKind, resolve_tasks};
+use crate::volume::{PathBackup, PathBackupSpec, VolumeBackupParams, backup_path};
+
+/// The component a volume backup writes (Deployments, PVCs: KubeStash's `dump`).
+pub const VOLUME_COMPONENT: &str = "dump";
+/// The restic tag holding the BackupSession's uid (the idempotency key).
+pub const SESSION_UID_TAG: &str = "session-uid";
+/// Longest wait for another process's exclusive lock (KubeStash waits up to an hour).
+pub(crate) const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
+
+/// What a backup job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The BackupSession.
+    pub backup_session: String,
+    /// One entry per Snapshot (repository).
+    pub snapshots: Vec<SnapshotBackup>,
+}
+
+/// The component written into one Snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotBackup {
+    /// The Snapshot's name.
+    pub snapshot: String,
+    /// Its Repository.
+    pub repository: String,
+    /// The component name (`dump`).
+    pub component: String,
+    /// The component's path inside the repository (`repository/v1/<session>/dump`).
+    pub component_path: String,
+    /// One restic snapshot per backed-up path.
+    pub restic_snapshots: Vec<ResticSnapshotRef>,
+    /// Bytes stored in the component repository.
+    pub size: u64,
+    /// Whether the component repository was created by this run.
+    pub repository_created: bool,
+}
+
+/// One restic snapshot of a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResticSnapshotRef {
+    /// Its full id.
+    pub id: String,
+    /// The path it holds.
+    pub host_path: String,
+    /// Whether an earlier attempt of the same BackupSession wrote it.
+    pub reused: bool,
+}
+
+/// Everything about the session that every Snapshot's backup needs.
+struct SessionCtx<'a> {
+    client: &'a dyn Resources,
+    namespace: &'a str,
+    backup_session: &'a str,
+    uid: String,
+    config: &'a BackupConfiguration,
+    session: &'a Session,
+    opts: &'a ExecOptions,
+}
+
+/// Run the backup of BackupSession `namespace/backup_session`: see the module documentation.
+///
+/// Problems with the session itself (missing objects, an unsupported Addon function) fail before
+/// any Snapshot is touched. Afterwards each Snapshot's component ends Succeeded or Failed (with
+/// the reason in `error`); if one failed, that error is returned (several: all their messages).
+pub fn run_backup(
+    client: &dyn Resources,
+    namespace: &str,
+    backup_session: &str,
+    opts: &ExecOptions,
+) -> Result<BackupReport> {
+    let _span = tracing::info_span!("backup", namespace, backup_session).entered();
+    let bs_object = format!("BackupSession {namespace}/{backup_session}");
+    let bs: BackupSession = client.must_get(namespace, backup_session)?;
+    let uid = bs
+        .metadata
+        .uid
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ExecError::invalid(&bs_object, "metadata.uid is empty (not a stored object?)"))?;
+    let invoker = bs
+        .spec
+        .invoker
+        .as_ref()
+        .ok_or_else(|| ExecError::invalid(&bs_object, "spec.invoker is not set"))?;
+    if invoker.kind != "BackupConfiguration" {
+        return Err(ExecError::invalid(
+            &bs_object,
+            format!(
+                "spec.invoker.kind {:?} is not supported; kstash runs BackupConfiguration sessions",
+                invoker.kind
+            ),
+        ));
+    }
+    let config: BackupConfiguration = client.must_get(namespace, &invoker.name)?;
+    let config_object = format!("BackupConfiguration {namespace}/{}", invoker.name);
+    let session = config
+        .spec
+        .sessions
+        .iter()
+        .find(|s| s.name == bs.spec.session)
+        .ok_or_else(|| {
+            ExecError::invalid(
+                &config_object,
+                format!("has no session {:?} (named by {bs_object})", bs.spec.session),
+            )
+        })?;
+    let addon = session
+        .addon
+        .as_ref()
+        .filter(|a| !a.name.is_empty() && !a.tasks.is_empty())
+        .ok_or_else(|| {
+            ExecError::invalid(
+                &config_object,
+                format!(
+                    "session {} has no addon with tasks; set sessions[].addon.name and tasks",
+                    session.name
+                ),
+            )
+        })?;
+    let tasks = resolve_tasks(client, &addon.name, &addon.tasks, TaskKind::Backup)?;
+    let task = single_volume_task(&tasks, &config_object)?;
+
+    let snapshots: Vec<String> = bs
+        .status
+        .as_ref()
+        .map(|s| {
+            s.snapshots
+                .iter()
+                .filter(|s| !s.name.is_empty())
+                .map(|s| s.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if snapshots.is_empty() {
+        return Err(ExecError::invalid(
+            &bs_object,
+            "status.snapshots lists no Snapshot; the controller creates them before it starts the backup job",
+        ));
+    }
+
+    let ctx = SessionCtx {
+        client,
+        namespace,
+        backup_session,
+        uid,
+        config: &config,
+        session,
+        opts,
+    };
+    let mut report = BackupReport {
+        backup_session: backup_session.to_string(),
+        snapshots: Vec::new(),
+    };
+    let mut failures = Vec::new();
+    for name in &snapshots {
+        match backup_snapshot(&ctx, task, name) {
+            Ok(done) => report.snapshots.push(done),
+            Err(e) => {
+                tracing::error!(snapshot = %name, error = %e, "backup failed");
+                failures.push((name, e));
+            }
+        }
+    }
+    match failures.len() {
+        0 => Ok(report),
+        1 => Err(failures.remove(0).1),
+        _ => Err(ExecError::Failed(
+            failures
+                .into_iter()
+                .map(|(name, e)| format!("Snapshot {namespace}/{name} component {VOLUME_COMPONENT}: {e}"))
+                .collect(),
+        )),
+    }
+}
+
+/// The one task with the volume driver (each component is written by one task).
+fn single_volume_task<'t>(tasks: &'t [ResolvedTask], config_object: &str) -> Result<&'t ResolvedTask> {
+    let volume: Vec<&ResolvedTask> = tasks.iter().filter(|t| t.driver == DriverKind::Volume).collect();
+    match volume.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ExecError::invalid(config_object, "the session's addon has no tasks")),
+        many => Err(ExecError::invalid(
+            config_object,
+            format!(
+                "tasks {} all back up volumes into component {VOLUME_COMPONENT}; keep one",
+                many.iter().map(|t| t.task.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+/// Back up into the repository of Snapshot `name`, recording the component's status.
+fn backup_snapshot(ctx: &SessionCtx<'_>, task: &ResolvedTask, name: &str) -> Result<SnapshotBackup> {
+    let _span = tracing::info_span!("snapshot", snapshot = name).entered();
+    let started = Instant::now();
+    let path = component_path(&ctx.session.name, VOLUME_COMPONENT);
+    let snapshot: Snapshot = update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
+        let st = s.status.get_or_insert_default();
+        st.total_components = 1;
+        let c = st.components.entry(VOLUME_COMPONENT.to_string()).or_default();
+        c.phase = Some(ComponentPhase::Running);
+        c.path = path.clone();
+        c.driver = Some(Driver::Restic);
+        c.error.clear();
+        c.integrity = None;
+    })?;
+
+    let result = backup_component(ctx, task, &snapshot, &path);
+    let duration = go_duration(started.elapsed());
+    let write = match &result {
+        Ok(done) => update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
+            let c = component(s);
+            c.phase = Some(ComponentPhase::Succeeded);
+            c.path = path.clone();
+            c.driver = Some(Driver::Restic);
+            c.duration = duration.clone();
+            c.size = format_size(done.size);
+            c.integrity = Some(true);
+            c.restic_stats = done.stats.clone();
+            c.error.clear();
+        }),
+        Err(e) => update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
+            let c = component(s);
+            c.phase = Some(ComponentPhase::Failed);
+            c.duration = duration.clone();
+            c.error = e.to_string();
+        }),
+    };
+    match (result, write) {
+        (Ok(done), Ok(_)) => {
+            tracing::info!(
+                repository = %done.report.repository,
+                size = done.report.size,
+                duration = %duration,
+                "component {VOLUME_COMPONENT} succeeded"
+            );
+            Ok(done.report)
+        }
+        (Ok(_), Err(w)) => Err(w),
+        (Err(e), Ok(_)) => Err(e),
+        (Err(e), Err(w)) => {
+            tracing::error!(error = %w, "could not record the failure in the Snapshot's status");
+            Err(e)
+        }
+    }
+}
+
+/// The component entry of a Snapshot read back from the store.
+fn component(s: &mut Snapshot) -> &mut Component {
+    let st = s.status.get_or_insert_default();
+    st.total_components = st.total_components.max(1);
+    st.components.entry(VOLUME_COMPONENT.to_string()).or_default()
+}
+
+/// What a successful component backup produced.
+struct ComponentDone {
+    stats: Vec<ResticStats>,
+    size: u64,
+    report: SnapshotBackup,
+}
+
+fn backup_component(
+    ctx: &SessionCtx<'_>,
+    task: &ResolvedTask,
+    snapshot: &Snapshot,
+    component_path: &str,
+) -> Result<ComponentDone> {
+    let snapshot_name = snapshot.metadata.name.clone().unwrap_or_default();
+    let snapshot_object = format!("Snapshot {}/{snapshot_name}", ctx.namespace);
+    let params = VolumeBackupParams::from_task(task)?;
+    params.check_paths_exist(task)?;
+
+    let repo_name = &snapshot.spec.repository;
+    if repo_name.is_empty() {
+        return Err(ExecError::invalid(snapshot_object, "spec.repository is empty"));
+    }
+    let repo: Repository = ctx.client.must_get(ctx.namespace, repo_name)?;
+    let repo_object = refs::describe("Repository", &repo.metadata);
+    let config_ns = ctx.config.metadata.namespace.as_deref().unwrap_or(ctx.namespace);
+    let fallback = ctx
+        .session
+        .repositories
+        .iter()
+        .find(|r| &r.name == repo_name)
+        .and_then(|r| r.encryption_secret.as_ref())
+        .map(|r| (r, config_ns));
+    let (password, password_from) = refs::repository_password(ctx.client, &repo, fallback)?;
+    let layout = refs::repository_storage(ctx.client, &repo, ctx.opts.local_mode)?;
+    let config = refs::component_config(&layout, &repo_object, &repo.spec.path, component_path)?;
+    let (engine, created) = refs::open_or_init_repository(&config, &password, &password_from)?;
+    let location = engine.location();
+
+    let session_tag = format!("{SESSION_UID_TAG}={}", ctx.uid);
+    let tags: Vec<String> = [
+        session_tag.clone(),
+        format!("kubestash.com/session-name={}", ctx.session.name),
+        format!("kubestash.com/backupsession={}", ctx.backup_session),
+        format!("kubestash.com/snapshot={snapshot_name}"),
+    ]
+    .into_iter()
+    .map(|t| t.replace(',', "_"))
+    .collect();
+
+    let mut backups: Vec<PathBackup> = Vec::new();
+    for path in &params.paths {
+        let lock_wait = ctx.opts.check_deadline(&format!("backing up {}", path.display()))?;
+        let spec = PathBackupSpec {
+            tags: &tags,
+            session_tag: &session_tag,
+            hostname: &ctx.opts.hostname,
+            excludes: &params.excludes,
+            lock_wait: lock_wait.min(MAX_LOCK_WAIT),
+        };
+        let done =
+            backup_path(&engine, path, &spec).map_err(|e| ExecError::repo(&location, e, &password_from))?;
+        tracing::info!(
+            path = %done.host_path,
+            snapshot = %done.id.short(),
+            reused = done.reused,
+            files = done.files,
+            uploaded = done.uploaded,
+            "path backed up"
+        );
+        backups.push(done);
+    }
+
+    ctx.opts.check_deadline("checking the repository")?;
+    let checked = check(
+        &engine,
+        &CheckOptions {
+            read_data: None,
+            lock: None,
+            threads: 2,
+        },
+    )
+    .map_err(|e| ExecError::repo(&location, e, &password_from))?;
+    if !checked.is_ok() {
+        let first: Vec<String> = checked.errors.iter().take(3).map(|p| format!("{p:?}")).collect();
+        return Err(ExecError::invalid(
+            format!("repository {location}"),
+            format!(
+                "integrity check found {} error(s) after the backup: {}",
+                checked.errors.len(),
+                first.join("; ")
+            ),
+        ));
+    }
+    let size = refs::repository_bytes(&engine)?;
+    let stats = backups.iter().map(restic_stats).collect();
+    Ok(ComponentDone {
+        stats,
+        size,
+        report: SnapshotBackup {
+            snapshot: snapshot_name,
+            repository: repo_name.clone(),
+            component: VOLUME_COMPONENT.to_string(),
+            component_path: component_path.to_string(),
+            restic_snapshots: backups
+                .iter()
+                .map(|b| ResticSnapshotRef {
+                    id: b.id.to_hex(),
+                    host_path: b.host_path.clone(),
+                    reused: b.reused,
+                })
+                .collect(),
+            size,
+            repository_created: created,
+        },
+    })
+}
+
+/// The `resticStats` entry of one path.
+fn restic_stats(b: &PathBackup) -> ResticStats {
+    ResticStats {
+        summary: Some(ResticSummary {
+            id: b.id.to_hex(),
+            uploaded: format_size(b.uploaded),
+            host_path: b.host_path.clone(),
+            size: format_size(b.size),
+            start_time: Some(k8s_time(b.start)),
+            end_time: Some(k8s_time(b.end)),
+        }),
+        progress: Some(BackupProgress {
+            seconds_elapsed: b.elapsed.as_secs() as i64,
+            percent_done: "100.00%".into(),
+            total_files: b.files as i64,
+            files_done: b.files as i64,
+            backup_done: format_size(b.size),
+            total: format_size(b.size),
+            speed: String::new(),
+        }),
+    }
+}
+

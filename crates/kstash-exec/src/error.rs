@@ -1,0 +1,154 @@
+//! The executor's error type: every failure names the object, the field or file, and how to fix it.
+
+use kstash_api::client::ClientError;
+use kstash_storage::StorageError;
+
+/// Everything that can make a job program fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A resource could not be read or written (missing object, conflict, decode error).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A resource asks for something that cannot work; says which field and what to do.
+    #[error("{object}: {message}")]
+    Invalid {
+        /// The object concerned (`BackupSession demo/x`, `Addon workload-addon task logical-backup`).
+        object: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A Secret that a key is read from does not exist.
+    #[error("Secret {secret} not found: {purpose} is read from its key {key}; create the Secret with that key")]
+    SecretNotFound {
+        /// `namespace/name`.
+        secret: String,
+        /// The key that was wanted.
+        key: String,
+        /// What the key is for.
+        purpose: String,
+    },
+    /// A Secret exists but lacks the key (or holds an empty value).
+    #[error("Secret {secret} has no key {key} (or it is empty): {purpose}; add `{key}` to the Secret")]
+    SecretKeyMissing {
+        /// `namespace/name`.
+        secret: String,
+        /// The missing key.
+        key: String,
+        /// What the key is for.
+        purpose: String,
+    },
+    /// The Addon has no task of that name.
+    #[error("Addon {addon} has no {kind} task {task} (it has: {available})")]
+    TaskNotFound {
+        /// The Addon.
+        addon: String,
+        /// `backup` or `restore`.
+        kind: &'static str,
+        /// The task asked for.
+        task: String,
+        /// The tasks the Addon has.
+        available: String,
+    },
+    /// The task's function has no driver in kstash.
+    #[error(
+        "Addon {addon} task {task}: function {function} is not supported by kstash yet (supported: {supported})"
+    )]
+    UnsupportedFunction {
+        /// The Addon.
+        addon: String,
+        /// The task.
+        task: String,
+        /// The function the Addon task names.
+        function: String,
+        /// Functions that are supported for this kind of task.
+        supported: String,
+    },
+    /// The storage could not be configured or reached.
+    #[error("{}", prefixed(object, source))]
+    Storage {
+        /// The BackupStorage (or repository) concerned.
+        object: String,
+        /// The storage error.
+        #[source]
+        source: StorageError,
+    },
+    /// The engine failed on a repository.
+    #[error("repository {repo}: {source}")]
+    Repo {
+        /// The repository location.
+        repo: String,
+        /// The engine error.
+        #[source]
+        source: kstash_repo::Error,
+    },
+    /// The encryption password opens no key of the repository.
+    #[error("wrong password for repository {repo}; fix: {fix}")]
+    WrongPassword {
+        /// The repository location.
+        repo: String,
+        /// What to do.
+        fix: String,
+    },
+    /// A path to back up does not exist.
+    #[error(
+        "backup path {path} does not exist ({detail}); fix: correct the `paths` parameter of {task} or mount the volume at {path}"
+    )]
+    PathMissing {
+        /// The path.
+        path: String,
+        /// The OS error.
+        detail: String,
+        /// The task (`Addon x task y`).
+        task: String,
+    },
+    /// The job's deadline passed.
+    #[error("deadline exceeded ({deadline}) before {what}")]
+    DeadlineExceeded {
+        /// The deadline.
+        deadline: jiff::Timestamp,
+        /// What was about to start.
+        what: String,
+    },
+    /// Some components failed; each message names the Snapshot or RestoreSession and component.
+    #[error("{}", .0.join("; "))]
+    Failed(Vec<String>),
+}
+
+impl ExecError {
+    /// An [`ExecError::Invalid`].
+    pub fn invalid(object: impl Into<String>, message: impl Into<String>) -> ExecError {
+        ExecError::Invalid {
+            object: object.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An engine error on `repo`, wrong passwords turned into [`ExecError::WrongPassword`].
+    pub fn repo(repo: impl Into<String>, source: kstash_repo::Error, password_from: &str) -> ExecError {
+        let repo = repo.into();
+        match source {
+            kstash_repo::Error::WrongPassword { .. } => ExecError::WrongPassword {
+                fix: format!(
+                    "{password_from} does not open any key of this repository; put back the password \
+                     the repository was created with, or add this password as a key of the \
+                     repository (restic key add) with the old one"
+                ),
+                repo,
+            },
+            source => ExecError::Repo { repo, source },
+        }
+    }
+}
+
+/// `object: message`, unless the message already starts with the object.
+fn prefixed(object: &str, source: &StorageError) -> String {
+    let message = source.to_string();
+    if message.starts_with(object) {
+        message
+    } else {
+        format!("{object}: {message}")
+    }
+}
+
+/// Result with [`ExecError`].
+pub type Result<T, E = ExecError> = std::result::Result<T, E>;

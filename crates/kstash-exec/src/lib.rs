@@ -1,0 +1,77 @@
+//! The job programs of kstash: what the `kstash exec …` child processes (embedded) or Job
+//! containers (Kubernetes) run. Each reads its session and everything it references through a
+//! resource client ([`kstash_api::client::Resources`]), moves the data with the engine, and writes the status it owns
+//! itself.
+//!
+//! - [`run_backup`]: a BackupSession's backup into every repository of the session
+//!   (`Snapshot.status.components`).
+//! - [`run_restore`]: a RestoreSession's restore (`RestoreSession.status.components`).
+//! - [`StorageOpsImpl`]: the controller's storage metadata operations and snapshot wipe-out.
+//! - [`access`]: component repositories, passwords and snapshot download for the CLI.
+//!
+//! Drivers are chosen by the Addon task's `function`: `workload-backup`/`pvc-backup` and
+//! `workload-restore`/`pvc-restore` run the volume driver; other functions are refused with
+//! [`ExecError::UnsupportedFunction`].
+
+pub mod access;
+mod backup;
+mod error;
+mod refs;
+mod restore;
+mod status;
+mod storage_ops;
+mod task;
+mod volume;
+
+use std::time::Duration;
+
+pub use backup::{
+    BackupReport, ResticSnapshotRef, SESSION_UID_TAG, SnapshotBackup, VOLUME_COMPONENT, run_backup,
+};
+pub use error::{ExecError, Result};
+pub use kstash_storage::LocalMode;
+pub use refs::{PASSWORD_KEY, secret_data};
+pub use restore::{ComponentRestore, RestoreReport, run_restore};
+pub use status::go_duration;
+pub use storage_ops::StorageOpsImpl;
+pub use task::{DriverKind, ResolvedTask, TaskKind, resolve_tasks};
+
+/// How a job runs on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// How `local` storages map to directories: [`LocalMode::Host`] embedded (the hostPath
+    /// itself), [`LocalMode::Mounted`] in a Kubernetes Job (the volume's mountPath).
+    pub local_mode: LocalMode,
+    /// The host name recorded in restic snapshots (KubeStash: the pod's host, e.g. the
+    /// workload name).
+    pub hostname: String,
+    /// The job is cut short once this passes (the session's backup/restore timeout).
+    pub deadline: Option<jiff::Timestamp>,
+}
+
+impl ExecOptions {
+    /// Options for the embedded runtime: host paths, this machine's host name, no deadline.
+    pub fn embedded() -> ExecOptions {
+        ExecOptions {
+            local_mode: LocalMode::Host,
+            hostname: kstash_repo::host::hostname(),
+            deadline: None,
+        }
+    }
+
+    /// Time left before the deadline (a day when there is none), or
+    /// [`ExecError::DeadlineExceeded`] naming `what` was about to start.
+    pub fn check_deadline(&self, what: &str) -> Result<Duration> {
+        let Some(deadline) = self.deadline else {
+            return Ok(Duration::from_secs(24 * 3600));
+        };
+        let left = deadline.duration_since(jiff::Timestamp::now());
+        if left.is_negative() || left.is_zero() {
+            return Err(ExecError::DeadlineExceeded {
+                deadline,
+                what: what.to_string(),
+            });
+        }
+        Ok(left.unsigned_abs())
+    }
+}

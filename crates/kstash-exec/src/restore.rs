@@ -1,0 +1,367 @@
+//! `kstash exec restore`: the restore job of one RestoreSession. It resolves the data source
+//! (the Snapshot, its Repository, storage and encryption Secret) and the Addon task, then
+//! restores every requested component's restic snapshots (`resticStats[].summary.id`) and
+//! writes `RestoreSession.status.components[<component>]`: Running, then Succeeded or Failed
+//! with its duration and progress.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::core::{ComponentRestoreStatus, RestorePhase, RestoreProgress, RestoreSession};
+use kstash_api::phase::format_size;
+use kstash_api::storage::{ComponentPhase, Repository, Snapshot};
+use kstash_storage::layout::component_path;
+use kstash_storage::layout::StorageLayout;
+
+use crate::ExecOptions;
+use crate::backup::MAX_LOCK_WAIT;
+use crate::error::{ExecError, Result};
+use crate::refs;
+use crate::status::{go_duration, update_status};
+use crate::task::{DriverKind, ResolvedTask, TaskKind, resolve_tasks};
+use crate::volume::{RestoreTotals, restore_snapshot};
+
+/// What a restore job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The RestoreSession.
+    pub restore_session: String,
+    /// The Snapshot restored from.
+    pub snapshot: String,
+    /// One entry per restored component.
+    pub components: Vec<ComponentRestore>,
+}
+
+/// One restored component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentRestore {
+    /// The component name.
+    pub component: String,
+    /// The restic snapshots restored.
+    pub restic_snapshots: Vec<String>,
+    /// Where they were restored to.
+    pub target: PathBuf,
+    /// Files restored (or already in place unchanged).
+    pub files: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+}
+
+/// The parameters of a volume restore task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VolumeRestoreParams {
+    /// `target` (default `/`): files land at `<target>/<original absolute path>`.
+    target: PathBuf,
+    include: Vec<String>,
+    exclude: Vec<String>,
+}
+
+impl VolumeRestoreParams {
+    fn from_task(task: &ResolvedTask) -> Result<VolumeRestoreParams> {
+        task.check_required()?;
+        let include = task.list_param("include");
+        let exclude = task.list_param("exclude");
+        if !include.is_empty() && !exclude.is_empty() {
+            return Err(ExecError::invalid(
+                task.describe(),
+                "parameters include and exclude are mutually exclusive; set only one",
+            ));
+        }
+        Ok(VolumeRestoreParams {
+            target: PathBuf::from(task.param("target").unwrap_or("/")),
+            include,
+            exclude,
+        })
+    }
+}
+
+/// Where the data comes from, resolved once for every component.
+struct Source {
+    repo: Repository,
+    repo_object: String,
+    layout: StorageLayout,
+    password: String,
+    password_from: String,
+    params: VolumeRestoreParams,
+}
+
+/// Run the restore of RestoreSession `namespace/restore_session` from Snapshot `snapshot` (in
+/// the data source's namespace; the controller resolves `latest` to a name before it starts the
+/// job): see the module documentation.
+pub fn run_restore(
+    client: &dyn Resources,
+    namespace: &str,
+    restore_session: &str,
+    snapshot: &str,
+    opts: &ExecOptions,
+) -> Result<RestoreReport> {
+    let _span = tracing::info_span!("restore", namespace, restore_session, snapshot).entered();
+    let rs_object = format!("RestoreSession {namespace}/{restore_session}");
+    let rs: RestoreSession = client.must_get(namespace, restore_session)?;
+    let ds = rs
+        .spec
+        .data_source
+        .as_ref()
+        .ok_or_else(|| ExecError::invalid(&rs_object, "spec.dataSource is not set"))?;
+    let ds_namespace = if ds.namespace.is_empty() {
+        namespace
+    } else {
+        ds.namespace.as_str()
+    };
+    let addon = rs
+        .spec
+        .addon
+        .as_ref()
+        .filter(|a| !a.name.is_empty() && !a.tasks.is_empty())
+        .ok_or_else(|| {
+            ExecError::invalid(&rs_object, "spec.addon has no name or no tasks; set addon.name and tasks")
+        })?;
+    let tasks = resolve_tasks(client, &addon.name, &addon.tasks, TaskKind::Restore)?;
+    let volume: Vec<&ResolvedTask> = tasks.iter().filter(|t| t.driver == DriverKind::Volume).collect();
+    let task = match volume.as_slice() {
+        [one] => *one,
+        _ => {
+            return Err(ExecError::invalid(
+                &rs_object,
+                "exactly one volume restore task is supported per RestoreSession",
+            ));
+        }
+    };
+
+    let snap: Snapshot = client.must_get(ds_namespace, snapshot)?;
+    let snap_object = format!("Snapshot {ds_namespace}/{snapshot}");
+    if !ds.repository.is_empty() && ds.repository != snap.spec.repository {
+        return Err(ExecError::invalid(
+            &rs_object,
+            format!(
+                "{snap_object} belongs to Repository {}, not to spec.dataSource.repository {}",
+                snap.spec.repository, ds.repository
+            ),
+        ));
+    }
+    let components: Vec<String> = if ds.components.is_empty() {
+        snap.status
+            .as_ref()
+            .map(|s| s.components.keys().cloned().collect())
+            .unwrap_or_default()
+    } else {
+        ds.components.clone()
+    };
+    if components.is_empty() {
+        return Err(ExecError::invalid(&snap_object, "has no components to restore"));
+    }
+
+    let total = components.len() as i32;
+    update_status(client, namespace, restore_session, |r: &mut RestoreSession| {
+        let st = r.status.get_or_insert_default();
+        st.total_components = total;
+        for name in &components {
+            let c = st.components.entry(name.clone()).or_default();
+            c.phase = Some(RestorePhase::Running);
+            c.error.clear();
+        }
+    })?;
+
+    let started = Instant::now();
+    let source = match resolve_source(client, namespace, ds_namespace, ds, &snap, task, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = e.to_string();
+            let elapsed = go_duration(started.elapsed());
+            if let Err(w) = update_status(client, namespace, restore_session, |r: &mut RestoreSession| {
+                let st = r.status.get_or_insert_default();
+                for name in &components {
+                    let c = st.components.entry(name.clone()).or_default();
+                    c.phase = Some(RestorePhase::Failed);
+                    c.duration = elapsed.clone();
+                    c.error = message.clone();
+                }
+            }) {
+                tracing::error!(error = %w, "could not record the failure in the RestoreSession's status");
+            }
+            return Err(e);
+        }
+    };
+
+    let mut report = RestoreReport {
+        restore_session: restore_session.to_string(),
+        snapshot: snapshot.to_string(),
+        components: Vec::new(),
+    };
+    let mut failures = Vec::new();
+    for name in &components {
+        let _span = tracing::info_span!("component", component = %name).entered();
+        let started = Instant::now();
+        let result = restore_component(&source, &snap, &snap_object, name, opts);
+        let elapsed = started.elapsed();
+        let status = component_status(&result, elapsed);
+        let write = update_status(client, namespace, restore_session, |r: &mut RestoreSession| {
+            let st = r.status.get_or_insert_default();
+            st.total_components = total;
+            st.components.insert(name.clone(), status.clone());
+        });
+        match (result, write) {
+            (Ok(done), Ok(_)) => {
+                tracing::info!(files = done.files, bytes = done.bytes, "component restored");
+                report.components.push(done);
+            }
+            (Ok(_), Err(w)) => failures.push((name, w)),
+            (Err(e), w) => {
+                if let Err(w) = w {
+                    tracing::error!(error = %w, "could not record the failure in the RestoreSession's status");
+                }
+                tracing::error!(error = %e, "component restore failed");
+                failures.push((name, e));
+            }
+        }
+    }
+    match failures.len() {
+        0 => Ok(report),
+        1 => Err(failures.remove(0).1),
+        _ => Err(ExecError::Failed(
+            failures
+                .into_iter()
+                .map(|(name, e)| format!("{rs_object} component {name}: {e}"))
+                .collect(),
+        )),
+    }
+}
+
+/// The status of a component after its restore.
+fn component_status(result: &Result<ComponentRestore>, elapsed: Duration) -> ComponentRestoreStatus {
+    match result {
+        Ok(done) => ComponentRestoreStatus {
+            phase: Some(RestorePhase::Succeeded),
+            duration: go_duration(elapsed),
+            error: String::new(),
+            progress: Some(RestoreProgress {
+                seconds_elapsed: elapsed.as_secs() as i64,
+                percent_done: "100.00%".into(),
+                total_files: done.files as i64,
+                files_done: done.files as i64,
+                restore_done: format_size(done.bytes),
+                total: format_size(done.bytes),
+                speed: if elapsed.as_secs_f64() > 0.0 {
+                    format!("{}/s", format_size((done.bytes as f64 / elapsed.as_secs_f64()) as u64))
+                } else {
+                    String::new()
+                },
+            }),
+        },
+        Err(e) => ComponentRestoreStatus {
+            phase: Some(RestorePhase::Failed),
+            duration: go_duration(elapsed),
+            error: e.to_string(),
+            progress: None,
+        },
+    }
+}
+
+/// The Repository, its storage, the password and the task parameters.
+fn resolve_source(
+    client: &dyn Resources,
+    namespace: &str,
+    ds_namespace: &str,
+    ds: &kstash_api::core::RestoreDataSource,
+    snap: &Snapshot,
+    task: &ResolvedTask,
+    opts: &ExecOptions,
+) -> Result<Source> {
+    let params = VolumeRestoreParams::from_task(task)?;
+    let repo: Repository = client.must_get(ds_namespace, &snap.spec.repository)?;
+    let repo_object = refs::describe("Repository", &repo.metadata);
+    let (password, password_from) = match &ds.encryption_secret {
+        Some(r) if !r.name.is_empty() => {
+            let ns = r.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(namespace);
+            (
+                refs::password_from(client, r, namespace, &repo_object)?,
+                format!("key {} of Secret {ns}/{}", refs::PASSWORD_KEY, r.name),
+            )
+        }
+        _ => refs::repository_password(client, &repo, None)?,
+    };
+    let layout = refs::repository_storage(client, &repo, opts.local_mode)?;
+    Ok(Source {
+        repo,
+        repo_object,
+        layout,
+        password,
+        password_from,
+        params,
+    })
+}
+
+fn restore_component(
+    source: &Source,
+    snap: &Snapshot,
+    snap_object: &str,
+    name: &str,
+    opts: &ExecOptions,
+) -> Result<ComponentRestore> {
+    let status = snap.status.as_ref();
+    let Some(comp) = status.and_then(|s| s.components.get(name)) else {
+        let have: Vec<&str> = status
+            .map(|s| s.components.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        return Err(ExecError::invalid(
+            snap_object,
+            format!(
+                "has no component {name} (it has: {})",
+                if have.is_empty() { "none".into() } else { have.join(", ") }
+            ),
+        ));
+    };
+    if comp.phase != Some(ComponentPhase::Succeeded) {
+        return Err(ExecError::invalid(
+            snap_object,
+            format!(
+                "component {name} is {}, not Succeeded; restore from a snapshot whose backup succeeded",
+                comp.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "not started".into())
+            ),
+        ));
+    }
+    let ids: Vec<String> = comp
+        .restic_stats
+        .iter()
+        .filter_map(|s| s.summary.as_ref())
+        .map(|s| s.id.clone())
+        .filter(|id| !id.is_empty())
+        .collect();
+    if ids.is_empty() {
+        return Err(ExecError::invalid(
+            snap_object,
+            format!("component {name} records no restic snapshot (resticStats[].summary.id)"),
+        ));
+    }
+    let path = if comp.path.is_empty() {
+        component_path(&snap.spec.session, name)
+    } else {
+        comp.path.clone()
+    };
+    let config = refs::component_config(&source.layout, &source.repo_object, &source.repo.spec.path, &path)?;
+    let engine = refs::open_repository(&config, &source.password, &source.password_from)?;
+    let target = &source.params.target;
+    let mut totals = RestoreTotals::default();
+    for id in &ids {
+        let lock_wait = opts.check_deadline(&format!("restoring snapshot {id} of component {name}"))?;
+        let t = restore_snapshot(
+            &engine,
+            id,
+            target,
+            &source.params.include,
+            &source.params.exclude,
+            lock_wait.min(MAX_LOCK_WAIT),
+        )?;
+        tracing::info!(snapshot = %id, target = %target.display(), files = t.files, "restored");
+        totals.files += t.files;
+        totals.bytes += t.bytes;
+    }
+    Ok(ComponentRestore {
+        component: name.to_string(),
+        restic_snapshots: ids,
+        target: target.clone(),
+        files: totals.files,
+        bytes: totals.bytes,
+    })
+}

@@ -1,0 +1,270 @@
+//! [`StorageOpsImpl`]: the controller's storage metadata operations
+//! ([`kstash_controller::platform::StorageOps`]) on the KubeStash bucket layout of
+//! `kstash-storage`, plus the wipe-out of a Snapshot's restic data (forget + prune in every
+//! component repository, then its YAML).
+
+use k8s_openapi::api::core::v1::Secret;
+use kstash_api::storage::{BackupStorage, Repository, Snapshot};
+use kstash_controller::platform::{PlatformError, StorageOps};
+use kstash_repo::forget::{ForgetOptions, forget_snapshots};
+use kstash_repo::lock::{LockOptions, remove_stale_locks};
+use kstash_repo::prune::{PruneOptions, prune};
+use kstash_storage::layout::StorageLayout;
+use kstash_storage::{Location, LocalMode, ObjectStore};
+
+use crate::refs;
+
+/// [`StorageOps`] on real storages.
+#[derive(Debug, Clone)]
+pub struct StorageOpsImpl {
+    local_mode: LocalMode,
+    operator_version: String,
+}
+
+impl StorageOpsImpl {
+    /// Operations that map `local` storages with `local_mode` ([`LocalMode::Host`] embedded,
+    /// [`LocalMode::Mounted`] inside a Job).
+    pub fn new(local_mode: LocalMode) -> StorageOpsImpl {
+        StorageOpsImpl {
+            local_mode,
+            operator_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// The `operatorVersion` written into `metadata.yaml`.
+    pub fn with_operator_version(mut self, version: impl Into<String>) -> StorageOpsImpl {
+        self.operator_version = version.into();
+        self
+    }
+
+    fn layout(&self, storage: &BackupStorage, secret: Option<&Secret>, op: &str) -> Result<StorageLayout, PlatformError> {
+        refs::storage_layout(storage, secret, self.local_mode).map_err(|e| fail(storage, op, e))
+    }
+}
+
+/// `BackupStorage ns/name: <op>: <cause>`.
+fn fail(storage: &BackupStorage, op: &str, cause: impl std::fmt::Display) -> PlatformError {
+    let object = refs::describe("BackupStorage", &storage.metadata);
+    let cause = cause.to_string();
+    // Storage errors already start with the object; do not say it twice.
+    let cause = cause
+        .strip_prefix(&format!("{object}: "))
+        .map(str::to_string)
+        .unwrap_or(cause);
+    PlatformError::new(format!("{object}: {op}: {cause}"))
+}
+
+impl StorageOps for StorageOpsImpl {
+    fn initialize(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError> {
+        const OP: &str = "initialising the storage";
+        let layout = self.layout(storage, secret, OP)?;
+        let outcome = layout
+            .initialize(&self.operator_version)
+            .map_err(|e| fail(storage, OP, e))?;
+        tracing::info!(storage = %layout.display(), created = outcome.created(), "storage initialised");
+        Ok(())
+    }
+
+    fn list_repositories(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+    ) -> Result<Vec<(Repository, Vec<Snapshot>)>, PlatformError> {
+        const OP: &str = "listing the repositories stored in it";
+        let layout = self.layout(storage, secret, OP)?;
+        let listed = layout.list_repositories().map_err(|e| fail(storage, OP, e))?;
+        for u in &listed.unreadable {
+            tracing::warn!(storage = %layout.display(), object = %u.path, error = %u.error, "unreadable repository.yaml skipped");
+        }
+        let mut out = Vec::new();
+        for stored in listed.repositories {
+            let snapshots = layout.list_snapshots(&stored.path).map_err(|e| fail(storage, OP, e))?;
+            for u in &snapshots.unreadable {
+                tracing::warn!(storage = %layout.display(), object = %u.path, error = %u.error, "unreadable snapshot skipped");
+            }
+            let mut repository = stored.repository;
+            // Where repository.yaml was found is where the data is.
+            let same = repository
+                .spec
+                .path
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join("/")
+                == stored.path;
+            if !same {
+                tracing::warn!(
+                    found = %stored.path,
+                    recorded = %repository.spec.path,
+                    "repository.yaml records another path; using where it was found"
+                );
+                repository.spec.path = stored.path.clone();
+            }
+            out.push((repository, snapshots.snapshots));
+        }
+        Ok(out)
+    }
+
+    fn storage_size(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<u64, PlatformError> {
+        const OP: &str = "measuring the storage";
+        let layout = self.layout(storage, secret, OP)?;
+        if let Location::Rest(_) = layout.config().location {
+            return Err(fail(
+                storage,
+                OP,
+                "a restic REST server cannot be listed; its size is unknown",
+            ));
+        }
+        let store = ObjectStore::open(layout.config()).map_err(|e| fail(storage, OP, e))?;
+        let entries = store.list("").map_err(|e| fail(storage, OP, e))?;
+        Ok(entries.iter().map(|e| e.size).sum())
+    }
+
+    fn write_repository(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+    ) -> Result<(), PlatformError> {
+        let op = format!("storing repository.yaml of {}", refs::describe("Repository", &repo.metadata));
+        let layout = self.layout(storage, secret, &op)?;
+        if !layout.supports_mirror() {
+            tracing::debug!(storage = %layout.display(), "storage keeps no resource copies; repository.yaml not written");
+            return Ok(());
+        }
+        layout.write_repository(repo).map_err(|e| fail(storage, &op, e))
+    }
+
+    fn repository_size(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+    ) -> Result<u64, PlatformError> {
+        let op = format!("measuring {}", refs::describe("Repository", &repo.metadata));
+        let layout = self.layout(storage, secret, &op)?;
+        layout
+            .repository_size(&repo.spec.path)
+            .map_err(|e| fail(storage, &op, e))
+    }
+
+    fn write_snapshot(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+        snapshot: &Snapshot,
+    ) -> Result<(), PlatformError> {
+        let op = format!(
+            "storing the metadata of {}",
+            refs::describe("Snapshot", &snapshot.metadata)
+        );
+        let layout = self.layout(storage, secret, &op)?;
+        if !layout.supports_mirror() {
+            tracing::debug!(storage = %layout.display(), "storage keeps no resource copies; snapshot YAML not written");
+            return Ok(());
+        }
+        layout
+            .write_snapshot(&repo.spec.path, snapshot)
+            .map_err(|e| fail(storage, &op, e))
+    }
+
+    fn wipe_snapshot(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+        snapshot: &Snapshot,
+        password: &str,
+    ) -> Result<(), PlatformError> {
+        let snapshot_object = refs::describe("Snapshot", &snapshot.metadata);
+        let op = format!("wiping out {snapshot_object}");
+        let layout = self.layout(storage, secret, &op)?;
+        let repo_object = refs::describe("Repository", &repo.metadata);
+        let components = snapshot.status.as_ref().map(|s| &s.components);
+        for (name, comp) in components.into_iter().flatten() {
+            let ids: Vec<String> = comp
+                .restic_stats
+                .iter()
+                .filter_map(|s| s.summary.as_ref())
+                .map(|s| s.id.clone())
+                .filter(|id| !id.is_empty())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let path = if comp.path.is_empty() {
+                kstash_storage::layout::component_path(&snapshot.spec.session, name)
+            } else {
+                comp.path.clone()
+            };
+            let op = format!("{op}: component {name}");
+            let config = refs::component_config(&layout, &repo_object, &repo.spec.path, &path)
+                .map_err(|e| fail(storage, &op, e))?;
+            let password_from = format!("the encryption password of {repo_object}");
+            let engine = match refs::open_repository(&config, password, &password_from) {
+                Ok(r) => r,
+                Err(crate::ExecError::Repo {
+                    source: kstash_repo::Error::NotFound(_),
+                    ..
+                }) => {
+                    tracing::info!(component = %name, "component repository does not exist; nothing to forget");
+                    continue;
+                }
+                Err(e) => return Err(fail(storage, &op, e)),
+            };
+            let forget_and_prune = || -> kstash_repo::Result<usize> {
+                let forgotten = forget_snapshots(
+                    &engine,
+                    &ids,
+                    &ForgetOptions {
+                        lock: Some(LockOptions::default()),
+                        ..Default::default()
+                    },
+                )?;
+                prune(&engine, &PruneOptions::default())?;
+                Ok(forgotten.removed.len())
+            };
+            let removed = match forget_and_prune() {
+                Ok(n) => n,
+                Err(e @ (kstash_repo::Error::Locked { .. } | kstash_repo::Error::LockLost(_))) => {
+                    tracing::warn!(error = %e, "repository locked; removing stale locks and retrying once");
+                    remove_stale_locks(&engine).map_err(|e| fail(storage, &op, e))?;
+                    forget_and_prune().map_err(|e| fail(storage, &op, e))?
+                }
+                Err(e) => return Err(fail(storage, &op, e)),
+            };
+            tracing::info!(component = %name, removed, "restic snapshots forgotten and pruned");
+        }
+        if layout.supports_mirror() {
+            let name = snapshot.metadata.name.as_deref().unwrap_or_default();
+            layout
+                .delete_snapshot(&repo.spec.path, name)
+                .map_err(|e| fail(storage, &op, e))?;
+        }
+        Ok(())
+    }
+
+    fn wipe_repository(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        repo: &Repository,
+    ) -> Result<(), PlatformError> {
+        let op = format!("wiping out {}", refs::describe("Repository", &repo.metadata));
+        let layout = self.layout(storage, secret, &op)?;
+        let n = layout
+            .wipe_repository(&repo.spec.path)
+            .map_err(|e| fail(storage, &op, e))?;
+        tracing::info!(objects = n, "repository wiped out");
+        Ok(())
+    }
+
+    fn wipe_storage(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError> {
+        const OP: &str = "wiping out the storage";
+        let layout = self.layout(storage, secret, OP)?;
+        let n = layout.wipe_out().map_err(|e| fail(storage, OP, e))?;
+        tracing::info!(objects = n, "storage wiped out");
+        Ok(())
+    }
+}

@@ -1,0 +1,298 @@
+//! Addon tasks: which driver runs a task (by the Addon task's `function`), and the task's
+//! parameters (the Addon task's `parameters[].default`, overlaid by the BackupConfiguration's or
+//! RestoreSession's free-form `params`).
+
+use std::collections::BTreeMap;
+
+use kstash_api::addons::{Addon, Task};
+use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::common::TaskReference;
+use serde_json::Value;
+
+use crate::error::{ExecError, Result};
+
+/// Whether a task backs up or restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// `spec.backupTasks` of the Addon.
+    Backup,
+    /// `spec.restoreTasks` of the Addon.
+    Restore,
+}
+
+impl TaskKind {
+    fn word(self) -> &'static str {
+        match self {
+            TaskKind::Backup => "backup",
+            TaskKind::Restore => "restore",
+        }
+    }
+}
+
+/// The driver that runs a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    /// Directories of a workload or PVC (`workload-backup`, `pvc-backup`, `workload-restore`,
+    /// `pvc-restore`).
+    Volume,
+}
+
+/// Functions with a backup driver.
+const BACKUP_FUNCTIONS: &[(&str, DriverKind)] =
+    &[("workload-backup", DriverKind::Volume), ("pvc-backup", DriverKind::Volume)];
+/// Functions with a restore driver.
+const RESTORE_FUNCTIONS: &[(&str, DriverKind)] =
+    &[("workload-restore", DriverKind::Volume), ("pvc-restore", DriverKind::Volume)];
+
+/// A task of an Addon, resolved: its driver and parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTask {
+    /// The Addon's name.
+    pub addon: String,
+    /// The task's name.
+    pub task: String,
+    /// The Addon task's `function`.
+    pub function: String,
+    /// The driver for that function.
+    pub driver: DriverKind,
+    /// Parameters: defaults overlaid by the task reference's `params`, values as text.
+    pub params: BTreeMap<String, String>,
+    /// Names (and usage) of the parameters the Addon task requires.
+    pub required: Vec<(String, String)>,
+}
+
+impl ResolvedTask {
+    /// `Addon <addon> task <task>`, for messages.
+    pub fn describe(&self) -> String {
+        format!("Addon {} task {}", self.addon, self.task)
+    }
+
+    /// A parameter, `None` when absent or empty.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Fail when a parameter the Addon task requires is unset or empty.
+    pub fn check_required(&self) -> Result<()> {
+        for (name, usage) in &self.required {
+            if self.param(name).is_none() {
+                return Err(ExecError::invalid(
+                    self.describe(),
+                    format!(
+                        "parameter {name} is required ({}); set it in the task's params",
+                        if usage.is_empty() { "no description" } else { usage }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A comma-separated list parameter (empty items dropped).
+    pub fn list_param(&self, name: &str) -> Vec<String> {
+        self.param(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Resolve every task of `addon` (the Addon `addon_name`, cluster-scoped) named in `tasks`.
+pub fn resolve_tasks(
+    client: &dyn Resources,
+    addon_name: &str,
+    tasks: &[TaskReference],
+    kind: TaskKind,
+) -> Result<Vec<ResolvedTask>> {
+    let addon: Addon = client.must_get("", addon_name)?;
+    let defined = match kind {
+        TaskKind::Backup => &addon.spec.backup_tasks,
+        TaskKind::Restore => &addon.spec.restore_tasks,
+    };
+    tasks
+        .iter()
+        .map(|t| resolve_task(addon_name, defined, t, kind))
+        .collect()
+}
+
+fn resolve_task(addon: &str, defined: &[Task], reference: &TaskReference, kind: TaskKind) -> Result<ResolvedTask> {
+    let Some(task) = defined.iter().find(|t| t.name == reference.name) else {
+        let available: Vec<&str> = defined.iter().map(|t| t.name.as_str()).collect();
+        return Err(ExecError::TaskNotFound {
+            addon: addon.into(),
+            kind: kind.word(),
+            task: reference.name.clone(),
+            available: if available.is_empty() {
+                "none".into()
+            } else {
+                available.join(", ")
+            },
+        });
+    };
+    let table = match kind {
+        TaskKind::Backup => BACKUP_FUNCTIONS,
+        TaskKind::Restore => RESTORE_FUNCTIONS,
+    };
+    let Some((_, driver)) = table.iter().find(|(f, _)| *f == task.function) else {
+        return Err(ExecError::UnsupportedFunction {
+            addon: addon.into(),
+            task: task.name.clone(),
+            function: task.function.clone(),
+            supported: table.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", "),
+        });
+    };
+    let mut params: BTreeMap<String, String> = task
+        .parameters
+        .iter()
+        .filter(|p| !p.name.is_empty() && !p.default.is_empty())
+        .map(|p| (p.name.clone(), p.default.clone()))
+        .collect();
+    match &reference.params {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                params.insert(k.clone(), param_text(v));
+            }
+        }
+        Some(other) => {
+            return Err(ExecError::invalid(
+                format!("Addon {addon} task {}", task.name),
+                format!("params must be an object of name: value, not {other}"),
+            ));
+        }
+    }
+    Ok(ResolvedTask {
+        addon: addon.into(),
+        task: task.name.clone(),
+        function: task.function.clone(),
+        driver: *driver,
+        params,
+        required: task
+            .parameters
+            .iter()
+            .filter(|p| p.required)
+            .map(|p| (p.name.clone(), p.usage.clone()))
+            .collect(),
+    })
+}
+
+/// A free-form parameter value as text: strings as they are, lists joined with commas, other
+/// values as JSON.
+fn param_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(items) => items.iter().map(param_text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kstash_api::common::ParameterDefinition;
+    use serde_json::json;
+
+    fn task(function: &str) -> Task {
+        Task {
+            name: "logical-backup".into(),
+            function: function.into(),
+            parameters: vec![
+                ParameterDefinition {
+                    name: "paths".into(),
+                    required: true,
+                    usage: "directories to back up".into(),
+                    ..Default::default()
+                },
+                ParameterDefinition {
+                    name: "exclude".into(),
+                    default: "*.tmp".into(),
+                    ..Default::default()
+                },
+                ParameterDefinition {
+                    name: "enableCache".into(),
+                    default: "true".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn reference(params: Value) -> TaskReference {
+        TaskReference {
+            name: "logical-backup".into(),
+            params: Some(params),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn params_overlay_defaults_and_are_stringified() {
+        let t = resolve_task(
+            "workload-addon",
+            &[task("workload-backup")],
+            &reference(json!({"paths": "/a, /b,", "enableCache": false, "n": 3, "list": ["x", "y"]})),
+            TaskKind::Backup,
+        )
+        .unwrap();
+        assert_eq!(t.driver, DriverKind::Volume);
+        assert_eq!(t.list_param("paths"), ["/a", "/b"]);
+        assert_eq!(t.param("exclude"), Some("*.tmp"));
+        assert_eq!(t.param("enableCache"), Some("false"));
+        assert_eq!(t.param("n"), Some("3"));
+        assert_eq!(t.param("list"), Some("x,y"));
+        assert_eq!(t.param("missing"), None);
+    }
+
+    #[test]
+    fn refusals_name_addon_task_and_function() {
+        let e = resolve_task(
+            "mysql-addon",
+            &[task("mysql-backup")],
+            &reference(json!({"paths": "/a"})),
+            TaskKind::Backup,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("Addon mysql-addon")
+                && e.contains("task logical-backup")
+                && e.contains("function mysql-backup")
+                && e.contains("workload-backup"),
+            "{e}"
+        );
+
+        let t = resolve_task(
+            "workload-addon",
+            &[task("workload-backup")],
+            &reference(json!({"paths": " "})),
+            TaskKind::Backup,
+        )
+        .unwrap();
+        let e = t.check_required().unwrap_err().to_string();
+        assert!(
+            e.contains("Addon workload-addon task logical-backup")
+                && e.contains("parameter paths is required (directories to back up)"),
+            "{e}"
+        );
+
+        let mut r = reference(json!({}));
+        r.name = "manifest-backup".into();
+        let e = resolve_task("workload-addon", &[task("workload-backup")], &r, TaskKind::Backup)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no backup task manifest-backup") && e.contains("logical-backup"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! Lifecycle commands of the CLI: `server` (the embedded daemon), `exec` (executor jobs),
+//! `trigger` (with a foreground run when no daemon is up, and `--wait`), `pause`/`resume`, `logs`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use kstash_api::client::ResourcesExt;
+use kstash_api::core::{BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase};
+use kstash_api::phase;
+use kstash_controller::backup_configuration;
+use kstash_embedded::platform::EmbeddedPlatform;
+use kstash_embedded::server::{self, ServerLock, StopWhen};
+use kstash_embedded::{Store, runner};
+use kstash_exec::{ExecOptions, LocalMode, StorageOpsImpl};
+
+use crate::cli::{BcArgs, ExecArgs, ExecJob, LogsArgs, ServerArgs, TriggerArgs};
+
+/// The addon catalog shipped with kstash, installed into the store by `kstash server`.
+pub const CATALOG: &[(&str, &str)] = &[
+    ("catalog/workload-addon.yaml", include_str!("../../../catalog/workload-addon.yaml")),
+    ("catalog/pvc-addon.yaml", include_str!("../../../catalog/pvc-addon.yaml")),
+];
+
+/// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.
+pub fn home_dir(home: Option<&Path>) -> Result<PathBuf> {
+    match home {
+        Some(h) => Ok(h.to_path_buf()),
+        None => {
+            let db = Store::default_path()?;
+            Ok(db.parent().map(Path::to_path_buf).unwrap_or_default())
+        }
+    }
+}
+
+fn platform(home: &Path, store: Arc<Store>, pushgateway: Option<String>) -> Result<EmbeddedPlatform> {
+    let program = std::env::current_exe().context("locating the kstash binary for executor jobs")?;
+    let storage = Arc::new(StorageOpsImpl::new(LocalMode::Host));
+    Ok(EmbeddedPlatform::new(store, home.to_path_buf(), program, storage, pushgateway))
+}
+
+/// `kstash server`.
+pub fn server(home: Option<&Path>, a: ServerArgs) -> Result<ExitCode> {
+    let home = home_dir(home)?;
+    let lock = ServerLock::acquire(&home).map_err(|e| anyhow!(e))?;
+    let store = Arc::new(crate::resources::open_store(Some(&home))?);
+    if !a.no_catalog {
+        let n = server::install_catalog(&store, CATALOG).map_err(|e| anyhow!(e))?;
+        tracing::info!(objects = n, "addon catalog installed");
+    }
+    let p = platform(&home, store.clone(), a.pushgateway.clone())?;
+    if !a.metrics_addr.is_empty() {
+        let addr = kstash_embedded::http::serve(store, &a.metrics_addr).map_err(|e| anyhow!(e))?;
+        eprintln!("kstash server: metrics at http://{addr}/metrics");
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, shutdown.clone()).context("installing the signal handler")?;
+    }
+    eprintln!(
+        "kstash server: running on {} (pid {}, lock {})",
+        home.display(),
+        std::process::id(),
+        lock.path().display()
+    );
+    server::run(&p, &shutdown, StopWhen::Never)?;
+    eprintln!("kstash server: stopped (running executors finish on their own; a restart picks them up)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kstash exec backup|restore`: run one executor job and record its exit for the runner.
+pub fn exec(home: Option<&Path>, a: ExecArgs) -> Result<ExitCode> {
+    let store = crate::resources::open_store(home)?;
+    let opts = ExecOptions::embedded();
+    let result = match &a.job {
+        ExecJob::Backup {
+            namespace,
+            backupsession,
+        } => kstash_exec::run_backup(&store, namespace, backupsession, &opts).map(|r| format!("{r:?}")),
+        ExecJob::Restore {
+            namespace,
+            restoresession,
+            snapshot,
+        } => kstash_exec::run_restore(&store, namespace, restoresession, snapshot, &opts).map(|r| format!("{r:?}")),
+    };
+    let (code, message) = match &result {
+        Ok(_) => (0, String::new()),
+        Err(e) => (1, e.to_string()),
+    };
+    if let Some(path) = std::env::var_os(runner::JOB_RESULT_ENV) {
+        let body = serde_json::json!({"exitCode": code, "message": message});
+        let path = PathBuf::from(path);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing the job result {}", path.display()))?;
+    }
+    match result {
+        Ok(report) => {
+            tracing::info!(report, "executor finished");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn session_phase(store: &Store, ns: &str, name: &str) -> Option<BackupSessionPhase> {
+    store
+        .get_as::<BackupSession>(ns, name)
+        .ok()
+        .flatten()
+        .and_then(|s| s.status.and_then(|st| st.phase))
+}
+
+fn all_done(store: &Store, ns: &str, names: &[String]) -> bool {
+    names
+        .iter()
+        .all(|n| session_phase(store, ns, n).is_some_and(phase::backup_session_completed))
+}
+
+/// `kstash trigger`.
+pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
+    let home = home_dir(home)?;
+    let store = Arc::new(crate::resources::open_store(Some(&home))?);
+    let ns = a.namespace.as_str();
+    let bc: BackupConfiguration = store
+        .get_as(ns, &a.name)?
+        .with_context(|| format!("BackupConfiguration {ns}/{} not found (kstash get bc -n {ns})", a.name))?;
+    let sessions: Vec<String> = if a.sessions.is_empty() {
+        bc.spec.sessions.iter().map(|s| s.name.clone()).collect()
+    } else {
+        a.sessions.clone()
+    };
+    for s in &sessions {
+        if !bc.spec.sessions.iter().any(|x| &x.name == s) {
+            bail!(
+                "BackupConfiguration {ns}/{} has no session \"{s}\"; sessions: {}",
+                a.name,
+                bc.spec.sessions.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let p = platform(&home, store.clone(), std::env::var("KSTASH_PUSHGATEWAY").ok())?;
+    let daemon = server::server_running(&home);
+    let mut created: Vec<String> = Vec::new();
+    let foreground_lock = if daemon.is_none() {
+        eprintln!("no kstash server is running on {}; running the backup in the foreground", home.display());
+        let lock = ServerLock::acquire(&home).map_err(|e| anyhow!(e))?;
+        server::install_catalog(&store, CATALOG).map_err(|e| anyhow!(e))?;
+        // Bring the configuration to Ready first (a fresh one starts its instant backup then).
+        let before: Vec<String> = list_sessions(&store, ns, &a.name);
+        let shutdown = AtomicBool::new(false);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let ready = |p: &EmbeddedPlatform| {
+            Instant::now() > deadline
+                || p.store
+                    .get_as::<BackupConfiguration>(ns, &a.name)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| b.status.and_then(|s| s.phase))
+                    .is_some_and(|ph| ph != BackupInvokerPhase::NotReady)
+        };
+        server::run(&p, &shutdown, StopWhen::Done(&ready))?;
+        let bc: BackupConfiguration = store.must_get(ns, &a.name)?;
+        let status = bc.status.clone().unwrap_or_default();
+        if status.phase != Some(BackupInvokerPhase::Ready) {
+            bail!(
+                "BackupConfiguration {ns}/{} is not Ready ({}): {}",
+                a.name,
+                status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "no phase".into()),
+                kstash_controller::backup_session::not_ready_reason(&status)
+            );
+        }
+        // Adopt the instant first backup if this run started it.
+        for s in list_sessions(&store, ns, &a.name) {
+            if !before.contains(&s) {
+                let sess = store.must_get::<BackupSession>(ns, &s)?;
+                if sessions.contains(&sess.spec.session) {
+                    created.push(s);
+                }
+            }
+        }
+        Some(lock)
+    } else {
+        None
+    };
+    for s in &sessions {
+        let adopted = created.iter().any(|c| {
+            store
+                .get_as::<BackupSession>(ns, c)
+                .ok()
+                .flatten()
+                .is_some_and(|b| &b.spec.session == s)
+        });
+        if adopted {
+            continue;
+        }
+        let bs = backup_configuration::trigger(&p, &bc, s, 0)?;
+        created.push(bs.metadata.name.unwrap_or_default());
+    }
+    for c in &created {
+        outln!("backupsession.core.kubestash.com/{c} created");
+    }
+    if foreground_lock.is_some() {
+        let shutdown = AtomicBool::new(false);
+        let watcher = PhaseWatcher::new(ns, &created);
+        let done = |p: &EmbeddedPlatform| {
+            watcher.report(&p.store);
+            all_done(&p.store, ns, &created)
+        };
+        server::run(&p, &shutdown, StopWhen::Done(&done))?;
+    } else if a.wait {
+        let watcher = PhaseWatcher::new(ns, &created);
+        while !all_done(&store, ns, &created) {
+            watcher.report(&store);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        watcher.report(&store);
+    } else {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut ok = true;
+    for c in &created {
+        let s = store.must_get::<BackupSession>(ns, c)?;
+        let st = s.status.unwrap_or_default();
+        let ph = st.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+        let why = phase::backup_session_failure(&st).unwrap_or_default();
+        if st.phase != Some(BackupSessionPhase::Succeeded) {
+            ok = false;
+            outln!("{c}: {ph} ({}) {why}", st.duration);
+        } else {
+            outln!("{c}: {ph} in {}", st.duration);
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn list_sessions(store: &Store, ns: &str, bc: &str) -> Vec<String> {
+    store
+        .list_as::<BackupSession>(Some(ns), &[(kstash_controller::util::LABEL_INVOKER_NAME, bc)])
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect()
+}
+
+/// Progress of sessions: a spinner on a terminal, one line per phase change otherwise.
+struct PhaseWatcher {
+    ns: String,
+    names: Vec<String>,
+    bar: indicatif::ProgressBar,
+    last: std::cell::RefCell<Vec<Option<BackupSessionPhase>>>,
+}
+
+impl PhaseWatcher {
+    fn new(ns: &str, names: &[String]) -> Self {
+        let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        PhaseWatcher {
+            ns: ns.to_string(),
+            names: names.to_vec(),
+            bar,
+            last: std::cell::RefCell::new(vec![None; names.len()]),
+        }
+    }
+
+    fn report(&self, store: &Store) {
+        let mut last = self.last.borrow_mut();
+        let mut parts = Vec::new();
+        for (i, n) in self.names.iter().enumerate() {
+            let ph = session_phase(store, &self.ns, n);
+            parts.push(format!("{n}: {}", ph.map(|p| format!("{p:?}")).unwrap_or_else(|| "Pending".into())));
+            if ph != last[i] {
+                last[i] = ph;
+                if self.bar.is_hidden()
+                    && let Some(ph) = ph
+                {
+                    eprintln!("{n}: {ph:?}");
+                }
+            }
+        }
+        self.bar.set_message(parts.join("  "));
+        if all_done(store, &self.ns, &self.names) {
+            self.bar.finish_and_clear();
+        }
+    }
+}
+
+/// `kstash pause` / `kstash resume`.
+pub fn set_paused(home: Option<&Path>, a: BcArgs, paused: bool) -> Result<ExitCode> {
+    let store = crate::resources::open_store(home)?;
+    let ns = a.namespace.as_str();
+    for _ in 0..10 {
+        let mut bc: BackupConfiguration = store
+            .get_as(ns, &a.name)?
+            .with_context(|| format!("BackupConfiguration {ns}/{} not found", a.name))?;
+        bc.spec.paused = paused;
+        match store.update_as(&bc) {
+            Ok(_) => {
+                outln!(
+                    "backupconfiguration.core.kubestash.com/{} {}",
+                    a.name,
+                    if paused { "paused" } else { "resumed" }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("BackupConfiguration {ns}/{} kept changing; try again", a.name)
+}
+
+/// `kstash logs`.
+pub fn logs(home: Option<&Path>, a: LogsArgs) -> Result<ExitCode> {
+    let home = home_dir(home)?;
+    let jobs = home.join("jobs").join(&a.namespace);
+    let candidates = [jobs.join(&a.name).join("log"), jobs.join(format!("restore-{}", a.name)).join("log")];
+    for c in &candidates {
+        if let Ok(text) = std::fs::read_to_string(c) {
+            out!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    bail!(
+        "no executor log for session {}/{} under {} (logs are removed with the session when the history limit drops it)",
+        a.namespace,
+        a.name,
+        jobs.display()
+    )
+}
