@@ -105,10 +105,7 @@ fn discover_components(root: &StorageConfig, repo_object: &str, repo_path: &str)
     }
     let dir = refs::repo_dir(repo_object, repo_path)?;
     let prefix = format!("{dir}/{DATA_DIR}/{DATA_VERSION}/");
-    let storage_err = |source| ExecError::Storage {
-        object: repo_object.to_string(),
-        source,
-    };
+    let storage_err = |source| ExecError::storage(repo_object, source);
     let store = ObjectStore::open(root).map_err(storage_err)?;
     let mut out: Vec<String> = store
         .list(&prefix)
@@ -156,7 +153,10 @@ pub fn download_snapshot(
     }
     for name in &wanted {
         let Some(comp) = all.and_then(|c| c.get(name)) else {
-            return Err(ExecError::invalid(&snap_object, format!("has no component {name}")));
+            return Err(ExecError::invalid(
+                &snap_object,
+                format!("has no component {name}"),
+            ));
         };
         let ids: Vec<&str> = comp
             .restic_stats

@@ -204,12 +204,18 @@ fn single_volume_task<'t>(tasks: &'t [ResolvedTask], config_object: &str) -> Res
     let volume: Vec<&ResolvedTask> = tasks.iter().filter(|t| t.driver == DriverKind::Volume).collect();
     match volume.as_slice() {
         [one] => Ok(one),
-        [] => Err(ExecError::invalid(config_object, "the session's addon has no tasks")),
+        [] => Err(ExecError::invalid(
+            config_object,
+            "the session's addon has no tasks",
+        )),
         many => Err(ExecError::invalid(
             config_object,
             format!(
                 "tasks {} all back up volumes into component {VOLUME_COMPONENT}; keep one",
-                many.iter().map(|t| t.task.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|t| t.task.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
@@ -329,7 +335,9 @@ fn backup_component(
 
     let mut backups: Vec<PathBackup> = Vec::new();
     for path in &params.paths {
-        let lock_wait = ctx.opts.check_deadline(&format!("backing up {}", path.display()))?;
+        let lock_wait = ctx
+            .opts
+            .check_deadline(&format!("backing up {}", path.display()))?;
         let spec = PathBackupSpec {
             tags: &tags,
             session_tag: &session_tag,
@@ -417,4 +425,3 @@ fn restic_stats(b: &PathBackup) -> ResticStats {
         }),
     }
 }
-

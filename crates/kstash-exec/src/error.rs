@@ -18,7 +18,9 @@ pub enum ExecError {
         message: String,
     },
     /// A Secret that a key is read from does not exist.
-    #[error("Secret {secret} not found: {purpose} is read from its key {key}; create the Secret with that key")]
+    #[error(
+        "Secret {secret} not found: {purpose} is read from its key {key}; create the Secret with that key"
+    )]
     SecretNotFound {
         /// `namespace/name`.
         secret: String,
@@ -70,7 +72,7 @@ pub enum ExecError {
         object: String,
         /// The storage error.
         #[source]
-        source: StorageError,
+        source: Box<StorageError>,
     },
     /// The engine failed on a repository.
     #[error("repository {repo}: {source}")]
@@ -79,7 +81,7 @@ pub enum ExecError {
         repo: String,
         /// The engine error.
         #[source]
-        source: kstash_repo::Error,
+        source: Box<kstash_repo::Error>,
     },
     /// The encryption password opens no key of the repository.
     #[error("wrong password for repository {repo}; fix: {fix}")]
@@ -115,6 +117,14 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// A storage error about `object`.
+    pub fn storage(object: impl Into<String>, source: StorageError) -> ExecError {
+        ExecError::Storage {
+            object: object.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// An [`ExecError::Invalid`].
     pub fn invalid(object: impl Into<String>, message: impl Into<String>) -> ExecError {
         ExecError::Invalid {
@@ -135,13 +145,17 @@ impl ExecError {
                 ),
                 repo,
             },
-            source => ExecError::Repo { repo, source },
+            source => ExecError::Repo {
+                repo,
+                source: Box::new(source),
+            },
         }
     }
 }
 
 /// `object: message`, unless the message already starts with the object.
 fn prefixed(object: &str, source: &StorageError) -> String {
+    // (Boxed in the variant; `&Box<StorageError>` derefs here.)
     let message = source.to_string();
     if message.starts_with(object) {
         message

@@ -19,7 +19,10 @@ use crate::error::{ExecError, Result};
 pub const PASSWORD_KEY: &str = "RESTIC_PASSWORD";
 
 /// `Kind namespace/name` of a namespaced object's metadata, for messages.
-pub(crate) fn describe(kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+pub(crate) fn describe(
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> String {
     format!(
         "{kind} {}/{}",
         meta.namespace.as_deref().unwrap_or_default(),
@@ -103,7 +106,10 @@ pub(crate) fn repository_password(
         .filter(|n| !n.is_empty())
         .unwrap_or(default_ns);
     let password = password_from(client, reference, default_ns, &object)?;
-    Ok((password, format!("key {PASSWORD_KEY} of Secret {ns}/{}", reference.name)))
+    Ok((
+        password,
+        format!("key {PASSWORD_KEY} of Secret {ns}/{}", reference.name),
+    ))
 }
 
 /// The BackupStorage of a Repository (`spec.storageRef`, namespace defaulting to the
@@ -121,7 +127,11 @@ pub(crate) fn repository_storage(
             "spec.storageRef.name is empty; name the BackupStorage the repository lives in",
         ));
     }
-    let ns = r.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(repo_ns);
+    let ns = r
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(repo_ns);
     let storage: BackupStorage = client.must_get(ns, &r.name)?;
     let secret = storage_secret(client, &storage)?;
     storage_layout(&storage, secret.as_ref(), local)
@@ -146,10 +156,7 @@ pub(crate) fn storage_layout(
 ) -> Result<StorageLayout> {
     let object = describe("BackupStorage", &storage.metadata);
     let data = secret.map(secret_data);
-    let storage_err = |source| ExecError::Storage {
-        object: object.clone(),
-        source,
-    };
+    let storage_err = |source| ExecError::storage(&object, source);
     let config = StorageConfig::from_backend(&object, &storage.spec.storage, data.as_ref(), local)
         .map_err(storage_err)?;
     StorageLayout::new(config).map_err(storage_err)
@@ -189,7 +196,11 @@ pub(crate) fn component_config(
 
 /// Open the restic repository at `config` with `password` (`password_from` names where the
 /// password came from, for the wrong-password message).
-pub(crate) fn open_repository(config: &StorageConfig, password: &str, password_from: &str) -> Result<EngineRepo> {
+pub(crate) fn open_repository(
+    config: &StorageConfig,
+    password: &str,
+    password_from: &str,
+) -> Result<EngineRepo> {
     let location = config.display();
     let backend = open_backend(config)?;
     EngineRepo::open(backend, password).map_err(|e| ExecError::repo(location, e, password_from))
@@ -223,10 +234,8 @@ pub(crate) fn open_or_init_repository(
 }
 
 fn open_backend(config: &StorageConfig) -> Result<Arc<dyn kstash_repo::Backend>> {
-    kstash_storage::open_backend(config).map_err(|source| ExecError::Storage {
-        object: format!("repository {}", config.display()),
-        source,
-    })
+    kstash_storage::open_backend(config)
+        .map_err(|source| ExecError::storage(format!("repository {}", config.display()), source))
 }
 
 /// Bytes stored in a restic repository (every file: config, keys, snapshots, index, packs, locks).

@@ -11,8 +11,8 @@ use kstash_api::client::{Resources, ResourcesExt};
 use kstash_api::core::{ComponentRestoreStatus, RestorePhase, RestoreProgress, RestoreSession};
 use kstash_api::phase::format_size;
 use kstash_api::storage::{ComponentPhase, Repository, Snapshot};
-use kstash_storage::layout::component_path;
 use kstash_storage::layout::StorageLayout;
+use kstash_storage::layout::component_path;
 
 use crate::ExecOptions;
 use crate::backup::MAX_LOCK_WAIT;
@@ -115,7 +115,10 @@ pub fn run_restore(
         .as_ref()
         .filter(|a| !a.name.is_empty() && !a.tasks.is_empty())
         .ok_or_else(|| {
-            ExecError::invalid(&rs_object, "spec.addon has no name or no tasks; set addon.name and tasks")
+            ExecError::invalid(
+                &rs_object,
+                "spec.addon has no name or no tasks; set addon.name and tasks",
+            )
         })?;
     let tasks = resolve_tasks(client, &addon.name, &addon.tasks, TaskKind::Restore)?;
     let volume: Vec<&ResolvedTask> = tasks.iter().filter(|t| t.driver == DriverKind::Volume).collect();
@@ -243,7 +246,10 @@ fn component_status(result: &Result<ComponentRestore>, elapsed: Duration) -> Com
                 restore_done: format_size(done.bytes),
                 total: format_size(done.bytes),
                 speed: if elapsed.as_secs_f64() > 0.0 {
-                    format!("{}/s", format_size((done.bytes as f64 / elapsed.as_secs_f64()) as u64))
+                    format!(
+                        "{}/s",
+                        format_size((done.bytes as f64 / elapsed.as_secs_f64()) as u64)
+                    )
                 } else {
                     String::new()
                 },
@@ -273,7 +279,11 @@ fn resolve_source(
     let repo_object = refs::describe("Repository", &repo.metadata);
     let (password, password_from) = match &ds.encryption_secret {
         Some(r) if !r.name.is_empty() => {
-            let ns = r.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(namespace);
+            let ns = r
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(namespace);
             (
                 refs::password_from(client, r, namespace, &repo_object)?,
                 format!("key {} of Secret {ns}/{}", refs::PASSWORD_KEY, r.name),
@@ -308,7 +318,11 @@ fn restore_component(
             snap_object,
             format!(
                 "has no component {name} (it has: {})",
-                if have.is_empty() { "none".into() } else { have.join(", ") }
+                if have.is_empty() {
+                    "none".into()
+                } else {
+                    have.join(", ")
+                }
             ),
         ));
     };
@@ -317,7 +331,9 @@ fn restore_component(
             snap_object,
             format!(
                 "component {name} is {}, not Succeeded; restore from a snapshot whose backup succeeded",
-                comp.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "not started".into())
+                comp.phase
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_else(|| "not started".into())
             ),
         ));
     }

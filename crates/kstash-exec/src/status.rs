@@ -29,7 +29,13 @@ pub(crate) fn update_status<T: Kind>(
             Ok(stored) => return Ok(stored),
             Err(e) if e.is_conflict() && attempt + 1 < CONFLICT_RETRIES => {
                 attempt += 1;
-                tracing::debug!(kind = T::RT.kind, namespace, name, attempt, "status conflict; retrying");
+                tracing::debug!(
+                    kind = T::RT.kind,
+                    namespace,
+                    name,
+                    attempt,
+                    "status conflict; retrying"
+                );
                 std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
             }
             Err(e) => return Err(e.into()),

@@ -10,7 +10,7 @@ use kstash_repo::forget::{ForgetOptions, forget_snapshots};
 use kstash_repo::lock::{LockOptions, remove_stale_locks};
 use kstash_repo::prune::{PruneOptions, prune};
 use kstash_storage::layout::StorageLayout;
-use kstash_storage::{Location, LocalMode, ObjectStore};
+use kstash_storage::{LocalMode, Location, ObjectStore};
 
 use crate::refs;
 
@@ -37,7 +37,12 @@ impl StorageOpsImpl {
         self
     }
 
-    fn layout(&self, storage: &BackupStorage, secret: Option<&Secret>, op: &str) -> Result<StorageLayout, PlatformError> {
+    fn layout(
+        &self,
+        storage: &BackupStorage,
+        secret: Option<&Secret>,
+        op: &str,
+    ) -> Result<StorageLayout, PlatformError> {
         refs::storage_layout(storage, secret, self.local_mode).map_err(|e| fail(storage, op, e))
     }
 }
@@ -52,6 +57,15 @@ fn fail(storage: &BackupStorage, op: &str, cause: impl std::fmt::Display) -> Pla
         .map(str::to_string)
         .unwrap_or(cause);
     PlatformError::new(format!("{object}: {op}: {cause}"))
+}
+
+/// Whether an engine error is about a repository lock (KubeStash retries `forget` once after
+/// `restic unlock` when its error mentions a lock).
+fn is_lock_error(e: &kstash_repo::Error) -> bool {
+    matches!(
+        e,
+        kstash_repo::Error::Locked { .. } | kstash_repo::Error::LockLost(_)
+    ) || e.to_string().contains("lock")
 }
 
 impl StorageOps for StorageOpsImpl {
@@ -78,7 +92,9 @@ impl StorageOps for StorageOpsImpl {
         }
         let mut out = Vec::new();
         for stored in listed.repositories {
-            let snapshots = layout.list_snapshots(&stored.path).map_err(|e| fail(storage, OP, e))?;
+            let snapshots = layout
+                .list_snapshots(&stored.path)
+                .map_err(|e| fail(storage, OP, e))?;
             for u in &snapshots.unreadable {
                 tracing::warn!(storage = %layout.display(), object = %u.path, error = %u.error, "unreadable snapshot skipped");
             }
@@ -126,7 +142,10 @@ impl StorageOps for StorageOpsImpl {
         secret: Option<&Secret>,
         repo: &Repository,
     ) -> Result<(), PlatformError> {
-        let op = format!("storing repository.yaml of {}", refs::describe("Repository", &repo.metadata));
+        let op = format!(
+            "storing repository.yaml of {}",
+            refs::describe("Repository", &repo.metadata)
+        );
         let layout = self.layout(storage, secret, &op)?;
         if !layout.supports_mirror() {
             tracing::debug!(storage = %layout.display(), "storage keeps no resource copies; repository.yaml not written");
@@ -204,10 +223,9 @@ impl StorageOps for StorageOpsImpl {
             let password_from = format!("the encryption password of {repo_object}");
             let engine = match refs::open_repository(&config, password, &password_from) {
                 Ok(r) => r,
-                Err(crate::ExecError::Repo {
-                    source: kstash_repo::Error::NotFound(_),
-                    ..
-                }) => {
+                Err(crate::ExecError::Repo { source, .. })
+                    if matches!(*source, kstash_repo::Error::NotFound(_)) =>
+                {
                     tracing::info!(component = %name, "component repository does not exist; nothing to forget");
                     continue;
                 }
@@ -227,7 +245,7 @@ impl StorageOps for StorageOpsImpl {
             };
             let removed = match forget_and_prune() {
                 Ok(n) => n,
-                Err(e @ (kstash_repo::Error::Locked { .. } | kstash_repo::Error::LockLost(_))) => {
+                Err(e) if is_lock_error(&e) => {
                     tracing::warn!(error = %e, "repository locked; removing stale locks and retrying once");
                     remove_stale_locks(&engine).map_err(|e| fail(storage, &op, e))?;
                     forget_and_prune().map_err(|e| fail(storage, &op, e))?

@@ -38,11 +38,15 @@ pub enum DriverKind {
 }
 
 /// Functions with a backup driver.
-const BACKUP_FUNCTIONS: &[(&str, DriverKind)] =
-    &[("workload-backup", DriverKind::Volume), ("pvc-backup", DriverKind::Volume)];
+const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
+    ("workload-backup", DriverKind::Volume),
+    ("pvc-backup", DriverKind::Volume),
+];
 /// Functions with a restore driver.
-const RESTORE_FUNCTIONS: &[(&str, DriverKind)] =
-    &[("workload-restore", DriverKind::Volume), ("pvc-restore", DriverKind::Volume)];
+const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
+    ("workload-restore", DriverKind::Volume),
+    ("pvc-restore", DriverKind::Volume),
+];
 
 /// A task of an Addon, resolved: its driver and parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,10 +73,7 @@ impl ResolvedTask {
 
     /// A parameter, `None` when absent or empty.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .get(name)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     /// Fail when a parameter the Addon task requires is unset or empty.
@@ -123,7 +124,12 @@ pub fn resolve_tasks(
         .collect()
 }
 
-fn resolve_task(addon: &str, defined: &[Task], reference: &TaskReference, kind: TaskKind) -> Result<ResolvedTask> {
+fn resolve_task(
+    addon: &str,
+    defined: &[Task],
+    reference: &TaskReference,
+    kind: TaskKind,
+) -> Result<ResolvedTask> {
     let Some(task) = defined.iter().find(|t| t.name == reference.name) else {
         let available: Vec<&str> = defined.iter().map(|t| t.name.as_str()).collect();
         return Err(ExecError::TaskNotFound {

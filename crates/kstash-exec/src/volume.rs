@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kstash_repo::archiver::{TreeBackupOptions, backup_tree};
 use kstash_repo::lock::LockOptions;
-use kstash_repo::{Id, RestoreOptions, Repository as EngineRepo};
+use kstash_repo::{Id, Repository as EngineRepo, RestoreOptions};
 
 use crate::error::{ExecError, Result};
 use crate::task::ResolvedTask;
@@ -37,7 +37,10 @@ impl VolumeBackupParams {
         let mut paths = Vec::new();
         for p in raw {
             let abs = absolute(Path::new(&p)).map_err(|e| {
-                ExecError::invalid(task.describe(), format!("backup path {p:?} cannot be resolved: {e}"))
+                ExecError::invalid(
+                    task.describe(),
+                    format!("backup path {p:?} cannot be resolved: {e}"),
+                )
             })?;
             if !paths.contains(&abs) {
                 paths.push(abs);
@@ -130,7 +133,9 @@ pub(crate) fn find_session_snapshot(
         tracing::warn!(count = unreadable.len(), "unreadable snapshot files ignored");
     }
     Ok(snapshots.into_iter().rev().find(|e| {
-        e.snapshot.tags.iter().any(|t| t == session_tag) && e.snapshot.paths.len() == 1 && e.snapshot.paths[0] == path
+        e.snapshot.tags.iter().any(|t| t == session_tag)
+            && e.snapshot.paths.len() == 1
+            && e.snapshot.paths[0] == path
     }))
 }
 
@@ -223,7 +228,7 @@ pub(crate) fn restore_snapshot(
     };
     let summary = kstash_repo::restore(repo, id, target, &options).map_err(|e| ExecError::Repo {
         repo: repo.location(),
-        source: e,
+        source: Box::new(e),
     })?;
     for w in &summary.warnings {
         tracing::warn!(snapshot = id, warning = %w, "restore warning");
@@ -252,7 +257,10 @@ mod tests {
 
     #[test]
     fn absolute_paths_are_normalised_lexically() {
-        assert_eq!(absolute(Path::new("/a/./b/../c/")).unwrap(), PathBuf::from("/a/c"));
+        assert_eq!(
+            absolute(Path::new("/a/./b/../c/")).unwrap(),
+            PathBuf::from("/a/c")
+        );
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(absolute(Path::new("x")).unwrap(), cwd.join("x"));
     }

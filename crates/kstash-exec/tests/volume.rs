@@ -285,7 +285,9 @@ impl World {
     fn restic_snapshot_ids(&self) -> Vec<String> {
         let out = self.restic().run(&["snapshots", "--json"]).unwrap();
         let list: Vec<Value> = serde_json::from_str(&out).unwrap();
-        list.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+        list.iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
     }
 }
 
@@ -330,11 +332,7 @@ fn tree_listing(root: &Path) -> BTreeMap<String, String> {
                 format!("dir {mode:o}")
             } else {
                 let content = std::fs::read(&path).unwrap();
-                format!(
-                    "file {mode:o} {} bytes, sha {:x}",
-                    content.len(),
-                    fnv(&content)
-                )
+                format!("file {mode:o} {} bytes, sha {:x}", content.len(), fnv(&content))
             };
             out.insert(rel, desc);
         }
@@ -346,8 +344,9 @@ fn tree_listing(root: &Path) -> BTreeMap<String, String> {
 
 /// A content fingerprint (FNV-1a, 64 bits) for comparing trees.
 fn fnv(data: &[u8]) -> u64 {
-    data.iter()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+    data.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// The tree at `restored` equals the one at `original`, except for `left_out` (relative paths
@@ -403,21 +402,31 @@ fn backup_records_the_component_and_restic_restores_the_same_tree() {
     assert_eq!(dump.driver, Some(kstash_api::common::Driver::Restic));
     assert_eq!(dump.integrity, Some(true));
     assert!(dump.error.is_empty());
-    assert!(!dump.duration.is_empty() && dump.duration.ends_with('s'), "{}", dump.duration);
+    assert!(
+        !dump.duration.is_empty() && dump.duration.ends_with('s'),
+        "{}",
+        dump.duration
+    );
     assert!(dump.size.ends_with("MiB"), "3 MiB of noise stored: {}", dump.size);
     assert_eq!(dump.restic_stats.len(), 1);
     let summary = dump.restic_stats[0].summary.as_ref().unwrap();
     assert_eq!(summary.host_path, world.data().display().to_string());
     assert_eq!(summary.id.len(), 64);
     assert!(summary.start_time.is_some() && summary.end_time.is_some());
-    assert!(summary.size.ends_with("MiB") && summary.uploaded.ends_with("MiB"), "{summary:?}");
+    assert!(
+        summary.size.ends_with("MiB") && summary.uploaded.ends_with("MiB"),
+        "{summary:?}"
+    );
 
     // The real restic reads what we wrote: the snapshot carries the session's tags, restores
     // byte for byte (without the excluded file) and the repository checks clean.
     let listed: Vec<Value> =
         serde_json::from_str(&world.restic().run(&["snapshots", "--json"]).unwrap()).unwrap();
     assert_eq!(listed.len(), 1);
-    let bs_uid = world.store.get(&meta::BACKUP_SESSION, NS, "sample-backup-1").unwrap()["metadata"]["uid"]
+    let bs_uid = world
+        .store
+        .get(&meta::BACKUP_SESSION, NS, "sample-backup-1")
+        .unwrap()["metadata"]["uid"]
         .as_str()
         .unwrap()
         .to_string();
@@ -427,8 +436,14 @@ fn backup_records_the_component_and_restic_restores_the_same_tree() {
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
-    assert!(tags.contains(&format!("session-uid={bs_uid}").as_str()), "{tags:?}");
-    assert!(tags.contains(&format!("kubestash.com/session-name={SESSION}").as_str()), "{tags:?}");
+    assert!(
+        tags.contains(&format!("session-uid={bs_uid}").as_str()),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&format!("kubestash.com/session-name={SESSION}").as_str()),
+        "{tags:?}"
+    );
     assert_eq!(listed[0]["hostname"], "kstash-test-host");
 
     let target = world.scratch("restic-restore");
@@ -436,7 +451,11 @@ fn backup_records_the_component_and_restic_restores_the_same_tree() {
         .restic()
         .run(&["restore", &summary.id, "--target", &target.display().to_string()])
         .unwrap();
-    assert_same_tree(&world.data(), &under(&target, &world.data()), &["app/scratch.tmp"]);
+    assert_same_tree(
+        &world.data(),
+        &under(&target, &world.data()),
+        &["app/scratch.tmp"],
+    );
     world.restic().run(&["check", "--read-data"]).unwrap();
 }
 
@@ -452,7 +471,7 @@ fn a_retried_backup_session_reuses_its_snapshot() {
     let second_ref = &second.snapshots[0].restic_snapshots[0];
     assert!(!first_ref.reused && second_ref.reused);
     assert_eq!(first_ref.id, second_ref.id);
-    assert_eq!(world.restic_snapshot_ids(), [first_ref.id.clone()]);
+    assert_eq!(world.restic_snapshot_ids(), std::slice::from_ref(&first_ref.id));
     let dump = &world.snapshot(&snapshot).status.unwrap().components["dump"];
     assert_eq!(dump.phase, Some(ComponentPhase::Succeeded));
     assert_eq!(dump.restic_stats[0].summary.as_ref().unwrap().id, first_ref.id);
@@ -473,13 +492,14 @@ fn restore_session_restores_into_another_directory_and_include_selects_a_subset(
     run_backup(world.client(), NS, "sample-backup-1", &world.opts()).unwrap();
 
     let target = world.scratch("restored");
-    world.create_restore_session(
-        "restore-all",
-        json!({"target": target.display().to_string()}),
-    );
+    world.create_restore_session("restore-all", json!({"target": target.display().to_string()}));
     let report = run_restore(world.client(), NS, "restore-all", &snapshot, &world.opts()).unwrap();
     assert_eq!(report.components.len(), 1);
-    assert_same_tree(&world.data(), &under(&target, &world.data()), &["app/scratch.tmp"]);
+    assert_same_tree(
+        &world.data(),
+        &under(&target, &world.data()),
+        &["app/scratch.tmp"],
+    );
 
     let rs: RestoreSession = world.store.must_get(NS, "restore-all").unwrap();
     let status = rs.status.unwrap();
@@ -507,7 +527,12 @@ fn restore_session_restores_into_another_directory_and_include_selects_a_subset(
     let names: Vec<&str> = restored.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["app", "app/config", "app/config/nested", "app/config/nested/deep.txt"]
+        [
+            "app",
+            "app/config",
+            "app/config/nested",
+            "app/config/nested/deep.txt"
+        ]
     );
 }
 
@@ -537,11 +562,18 @@ fn download_puts_each_component_under_destination_snapshot_component() {
     let destination = world.scratch("downloads");
     access::download_snapshot(world.client(), NS, &snapshot, &[], &destination, &world.opts()).unwrap();
     let component_dir = destination.join(&snapshot).join("dump");
-    assert_same_tree(&world.data(), &under(&component_dir, &world.data()), &["app/scratch.tmp"]);
+    assert_same_tree(
+        &world.data(),
+        &under(&component_dir, &world.data()),
+        &["app/scratch.tmp"],
+    );
 
     // The CLI's view of the repository: one component, found in the storage.
     let repo: Repository = world.store.must_get(NS, REPO).unwrap();
-    assert_eq!(access::repository_password(world.client(), &repo).unwrap(), PASSWORD);
+    assert_eq!(
+        access::repository_password(world.client(), &repo).unwrap(),
+        PASSWORD
+    );
     let components = access::component_repositories(world.client(), &repo, &world.opts()).unwrap();
     assert_eq!(components.len(), 1);
     assert_eq!(components[0].path, format!("repository/v1/{SESSION}/dump"));
@@ -569,7 +601,10 @@ fn a_missing_path_fails_the_component_and_writes_no_snapshot() {
     assert!(dump.restic_stats.is_empty());
     assert!(
         !world.component_repo().join("snapshots").exists()
-            || std::fs::read_dir(world.component_repo().join("snapshots")).unwrap().count() == 0,
+            || std::fs::read_dir(world.component_repo().join("snapshots"))
+                .unwrap()
+                .count()
+                == 0,
         "no restic snapshot"
     );
 }
@@ -577,7 +612,10 @@ fn a_missing_path_fails_the_component_and_writes_no_snapshot() {
 #[test]
 fn a_missing_encryption_secret_names_the_secret_and_key() {
     let world = world_with_sample_data();
-    world.client().delete(&meta::SECRET, NS, ENCRYPTION_SECRET).unwrap();
+    world
+        .client()
+        .delete(&meta::SECRET, NS, ENCRYPTION_SECRET)
+        .unwrap();
     let snapshot = world.trigger_backup_session("sample-backup-1");
 
     let e = run_backup(world.client(), NS, "sample-backup-1", &world.opts())
@@ -623,7 +661,13 @@ fn an_unsupported_function_names_addon_task_and_function() {
     let snapshot = world.trigger_backup_session("sample-backup-1");
 
     let e = run_backup(world.client(), NS, "sample-backup-1", &world.opts()).unwrap_err();
-    let ExecError::UnsupportedFunction { addon, task, function, .. } = &e else {
+    let ExecError::UnsupportedFunction {
+        addon,
+        task,
+        function,
+        ..
+    } = &e
+    else {
         panic!("expected UnsupportedFunction, got {e}");
     };
     assert_eq!(
@@ -632,7 +676,10 @@ fn an_unsupported_function_names_addon_task_and_function() {
     );
     assert!(e.to_string().contains("function manifest-backup"), "{e}");
     let status = world.snapshot(&snapshot).status.unwrap();
-    assert!(status.components.is_empty(), "no driver ran, no component written");
+    assert!(
+        status.components.is_empty(),
+        "no driver ran, no component written"
+    );
 }
 
 #[test]
@@ -683,12 +730,14 @@ fn storage_ops_initialize_mirror_and_wipe() {
     assert!(ops.repository_size(&storage, None, &repo).unwrap() > 3 << 20);
     assert!(ops.storage_size(&storage, None).unwrap() > ops.repository_size(&storage, None, &repo).unwrap());
 
-    ops.wipe_snapshot(&storage, None, &repo, &snapshot, PASSWORD).unwrap();
+    ops.wipe_snapshot(&storage, None, &repo, &snapshot, PASSWORD)
+        .unwrap();
     assert!(world.restic_snapshot_ids().is_empty(), "restic lists no snapshot");
     assert!(!yaml.exists(), "the snapshot's YAML is gone");
     world.restic().run(&["check"]).unwrap();
     // Wiping again is harmless.
-    ops.wipe_snapshot(&storage, None, &repo, &snapshot, PASSWORD).unwrap();
+    ops.wipe_snapshot(&storage, None, &repo, &snapshot, PASSWORD)
+        .unwrap();
 
     ops.wipe_repository(&storage, None, &repo).unwrap();
     assert!(!world.storage_root().join(REPO_DIR).exists());
@@ -706,7 +755,9 @@ fn storage_ops_errors_name_the_storage_and_operation() {
     storage.spec.storage.local.as_mut().unwrap().volume.host_path = None;
     let e = ops.initialize(&storage, None).unwrap_err().to_string();
     assert!(
-        e.starts_with(&format!("BackupStorage {NS}/{STORAGE}: initialising the storage:")) && e.contains("mountPath"),
+        e.starts_with(&format!(
+            "BackupStorage {NS}/{STORAGE}: initialising the storage:"
+        )) && e.contains("mountPath"),
         "{e}"
     );
 }
