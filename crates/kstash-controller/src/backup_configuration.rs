@@ -5,10 +5,13 @@
 
 use kstash_api::addons::Addon;
 use kstash_api::client::ResourcesExt;
-use kstash_api::common::{ObjectReference, ResourceFoundStatus, TypedLocalObjectReference, TypedObjectReference};
+use kstash_api::common::{
+    ObjectReference, ResourceFoundStatus, TypedLocalObjectReference, TypedObjectReference,
+};
 use kstash_api::core::{
-    BackendStatus, BackupConfigDeletionPolicy, BackupConfiguration, BackupConfigurationStatus, BackupInvokerPhase,
-    BackupSession, BackupSessionSpec, RepoStatus, RetentionPolicyStatus, Session, SessionStatus, StorageStatus,
+    BackendStatus, BackupConfigDeletionPolicy, BackupConfiguration, BackupConfigurationStatus,
+    BackupInvokerPhase, BackupSession, BackupSessionSpec, RepoStatus, RetentionPolicyStatus, Session,
+    SessionStatus, StorageStatus,
 };
 use kstash_api::meta;
 use kstash_api::phase::{self, conditions as c};
@@ -26,7 +29,9 @@ pub fn validate(bc: &BackupConfiguration, addons: &[Addon]) -> Vec<String> {
     let mut errs = Vec::new();
     for (i, s) in bc.spec.sessions.iter().enumerate() {
         match &s.scheduler {
-            None => errs.push(format!("spec.sessions[{i}].scheduler: missing; fix: set scheduler.schedule, e.g. '*/5 * * * *'")),
+            None => errs.push(format!(
+                "spec.sessions[{i}].scheduler: missing; fix: set scheduler.schedule, e.g. '*/5 * * * *'"
+            )),
             Some(sch) => {
                 if let Err(e) = Schedule::parse(&sch.schedule) {
                     errs.push(format!("spec.sessions[{i}].scheduler.schedule: {e}"));
@@ -34,7 +39,9 @@ pub fn validate(bc: &BackupConfiguration, addons: &[Addon]) -> Vec<String> {
             }
         }
         let Some(addon) = &s.addon else {
-            errs.push(format!("spec.sessions[{i}].addon: missing; fix: name an Addon such as workload-addon"));
+            errs.push(format!(
+                "spec.sessions[{i}].addon: missing; fix: name an Addon such as workload-addon"
+            ));
             continue;
         };
         match addons.iter().find(|a| util::name(&a.metadata) == addon.name) {
@@ -77,7 +84,10 @@ pub fn backend_storage(bc: &BackupConfiguration, backend: &str) -> Option<Object
 }
 
 /// The desired Repository of one session repository (pure).
-pub fn desired_repository(bc: &BackupConfiguration, info: &kstash_api::core::RepositoryInfo) -> Option<Repository> {
+pub fn desired_repository(
+    bc: &BackupConfiguration,
+    info: &kstash_api::core::RepositoryInfo,
+) -> Option<Repository> {
     let ns = util::namespace(&bc.metadata).to_string();
     let storage_ref = backend_storage(bc, &info.backend)?;
     let mut enc = info.encryption_secret.clone();
@@ -145,13 +155,27 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
         })
         .collect();
     if !errs.is_empty() {
-        set_cond(&mut status.conditions, now, c::VALIDATION_PASSED, false, "ResourceValidationFailed", errs.join("; "));
+        set_cond(
+            &mut status.conditions,
+            now,
+            c::VALIDATION_PASSED,
+            false,
+            "ResourceValidationFailed",
+            errs.join("; "),
+        );
         status.phase = Some(BackupInvokerPhase::Invalid);
         p.remove_schedules(ns, name, &[])?;
         write_status(p, bc, status)?;
         return Ok(Requeue::After(Duration::from_secs(30)));
     }
-    set_cond(&mut status.conditions, now, c::VALIDATION_PASSED, true, "ResourceValidationPassed", "");
+    set_cond(
+        &mut status.conditions,
+        now,
+        c::VALIDATION_PASSED,
+        true,
+        "ResourceValidationPassed",
+        "",
+    );
 
     // Target.
     status.target_found = match &bc.spec.target {
@@ -195,10 +219,24 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
         match p.ensure_schedule(&spec) {
             Ok(next) => {
                 st.next_schedule = next.map(|t| t.to_string()).unwrap_or_default();
-                set_cond(&mut st.conditions, now, c::SCHEDULER_ENSURED, true, "SchedulerEnsured", "");
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::SCHEDULER_ENSURED,
+                    true,
+                    "SchedulerEnsured",
+                    "",
+                );
             }
             Err(e) => {
-                set_cond(&mut st.conditions, now, c::SCHEDULER_ENSURED, false, "SchedulerNotEnsured", e.to_string());
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::SCHEDULER_ENSURED,
+                    false,
+                    "SchedulerNotEnsured",
+                    e.to_string(),
+                );
                 requeue = Requeue::After(Duration::from_secs(10));
             }
         }
@@ -213,9 +251,18 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
         requeue = requeue.min(Requeue::After(Duration::from_secs(3)));
     }
 
-    // Instant first backup per session once Ready (not while paused).
+    // Instant first backup per session once Ready (not while paused), as soon as the session's
+    // Repositories are initialised: a session started earlier would fail ensuring its Snapshots.
     if phase == BackupInvokerPhase::Ready && !bc.spec.paused {
-        let sessions_to_trigger: Vec<Session> = bc
+        let repos_ready = |s: &Session| {
+            s.repositories.iter().all(|r| {
+                status
+                    .repositories
+                    .iter()
+                    .any(|x| x.name == r.name && x.phase == Some(kstash_api::storage::RepositoryPhase::Ready))
+            })
+        };
+        let untriggered: Vec<Session> = bc
             .spec
             .sessions
             .iter()
@@ -228,10 +275,21 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
             })
             .cloned()
             .collect();
+        let (sessions_to_trigger, waiting): (Vec<Session>, Vec<Session>) =
+            untriggered.into_iter().partition(repos_ready);
+        if !waiting.is_empty() {
+            // A Repository status change wakes this configuration too; this is the fallback.
+            requeue = requeue.min(Requeue::After(Duration::from_secs(2)));
+        }
         // Write the status first so the session sees the configuration Ready.
         let bc2 = write_status(p, bc.clone(), status.clone())?;
         for s in sessions_to_trigger {
-            let res = trigger(p, &bc2, &s.name, s.retry_config.as_ref().and_then(|r| r.max_retry).unwrap_or(0));
+            let res = trigger(
+                p,
+                &bc2,
+                &s.name,
+                s.retry_config.as_ref().and_then(|r| r.max_retry).unwrap_or(0),
+            );
             if let Some(st) = status.sessions.iter_mut().find(|x| x.name == s.name) {
                 match res {
                     Ok(bs) => set_cond(
@@ -242,7 +300,14 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
                         "SuccessfullyTriggeredInitialBackup",
                         format!("BackupSession {}", util::name(&bs.metadata)),
                     ),
-                    Err(e) => set_cond(&mut st.conditions, now, c::INITIAL_BACKUP_TRIGGERED, false, "FailedToTriggerInitialBackup", e.to_string()),
+                    Err(e) => set_cond(
+                        &mut st.conditions,
+                        now,
+                        c::INITIAL_BACKUP_TRIGGERED,
+                        false,
+                        "FailedToTriggerInitialBackup",
+                        e.to_string(),
+                    ),
                 }
             }
         }
@@ -254,7 +319,11 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
     Ok(requeue)
 }
 
-fn write_status(p: &dyn Platform, mut bc: BackupConfiguration, status: BackupConfigurationStatus) -> Result<BackupConfiguration> {
+fn write_status(
+    p: &dyn Platform,
+    mut bc: BackupConfiguration,
+    status: BackupConfigurationStatus,
+) -> Result<BackupConfiguration> {
     if bc.status.as_ref() == Some(&status) {
         return Ok(bc);
     }
@@ -262,7 +331,11 @@ fn write_status(p: &dyn Platform, mut bc: BackupConfiguration, status: BackupCon
     Ok(p.update_status_as(&bc)?)
 }
 
-fn backend_status(p: &dyn Platform, ns: &str, b: &kstash_api::core::BackendReference) -> Result<BackendStatus> {
+fn backend_status(
+    p: &dyn Platform,
+    ns: &str,
+    b: &kstash_api::core::BackendReference,
+) -> Result<BackendStatus> {
     let mut st = BackendStatus {
         name: b.name.clone(),
         ..Default::default()
@@ -281,7 +354,11 @@ fn backend_status(p: &dyn Platform, ns: &str, b: &kstash_api::core::BackendRefer
                     let why = bs
                         .status
                         .as_ref()
-                        .and_then(|s| s.conditions.iter().find(|c| c.status != kstash_api::common::ConditionStatus::True))
+                        .and_then(|s| {
+                            s.conditions
+                                .iter()
+                                .find(|c| c.status != kstash_api::common::ConditionStatus::True)
+                        })
                         .and_then(|c| c.message.clone())
                         .unwrap_or_else(|| "not initialized yet".into());
                     format!("BackupStorage {sns}/{} is not Ready: {why}", r.name)
@@ -322,14 +399,21 @@ fn backend_status(p: &dyn Platform, ns: &str, b: &kstash_api::core::BackendRefer
     Ok(st)
 }
 
-fn ensure_repository(p: &dyn Platform, bc: &BackupConfiguration, info: &kstash_api::core::RepositoryInfo) -> Result<RepoStatus> {
+fn ensure_repository(
+    p: &dyn Platform,
+    bc: &BackupConfiguration,
+    info: &kstash_api::core::RepositoryInfo,
+) -> Result<RepoStatus> {
     let ns = util::namespace(&bc.metadata);
     let mut st = RepoStatus {
         name: info.name.clone(),
         ..Default::default()
     };
     let Some(desired) = desired_repository(bc, info) else {
-        st.reason = format!("backend \"{}\" of repository {} has no storageRef", info.backend, info.name);
+        st.reason = format!(
+            "backend \"{}\" of repository {} has no storageRef",
+            info.backend, info.name
+        );
         return Ok(st);
     };
     match p.get_as::<Repository>(ns, &info.name)? {
@@ -339,7 +423,9 @@ fn ensure_repository(p: &dyn Platform, bc: &BackupConfiguration, info: &kstash_a
             st.reason = "created".into();
         }
         Some(mut existing) => {
-            if existing.spec.storage_ref != desired.spec.storage_ref || existing.spec.path != desired.spec.path {
+            if existing.spec.storage_ref != desired.spec.storage_ref
+                || existing.spec.path != desired.spec.path
+            {
                 st.reason = format!(
                     "Repository {ns}/{} already exists with another storage or path; fix: rename the repository in spec.sessions[].repositories",
                     info.name
@@ -370,7 +456,10 @@ fn ensure_repository(p: &dyn Platform, bc: &BackupConfiguration, info: &kstash_a
 }
 
 fn delete_backup_configuration(p: &dyn Platform, mut bc: BackupConfiguration) -> Result<Requeue> {
-    let (ns, name) = (util::namespace(&bc.metadata).to_string(), util::name(&bc.metadata).to_string());
+    let (ns, name) = (
+        util::namespace(&bc.metadata).to_string(),
+        util::name(&bc.metadata).to_string(),
+    );
     p.remove_schedules(&ns, &name, &[])?;
     if !util::has_finalizer(&bc.metadata) {
         return Ok(Requeue::Idle);
@@ -401,18 +490,36 @@ fn delete_backup_configuration(p: &dyn Platform, mut bc: BackupConfiguration) ->
 
 /// Create a BackupSession `<bc>-<session>-<unix seconds>` for one session of `bc` (the next free
 /// second when that name is taken), owned by the configuration.
-pub fn trigger(p: &dyn Platform, bc: &BackupConfiguration, session: &str, retry_left: i32) -> Result<BackupSession> {
+pub fn trigger(
+    p: &dyn Platform,
+    bc: &BackupConfiguration,
+    session: &str,
+    retry_left: i32,
+) -> Result<BackupSession> {
     let ns = util::namespace(&bc.metadata);
     let bc_name = util::name(&bc.metadata);
-    let s = bc.spec.sessions.iter().find(|s| s.name == session).ok_or_else(|| {
-        ReconcileError::Other(format!(
-            "BackupConfiguration {ns}/{bc_name} has no session \"{session}\"; sessions: {}",
-            bc.spec.sessions.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-        ))
-    })?;
+    let s = bc
+        .spec
+        .sessions
+        .iter()
+        .find(|s| s.name == session)
+        .ok_or_else(|| {
+            ReconcileError::Other(format!(
+                "BackupConfiguration {ns}/{bc_name} has no session \"{session}\"; sessions: {}",
+                bc.spec
+                    .sessions
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
     let mut secs = p.now().as_second();
     for _ in 0..120 {
-        let name = kstash_api::names::name_with_prefix_and_suffix(&format!("{bc_name}-{session}"), &secs.to_string());
+        let name = kstash_api::names::name_with_prefix_and_suffix(
+            &format!("{bc_name}-{session}"),
+            &secs.to_string(),
+        );
         let mut bs = BackupSession::new(
             &name,
             BackupSessionSpec {
@@ -448,5 +555,7 @@ pub fn trigger(p: &dyn Platform, bc: &BackupConfiguration, session: &str, retry_
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ReconcileError::Other(format!("could not find a free BackupSession name for {ns}/{bc_name}")))
+    Err(ReconcileError::Other(format!(
+        "could not find a free BackupSession name for {ns}/{bc_name}"
+    )))
 }

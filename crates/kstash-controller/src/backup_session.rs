@@ -7,16 +7,19 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kstash_api::client::ResourcesExt;
-use kstash_api::common::{HookExecutionPhase, HookExecutionStatus, HookInfo, ObjectReference, TypedObjectReference};
+use kstash_api::common::{
+    HookExecutionPhase, HookExecutionStatus, HookInfo, ObjectReference, TypedObjectReference,
+};
 use kstash_api::core::{
-    BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase, BackupSessionStatus, HookTemplate,
-    RetentionPolicyApplyPhase, RetentionPolicyApplyStatus, SessionSnapshotStatus,
+    BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase, BackupSessionStatus,
+    HookTemplate, RetentionPolicyApplyPhase, RetentionPolicyApplyStatus, SessionSnapshotStatus,
 };
 use kstash_api::duration::parse_go_duration;
 use kstash_api::meta;
 use kstash_api::phase::{self, conditions as c};
 use kstash_api::storage::{
-    BackupType, DeletionPolicy, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotSpec, SnapshotStatus,
+    BackupType, DeletionPolicy, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotSpec,
+    SnapshotStatus,
 };
 
 use crate::hooks::{self, Summary, SummaryRef, SummaryStatus};
@@ -60,52 +63,112 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
         return retry_if_needed(p, &bs);
     }
     let now = p.now();
-    let invoker = bs.spec.invoker.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+    let invoker = bs
+        .spec
+        .invoker
+        .as_ref()
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
     let bc = p.get_as::<BackupConfiguration>(ns, &invoker)?;
 
     // 1. Pre-checks, once.
-    if st.phase.is_none() || phase_now == BackupSessionPhase::Pending && cond(&st.conditions, c::BACKUP_SKIPPED).is_none() {
+    if st.phase.is_none()
+        || phase_now == BackupSessionPhase::Pending && cond(&st.conditions, c::BACKUP_SKIPPED).is_none()
+    {
         let reason = skip_reason(p, &bs, bc.as_ref())?;
         if let Some(msg) = reason {
-            set_cond(&mut st.conditions, now, c::BACKUP_SKIPPED, true, "PreRequisitesNotSatisfied", msg);
+            set_cond(
+                &mut st.conditions,
+                now,
+                c::BACKUP_SKIPPED,
+                true,
+                "PreRequisitesNotSatisfied",
+                msg,
+            );
             return finish(p, bs, st, bc.as_ref());
         }
-        set_cond(&mut st.conditions, now, c::BACKUP_SKIPPED, false, "PreRequisitesSatisfied", "");
+        set_cond(
+            &mut st.conditions,
+            now,
+            c::BACKUP_SKIPPED,
+            false,
+            "PreRequisitesSatisfied",
+            "",
+        );
         if let Some(t) = &bs.spec.backup_timeout
             && let Ok(d) = parse_go_duration(t)
         {
-            let created = bs.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+            let created = bs
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(now);
             st.backup_deadline = Some(util::time(util::add(created, d)));
         }
         st.phase = Some(BackupSessionPhase::Running);
         bs = save(p, bs, &st)?;
     }
     let Some(bc) = bc else {
-        set_cond(&mut st.conditions, now, c::SNAPSHOTS_ENSURED, false, "InvokerNotFound", format!("BackupConfiguration {ns}/{invoker} does not exist"));
+        set_cond(
+            &mut st.conditions,
+            now,
+            c::SNAPSHOTS_ENSURED,
+            false,
+            "InvokerNotFound",
+            format!("BackupConfiguration {ns}/{invoker} does not exist"),
+        );
         return finish(p, bs, st, None);
     };
-    let Some(session) = bc.spec.sessions.iter().find(|s| s.name == bs.spec.session).cloned() else {
+    let Some(session) = bc
+        .spec
+        .sessions
+        .iter()
+        .find(|s| s.name == bs.spec.session)
+        .cloned()
+    else {
         set_cond(
             &mut st.conditions,
             now,
             c::SNAPSHOTS_ENSURED,
             false,
             "SessionNotFound",
-            format!("BackupConfiguration {ns}/{invoker} has no session \"{}\"", bs.spec.session),
+            format!(
+                "BackupConfiguration {ns}/{invoker} has no session \"{}\"",
+                bs.spec.session
+            ),
         );
         return finish(p, bs, st, Some(&bc));
     };
 
     // 2. Pre-backup hooks.
     if cond(&st.conditions, c::PRE_BACKUP_HOOKS_SUCCEEDED).is_none() {
-        let pre = session.hooks.as_ref().map(|h| h.pre_backup.clone()).unwrap_or_default();
+        let pre = session
+            .hooks
+            .as_ref()
+            .map(|h| h.pre_backup.clone())
+            .unwrap_or_default();
         let summary = summary(&bs, &bc, "Running", "");
         let (results, err) = run_hooks(p, ns, &pre, &summary, None);
         st.hooks.pre_hooks = results;
         match err {
-            None => set_cond(&mut st.conditions, now, c::PRE_BACKUP_HOOKS_SUCCEEDED, true, "SuccessfullyExecutedPreBackupHooks", ""),
+            None => set_cond(
+                &mut st.conditions,
+                now,
+                c::PRE_BACKUP_HOOKS_SUCCEEDED,
+                true,
+                "SuccessfullyExecutedPreBackupHooks",
+                "",
+            ),
             Some(e) => {
-                set_cond(&mut st.conditions, now, c::PRE_BACKUP_HOOKS_SUCCEEDED, false, "FailedToExecutePreBackupHooks", e);
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::PRE_BACKUP_HOOKS_SUCCEEDED,
+                    false,
+                    "FailedToExecutePreBackupHooks",
+                    e,
+                );
                 bs = save(p, bs, &st)?;
                 return post_and_finish(p, bs, st, &bc, &session);
             }
@@ -122,10 +185,24 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
             Ok(snaps) => {
                 st.total_snapshots = Some(snaps.len() as i32);
                 st.snapshots = snaps;
-                set_cond(&mut st.conditions, now, c::SNAPSHOTS_ENSURED, true, "SuccessfullyEnsuredSnapshots", "");
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::SNAPSHOTS_ENSURED,
+                    true,
+                    "SuccessfullyEnsuredSnapshots",
+                    "",
+                );
             }
             Err(e) => {
-                set_cond(&mut st.conditions, now, c::SNAPSHOTS_ENSURED, false, "FailedToEnsureSnapshots", e);
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::SNAPSHOTS_ENSURED,
+                    false,
+                    "FailedToEnsureSnapshots",
+                    e,
+                );
                 bs = save(p, bs, &st)?;
                 return post_and_finish(p, bs, st, &bc, &session);
             }
@@ -155,9 +232,23 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
             deadline: st.backup_deadline.as_ref().map(|t| t.0),
         };
         match p.start_job(&job) {
-            Ok(()) => set_cond(&mut st.conditions, now, c::BACKUP_EXECUTOR_ENSURED, true, "SuccessfullyEnsuredBackupExecutor", ""),
+            Ok(()) => set_cond(
+                &mut st.conditions,
+                now,
+                c::BACKUP_EXECUTOR_ENSURED,
+                true,
+                "SuccessfullyEnsuredBackupExecutor",
+                "",
+            ),
             Err(e) => {
-                set_cond(&mut st.conditions, now, c::BACKUP_EXECUTOR_ENSURED, false, "FailedToEnsureBackupExecutor", e.to_string());
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::BACKUP_EXECUTOR_ENSURED,
+                    false,
+                    "FailedToEnsureBackupExecutor",
+                    e.to_string(),
+                );
                 bs = save(p, bs, &st)?;
                 return post_and_finish(p, bs, st, &bc, &session);
             }
@@ -175,7 +266,10 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
     let components_done = |s: &Snapshot| {
         s.status.as_ref().is_some_and(|x| {
             cond(&x.conditions, c::BACKUP_INCOMPLETE) == Some(true)
-                || matches!(phase::snapshot_components(x), SnapshotPhase::Succeeded | SnapshotPhase::Failed)
+                || matches!(
+                    phase::snapshot_components(x),
+                    SnapshotPhase::Succeeded | SnapshotPhase::Failed
+                )
         })
     };
     if !all_terminal && !snapshots.is_empty() && snapshots.iter().all(components_done) {
@@ -188,7 +282,12 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
         match p.job_state(ns, name) {
             JobState::Running if deadline_passed => {
                 p.stop_job(ns, name, "deadline exceeded")?;
-                mark_incomplete(p, &snapshots, now, "deadline exceeded or signal terminated (spec.backupTimeout)")?;
+                mark_incomplete(
+                    p,
+                    &snapshots,
+                    now,
+                    "deadline exceeded or signal terminated (spec.backupTimeout)",
+                )?;
             }
             JobState::Running => {
                 save(p, bs, &st)?;
@@ -201,13 +300,23 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
             }
             JobState::Succeeded => {
                 // The executor exited; give the last status writes a moment, then call it incomplete.
-                mark_incomplete(p, &snapshots, now, "backup executor exited without reporting every component")?;
+                mark_incomplete(
+                    p,
+                    &snapshots,
+                    now,
+                    "backup executor exited without reporting every component",
+                )?;
             }
             JobState::Failed(msg) => {
                 mark_incomplete(p, &snapshots, now, &format!("backup executor failed: {msg}"))?;
             }
             JobState::Missing => {
-                mark_incomplete(p, &snapshots, now, "backup executor terminated before completion (process gone)")?;
+                mark_incomplete(
+                    p,
+                    &snapshots,
+                    now,
+                    "backup executor terminated before completion (process gone)",
+                )?;
             }
         }
         save(p, bs, &st)?;
@@ -219,8 +328,10 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
 
 fn snapshot_terminal(s: &Snapshot) -> bool {
     let st = s.status.as_ref();
-    matches!(st.and_then(|x| x.phase), Some(SnapshotPhase::Succeeded | SnapshotPhase::Failed))
-        && st.is_some_and(|x| phase::find(&x.conditions, c::SNAPSHOT_METADATA_UPLOADED).is_some())
+    matches!(
+        st.and_then(|x| x.phase),
+        Some(SnapshotPhase::Succeeded | SnapshotPhase::Failed)
+    ) && st.is_some_and(|x| phase::find(&x.conditions, c::SNAPSHOT_METADATA_UPLOADED).is_some())
 }
 
 fn session_snapshots(p: &dyn Platform, ns: &str, st: &BackupSessionStatus) -> Result<Vec<Snapshot>> {
@@ -248,9 +359,22 @@ fn mark_incomplete(p: &dyn Platform, snapshots: &[Snapshot], now: Timestamp, msg
         }
         let mut snap = snap.clone();
         let mut status = snap.status.clone().unwrap_or_default();
-        set_cond(&mut status.conditions, now, c::BACKUP_INCOMPLETE, true, "BackupExecutorTerminatedBeforeCompletion", msg);
+        set_cond(
+            &mut status.conditions,
+            now,
+            c::BACKUP_INCOMPLETE,
+            true,
+            "BackupExecutorTerminatedBeforeCompletion",
+            msg,
+        );
         for comp in status.components.values_mut() {
-            if !matches!(comp.phase, Some(kstash_api::storage::ComponentPhase::Succeeded | kstash_api::storage::ComponentPhase::Failed)) {
+            if !matches!(
+                comp.phase,
+                Some(
+                    kstash_api::storage::ComponentPhase::Succeeded
+                        | kstash_api::storage::ComponentPhase::Failed
+                )
+            ) {
                 comp.phase = Some(kstash_api::storage::ComponentPhase::Failed);
                 if comp.error.is_empty() {
                     comp.error = msg.to_string();
@@ -274,7 +398,11 @@ fn save(p: &dyn Platform, mut bs: BackupSession, st: &BackupSessionStatus) -> Re
 
 /// Why a new session must be skipped: its configuration is not Ready, or another session of the
 /// same invoker and session is still running.
-fn skip_reason(p: &dyn Platform, bs: &BackupSession, bc: Option<&BackupConfiguration>) -> Result<Option<String>> {
+fn skip_reason(
+    p: &dyn Platform,
+    bs: &BackupSession,
+    bc: Option<&BackupConfiguration>,
+) -> Result<Option<String>> {
     let ns = util::namespace(&bs.metadata);
     let Some(bc) = bc else {
         let inv = bs.spec.invoker.as_ref().map(|i| i.name.as_str()).unwrap_or("");
@@ -290,12 +418,17 @@ fn skip_reason(p: &dyn Platform, bs: &BackupSession, bc: Option<&BackupConfigura
         return Ok(Some(format!(
             "BackupConfiguration {ns}/{} is not Ready ({}): {why}",
             util::name(&bc.metadata),
-            bc_phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "no phase".into())
+            bc_phase
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_else(|| "no phase".into())
         )));
     }
     let others = p.list_as::<BackupSession>(
         Some(ns),
-        &[(util::LABEL_INVOKER_NAME, util::name(&bc.metadata)), (util::LABEL_SESSION_NAME, &bs.spec.session)],
+        &[
+            (util::LABEL_INVOKER_NAME, util::name(&bc.metadata)),
+            (util::LABEL_SESSION_NAME, &bs.spec.session),
+        ],
     )?;
     for o in others {
         if util::name(&o.metadata) == util::name(&bs.metadata) {
@@ -313,7 +446,9 @@ fn skip_reason(p: &dyn Platform, bs: &BackupSession, bc: Option<&BackupConfigura
 
 /// The first unmet readiness item of a BackupConfiguration status.
 pub fn not_ready_reason(st: &kstash_api::core::BackupConfigurationStatus) -> String {
-    if let Some(cnd) = phase::find(&st.conditions, c::VALIDATION_PASSED).filter(|x| x.status != kstash_api::common::ConditionStatus::True) {
+    if let Some(cnd) = phase::find(&st.conditions, c::VALIDATION_PASSED)
+        .filter(|x| x.status != kstash_api::common::ConditionStatus::True)
+    {
         return cnd.message.clone().unwrap_or_default();
     }
     if st.target_found == Some(false) {
@@ -322,12 +457,26 @@ pub fn not_ready_reason(st: &kstash_api::core::BackupConfigurationStatus) -> Str
     for b in &st.backends {
         if b.ready != Some(true) {
             let s = b.storage.as_ref().map(|s| s.reason.clone()).unwrap_or_default();
-            let r = b.retention_policy.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-            return format!("backend {}: {}", b.name, [s, r].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join("; "));
+            let r = b
+                .retention_policy
+                .as_ref()
+                .map(|r| r.reason.clone())
+                .unwrap_or_default();
+            return format!(
+                "backend {}: {}",
+                b.name,
+                [s, r]
+                    .into_iter()
+                    .filter(|x| !x.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
         }
     }
     for s in &st.sessions {
-        if let Some(cnd) = phase::find(&s.conditions, c::SCHEDULER_ENSURED).filter(|x| x.status != kstash_api::common::ConditionStatus::True) {
+        if let Some(cnd) = phase::find(&s.conditions, c::SCHEDULER_ENSURED)
+            .filter(|x| x.status != kstash_api::common::ConditionStatus::True)
+        {
             return format!("session {}: {}", s.name, cnd.message.clone().unwrap_or_default());
         }
     }
@@ -354,7 +503,10 @@ fn ensure_snapshots(
         }
         let name = snapshot_name(&info.name, bs_name);
         let app_ref = bc.spec.target.clone().unwrap_or_default();
-        if p.get_as::<Snapshot>(ns, &name).map_err(|e| e.to_string())?.is_none() {
+        if p.get_as::<Snapshot>(ns, &name)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
             let mut snap = Snapshot::new(
                 &name,
                 SnapshotSpec {
@@ -376,11 +528,17 @@ fn ensure_snapshots(
                 (util::LABEL_SESSION_NAME, &session.name),
                 (util::LABEL_APP_REF_KIND, app_ref.kind.as_deref().unwrap_or("")),
                 (util::LABEL_APP_REF_NAME, &app_ref.name),
-                (util::LABEL_APP_REF_NAMESPACE, app_ref.namespace.as_deref().unwrap_or("")),
+                (
+                    util::LABEL_APP_REF_NAMESPACE,
+                    app_ref.namespace.as_deref().unwrap_or(""),
+                ),
             ]));
             snap.metadata.finalizers = Some(vec![util::FINALIZER.to_string()]);
-            snap.metadata.owner_references =
-                Some(vec![util::owner_ref(meta::REPOSITORY.api_version(), "Repository", &repo.metadata)]);
+            snap.metadata.owner_references = Some(vec![util::owner_ref(
+                meta::REPOSITORY.api_version(),
+                "Repository",
+                &repo.metadata,
+            )]);
             let mut created = p.create_as(&snap).map_err(|e| e.to_string())?;
             created.status = Some(SnapshotStatus {
                 phase: Some(SnapshotPhase::Pending),
@@ -400,15 +558,34 @@ fn ensure_snapshots(
 }
 
 fn summary(bs: &BackupSession, bc: &BackupConfiguration, phase: &str, error: &str) -> Summary {
-    let t = bc.spec.target.clone().unwrap_or_default();
+    session_summary(
+        &bs.metadata,
+        "BackupConfiguration",
+        &bc.metadata,
+        bc.spec.target.clone(),
+        phase,
+        error,
+    )
+}
+
+/// The Summary rendered into hooks: the session, its invoker, its target and its outcome so far.
+pub(crate) fn session_summary(
+    session: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    invoker_kind: &str,
+    invoker: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    target: Option<TypedObjectReference>,
+    phase: &str,
+    error: &str,
+) -> Summary {
+    let t = target.unwrap_or_default();
     Summary {
-        name: util::name(&bs.metadata).to_string(),
-        namespace: util::namespace(&bs.metadata).to_string(),
+        name: util::name(session).to_string(),
+        namespace: util::namespace(session).to_string(),
         invoker: SummaryRef {
             api_group: meta::CORE_GROUP.to_string(),
-            kind: "BackupConfiguration".into(),
-            name: util::name(&bc.metadata).to_string(),
-            namespace: util::namespace(&bc.metadata).to_string(),
+            kind: invoker_kind.to_string(),
+            name: util::name(invoker).to_string(),
+            namespace: util::namespace(invoker).to_string(),
         },
         target: SummaryRef {
             api_group: t.api_group.unwrap_or_default(),
@@ -450,9 +627,9 @@ pub fn run_hooks(
                 .get_as::<HookTemplate>(tns, &r.name)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("hook \"{}\": HookTemplate {tns}/{} not found", h.name, r.name))?;
-            let exec = |cmd: &[String], env: &std::collections::BTreeMap<String, String>, timeout: Duration| {
-                p.exec_hook(ns, cmd, env, timeout)
-            };
+            let exec = |cmd: &[String],
+                        env: &std::collections::BTreeMap<String, String>,
+                        timeout: Duration| { p.exec_hook(ns, cmd, env, timeout) };
             hooks::execute(h, &template, summary, &exec).map_err(|e| e.to_string())
         })();
         let failed = res.is_err();
@@ -491,15 +668,38 @@ fn post_and_finish(
     let succeeded_so_far = phase::backup_session(&probe) == BackupSessionPhase::Succeeded;
 
     if cond(&st.conditions, c::POST_BACKUP_HOOKS_SUCCEEDED).is_none() {
-        let post = session.hooks.as_ref().map(|h| h.post_backup.clone()).unwrap_or_default();
+        let post = session
+            .hooks
+            .as_ref()
+            .map(|h| h.post_backup.clone())
+            .unwrap_or_default();
         if !post.is_empty() {
             let error = phase::backup_session_failure(&probe).unwrap_or_default();
-            let sum = summary(&bs, bc, if succeeded_so_far { "Succeeded" } else { "Failed" }, &error);
+            let sum = summary(
+                &bs,
+                bc,
+                if succeeded_so_far { "Succeeded" } else { "Failed" },
+                &error,
+            );
             let (results, err) = run_hooks(p, &ns, &post, &sum, Some(succeeded_so_far));
             st.hooks.post_hooks = results;
             match err {
-                None => set_cond(&mut st.conditions, now, c::POST_BACKUP_HOOKS_SUCCEEDED, true, "SuccessfullyExecutedPostBackupHooks", ""),
-                Some(e) => set_cond(&mut st.conditions, now, c::POST_BACKUP_HOOKS_SUCCEEDED, false, "FailedToExecutePostBackupHooks", e),
+                None => set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::POST_BACKUP_HOOKS_SUCCEEDED,
+                    true,
+                    "SuccessfullyExecutedPostBackupHooks",
+                    "",
+                ),
+                Some(e) => set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::POST_BACKUP_HOOKS_SUCCEEDED,
+                    false,
+                    "FailedToExecutePostBackupHooks",
+                    e,
+                ),
             }
             bs = save(p, bs, &st)?;
         }
@@ -508,15 +708,36 @@ fn post_and_finish(
     // Retention per repository, over the snapshots of this session.
     if st.retention_policies.is_empty() && !st.snapshots.is_empty() {
         st.retention_policies = apply_retention(p, bc, session, &st, now)?;
-        set_cond(&mut st.conditions, now, c::RETENTION_POLICY_EXECUTOR_ENSURED, true, "SuccessfullyEnsuredRetentionPolicyExecutor", "");
+        set_cond(
+            &mut st.conditions,
+            now,
+            c::RETENTION_POLICY_EXECUTOR_ENSURED,
+            true,
+            "SuccessfullyEnsuredRetentionPolicyExecutor",
+            "",
+        );
         bs = save(p, bs, &st)?;
     }
 
     // Session history.
     if cond(&st.conditions, c::SESSION_HISTORY_CLEANED).is_none() {
         match clean_history(p, &bs, session.session_history_limit.unwrap_or(1)) {
-            Ok(()) => set_cond(&mut st.conditions, now, c::SESSION_HISTORY_CLEANED, true, "SuccessfullyCleanedSessionHistory", ""),
-            Err(e) => set_cond(&mut st.conditions, now, c::SESSION_HISTORY_CLEANED, false, "FailedToCleanSessionHistory", e),
+            Ok(()) => set_cond(
+                &mut st.conditions,
+                now,
+                c::SESSION_HISTORY_CLEANED,
+                true,
+                "SuccessfullyCleanedSessionHistory",
+                "",
+            ),
+            Err(e) => set_cond(
+                &mut st.conditions,
+                now,
+                c::SESSION_HISTORY_CLEANED,
+                false,
+                "FailedToCleanSessionHistory",
+                e,
+            ),
         }
     }
     finish(p, bs, st, Some(bc))
@@ -558,14 +779,24 @@ fn apply_retention(
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("RetentionPolicy {rns}/{} not found", rp_ref.name))?;
             let snaps = p
-                .list_as::<Snapshot>(Some(ns), &[(util::LABEL_REPO_NAME, &s.repository), (util::LABEL_SESSION_NAME, &session.name)])
+                .list_as::<Snapshot>(
+                    Some(ns),
+                    &[
+                        (util::LABEL_REPO_NAME, &s.repository),
+                        (util::LABEL_SESSION_NAME, &session.name),
+                    ],
+                )
                 .map_err(|e| e.to_string())?;
             let candidates: Vec<retention::Candidate> = snaps
                 .iter()
                 .filter(|x| !util::is_deleting(&x.metadata))
                 .map(|x| retention::Candidate {
                     name: util::name(&x.metadata).to_string(),
-                    phase: x.status.as_ref().and_then(|s| s.phase).unwrap_or(SnapshotPhase::Pending),
+                    phase: x
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .unwrap_or(SnapshotPhase::Pending),
                     time: x
                         .status
                         .as_ref()
@@ -598,15 +829,31 @@ fn clean_history(p: &dyn Platform, bs: &BackupSession, limit: i32) -> std::resul
     let ns = util::namespace(&bs.metadata);
     let invoker = bs.spec.invoker.as_ref().map(|i| i.name.as_str()).unwrap_or("");
     let mut sessions = p
-        .list_as::<BackupSession>(Some(ns), &[(util::LABEL_INVOKER_NAME, invoker), (util::LABEL_SESSION_NAME, &bs.spec.session)])
+        .list_as::<BackupSession>(
+            Some(ns),
+            &[
+                (util::LABEL_INVOKER_NAME, invoker),
+                (util::LABEL_SESSION_NAME, &bs.spec.session),
+            ],
+        )
         .map_err(|e| e.to_string())?;
     sessions.retain(|s| {
         util::name(&s.metadata) != util::name(&bs.metadata)
             && !util::is_deleting(&s.metadata)
-            && s.status.as_ref().and_then(|x| x.phase).is_some_and(phase::backup_session_completed)
-            && s.status.as_ref().is_some_and(|x| cond(&x.conditions, c::METRICS_PUSHED).is_some())
+            && s.status
+                .as_ref()
+                .and_then(|x| x.phase)
+                .is_some_and(phase::backup_session_completed)
+            && s.status
+                .as_ref()
+                .is_some_and(|x| cond(&x.conditions, c::METRICS_PUSHED).is_some())
     });
-    sessions.sort_by_key(|s| std::cmp::Reverse((s.metadata.creation_timestamp.as_ref().map(|t| t.0), s.metadata.name.clone())));
+    sessions.sort_by_key(|s| {
+        std::cmp::Reverse((
+            s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            s.metadata.name.clone(),
+        ))
+    });
     // This session counts as the newest completed one.
     let keep_others = (limit.max(1) - 1) as usize;
     for old in sessions.into_iter().skip(keep_others) {
@@ -620,20 +867,38 @@ fn clean_history(p: &dyn Platform, bs: &BackupSession, limit: i32) -> std::resul
         }
         let name = util::name(&old.metadata);
         tracing::info!(backupsession = %format!("{ns}/{name}"), "session history limit: deleting");
-        p.delete(&meta::BACKUP_SESSION, ns, name).map_err(|e| e.to_string())?;
+        p.delete(&meta::BACKUP_SESSION, ns, name)
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 /// The final step: MetricsPushed, phase, duration, metrics, event.
-fn finish(p: &dyn Platform, bs: BackupSession, mut st: BackupSessionStatus, bc: Option<&BackupConfiguration>) -> Result<Requeue> {
+fn finish(
+    p: &dyn Platform,
+    bs: BackupSession,
+    mut st: BackupSessionStatus,
+    bc: Option<&BackupConfiguration>,
+) -> Result<Requeue> {
     let now = p.now();
     let ns = util::namespace(&bs.metadata).to_string();
     let name = util::name(&bs.metadata).to_string();
-    set_cond(&mut st.conditions, now, c::METRICS_PUSHED, true, "SuccessfullyPushedMetrics", "");
+    set_cond(
+        &mut st.conditions,
+        now,
+        c::METRICS_PUSHED,
+        true,
+        "SuccessfullyPushedMetrics",
+        "",
+    );
     let ph = phase::backup_session(&st);
     st.phase = Some(ph);
-    let created = bs.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let created = bs
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
     st.duration = util::go_duration(util::elapsed(created, now));
     let bs = save(p, bs, &st)?;
     let msg = match ph {
@@ -643,7 +908,12 @@ fn finish(p: &dyn Platform, bs: BackupSession, mut st: BackupSessionStatus, bc: 
             .unwrap_or_default(),
         _ => String::new(),
     };
-    p.event(&format!("BackupSession {ns}/{name}"), ph == BackupSessionPhase::Failed, &format!("{ph:?}"), &msg);
+    p.event(
+        &format!("BackupSession {ns}/{name}"),
+        ph == BackupSessionPhase::Failed,
+        &format!("{ph:?}"),
+        &msg,
+    );
     if let (Some(url), Some(bc)) = (p.pushgateway_url(), bc)
         && ph != BackupSessionPhase::Skipped
     {
@@ -655,8 +925,22 @@ fn finish(p: &dyn Platform, bs: BackupSession, mut st: BackupSessionStatus, bc: 
             .collect();
         let body = crate::metrics::backup_session_metrics(bc, &bs, &snapshots, &repos);
         let invoker = util::name(&bc.metadata);
-        if let Err(e) = crate::metrics::push(&url, "kstash-backup", &[("namespace", &ns), ("invoker_name", invoker), ("session", &bs.spec.session)], &body) {
-            p.event(&format!("BackupSession {ns}/{name}"), true, "MetricsPushFailed", &e.to_string());
+        if let Err(e) = crate::metrics::push(
+            &url,
+            "kstash-backup",
+            &[
+                ("namespace", &ns),
+                ("invoker_name", invoker),
+                ("session", &bs.spec.session),
+            ],
+            &body,
+        ) {
+            p.event(
+                &format!("BackupSession {ns}/{name}"),
+                true,
+                "MetricsPushFailed",
+                &e.to_string(),
+            );
         }
     }
     retry_if_needed(p, &bs)
@@ -671,7 +955,12 @@ fn retry_if_needed(p: &dyn Platform, bs: &BackupSession) -> Result<Requeue> {
         return Ok(Requeue::Idle);
     }
     let ns = util::namespace(&bs.metadata);
-    let invoker = bs.spec.invoker.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+    let invoker = bs
+        .spec
+        .invoker
+        .as_ref()
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
     let Some(bc) = p.get_as::<BackupConfiguration>(ns, &invoker)? else {
         return Ok(Requeue::Idle);
     };

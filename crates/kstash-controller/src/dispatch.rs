@@ -77,7 +77,9 @@ pub fn keys_for_change(obj: &Value) -> Vec<Key> {
                 x => x,
             };
             out.push(key("BackupStorage", sns, s(obj, "/spec/storageRef/name")));
-            let inv = obj.pointer("/metadata/labels/kubestash.com~1invoker-name").and_then(Value::as_str);
+            let inv = obj
+                .pointer("/metadata/labels/kubestash.com~1invoker-name")
+                .and_then(Value::as_str);
             if let Some(inv) = inv {
                 out.push(key("BackupConfiguration", &ns, inv));
             }

@@ -17,7 +17,7 @@ use kstash_api::phase::{self, conditions as c};
 use kstash_api::storage::{Repository, Snapshot, SnapshotPhase};
 
 use crate::backup_session::run_hooks;
-use crate::hooks::{Summary, SummaryRef, SummaryStatus};
+use crate::hooks::Summary;
 use crate::platform::{JobSpec, JobState, Platform};
 use crate::util::{self, Requeue, Result, cond, set_cond};
 
@@ -30,9 +30,14 @@ pub fn resolve_snapshot<'a>(
     snapshot: &str,
     pitr: Option<(Timestamp, bool)>,
 ) -> std::result::Result<&'a Snapshot, String> {
-    let time = |s: &Snapshot| s.status.as_ref().and_then(|x| x.snapshot_time.as_ref().map(|t| t.0));
+    let time = |s: &Snapshot| {
+        s.status
+            .as_ref()
+            .and_then(|x| x.snapshot_time.as_ref().map(|t| t.0))
+    };
     let succeeded = |s: &&Snapshot| {
-        s.status.as_ref().and_then(|x| x.phase) == Some(SnapshotPhase::Succeeded) && (repository.is_empty() || s.spec.repository == repository)
+        s.status.as_ref().and_then(|x| x.phase) == Some(SnapshotPhase::Succeeded)
+            && (repository.is_empty() || s.spec.repository == repository)
     };
     if let Some((target, exclusive)) = pitr {
         return snapshots
@@ -52,7 +57,11 @@ pub fn resolve_snapshot<'a>(
             .iter()
             .filter(succeeded)
             .max_by_key(|s| (time(s), s.metadata.name.clone()))
-            .ok_or_else(|| format!("Repository {repository} has no Succeeded snapshot yet (spec.dataSource.snapshot: latest)"));
+            .ok_or_else(|| {
+                format!(
+                    "Repository {repository} has no Succeeded snapshot yet (spec.dataSource.snapshot: latest)"
+                )
+            });
     }
     snapshots
         .iter()
@@ -88,7 +97,9 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
         rs = p.update_as(&rs)?;
     }
     let mut st = rs.status.clone().unwrap_or_default();
-    if matches!(st.phase, Some(RestorePhase::Succeeded | RestorePhase::Failed)) && cond(&st.conditions, c::METRICS_PUSHED).is_some() {
+    if matches!(st.phase, Some(RestorePhase::Succeeded | RestorePhase::Failed))
+        && cond(&st.conditions, c::METRICS_PUSHED).is_some()
+    {
         return Ok(Requeue::Idle);
     }
     let now = p.now();
@@ -98,13 +109,27 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
         let snapshot_name;
         match validate_and_resolve(p, &rs) {
             Err(msg) => {
-                set_cond(&mut st.conditions, now, c::VALIDATION_PASSED, false, "ResourceValidationFailed", msg);
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::VALIDATION_PASSED,
+                    false,
+                    "ResourceValidationFailed",
+                    msg,
+                );
                 st.phase = Some(RestorePhase::Invalid);
                 save(p, rs, &st)?;
                 return Ok(Requeue::After(Duration::from_secs(5)));
             }
             Ok((snap, deps, total)) => {
-                set_cond(&mut st.conditions, now, c::VALIDATION_PASSED, true, "ResourceValidationPassed", "");
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::VALIDATION_PASSED,
+                    true,
+                    "ResourceValidationPassed",
+                    "",
+                );
                 snapshot_name = util::name(&snap.metadata).to_string();
                 st.dependencies = deps;
                 st.total_components = total;
@@ -120,8 +145,16 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                         now,
                         c::RESTORE_TARGET_FOUND,
                         found,
-                        if found { "TargetAvailable" } else { "TargetNotFound" },
-                        if found { String::new() } else { format!("{} {} not found", t.kind.as_deref().unwrap_or(""), t.name) },
+                        if found {
+                            "TargetAvailable"
+                        } else {
+                            "TargetNotFound"
+                        },
+                        if found {
+                            String::new()
+                        } else {
+                            format!("{} {} not found", t.kind.as_deref().unwrap_or(""), t.name)
+                        },
                     );
                 }
                 None => st.target_found = None,
@@ -142,13 +175,32 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
 
         // 5. Pre-restore hooks.
         if cond(&st.conditions, c::PRE_RESTORE_HOOKS_SUCCEEDED).is_none() {
-            let pre = rs.spec.hooks.as_ref().map(|h| h.pre_restore.clone()).unwrap_or_default();
+            let pre = rs
+                .spec
+                .hooks
+                .as_ref()
+                .map(|h| h.pre_restore.clone())
+                .unwrap_or_default();
             let (results, err) = run_hooks(p, ns, &pre, &summary(&rs, "Running", ""), None);
             st.hooks.pre_hooks = results;
             match err {
-                None => set_cond(&mut st.conditions, now, c::PRE_RESTORE_HOOKS_SUCCEEDED, true, "SuccessfullyExecutedPreRestoreHooks", ""),
+                None => set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::PRE_RESTORE_HOOKS_SUCCEEDED,
+                    true,
+                    "SuccessfullyExecutedPreRestoreHooks",
+                    "",
+                ),
                 Some(e) => {
-                    set_cond(&mut st.conditions, now, c::PRE_RESTORE_HOOKS_SUCCEEDED, false, "FailedToExecutePreRestoreHooks", e);
+                    set_cond(
+                        &mut st.conditions,
+                        now,
+                        c::PRE_RESTORE_HOOKS_SUCCEEDED,
+                        false,
+                        "FailedToExecutePreRestoreHooks",
+                        e,
+                    );
                     return post_and_finish(p, rs, st);
                 }
             }
@@ -166,13 +218,30 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
             name: job_name.clone(),
             namespace: ns.to_string(),
             args,
-            labels: util::labels(&[(util::LABEL_INVOKER_KIND, "RestoreSession"), (util::LABEL_INVOKER_NAME, name)]),
+            labels: util::labels(&[
+                (util::LABEL_INVOKER_KIND, "RestoreSession"),
+                (util::LABEL_INVOKER_NAME, name),
+            ]),
             deadline: st.restore_deadline.as_ref().map(|t| t.0),
         };
         match p.start_job(&job) {
-            Ok(()) => set_cond(&mut st.conditions, now, c::RESTORE_EXECUTOR_ENSURED, true, "SuccessfullyEnsuredRestoreExecutor", ""),
+            Ok(()) => set_cond(
+                &mut st.conditions,
+                now,
+                c::RESTORE_EXECUTOR_ENSURED,
+                true,
+                "SuccessfullyEnsuredRestoreExecutor",
+                "",
+            ),
             Err(e) => {
-                set_cond(&mut st.conditions, now, c::RESTORE_EXECUTOR_ENSURED, false, "FailedToEnsureRestoreExecutor", e.to_string());
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::RESTORE_EXECUTOR_ENSURED,
+                    false,
+                    "FailedToEnsureRestoreExecutor",
+                    e.to_string(),
+                );
                 return post_and_finish(p, rs, st);
             }
         }
@@ -185,7 +254,8 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
     }
 
     // 6. Wait for the components.
-    let terminal = |x: &ComponentRestoreStatus| matches!(x.phase, Some(RestorePhase::Succeeded | RestorePhase::Failed));
+    let terminal =
+        |x: &ComponentRestoreStatus| matches!(x.phase, Some(RestorePhase::Succeeded | RestorePhase::Failed));
     let done = st.total_components > 0
         && st.components.len() as i32 >= st.total_components
         && st.components.values().all(terminal);
@@ -197,9 +267,13 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                 Some("deadline exceeded or signal terminated (spec.restoreTimeout)".to_string())
             }
             JobState::Running => return Ok(Requeue::After(Duration::from_secs(1))),
-            JobState::Succeeded => Some("restore executor exited without reporting every component".to_string()),
+            JobState::Succeeded => {
+                Some("restore executor exited without reporting every component".to_string())
+            }
             JobState::Failed(m) => Some(format!("restore executor failed: {m}")),
-            JobState::Missing => Some("restore executor terminated before completion (process gone)".to_string()),
+            JobState::Missing => {
+                Some("restore executor terminated before completion (process gone)".to_string())
+            }
         };
         if let Some(msg) = incomplete {
             // Re-read: the executor may have written its last status just before exiting.
@@ -210,7 +284,14 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                 && st.components.len() as i32 >= st.total_components
                 && st.components.values().all(terminal);
             if !done_now {
-                set_cond(&mut st.conditions, now, c::RESTORE_INCOMPLETE, true, "RestoreExecutorTerminatedBeforeCompletion", msg.clone());
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::RESTORE_INCOMPLETE,
+                    true,
+                    "RestoreExecutorTerminatedBeforeCompletion",
+                    msg.clone(),
+                );
                 for comp in st.components.values_mut() {
                     if !terminal(comp) {
                         comp.phase = Some(RestorePhase::Failed);
@@ -223,15 +304,26 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
     post_and_finish(p, rs, st)
 }
 
-fn validate_and_resolve(p: &dyn Platform, rs: &RestoreSession) -> std::result::Result<(Snapshot, Vec<ResourceFoundStatus>, i32), String> {
+fn validate_and_resolve(
+    p: &dyn Platform,
+    rs: &RestoreSession,
+) -> std::result::Result<(Snapshot, Vec<ResourceFoundStatus>, i32), String> {
     let ns = util::namespace(&rs.metadata);
     let ds = rs
         .spec
         .data_source
         .as_ref()
         .ok_or("spec.dataSource: missing; fix: set dataSource.repository and dataSource.snapshot")?;
-    let dns = if ds.namespace.is_empty() { ns } else { ds.namespace.as_str() };
-    let addon = rs.spec.addon.as_ref().ok_or("spec.addon: missing; fix: name the Addon and its restore task")?;
+    let dns = if ds.namespace.is_empty() {
+        ns
+    } else {
+        ds.namespace.as_str()
+    };
+    let addon = rs
+        .spec
+        .addon
+        .as_ref()
+        .ok_or("spec.addon: missing; fix: name the Addon and its restore task")?;
     let mut deps = Vec::new();
     let found_addon = p.get_as::<Addon>("", &addon.name).map_err(|e| e.to_string())?;
     deps.push(ResourceFoundStatus {
@@ -244,7 +336,10 @@ fn validate_and_resolve(p: &dyn Platform, rs: &RestoreSession) -> std::result::R
         found: Some(found_addon.is_some()),
     });
     let Some(found_addon) = found_addon else {
-        return Err(format!("spec.addon.name: Addon \"{}\" not found; fix: install it or use workload-addon", addon.name));
+        return Err(format!(
+            "spec.addon.name: Addon \"{}\" not found; fix: install it or use workload-addon",
+            addon.name
+        ));
     };
     for (i, t) in addon.tasks.iter().enumerate() {
         if !found_addon.spec.restore_tasks.iter().any(|x| x.name == t.name) {
@@ -252,16 +347,38 @@ fn validate_and_resolve(p: &dyn Platform, rs: &RestoreSession) -> std::result::R
                 "spec.addon.tasks[{i}].name: Addon \"{}\" has no restore task \"{}\"; fix: use one of: {}",
                 addon.name,
                 t.name,
-                found_addon.spec.restore_tasks.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                found_addon
+                    .spec
+                    .restore_tasks
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
-    if !ds.repository.is_empty() && p.get_as::<Repository>(dns, &ds.repository).map_err(|e| e.to_string())?.is_none() {
-        return Err(format!("spec.dataSource.repository: Repository {dns}/{} not found", ds.repository));
+    if !ds.repository.is_empty()
+        && p.get_as::<Repository>(dns, &ds.repository)
+            .map_err(|e| e.to_string())?
+            .is_none()
+    {
+        return Err(format!(
+            "spec.dataSource.repository: Repository {dns}/{} not found",
+            ds.repository
+        ));
     }
-    let labels: Vec<(&str, &str)> = if ds.repository.is_empty() { vec![] } else { vec![(util::LABEL_REPO_NAME, ds.repository.as_str())] };
-    let snapshots = p.list_as::<Snapshot>(Some(dns), &labels).map_err(|e| e.to_string())?;
-    let pitr = ds.pitr.as_ref().and_then(|x| x.target_time.as_ref().map(|t| (t.0, x.exclusive)));
+    let labels: Vec<(&str, &str)> = if ds.repository.is_empty() {
+        vec![]
+    } else {
+        vec![(util::LABEL_REPO_NAME, ds.repository.as_str())]
+    };
+    let snapshots = p
+        .list_as::<Snapshot>(Some(dns), &labels)
+        .map_err(|e| e.to_string())?;
+    let pitr = ds
+        .pitr
+        .as_ref()
+        .and_then(|x| x.target_time.as_ref().map(|t| (t.0, x.exclusive)));
     let snap = resolve_snapshot(&snapshots, &ds.repository, &ds.snapshot, pitr)?.clone();
     deps.push(ResourceFoundStatus {
         reference: TypedObjectReference {
@@ -272,7 +389,11 @@ fn validate_and_resolve(p: &dyn Platform, rs: &RestoreSession) -> std::result::R
         },
         found: Some(true),
     });
-    let comps: Vec<String> = snap.status.as_ref().map(|s| s.components.keys().cloned().collect()).unwrap_or_default();
+    let comps: Vec<String> = snap
+        .status
+        .as_ref()
+        .map(|s| s.components.keys().cloned().collect())
+        .unwrap_or_default();
     for want in &ds.components {
         if !comps.contains(want) {
             return Err(format!(
@@ -282,7 +403,11 @@ fn validate_and_resolve(p: &dyn Platform, rs: &RestoreSession) -> std::result::R
             ));
         }
     }
-    let total = if ds.components.is_empty() { comps.len() } else { ds.components.len() } as i32;
+    let total = if ds.components.is_empty() {
+        comps.len()
+    } else {
+        ds.components.len()
+    } as i32;
     Ok((snap, deps, total))
 }
 
@@ -330,28 +455,14 @@ fn resume_backups(p: &dyn Platform, st: &RestoreSessionStatus) -> Result<()> {
 }
 
 fn summary(rs: &RestoreSession, phase: &str, error: &str) -> Summary {
-    let t = rs.spec.target.clone().unwrap_or_default();
-    Summary {
-        name: util::name(&rs.metadata).to_string(),
-        namespace: util::namespace(&rs.metadata).to_string(),
-        invoker: SummaryRef {
-            api_group: meta::CORE_GROUP.into(),
-            kind: "RestoreSession".into(),
-            name: util::name(&rs.metadata).to_string(),
-            namespace: util::namespace(&rs.metadata).to_string(),
-        },
-        target: SummaryRef {
-            api_group: t.api_group.unwrap_or_default(),
-            kind: t.kind.unwrap_or_default(),
-            name: t.name,
-            namespace: t.namespace.unwrap_or_default(),
-        },
-        status: SummaryStatus {
-            phase: phase.into(),
-            duration: String::new(),
-            error: error.into(),
-        },
-    }
+    crate::backup_session::session_summary(
+        &rs.metadata,
+        "RestoreSession",
+        &rs.metadata,
+        rs.spec.target.clone(),
+        phase,
+        error,
+    )
 }
 
 fn save(p: &dyn Platform, mut rs: RestoreSession, st: &RestoreSessionStatus) -> Result<RestoreSession> {
@@ -369,30 +480,82 @@ fn post_and_finish(p: &dyn Platform, rs: RestoreSession, mut st: RestoreSessionS
     set_cond(&mut probe.conditions, now, c::METRICS_PUSHED, true, "", "");
     let ok = phase::restore_session(&probe) == RestorePhase::Succeeded;
     if cond(&st.conditions, c::POST_RESTORE_HOOKS_SUCCEEDED).is_none() {
-        let post = rs.spec.hooks.as_ref().map(|h| h.post_restore.clone()).unwrap_or_default();
+        let post = rs
+            .spec
+            .hooks
+            .as_ref()
+            .map(|h| h.post_restore.clone())
+            .unwrap_or_default();
         if !post.is_empty() {
             let err = failure_message(&probe);
-            let (results, e) = run_hooks(p, &ns, &post, &summary(&rs, if ok { "Succeeded" } else { "Failed" }, &err), Some(ok));
+            let (results, e) = run_hooks(
+                p,
+                &ns,
+                &post,
+                &summary(&rs, if ok { "Succeeded" } else { "Failed" }, &err),
+                Some(ok),
+            );
             st.hooks.post_hooks = results;
             match e {
-                None => set_cond(&mut st.conditions, now, c::POST_RESTORE_HOOKS_SUCCEEDED, true, "SuccessfullyExecutedPostRestoreHooks", ""),
-                Some(e) => set_cond(&mut st.conditions, now, c::POST_RESTORE_HOOKS_SUCCEEDED, false, "FailedToExecutePostRestoreHooks", e),
+                None => set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::POST_RESTORE_HOOKS_SUCCEEDED,
+                    true,
+                    "SuccessfullyExecutedPostRestoreHooks",
+                    "",
+                ),
+                Some(e) => set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::POST_RESTORE_HOOKS_SUCCEEDED,
+                    false,
+                    "FailedToExecutePostRestoreHooks",
+                    e,
+                ),
             }
         }
     }
     resume_backups(p, &st)?;
-    set_cond(&mut st.conditions, now, c::METRICS_PUSHED, true, "SuccessfullyPushedMetrics", "");
+    set_cond(
+        &mut st.conditions,
+        now,
+        c::METRICS_PUSHED,
+        true,
+        "SuccessfullyPushedMetrics",
+        "",
+    );
     let ph = phase::restore_session(&st);
     st.phase = Some(ph);
-    let created = rs.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let created = rs
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
     st.duration = util::go_duration(util::elapsed(created, now));
     let rs = save(p, rs, &st)?;
     let name = util::name(&rs.metadata);
-    p.event(&format!("RestoreSession {ns}/{name}"), ph != RestorePhase::Succeeded, &format!("{ph:?}"), &failure_message(&st));
+    p.event(
+        &format!("RestoreSession {ns}/{name}"),
+        ph != RestorePhase::Succeeded,
+        &format!("{ph:?}"),
+        &failure_message(&st),
+    );
     if let Some(url) = p.pushgateway_url() {
         let body = crate::metrics::restore_session_metrics(&rs);
-        if let Err(e) = crate::metrics::push(&url, "kstash-restore", &[("namespace", &ns), ("invoker_name", name)], &body) {
-            p.event(&format!("RestoreSession {ns}/{name}"), true, "MetricsPushFailed", &e.to_string());
+        if let Err(e) = crate::metrics::push(
+            &url,
+            "kstash-restore",
+            &[("namespace", &ns), ("invoker_name", name)],
+            &body,
+        ) {
+            p.event(
+                &format!("RestoreSession {ns}/{name}"),
+                true,
+                "MetricsPushFailed",
+                &e.to_string(),
+            );
         }
     }
     Ok(Requeue::Idle)

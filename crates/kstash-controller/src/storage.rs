@@ -30,11 +30,17 @@ pub fn storage_secret(p: &dyn Platform, bs: &BackupStorage) -> Result<Result<Opt
 }
 
 /// The BackupStorage a Repository uses and its Secret, when the storage is usable.
-pub fn repository_storage(p: &dyn Platform, repo: &Repository) -> Result<Result<(BackupStorage, Option<Secret>), String>> {
+pub fn repository_storage(
+    p: &dyn Platform,
+    repo: &Repository,
+) -> Result<Result<(BackupStorage, Option<Secret>), String>> {
     let r = &repo.spec.storage_ref;
     let ns = util::ns_or(&r.namespace, util::namespace(&repo.metadata));
     let Some(bs) = p.get_as::<BackupStorage>(ns, &r.name)? else {
-        return Ok(Err(format!("BackupStorage {ns}/{} (spec.storageRef) does not exist", r.name)));
+        return Ok(Err(format!(
+            "BackupStorage {ns}/{} (spec.storageRef) does not exist",
+            r.name
+        )));
     };
     let secret = match storage_secret(p, &bs)? {
         Ok(s) => s,
@@ -61,12 +67,26 @@ pub fn reconcile_backup_storage(p: &dyn Platform, ns: &str, name: &str) -> Resul
     let mut requeue = Requeue::Idle;
     match &secret {
         Err(msg) => {
-            set_cond(&mut status.conditions, now, c::BACKEND_SECRET_FOUND, false, "SecretNotFound", msg.clone());
+            set_cond(
+                &mut status.conditions,
+                now,
+                c::BACKEND_SECRET_FOUND,
+                false,
+                "SecretNotFound",
+                msg.clone(),
+            );
             requeue = Requeue::After(std::time::Duration::from_secs(10));
         }
         Ok(secret) => {
             if bs.spec.storage.secret_name().is_some() {
-                set_cond(&mut status.conditions, now, c::BACKEND_SECRET_FOUND, true, "SecretFound", "");
+                set_cond(
+                    &mut status.conditions,
+                    now,
+                    c::BACKEND_SECRET_FOUND,
+                    true,
+                    "SecretFound",
+                    "",
+                );
             }
             let initialized_for = phase::find(&status.conditions, c::BACKEND_INITIALIZED)
                 .filter(|x| x.status == kstash_api::common::ConditionStatus::True)
@@ -139,11 +159,17 @@ fn write_status_bs(p: &dyn Platform, mut bs: BackupStorage, status: BackupStorag
 
 /// Recreate Repository and Snapshot resources found in the bucket but missing here.
 fn sync_from_bucket(p: &dyn Platform, bs: &BackupStorage, secret: Option<&Secret>) -> Result<(), String> {
-    let listed = p.storage().list_repositories(bs, secret).map_err(|e| e.to_string())?;
+    let listed = p
+        .storage()
+        .list_repositories(bs, secret)
+        .map_err(|e| e.to_string())?;
     for (mut repo, snapshots) in listed {
         let rns = util::namespace(&repo.metadata).to_string();
         let rname = util::name(&repo.metadata).to_string();
-        let exists = p.get_as::<Repository>(&rns, &rname).map_err(|e| e.to_string())?.is_some();
+        let exists = p
+            .get_as::<Repository>(&rns, &rname)
+            .map_err(|e| e.to_string())?
+            .is_some();
         if exists {
             continue;
         }
@@ -178,14 +204,21 @@ fn delete_backup_storage(p: &dyn Platform, mut bs: BackupStorage, secret: Option
     if !util::has_finalizer(&bs.metadata) {
         return Ok(Requeue::Idle);
     }
-    let (ns, name) = (util::namespace(&bs.metadata).to_string(), util::name(&bs.metadata).to_string());
+    let (ns, name) = (
+        util::namespace(&bs.metadata).to_string(),
+        util::name(&bs.metadata).to_string(),
+    );
     // Delete the Repository resources on this storage; their data stays unless WipeOut (below).
     let mut pending = false;
     for repo in p.list_as::<Repository>(None, &[])? {
         let r = &repo.spec.storage_ref;
         let rns = util::ns_or(&r.namespace, util::namespace(&repo.metadata));
         if r.name == name && rns == ns {
-            p.delete(&kstash_api::meta::REPOSITORY, util::namespace(&repo.metadata), util::name(&repo.metadata))?;
+            p.delete(
+                &kstash_api::meta::REPOSITORY,
+                util::namespace(&repo.metadata),
+                util::name(&repo.metadata),
+            )?;
             pending = true;
         }
     }
@@ -195,7 +228,12 @@ fn delete_backup_storage(p: &dyn Platform, mut bs: BackupStorage, secret: Option
     if bs.spec.deletion_policy == Some(DeletionPolicy::WipeOut)
         && let Err(e) = p.storage().wipe_storage(&bs, secret.as_ref())
     {
-        p.event(&format!("BackupStorage {ns}/{name}"), true, "WipeOutFailed", &e.to_string());
+        p.event(
+            &format!("BackupStorage {ns}/{name}"),
+            true,
+            "WipeOutFailed",
+            &e.to_string(),
+        );
         return Ok(Requeue::After(std::time::Duration::from_secs(15)));
     }
     util::remove_finalizer(&mut bs.metadata);
@@ -225,11 +263,19 @@ pub fn reconcile_repository(p: &dyn Platform, ns: &str, name: &str) -> Result<Re
     let snapshots = p.list_as::<Snapshot>(Some(ns), &[(util::LABEL_REPO_NAME, name)])?;
     match &storage {
         Err(msg) => {
-            set_cond(&mut status.conditions, now, c::REPOSITORY_INITIALIZED, false, "RepositoryInitializationFailed", msg.clone());
+            set_cond(
+                &mut status.conditions,
+                now,
+                c::REPOSITORY_INITIALIZED,
+                false,
+                "RepositoryInitializationFailed",
+                msg.clone(),
+            );
             requeue = Requeue::After(std::time::Duration::from_secs(10));
         }
         Ok((bs, secret)) => {
-            let ready = bs.status.as_ref().and_then(|s| s.phase) == Some(kstash_api::storage::BackupStoragePhase::Ready);
+            let ready = bs.status.as_ref().and_then(|s| s.phase)
+                == Some(kstash_api::storage::BackupStoragePhase::Ready);
             if !ready {
                 set_cond(
                     &mut status.conditions,
@@ -237,7 +283,11 @@ pub fn reconcile_repository(p: &dyn Platform, ns: &str, name: &str) -> Result<Re
                     c::REPOSITORY_INITIALIZED,
                     false,
                     "RepositoryInitializationFailed",
-                    format!("BackupStorage {}/{} is not Ready yet", util::namespace(&bs.metadata), util::name(&bs.metadata)),
+                    format!(
+                        "BackupStorage {}/{} is not Ready yet",
+                        util::namespace(&bs.metadata),
+                        util::name(&bs.metadata)
+                    ),
                 );
                 requeue = Requeue::After(std::time::Duration::from_secs(2));
             } else if initialized_for != Some(generation) {
@@ -254,7 +304,14 @@ pub fn reconcile_repository(p: &dyn Platform, ns: &str, name: &str) -> Result<Re
                         phase::set_condition(&mut status.conditions, cnd);
                     }
                     Err(e) => {
-                        set_cond(&mut status.conditions, now, c::REPOSITORY_INITIALIZED, false, "RepositoryInitializationFailed", e.to_string());
+                        set_cond(
+                            &mut status.conditions,
+                            now,
+                            c::REPOSITORY_INITIALIZED,
+                            false,
+                            "RepositoryInitializationFailed",
+                            e.to_string(),
+                        );
                         requeue = Requeue::After(std::time::Duration::from_secs(15));
                     }
                 }
@@ -262,7 +319,12 @@ pub fn reconcile_repository(p: &dyn Platform, ns: &str, name: &str) -> Result<Re
             // Size from the bucket when the set of finished snapshots changed.
             let finished: Vec<&Snapshot> = snapshots
                 .iter()
-                .filter(|s| matches!(snapshot_phase(s), SnapshotPhase::Succeeded | SnapshotPhase::Failed))
+                .filter(|s| {
+                    matches!(
+                        snapshot_phase(s),
+                        SnapshotPhase::Succeeded | SnapshotPhase::Failed
+                    )
+                })
                 .collect();
             let count = Some(finished.len() as i32);
             if (status.snapshot_count != count || status.size.is_empty())
@@ -282,7 +344,10 @@ pub fn reconcile_repository(p: &dyn Platform, ns: &str, name: &str) -> Result<Re
 }
 
 fn snapshot_phase(s: &Snapshot) -> SnapshotPhase {
-    s.status.as_ref().and_then(|x| x.phase).unwrap_or(SnapshotPhase::Pending)
+    s.status
+        .as_ref()
+        .and_then(|x| x.phase)
+        .unwrap_or(SnapshotPhase::Pending)
 }
 
 /// snapshotCount, recentSnapshots (5 newest), lastBackupTime, integrity, componentPaths. Pure.
@@ -291,10 +356,22 @@ pub fn repository_status_from_snapshots(status: &mut RepositoryStatus, snapshots
         .iter()
         .filter(|s| !util::is_deleting(&s.metadata))
         .collect();
-    finished.sort_by_key(|s| std::cmp::Reverse(s.status.as_ref().and_then(|x| x.snapshot_time.clone()).map(|t| t.0)));
+    finished.sort_by_key(|s| {
+        std::cmp::Reverse(
+            s.status
+                .as_ref()
+                .and_then(|x| x.snapshot_time.clone())
+                .map(|t| t.0),
+        )
+    });
     let done: Vec<&&Snapshot> = finished
         .iter()
-        .filter(|s| matches!(snapshot_phase(s), SnapshotPhase::Succeeded | SnapshotPhase::Failed))
+        .filter(|s| {
+            matches!(
+                snapshot_phase(s),
+                SnapshotPhase::Succeeded | SnapshotPhase::Failed
+            )
+        })
         .collect();
     status.snapshot_count = Some(done.len() as i32);
     status.recent_snapshots = finished
@@ -338,7 +415,10 @@ fn delete_repository(p: &dyn Platform, mut repo: Repository) -> Result<Requeue> 
     if !util::has_finalizer(&repo.metadata) {
         return Ok(Requeue::Idle);
     }
-    let (ns, name) = (util::namespace(&repo.metadata).to_string(), util::name(&repo.metadata).to_string());
+    let (ns, name) = (
+        util::namespace(&repo.metadata).to_string(),
+        util::name(&repo.metadata).to_string(),
+    );
     let snapshots = p.list_as::<Snapshot>(Some(&ns), &[(util::LABEL_REPO_NAME, &name)])?;
     if !snapshots.is_empty() {
         // Their data goes with the repository when WipeOut; the Snapshot resources only need removing.
@@ -354,7 +434,12 @@ fn delete_repository(p: &dyn Platform, mut repo: Repository) -> Result<Requeue> 
         && !util::is_deleting(&bs.metadata)
         && let Err(e) = p.storage().wipe_repository(&bs, secret.as_ref(), &repo)
     {
-        p.event(&format!("Repository {ns}/{name}"), true, "WipeOutFailed", &e.to_string());
+        p.event(
+            &format!("Repository {ns}/{name}"),
+            true,
+            "WipeOutFailed",
+            &e.to_string(),
+        );
         return Ok(Requeue::After(std::time::Duration::from_secs(15)));
     }
     util::remove_finalizer(&mut repo.metadata);
@@ -395,7 +480,14 @@ pub fn reconcile_snapshot(p: &dyn Platform, ns: &str, name: &str) -> Result<Requ
     let now = p.now();
     let mut status = snap.status.clone().unwrap_or_default();
     if cond(&status.conditions, c::RECENT_SNAPSHOT_LIST_UPDATED).is_none() {
-        set_cond(&mut status.conditions, now, c::RECENT_SNAPSHOT_LIST_UPDATED, true, "SuccessfullyUpdatedRecentSnapshotList", "");
+        set_cond(
+            &mut status.conditions,
+            now,
+            c::RECENT_SNAPSHOT_LIST_UPDATED,
+            true,
+            "SuccessfullyUpdatedRecentSnapshotList",
+            "",
+        );
     }
     let components_phase = phase::snapshot_components(&status);
     let terminal = matches!(components_phase, SnapshotPhase::Succeeded | SnapshotPhase::Failed)
@@ -419,9 +511,23 @@ pub fn reconcile_snapshot(p: &dyn Platform, ns: &str, name: &str) -> Result<Requ
             None => Err(format!("Repository {ns}/{} does not exist", snap.spec.repository)),
         };
         match uploaded {
-            Ok(()) => set_cond(&mut status.conditions, now, c::SNAPSHOT_METADATA_UPLOADED, true, "SuccessfullyUploadedSnapshotMetadata", ""),
+            Ok(()) => set_cond(
+                &mut status.conditions,
+                now,
+                c::SNAPSHOT_METADATA_UPLOADED,
+                true,
+                "SuccessfullyUploadedSnapshotMetadata",
+                "",
+            ),
             Err(e) => {
-                set_cond(&mut status.conditions, now, c::SNAPSHOT_METADATA_UPLOADED, false, "FailedToUploadSnapshotMetadata", e);
+                set_cond(
+                    &mut status.conditions,
+                    now,
+                    c::SNAPSHOT_METADATA_UPLOADED,
+                    false,
+                    "FailedToUploadSnapshotMetadata",
+                    e,
+                );
                 requeue = Requeue::After(std::time::Duration::from_secs(15));
             }
         }
@@ -440,7 +546,11 @@ pub fn reconcile_snapshot(p: &dyn Platform, ns: &str, name: &str) -> Result<Requ
 }
 
 fn finalize_snapshot_fields(status: &mut kstash_api::storage::SnapshotStatus, _now: jiff::Timestamp) {
-    let total: u64 = status.components.values().map(|c| phase::parse_size(&c.size).unwrap_or(0)).sum();
+    let total: u64 = status
+        .components
+        .values()
+        .map(|c| phase::parse_size(&c.size).unwrap_or(0))
+        .sum();
     status.size = phase::format_size(total);
     status.integrity = phase::snapshot_integrity(status);
 }
@@ -463,11 +573,17 @@ fn wipe_snapshot(p: &dyn Platform, repo: &Repository, snap: &Snapshot) -> Result
 pub fn repository_password(p: &dyn Platform, repo: &Repository) -> Result<Result<String, String>> {
     let rns = util::namespace(&repo.metadata);
     let Some(r) = &repo.spec.encryption_secret else {
-        return Ok(Err(format!("Repository {rns}/{} has no spec.encryptionSecret", util::name(&repo.metadata))));
+        return Ok(Err(format!(
+            "Repository {rns}/{} has no spec.encryptionSecret",
+            util::name(&repo.metadata)
+        )));
     };
     let ns = util::ns_or(&r.namespace, rns);
     let Some(secret) = p.get_as::<Secret>(ns, &r.name)? else {
-        return Ok(Err(format!("encryption Secret {ns}/{} does not exist; fix: create it with key RESTIC_PASSWORD", r.name)));
+        return Ok(Err(format!(
+            "encryption Secret {ns}/{} does not exist; fix: create it with key RESTIC_PASSWORD",
+            r.name
+        )));
     };
     Ok(util::secret_value(&secret, "RESTIC_PASSWORD")
         .ok_or_else(|| format!("encryption Secret {ns}/{} has no key RESTIC_PASSWORD", r.name)))

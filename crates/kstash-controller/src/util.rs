@@ -63,7 +63,9 @@ pub fn time(t: Timestamp) -> Time {
 }
 
 pub fn has_finalizer(meta: &ObjectMeta) -> bool {
-    meta.finalizers.as_ref().is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+    meta.finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
 }
 
 /// Adds the finalizer; true when it was missing.
@@ -71,7 +73,9 @@ pub fn add_finalizer(meta: &mut ObjectMeta) -> bool {
     if has_finalizer(meta) {
         return false;
     }
-    meta.finalizers.get_or_insert_with(Vec::new).push(FINALIZER.to_string());
+    meta.finalizers
+        .get_or_insert_with(Vec::new)
+        .push(FINALIZER.to_string());
     true
 }
 
@@ -106,7 +110,14 @@ pub fn owner_ref(api_version: String, kind: &str, meta: &ObjectMeta) -> OwnerRef
 }
 
 /// Set a condition with `lastTransitionTime` = now (kept when the status did not change).
-pub fn set_cond(conds: &mut Vec<Condition>, now: Timestamp, type_: &str, ok: bool, reason: &str, msg: impl Into<String>) {
+pub fn set_cond(
+    conds: &mut Vec<Condition>,
+    now: Timestamp,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    msg: impl Into<String>,
+) {
     let mut c = Condition::new(type_, ok, reason, msg);
     c.last_transition_time = Some(time(now));
     phase::set_condition(conds, c);
@@ -141,12 +152,16 @@ pub fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
 
 /// `t + d`.
 pub fn add(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(jiff::SignedDuration::try_from(d).unwrap_or_default()).unwrap_or(t)
+    t.checked_add(jiff::SignedDuration::try_from(d).unwrap_or_default())
+        .unwrap_or(t)
 }
 
 /// Labels as a map.
 pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
 }
 
 /// The value of `key` in a Secret (`data` base64 or `stringData`).

@@ -35,14 +35,23 @@ async fn metrics(State(store): State<Arc<Store>>) -> impl IntoResponse {
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
             body,
         ),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string()),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string(),
+        ),
     }
 }
 
 /// Bind `addr` and serve on a background thread; returns the bound address (port 0 picks one).
 pub fn serve(store: Arc<Store>, addr: &str) -> Result<SocketAddr, String> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} for /metrics: {e}"))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen on {addr} for /metrics: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let app = Router::new()

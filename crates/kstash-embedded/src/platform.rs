@@ -33,7 +33,9 @@ pub struct EmbeddedPlatform {
 
 impl std::fmt::Debug for EmbeddedPlatform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedPlatform").field("home", &self.home).finish()
+        f.debug_struct("EmbeddedPlatform")
+            .field("home", &self.home)
+            .finish()
     }
 }
 
@@ -47,7 +49,10 @@ impl EmbeddedPlatform {
         storage: Arc<dyn StorageOps>,
         pushgateway: Option<String>,
     ) -> Self {
-        let env = vec![(crate::store::KSTASH_HOME_ENV.to_string(), home.display().to_string())];
+        let env = vec![(
+            crate::store::KSTASH_HOME_ENV.to_string(),
+            home.display().to_string(),
+        )];
         EmbeddedPlatform {
             runner: JobRunner::new(home.join("jobs"), program, env),
             scheduler: Scheduler::default(),
@@ -68,7 +73,12 @@ impl Resources for EmbeddedPlatform {
     fn get(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<Option<Value>> {
         Resources::get(&*self.store, rt, namespace, name)
     }
-    fn list(&self, rt: &'static ResourceType, namespace: Option<&str>, labels: &[(&str, &str)]) -> ClientResult<Vec<Value>> {
+    fn list(
+        &self,
+        rt: &'static ResourceType,
+        namespace: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> ClientResult<Vec<Value>> {
         Resources::list(&*self.store, rt, namespace, labels)
     }
     fn create(&self, obj: Value) -> ClientResult<Value> {
@@ -192,7 +202,15 @@ pub fn run_local_command(
         std::thread::sleep(Duration::from_millis(20));
     };
     let output = reader.join().unwrap_or_default();
-    let tail: String = output.trim().chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = output
+        .trim()
+        .chars()
+        .rev()
+        .take(500)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     Ok(match status {
         None => CommandOutput {
             success: false,

@@ -92,8 +92,10 @@ impl JobRunner {
         if dir.join("job.json").exists() {
             return Ok(());
         }
-        fs::create_dir_all(&dir).map_err(|e| err(format!("cannot create job directory {}: {e}", dir.display())))?;
-        let log = File::create(dir.join("log")).map_err(|e| err(format!("cannot create job log in {}: {e}", dir.display())))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| err(format!("cannot create job directory {}: {e}", dir.display())))?;
+        let log = File::create(dir.join("log"))
+            .map_err(|e| err(format!("cannot create job log in {}: {e}", dir.display())))?;
         let log2 = log.try_clone().map_err(|e| err(e.to_string()))?;
         let mut cmd = Command::new(&self.program);
         cmd.arg("exec")
@@ -128,7 +130,11 @@ impl JobRunner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert((job.namespace.clone(), job.name.clone()), child.id());
-        let (children, key, deadline) = (self.children.clone(), (job.namespace.clone(), job.name.clone()), job.deadline);
+        let (children, key, deadline) = (
+            self.children.clone(),
+            (job.namespace.clone(), job.name.clone()),
+            job.deadline,
+        );
         std::thread::Builder::new()
             .name(format!("job-{}", job.name))
             .spawn(move || watch_child(child, &dir, deadline, &children, key))
@@ -156,7 +162,11 @@ impl JobRunner {
         if ours || process_alive(record.pid) {
             // A result may have landed between the two reads.
             if let Some(r) = self.result(namespace, name) {
-                return if r.exit_code == 0 { JobState::Succeeded } else { JobState::Failed(r.message) };
+                return if r.exit_code == 0 {
+                    JobState::Succeeded
+                } else {
+                    JobState::Failed(r.message)
+                };
             }
             JobState::Running
         } else {
@@ -228,7 +238,9 @@ impl JobRunner {
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PlatformError> {
     let tmp = path.with_extension("tmp");
     let body = serde_json::to_vec_pretty(value).map_err(|e| err(e.to_string()))?;
-    fs::write(&tmp, body).and_then(|()| fs::rename(&tmp, path)).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+    fs::write(&tmp, body)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| err(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Reap the child, enforce its deadline, and record its exit unless the job recorded it itself.
@@ -265,13 +277,24 @@ fn watch_child(
             String::new()
         } else {
             let tail = log_tail(&dir.join("log"), 4096);
-            let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+            let last = tail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_string();
             match status {
                 Some(s) if s.code().is_none() => format!("killed by a signal ({s}); {last}"),
                 _ => format!("exit status {code}: {last}"),
             }
         };
-        let _ = write_json(&dir.join("result.json"), &JobResult { exit_code: code, message });
+        let _ = write_json(
+            &dir.join("result.json"),
+            &JobResult {
+                exit_code: code,
+                message,
+            },
+        );
     }
     children.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
 }
@@ -299,7 +322,9 @@ pub fn process_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // Field 3 (after the parenthesised command name) is the state; Z = zombie, X = dead.
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
             !matches!(state, Some("Z" | "X"))
         }
         Err(_) => false,

@@ -58,7 +58,8 @@ impl Scheduler {
     /// Remove the entries of `invoker` except `keep`.
     pub fn remove(&self, namespace: &str, invoker: &str, keep: &[String]) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|(ns, inv, session), _| !(ns == namespace && inv == invoker && !keep.contains(session)));
+        entries
+            .retain(|(ns, inv, session), _| !(ns == namespace && inv == invoker && !keep.contains(session)));
     }
 
     /// Entries due at `now`; each advances to its next run. Suspended entries advance silently.
@@ -86,7 +87,11 @@ impl Scheduler {
     /// The earliest next run of any active entry.
     pub fn next_due(&self) -> Option<Timestamp> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.values().filter(|e| !e.spec.suspend).filter_map(|e| e.next).min()
+        entries
+            .values()
+            .filter(|e| !e.spec.suspend)
+            .filter_map(|e| e.next)
+            .min()
     }
 
     /// Number of entries.
@@ -121,7 +126,9 @@ mod tests {
     #[test]
     fn fires_once_per_minute_and_advances() {
         let s = Scheduler::default();
-        let next = s.ensure(&spec("* * * * *", false), at("2026-01-01T10:00:30Z")).unwrap();
+        let next = s
+            .ensure(&spec("* * * * *", false), at("2026-01-01T10:00:30Z"))
+            .unwrap();
         assert_eq!(next, Some(at("2026-01-01T10:01:00Z")));
         assert!(s.due(at("2026-01-01T10:00:59Z")).is_empty());
         let due = s.due(at("2026-01-01T10:01:00.2Z"));
@@ -135,16 +142,27 @@ mod tests {
     fn time_zone_prefix_is_honoured() {
         let s = Scheduler::default();
         // 02:00 in Berlin (UTC+1 in January) is 01:00 UTC.
-        let next = s.ensure(&spec("CRON_TZ=Europe/Berlin 0 2 * * *", false), at("2026-01-01T00:00:00Z")).unwrap();
+        let next = s
+            .ensure(
+                &spec("CRON_TZ=Europe/Berlin 0 2 * * *", false),
+                at("2026-01-01T00:00:00Z"),
+            )
+            .unwrap();
         assert_eq!(next, Some(at("2026-01-01T01:00:00Z")));
     }
 
     #[test]
     fn suspended_entries_never_fire_and_bad_cron_is_an_error() {
         let s = Scheduler::default();
-        assert_eq!(s.ensure(&spec("* * * * *", true), at("2026-01-01T10:00:00Z")).unwrap(), None);
+        assert_eq!(
+            s.ensure(&spec("* * * * *", true), at("2026-01-01T10:00:00Z"))
+                .unwrap(),
+            None
+        );
         assert!(s.due(at("2026-01-01T10:05:00Z")).is_empty());
-        let e = s.ensure(&spec("61 * * * *", false), at("2026-01-01T10:00:00Z")).unwrap_err();
+        let e = s
+            .ensure(&spec("61 * * * *", false), at("2026-01-01T10:00:00Z"))
+            .unwrap_err();
         assert!(e.to_string().contains("scheduler.schedule"), "{e}");
         s.remove("demo", "bc", &[]);
         assert!(s.is_empty());

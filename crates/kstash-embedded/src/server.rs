@@ -69,7 +69,12 @@ pub fn server_running(home: &Path) -> Option<String> {
     let file = File::options().read(true).write(true).open(&path).ok()?;
     match file.try_lock() {
         Ok(()) => None,
-        Err(_) => Some(std::fs::read_to_string(&path).unwrap_or_default().trim().to_string()),
+        Err(_) => Some(
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
     }
 }
 
@@ -83,10 +88,16 @@ pub fn install_catalog(store: &Store, documents: &[(&str, &str)]) -> Result<usiz
             .into_iter()
             .enumerate()
         {
-            let rt = crate::object::resource_type(&value).map_err(|e| format!("catalog {file} document {i}: {e}"))?;
-            let name = value.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or("");
+            let rt = crate::object::resource_type(&value)
+                .map_err(|e| format!("catalog {file} document {i}: {e}"))?;
+            let name = value
+                .pointer("/metadata/name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
             if let Ok(existing) = store.get(rt, "", name) {
-                let managed = existing.pointer("/metadata/labels/app.kubernetes.io~1managed-by").and_then(|v| v.as_str());
+                let managed = existing
+                    .pointer("/metadata/labels/app.kubernetes.io~1managed-by")
+                    .and_then(|v| v.as_str());
                 if managed != Some("kstash") {
                     continue;
                 }
@@ -150,7 +161,11 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
         }
         // Reconcile what is due.
         let now = Instant::now();
-        let ready: Vec<Key> = queue.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
+        let ready: Vec<Key> = queue
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in ready {
             if shutdown.load(Ordering::SeqCst) {
                 break;
@@ -171,7 +186,8 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
                 Err(e) => {
                     let n = failures.entry(key.clone()).or_insert(0);
                     *n += 1;
-                    let conflict = matches!(&e, kstash_controller::ReconcileError::Client(c) if c.is_conflict());
+                    let conflict =
+                        matches!(&e, kstash_controller::ReconcileError::Client(c) if c.is_conflict());
                     if conflict {
                         tracing::debug!(error = %e, "conflict; retrying");
                     } else {
@@ -208,12 +224,21 @@ fn enqueue_all(p: &EmbeddedPlatform, queue: &mut BTreeMap<Key, Instant>) -> Resu
     let now = Instant::now();
     for rt in RECONCILED {
         for obj in p.store.list(rt, None, &LabelSelector::everything())? {
-            queue.entry(Key {
-                kind: rt.kind,
-                namespace: obj.pointer("/metadata/namespace").and_then(|v| v.as_str()).unwrap_or("").to_string(),
-                name: obj.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or("").to_string(),
-            })
-            .or_insert(now);
+            queue
+                .entry(Key {
+                    kind: rt.kind,
+                    namespace: obj
+                        .pointer("/metadata/namespace")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    name: obj
+                        .pointer("/metadata/name")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                })
+                .or_insert(now);
         }
     }
     Ok(())

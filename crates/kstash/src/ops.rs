@@ -21,8 +21,14 @@ use crate::cli::{BcArgs, ExecArgs, ExecJob, LogsArgs, ServerArgs, TriggerArgs};
 
 /// The addon catalog shipped with kstash, installed into the store by `kstash server`.
 pub const CATALOG: &[(&str, &str)] = &[
-    ("catalog/workload-addon.yaml", include_str!("../../../catalog/workload-addon.yaml")),
-    ("catalog/pvc-addon.yaml", include_str!("../../../catalog/pvc-addon.yaml")),
+    (
+        "catalog/workload-addon.yaml",
+        include_str!("../../../catalog/workload-addon.yaml"),
+    ),
+    (
+        "catalog/pvc-addon.yaml",
+        include_str!("../../../catalog/pvc-addon.yaml"),
+    ),
 ];
 
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.
@@ -39,7 +45,13 @@ pub fn home_dir(home: Option<&Path>) -> Result<PathBuf> {
 fn platform(home: &Path, store: Arc<Store>, pushgateway: Option<String>) -> Result<EmbeddedPlatform> {
     let program = std::env::current_exe().context("locating the kstash binary for executor jobs")?;
     let storage = Arc::new(StorageOpsImpl::new(LocalMode::Host));
-    Ok(EmbeddedPlatform::new(store, home.to_path_buf(), program, storage, pushgateway))
+    Ok(EmbeddedPlatform::new(
+        store,
+        home.to_path_buf(),
+        program,
+        storage,
+        pushgateway,
+    ))
 }
 
 /// `kstash server`.
@@ -84,7 +96,8 @@ pub fn exec(home: Option<&Path>, a: ExecArgs) -> Result<ExitCode> {
             namespace,
             restoresession,
             snapshot,
-        } => kstash_exec::run_restore(&store, namespace, restoresession, snapshot, &opts).map(|r| format!("{r:?}")),
+        } => kstash_exec::run_restore(&store, namespace, restoresession, snapshot, &opts)
+            .map(|r| format!("{r:?}")),
     };
     let (code, message) = match &result {
         Ok(_) => (0, String::new()),
@@ -129,9 +142,12 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
     let home = home_dir(home)?;
     let store = Arc::new(crate::resources::open_store(Some(&home))?);
     let ns = a.namespace.as_str();
-    let bc: BackupConfiguration = store
-        .get_as(ns, &a.name)?
-        .with_context(|| format!("BackupConfiguration {ns}/{} not found (kstash get bc -n {ns})", a.name))?;
+    let bc: BackupConfiguration = store.get_as(ns, &a.name)?.with_context(|| {
+        format!(
+            "BackupConfiguration {ns}/{} not found (kstash get bc -n {ns})",
+            a.name
+        )
+    })?;
     let sessions: Vec<String> = if a.sessions.is_empty() {
         bc.spec.sessions.iter().map(|s| s.name.clone()).collect()
     } else {
@@ -142,7 +158,12 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
             bail!(
                 "BackupConfiguration {ns}/{} has no session \"{s}\"; sessions: {}",
                 a.name,
-                bc.spec.sessions.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                bc.spec
+                    .sessions
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
@@ -150,7 +171,10 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
     let daemon = server::server_running(&home);
     let mut created: Vec<String> = Vec::new();
     let foreground_lock = if daemon.is_none() {
-        eprintln!("no kstash server is running on {}; running the backup in the foreground", home.display());
+        eprintln!(
+            "no kstash server is running on {}; running the backup in the foreground",
+            home.display()
+        );
         let lock = ServerLock::acquire(&home).map_err(|e| anyhow!(e))?;
         server::install_catalog(&store, CATALOG).map_err(|e| anyhow!(e))?;
         // Bring the configuration to Ready first (a fresh one starts its instant backup then).
@@ -173,7 +197,10 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
             bail!(
                 "BackupConfiguration {ns}/{} is not Ready ({}): {}",
                 a.name,
-                status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "no phase".into()),
+                status
+                    .phase
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_else(|| "no phase".into()),
                 kstash_controller::backup_session::not_ready_reason(&status)
             );
         }
@@ -280,7 +307,10 @@ impl PhaseWatcher {
         let mut parts = Vec::new();
         for (i, n) in self.names.iter().enumerate() {
             let ph = session_phase(store, &self.ns, n);
-            parts.push(format!("{n}: {}", ph.map(|p| format!("{p:?}")).unwrap_or_else(|| "Pending".into())));
+            parts.push(format!(
+                "{n}: {}",
+                ph.map(|p| format!("{p:?}")).unwrap_or_else(|| "Pending".into())
+            ));
             if ph != last[i] {
                 last[i] = ph;
                 if self.bar.is_hidden()
@@ -326,7 +356,10 @@ pub fn set_paused(home: Option<&Path>, a: BcArgs, paused: bool) -> Result<ExitCo
 pub fn logs(home: Option<&Path>, a: LogsArgs) -> Result<ExitCode> {
     let home = home_dir(home)?;
     let jobs = home.join("jobs").join(&a.namespace);
-    let candidates = [jobs.join(&a.name).join("log"), jobs.join(format!("restore-{}", a.name)).join("log")];
+    let candidates = [
+        jobs.join(&a.name).join("log"),
+        jobs.join(format!("restore-{}", a.name)).join("log"),
+    ];
     for c in &candidates {
         if let Ok(text) = std::fs::read_to_string(c) {
             out!("{text}");

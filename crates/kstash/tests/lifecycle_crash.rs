@@ -30,7 +30,10 @@ fn final_session(env: &Env, session: &str) -> Value {
 }
 
 fn kill_9(pid: u32) {
-    let ok = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success(), "kill -9 {pid}");
 }
 
@@ -52,8 +55,15 @@ fn killed_executor_ends_failed_with_backup_incomplete() {
     kill_9(pid);
 
     let s = final_session(&env, &session);
-    assert_eq!(phase(&s), "Failed", "a session whose executor was killed must fail: {s:#}");
-    let snap_name = s.pointer("/status/snapshots/0/name").and_then(Value::as_str).unwrap();
+    assert_eq!(
+        phase(&s),
+        "Failed",
+        "a session whose executor was killed must fail: {s:#}"
+    );
+    let snap_name = s
+        .pointer("/status/snapshots/0/name")
+        .and_then(Value::as_str)
+        .unwrap();
     let snap = env.get("snapshot", "demo", snap_name).unwrap();
     assert_eq!(phase(&snap), "Failed", "{snap:#}");
     let incomplete = snap["status"]["conditions"]
@@ -67,7 +77,11 @@ fn killed_executor_ends_failed_with_backup_incomplete() {
     // The executor was killed before it could save a snapshot.
     let repo = env.component_repo("demo/big", "frequent");
     if repo.join("config").exists() {
-        assert_eq!(restic_snapshot_count(&repo), 0, "a killed backup must not leave a restic snapshot");
+        assert_eq!(
+            restic_snapshot_count(&repo),
+            0,
+            "a killed backup must not leave a restic snapshot"
+        );
     }
 }
 
@@ -82,7 +96,11 @@ fn daemon_killed_mid_session_and_restarted_finishes_consistently() {
     let (session, _pid) = executor_started(&env, "crashy");
     daemon.kill();
     let running = env.get("backupsession", "demo", &session).unwrap();
-    assert_eq!(phase(&running), "Running", "the daemon died mid-session: {running:#}");
+    assert_eq!(
+        phase(&running),
+        "Running",
+        "the daemon died mid-session: {running:#}"
+    );
 
     // The executor outlives the daemon; a new daemon picks the session up where it was.
     let _daemon2 = env.start_daemon(&[]);
@@ -93,5 +111,8 @@ fn daemon_killed_mid_session_and_restarted_finishes_consistently() {
     let snaps = env.list("snapshots", "demo");
     assert_eq!(snaps.len(), 1);
     assert_eq!(phase(&snaps[0]), "Succeeded");
-    assert_eq!(restic_snapshot_count(&env.component_repo("demo/crashy", "frequent")), 1);
+    assert_eq!(
+        restic_snapshot_count(&env.component_repo("demo/crashy", "frequent")),
+        1
+    );
 }

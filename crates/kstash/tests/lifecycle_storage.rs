@@ -27,31 +27,62 @@ fn a_new_installation_rebuilds_repositories_and_snapshots_from_the_storage() {
     // Deleting the configuration (repository policy Delete) removes the resources, not the data.
     let mut daemon = first.start_daemon(&[]);
     first.ok(&["delete", "backupconfiguration", "files", "-n", "demo"]);
-    wait_for(Duration::from_secs(60), "the Repository resource to go", || first.get("repo", "demo", "files-repo").is_none());
+    wait_for(Duration::from_secs(60), "the Repository resource to go", || {
+        first.get("repo", "demo", "files-repo").is_none()
+    });
     daemon.terminate();
     let repo_dir = first.storage.join("demo/files");
-    assert!(repo_dir.join("repository.yaml").exists(), "repository.yaml must stay");
-    assert!(repo_dir.join("snapshots").join(format!("{snapshot_name}.yaml")).exists());
-    assert!(first.component_repo("demo/files", "frequent").join("config").exists());
+    assert!(
+        repo_dir.join("repository.yaml").exists(),
+        "repository.yaml must stay"
+    );
+    assert!(
+        repo_dir
+            .join("snapshots")
+            .join(format!("{snapshot_name}.yaml"))
+            .exists()
+    );
+    assert!(
+        first
+            .component_repo("demo/files", "frequent")
+            .join("config")
+            .exists()
+    );
 
     // A second installation with only the BackupStorage finds everything again.
     let second = Env::new();
     let storage = first.storage_manifests(5);
     second.apply(&storage);
     let _daemon2 = second.start_daemon(&[]);
-    let repo = wait_some(Duration::from_secs(60), "the Repository to be rebuilt from the storage", || {
-        second.get("repo", "demo", "files-repo")
-    });
+    let repo = wait_some(
+        Duration::from_secs(60),
+        "the Repository to be rebuilt from the storage",
+        || second.get("repo", "demo", "files-repo"),
+    );
     assert_eq!(repo["spec"]["path"], "demo/files");
-    let snap = wait_some(Duration::from_secs(60), "the Snapshot to be rebuilt with its status", || {
-        let s = second.get("snapshot", "demo", &snapshot_name)?;
-        (phase(&s) == "Succeeded").then_some(s)
-    });
-    assert!(snap.pointer("/status/components/dump/resticStats/0/summary/id").and_then(Value::as_str).is_some(), "{snap:#}");
-    let bs = wait_some(Duration::from_secs(30), "the storage to list the repository", || {
-        let bs = second.get("backupstorage", "demo", "local-storage")?;
-        (bs.pointer("/status/repositories/0/name").and_then(Value::as_str) == Some("files-repo")).then_some(bs)
-    });
+    let snap = wait_some(
+        Duration::from_secs(60),
+        "the Snapshot to be rebuilt with its status",
+        || {
+            let s = second.get("snapshot", "demo", &snapshot_name)?;
+            (phase(&s) == "Succeeded").then_some(s)
+        },
+    );
+    assert!(
+        snap.pointer("/status/components/dump/resticStats/0/summary/id")
+            .and_then(Value::as_str)
+            .is_some(),
+        "{snap:#}"
+    );
+    let bs = wait_some(
+        Duration::from_secs(30),
+        "the storage to list the repository",
+        || {
+            let bs = second.get("backupstorage", "demo", "local-storage")?;
+            (bs.pointer("/status/repositories/0/name").and_then(Value::as_str) == Some("files-repo"))
+                .then_some(bs)
+        },
+    );
     assert_eq!(phase(&bs), "Ready");
 
     // And restores from it.

@@ -27,7 +27,12 @@ impl Env {
         for d in [&home, &storage, &data] {
             std::fs::create_dir_all(d).unwrap();
         }
-        Env { dir, home, storage, data }
+        Env {
+            dir,
+            home,
+            storage,
+            data,
+        }
     }
 
     /// Run `kstash` with this KSTASH_HOME.
@@ -94,9 +99,14 @@ impl Env {
             .stderr(f)
             .spawn()
             .unwrap();
-        let d = Daemon { child: Some(child), log };
+        let d = Daemon {
+            child: Some(child),
+            log,
+        };
         wait_for(Duration::from_secs(20), "the daemon to start", || {
-            std::fs::read_to_string(&d.log).unwrap_or_default().contains("reconcile loop started")
+            std::fs::read_to_string(&d.log)
+                .unwrap_or_default()
+                .contains("reconcile loop started")
         });
         d
     }
@@ -137,7 +147,13 @@ stringData: {{RESTIC_PASSWORD: changeit}}
 
     /// A BackupConfiguration `name` backing up `paths` with the workload addon; `session_extra`
     /// is inserted into the session (indented by 6 spaces), e.g. hooks or retryConfig.
-    pub fn backup_configuration(&self, name: &str, schedule: &str, paths: &str, session_extra: &str) -> String {
+    pub fn backup_configuration(
+        &self,
+        name: &str,
+        schedule: &str,
+        paths: &str,
+        session_extra: &str,
+    ) -> String {
         format!(
             r#"
 apiVersion: core.kubestash.com/v1alpha1
@@ -175,13 +191,22 @@ spec:
             .into_iter()
             .filter(|s| s.pointer("/spec/invoker/name").and_then(Value::as_str) == Some(bc))
             .collect();
-        v.sort_by_key(|s| s.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string());
+        v.sort_by_key(|s| {
+            s.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        });
         v
     }
 
     /// The component restic repository of a repository directory (`demo/<bc>`).
     pub fn component_repo(&self, directory: &str, session: &str) -> PathBuf {
-        self.storage.join(directory).join("repository/v1").join(session).join("dump")
+        self.storage
+            .join(directory)
+            .join("repository/v1")
+            .join(session)
+            .join("dump")
     }
 }
 
@@ -190,7 +215,9 @@ pub fn phase(obj: &Value) -> &str {
 }
 
 pub fn name(obj: &Value) -> &str {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// The daemon child; killed when dropped.
@@ -217,7 +244,10 @@ impl Daemon {
             if let Some(s) = c.try_wait().unwrap() {
                 return s;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "daemon did not stop on SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "daemon did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -237,7 +267,10 @@ impl Drop for Daemon {
 pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -249,7 +282,10 @@ pub fn wait_some<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -258,7 +294,10 @@ fn rand_suffix() -> String {
     format!(
         "{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     )
 }
 
@@ -300,7 +339,9 @@ pub fn tree_listing(root: &Path) -> Vec<String> {
                 walk(root, &p, out);
             } else {
                 let body = std::fs::read(&p).unwrap();
-                let sum: u64 = body.iter().fold(1469598103934665603u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(1099511628211));
+                let sum: u64 = body.iter().fold(1469598103934665603u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(1099511628211)
+                });
                 out.push(format!("{rel} {mode:o} {} {sum:x}", body.len()));
             }
         }
@@ -330,9 +371,14 @@ impl Env {
             .stderr(f)
             .spawn()
             .unwrap();
-        let d = Daemon { child: Some(child), log };
+        let d = Daemon {
+            child: Some(child),
+            log,
+        };
         wait_for(Duration::from_secs(20), "the daemon to start", || {
-            std::fs::read_to_string(&d.log).unwrap_or_default().contains("reconcile loop started")
+            std::fs::read_to_string(&d.log)
+                .unwrap_or_default()
+                .contains("reconcile loop started")
         });
         d
     }
@@ -340,10 +386,15 @@ impl Env {
     /// Wait until `bc` has at least `n` BackupSessions and the first `n` (oldest first) are
     /// completed (final phase with the final step done); returns them.
     pub fn wait_sessions_done(&self, bc: &str, n: usize) -> Vec<Value> {
-        wait_some(Duration::from_secs(60), &format!("{n} completed BackupSession(s) of {bc}"), || {
-            let sessions = self.sessions_of(bc);
-            (sessions.len() >= n && sessions[..n].iter().all(session_completed)).then(|| sessions[..n].to_vec())
-        })
+        wait_some(
+            Duration::from_secs(60),
+            &format!("{n} completed BackupSession(s) of {bc}"),
+            || {
+                let sessions = self.sessions_of(bc);
+                (sessions.len() >= n && sessions[..n].iter().all(session_completed))
+                    .then(|| sessions[..n].to_vec())
+            },
+        )
     }
 
     /// Apply a manifest given as text and return the failed command's stderr (panics if it succeeds).
@@ -389,7 +440,9 @@ pub fn condition_status_message(cond: &Value) -> (&str, &str) {
 impl Daemon {
     /// Whether the daemon process is still alive.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     /// Assert the daemon is alive and its log shows no panic.
