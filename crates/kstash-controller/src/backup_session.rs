@@ -28,6 +28,31 @@ use crate::retention;
 use crate::util::{self, Requeue, Result, cond, set_cond};
 
 const POLL: Duration = Duration::from_secs(1);
+/// How long a new session waits for its Repositories to become Ready before failing.
+const REPOSITORY_WAIT: Duration = Duration::from_secs(60);
+
+fn session_age(bs: &BackupSession, now: Timestamp) -> Duration {
+    bs.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| util::elapsed(t.0, now))
+        .unwrap_or_default()
+}
+
+/// Why Snapshots could not be created; `waiting` when it may resolve by itself.
+struct EnsureError {
+    message: String,
+    waiting: bool,
+}
+
+impl From<String> for EnsureError {
+    fn from(message: String) -> Self {
+        EnsureError {
+            message,
+            waiting: false,
+        }
+    }
+}
 
 /// Snapshot name: `<repo>-<session name without trailing -digits>-<digits>` (63-char rule).
 pub fn snapshot_name(repo: &str, backup_session: &str) -> String {
@@ -194,6 +219,12 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
                     "",
                 );
             }
+            Err(e) if e.waiting && session_age(&bs, now) < REPOSITORY_WAIT => {
+                // A Repository still being initialised (e.g. a session triggered right after the
+                // configuration was applied): wait a little instead of failing.
+                tracing::info!(reason = %e.message, "waiting for the session's repositories");
+                return Ok(Requeue::After(POLL));
+            }
             Err(e) => {
                 set_cond(
                     &mut st.conditions,
@@ -201,7 +232,7 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
                     c::SNAPSHOTS_ENSURED,
                     false,
                     "FailedToEnsureSnapshots",
-                    e,
+                    e.message,
                 );
                 bs = save(p, bs, &st)?;
                 return post_and_finish(p, bs, st, &bc, &session);
@@ -489,7 +520,7 @@ fn ensure_snapshots(
     bc: &BackupConfiguration,
     session: &kstash_api::core::Session,
     now: Timestamp,
-) -> std::result::Result<Vec<SessionSnapshotStatus>, String> {
+) -> std::result::Result<Vec<SessionSnapshotStatus>, EnsureError> {
     let ns = util::namespace(&bs.metadata);
     let bs_name = util::name(&bs.metadata);
     let mut out = Vec::new();
@@ -497,9 +528,21 @@ fn ensure_snapshots(
         let repo = p
             .get_as::<Repository>(ns, &info.name)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("Repository {ns}/{} does not exist yet", info.name))?;
+            .ok_or_else(|| EnsureError {
+                message: format!("Repository {ns}/{} does not exist yet", info.name),
+                waiting: true,
+            })?;
         if repo.status.as_ref().and_then(|s| s.phase) != Some(kstash_api::storage::RepositoryPhase::Ready) {
-            return Err(format!("Repository {ns}/{} is not Ready", info.name));
+            let why = repo
+                .status
+                .as_ref()
+                .and_then(|s| phase::find(&s.conditions, c::REPOSITORY_INITIALIZED))
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default();
+            return Err(EnsureError {
+                message: format!("Repository {ns}/{} is not Ready: {why}", info.name),
+                waiting: true,
+            });
         }
         let name = snapshot_name(&info.name, bs_name);
         let app_ref = bc.spec.target.clone().unwrap_or_default();

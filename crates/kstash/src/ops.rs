@@ -181,14 +181,26 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
         let before: Vec<String> = list_sessions(&store, ns, &a.name);
         let shutdown = AtomicBool::new(false);
         let deadline = Instant::now() + Duration::from_secs(120);
+        // Ready, with the Repositories of the chosen sessions initialised (or Invalid).
         let ready = |p: &EmbeddedPlatform| {
+            let Some(b) = p.store.get_as::<BackupConfiguration>(ns, &a.name).ok().flatten() else {
+                return true;
+            };
+            let st = b.status.clone().unwrap_or_default();
+            let repos_ready = b
+                .spec
+                .sessions
+                .iter()
+                .filter(|s| sessions.contains(&s.name))
+                .flat_map(|s| s.repositories.iter())
+                .all(|r| {
+                    st.repositories.iter().any(|x| {
+                        x.name == r.name && x.phase == Some(kstash_api::storage::RepositoryPhase::Ready)
+                    })
+                });
             Instant::now() > deadline
-                || p.store
-                    .get_as::<BackupConfiguration>(ns, &a.name)
-                    .ok()
-                    .flatten()
-                    .and_then(|b| b.status.and_then(|s| s.phase))
-                    .is_some_and(|ph| ph != BackupInvokerPhase::NotReady)
+                || st.phase == Some(BackupInvokerPhase::Invalid)
+                || (st.phase == Some(BackupInvokerPhase::Ready) && repos_ready)
         };
         server::run(&p, &shutdown, StopWhen::Done(&ready))?;
         let bc: BackupConfiguration = store.must_get(ns, &a.name)?;

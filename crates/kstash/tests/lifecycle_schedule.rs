@@ -95,13 +95,13 @@ fn scheduled_backups_retention_and_restore_byte_for_byte() {
 
     // Lose the data, then restore the latest snapshot in place.
     std::fs::remove_dir_all(&env.data).unwrap();
-    env.apply(&format!(
+    env.apply(
         r#"
 apiVersion: core.kubestash.com/v1alpha1
 kind: HookTemplate
-metadata: {{name: wait-a-bit, namespace: demo}}
+metadata: {name: wait-a-bit, namespace: demo}
 spec:
-  usagePolicy: {{allowedNamespaces: {{from: Same}}}}
+  usagePolicy: {allowedNamespaces: {from: Same}}
   action:
     exec:
       command: ["sleep", "3"]
@@ -110,23 +110,23 @@ spec:
 ---
 apiVersion: core.kubestash.com/v1alpha1
 kind: RestoreSession
-metadata: {{name: bring-back, namespace: demo}}
+metadata: {name: bring-back, namespace: demo}
 spec:
-  target: {{apiGroup: apps, kind: Deployment, name: files-app, namespace: demo}}
+  target: {apiGroup: apps, kind: Deployment, name: files-app, namespace: demo}
   dataSource:
     repository: files-repo
     snapshot: latest
-    encryptionSecret: {{name: encrypt, namespace: demo}}
+    encryptionSecret: {name: encrypt, namespace: demo}
   hooks:
     preRestore:
       - name: settle
-        hookTemplate: {{name: wait-a-bit, namespace: demo}}
+        hookTemplate: {name: wait-a-bit, namespace: demo}
   addon:
     name: workload-addon
     tasks:
       - name: logical-backup-restore
-"#
-    ));
+"#,
+    );
     // While the restore runs, backups of the same target are paused.
     wait_for(
         Duration::from_secs(30),
