@@ -39,7 +39,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Unlock(a) => crate::ops_repo::unlock(&open_store(cli.home.as_deref())?, a),
         Command::Password(a) => crate::ops_repo::password(&open_store(cli.home.as_deref())?, a),
         Command::Download(a) => crate::ops_repo::download(&open_store(cli.home.as_deref())?, a),
-        Command::Debug(a) => crate::ops_repo::debug(cli.home.as_deref(), &open_store(cli.home.as_deref())?, a),
+        Command::Debug(a) => {
+            crate::ops_repo::debug(cli.home.as_deref(), &open_store(cli.home.as_deref())?, a)
+        }
     }
 }
 
