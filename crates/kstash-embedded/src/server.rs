@@ -170,6 +170,10 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
             if shutdown.load(Ordering::SeqCst) {
                 break;
             }
+            // Schedules fire on time even while a long resync is being worked through.
+            for due in p.scheduler.due(Timestamp::now()) {
+                fire(p, &due.namespace, &due.invoker, &due.session, due.at);
+            }
             queue.remove(&key);
             let span = tracing::info_span!("reconcile", object = %key);
             let _g = span.enter();
