@@ -63,6 +63,12 @@ impl EmbeddedPlatform {
         }
     }
 
+    /// Cap the number of executors running at once (more wait in a queue).
+    pub fn with_max_executors(mut self, max: usize) -> Self {
+        self.runner = self.runner.with_max_running(max);
+        self
+    }
+
     /// The data directory.
     pub fn home(&self) -> &PathBuf {
         &self.home

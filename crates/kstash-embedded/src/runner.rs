@@ -3,7 +3,7 @@
 //! at its deadline. Job state survives a daemon restart: a job whose process is gone without an
 //! exit record reads as `Missing` (the session then ends `Failed` with `BackupIncomplete`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -29,6 +29,9 @@ pub struct JobRecord {
     pub pid: u32,
     pub started: Timestamp,
     pub deadline: Option<Timestamp>,
+    /// Waiting for a free executor slot (pid is 0).
+    #[serde(default)]
+    pub queued: bool,
 }
 
 /// What `result.json` records when a job ended.
@@ -46,7 +49,12 @@ pub struct JobRunner {
     program: PathBuf,
     env: Vec<(String, String)>,
     children: Arc<Mutex<BTreeMap<(String, String), u32>>>,
+    queue: Arc<Mutex<VecDeque<(String, String)>>>,
+    max_running: usize,
 }
+
+/// Default cap on concurrently running executors.
+pub const DEFAULT_MAX_RUNNING: usize = 8;
 
 fn err(msg: String) -> PlatformError {
     PlatformError::new(msg)
@@ -56,11 +64,70 @@ impl JobRunner {
     /// Jobs live under `root` (`$KSTASH_HOME/jobs`); `program` is the `kstash` binary; `env` is
     /// added to every job's environment (e.g. `KSTASH_HOME`).
     pub fn new(root: impl Into<PathBuf>, program: impl Into<PathBuf>, env: Vec<(String, String)>) -> Self {
-        JobRunner {
+        let runner = JobRunner {
             root: root.into(),
             program: program.into(),
             env,
             children: Arc::default(),
+            queue: Arc::default(),
+            max_running: DEFAULT_MAX_RUNNING,
+        };
+        // Jobs queued by an earlier daemon, oldest first.
+        let mut queued: Vec<JobRecord> = runner
+            .list()
+            .into_iter()
+            .filter(|r| r.queued && runner.result(&r.namespace, &r.name).is_none())
+            .collect();
+        queued.sort_by_key(|r| r.started);
+        runner
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(queued.into_iter().map(|r| (r.namespace, r.name)));
+        runner
+    }
+
+    /// Cap the number of executors running at once (at least 1).
+    pub fn with_max_running(mut self, max: usize) -> Self {
+        self.max_running = max.max(1);
+        self
+    }
+
+    fn running(&self) -> usize {
+        self.children.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Start queued jobs while slots are free; the daemon calls this on every loop round.
+    pub fn pump(&self) {
+        loop {
+            if self.running() >= self.max_running {
+                return;
+            }
+            let next = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let Some((ns, name)) = next else { return };
+            let Some(record) = self.record(&ns, &name) else {
+                continue;
+            };
+            if !record.queued || self.result(&ns, &name).is_some() {
+                continue;
+            }
+            let job = JobSpec {
+                name: record.name.clone(),
+                namespace: record.namespace.clone(),
+                args: record.args.clone(),
+                labels: record.labels.clone(),
+                deadline: record.deadline,
+            };
+            if let Err(e) = self.spawn(&job, record.started) {
+                tracing::error!(job = %format!("{ns}/{name}"), error = %e, "cannot start queued executor");
+                let _ = write_json(
+                    &self.job_dir(&ns, &name).join("result.json"),
+                    &JobResult {
+                        exit_code: -1,
+                        message: e.to_string(),
+                    },
+                );
+            }
         }
     }
 
@@ -86,7 +153,7 @@ impl JobRunner {
         serde_json::from_slice(&body).ok()
     }
 
-    /// Start `job` unless it was started before.
+    /// Start `job` unless it was started before; queue it when every slot is taken.
     pub fn start(&self, job: &JobSpec) -> Result<(), PlatformError> {
         let dir = self.job_dir(&job.namespace, &job.name);
         if dir.join("job.json").exists() {
@@ -94,6 +161,32 @@ impl JobRunner {
         }
         fs::create_dir_all(&dir)
             .map_err(|e| err(format!("cannot create job directory {}: {e}", dir.display())))?;
+        let waiting = !self.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if waiting || self.running() >= self.max_running {
+            let record = JobRecord {
+                name: job.name.clone(),
+                namespace: job.namespace.clone(),
+                args: job.args.clone(),
+                labels: job.labels.clone(),
+                pid: 0,
+                started: Timestamp::now(),
+                deadline: job.deadline,
+                queued: true,
+            };
+            write_json(&dir.join("job.json"), &record)?;
+            tracing::info!(job = %format!("{}/{}", job.namespace, job.name), "executor queued (all slots busy)");
+            self.queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back((job.namespace.clone(), job.name.clone()));
+            self.pump();
+            return Ok(());
+        }
+        self.spawn(job, Timestamp::now())
+    }
+
+    fn spawn(&self, job: &JobSpec, started: Timestamp) -> Result<(), PlatformError> {
+        let dir = self.job_dir(&job.namespace, &job.name);
         let log = File::create(dir.join("log"))
             .map_err(|e| err(format!("cannot create job log in {}: {e}", dir.display())))?;
         let log2 = log.try_clone().map_err(|e| err(e.to_string()))?;
@@ -121,8 +214,9 @@ impl JobRunner {
             args: job.args.clone(),
             labels: job.labels.clone(),
             pid: child.id(),
-            started: Timestamp::now(),
+            started,
             deadline: job.deadline,
+            queued: false,
         };
         write_json(&dir.join("job.json"), &record)?;
         tracing::info!(job = %format!("{}/{}", job.namespace, job.name), pid = child.id(), "executor started");
@@ -154,6 +248,9 @@ impl JobRunner {
         let Some(record) = self.record(namespace, name) else {
             return JobState::Missing;
         };
+        if record.queued {
+            return JobState::Running;
+        }
         let ours = self
             .children
             .lock()
@@ -328,5 +425,88 @@ pub fn process_alive(pid: u32) -> bool {
             !matches!(state, Some("Z" | "X"))
         }
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str) -> JobSpec {
+        JobSpec {
+            name: name.into(),
+            namespace: "demo".into(),
+            args: vec![],
+            labels: BTreeMap::new(),
+            deadline: None,
+        }
+    }
+
+    /// A runner whose "executor" is `sh -c 'sleep N'` (the runner adds `exec <args>`, which sh
+    /// receives as $0 and ignores).
+    fn sleeper(dir: &Path, secs: &str, max: usize) -> JobRunner {
+        let script = dir.join("fake-kstash");
+        std::fs::write(&script, format!("#!/bin/sh\nsleep {secs}\n")).unwrap();
+        let mut perm = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&script, perm).unwrap();
+        JobRunner::new(dir.join("jobs"), script, vec![]).with_max_running(max)
+    }
+
+    fn wait_until(mut f: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn jobs_beyond_the_cap_wait_then_run_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = sleeper(dir.path(), "0.3", 1);
+        r.start(&job("a")).unwrap();
+        r.start(&job("b")).unwrap();
+        assert!(r.record("demo", "a").is_some_and(|x| !x.queued && x.pid > 0));
+        assert!(
+            r.record("demo", "b").is_some_and(|x| x.queued && x.pid == 0),
+            "b waits for a slot"
+        );
+        assert_eq!(
+            r.state("demo", "b"),
+            JobState::Running,
+            "a queued job reads as running"
+        );
+        wait_until(|| {
+            r.pump();
+            r.state("demo", "a") == JobState::Succeeded && r.record("demo", "b").is_some_and(|x| !x.queued)
+        });
+        wait_until(|| r.state("demo", "b") == JobState::Succeeded);
+    }
+
+    #[test]
+    fn a_stopped_queued_job_never_starts_and_the_queue_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = sleeper(dir.path(), "0.5", 1);
+        r.start(&job("a")).unwrap();
+        r.start(&job("b")).unwrap();
+        r.start(&job("c")).unwrap();
+        r.stop("demo", "b", "deadline exceeded").unwrap();
+        assert_eq!(
+            r.state("demo", "b"),
+            JobState::Failed("stopped: deadline exceeded".into())
+        );
+        // A new runner (a restarted daemon) picks up the queue from job.json.
+        let r2 = sleeper(dir.path(), "0.1", 1);
+        drop(r);
+        wait_until(|| {
+            r2.pump();
+            r2.record("demo", "c").is_some_and(|x| !x.queued)
+        });
+        assert!(
+            r2.record("demo", "b").is_some_and(|x| x.queued),
+            "a stopped job is not started"
+        );
+        wait_until(|| r2.state("demo", "c") == JobState::Succeeded);
     }
 }

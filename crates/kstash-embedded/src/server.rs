@@ -151,6 +151,8 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
             }
             Err(e) => return Err(e),
         }
+        // Queued executors whose slot came free.
+        p.runner.pump();
         // Schedules.
         for due in p.scheduler.due(Timestamp::now()) {
             fire(p, &due.namespace, &due.invoker, &due.session, due.at);

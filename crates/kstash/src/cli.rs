@@ -68,6 +68,9 @@ pub struct ServerArgs {
     /// Do not install the addon catalog into the store.
     #[arg(long)]
     pub no_catalog: bool,
+    /// At most this many executors run at once; more wait in a queue.
+    #[arg(long, default_value_t = 8, env = "KSTASH_MAX_EXECUTORS")]
+    pub max_executors: usize,
 }
 
 #[derive(Debug, Args)]

@@ -63,7 +63,7 @@ pub fn server(home: Option<&Path>, a: ServerArgs) -> Result<ExitCode> {
         let n = server::install_catalog(&store, CATALOG).map_err(|e| anyhow!(e))?;
         tracing::info!(objects = n, "addon catalog installed");
     }
-    let p = platform(&home, store.clone(), a.pushgateway.clone())?;
+    let p = platform(&home, store.clone(), a.pushgateway.clone())?.with_max_executors(a.max_executors);
     if !a.metrics_addr.is_empty() {
         let addr = kstash_embedded::http::serve(store, &a.metrics_addr).map_err(|e| anyhow!(e))?;
         eprintln!("kstash server: metrics at http://{addr}/metrics");
