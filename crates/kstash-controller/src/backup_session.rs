@@ -908,9 +908,17 @@ fn clean_history(p: &dyn Platform, bs: &BackupSession, limit: i32) -> std::resul
         if awaiting_retry {
             continue;
         }
-        let name = util::name(&old.metadata);
+        let name = util::name(&old.metadata).to_string();
         tracing::info!(backupsession = %format!("{ns}/{name}"), "session history limit: deleting");
-        p.delete(&meta::BACKUP_SESSION, ns, name)
+        // A completed session has nothing left to clean up but its job: do it here, so the
+        // session goes at once (also when `kstash trigger` runs in the foreground and stops).
+        p.delete_job(ns, &name).map_err(|e| e.to_string())?;
+        let mut old = old;
+        if util::has_finalizer(&old.metadata) {
+            util::remove_finalizer(&mut old.metadata);
+            p.update_as(&old).map_err(|e| e.to_string())?;
+        }
+        p.delete(&meta::BACKUP_SESSION, ns, &name)
             .map_err(|e| e.to_string())?;
     }
     Ok(())

@@ -249,9 +249,23 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
     if foreground_lock.is_some() {
         let shutdown = AtomicBool::new(false);
         let watcher = PhaseWatcher::new(ns, &created);
+        // Also let retention finish: Snapshots it deleted are wiped out by their finalizers.
+        let cleanup_deadline = std::cell::Cell::new(None::<Instant>);
         let done = |p: &EmbeddedPlatform| {
             watcher.report(&p.store);
-            all_done(&p.store, ns, &created)
+            if !all_done(&p.store, ns, &created) {
+                return false;
+            }
+            let deadline = *cleanup_deadline
+                .get()
+                .get_or_insert(Instant::now() + Duration::from_secs(120));
+            cleanup_deadline.set(Some(deadline));
+            let pending = p
+                .store
+                .list_as::<kstash_api::storage::Snapshot>(Some(ns), &[])
+                .map(|v| v.iter().any(|s| s.metadata.deletion_timestamp.is_some()))
+                .unwrap_or(false);
+            !pending || Instant::now() > deadline
         };
         server::run(&p, &shutdown, StopWhen::Done(&done))?;
     } else if a.wait {
