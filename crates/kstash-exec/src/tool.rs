@@ -124,10 +124,14 @@ impl Producer {
     }
 
     /// After the stream was consumed: the bytes produced, or the tool's failure. A producer
-    /// whose stream was not read to its end is killed.
+    /// whose stream was not read to its end (every repository failed) is killed, and that is
+    /// not its failure: the repositories' errors say what went wrong.
     pub fn finish(mut self) -> Result<u64> {
         if self.outcome.is_none() && self.stdout.is_some() {
             let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.outcome = Some(Ok(()));
+            return Ok(self.bytes);
         }
         let tool = self.tool.clone();
         self.end()
