@@ -23,8 +23,9 @@ use crate::ExecOptions;
 use crate::error::{ExecError, Result};
 use crate::refs;
 use crate::status::{go_duration, k8s_time, update_status};
-use crate::task::{DriverKind, ResolvedTask, TaskKind, resolve_tasks};
-use crate::volume::{PathBackup, PathBackupSpec, VolumeBackupParams, backup_path};
+use crate::stream::{self, StreamDriver, StreamSpec};
+use crate::task::{ResolvedTask, TaskKind, resolve_tasks};
+use crate::volume::{PathBackup, PathBackupSpec, VolumeBackupParams, backup_path, find_session_snapshot};
 
 /// The component a volume backup writes (Deployments, PVCs: KubeStash's `dump`).
 pub const VOLUME_COMPONENT: &str = "dump";
@@ -144,7 +145,15 @@ pub fn run_backup(
             )
         })?;
     let tasks = resolve_tasks(client, &addon.name, &addon.tasks, TaskKind::Backup)?;
-    let task = single_volume_task(&tasks, &config_object)?;
+    let task = single_task(&tasks, &config_object)?;
+    let driver = stream::driver_for(
+        client,
+        task,
+        config.spec.target.as_ref(),
+        config.metadata.namespace.as_deref().unwrap_or(namespace),
+        &config_object,
+        opts.local_mode,
+    )?;
 
     let snapshots: Vec<String> = bs
         .status
@@ -178,8 +187,18 @@ pub fn run_backup(
         snapshots: Vec::new(),
     };
     let mut failures = Vec::new();
-    for name in &snapshots {
-        match backup_snapshot(&ctx, task, name) {
+    let results: Vec<(&String, Result<SnapshotBackup>)> = match &driver {
+        None => snapshots
+            .iter()
+            .map(|name| (name, backup_snapshot(&ctx, task, name)))
+            .collect(),
+        Some(driver) => snapshots
+            .iter()
+            .zip(backup_stream_snapshots(&ctx, driver.as_ref(), &snapshots))
+            .collect(),
+    };
+    for (name, result) in results {
+        match result {
             Ok(done) => report.snapshots.push(done),
             Err(e) => {
                 tracing::error!(snapshot = %name, error = %e, "backup failed");
@@ -199,10 +218,10 @@ pub fn run_backup(
     }
 }
 
-/// The one task with the volume driver (each component is written by one task).
-fn single_volume_task<'t>(tasks: &'t [ResolvedTask], config_object: &str) -> Result<&'t ResolvedTask> {
-    let volume: Vec<&ResolvedTask> = tasks.iter().filter(|t| t.driver == DriverKind::Volume).collect();
-    match volume.as_slice() {
+/// The one task of the session (each writes component `dump`, so one task per session).
+fn single_task<'t>(tasks: &'t [ResolvedTask], config_object: &str) -> Result<&'t ResolvedTask> {
+    let all: Vec<&ResolvedTask> = tasks.iter().collect();
+    match all.as_slice() {
         [one] => Ok(one),
         [] => Err(ExecError::invalid(
             config_object,
@@ -211,7 +230,7 @@ fn single_volume_task<'t>(tasks: &'t [ResolvedTask], config_object: &str) -> Res
         many => Err(ExecError::invalid(
             config_object,
             format!(
-                "tasks {} all back up volumes into component {VOLUME_COMPONENT}; keep one",
+                "tasks {} all back up into component {VOLUME_COMPONENT}; keep one",
                 many.iter()
                     .map(|t| t.task.as_str())
                     .collect::<Vec<_>>()
@@ -226,24 +245,39 @@ fn backup_snapshot(ctx: &SessionCtx<'_>, task: &ResolvedTask, name: &str) -> Res
     let _span = tracing::info_span!("snapshot", snapshot = name).entered();
     let started = Instant::now();
     let path = component_path(&ctx.session.name, VOLUME_COMPONENT);
-    let snapshot: Snapshot = update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
+    let snapshot = mark_running(ctx, name, &path)?;
+    let result = backup_component(ctx, task, &snapshot, &path);
+    record_result(ctx, name, &path, started, result)
+}
+
+/// Mark the component of Snapshot `name` Running; returns the Snapshot.
+fn mark_running(ctx: &SessionCtx<'_>, name: &str, path: &str) -> Result<Snapshot> {
+    update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
         let st = s.status.get_or_insert_default();
         st.total_components = 1;
         let c = st.components.entry(VOLUME_COMPONENT.to_string()).or_default();
         c.phase = Some(ComponentPhase::Running);
-        c.path = path.clone();
+        c.path = path.to_string();
         c.driver = Some(Driver::Restic);
         c.error.clear();
         c.integrity = None;
-    })?;
+    })
+}
 
-    let result = backup_component(ctx, task, &snapshot, &path);
+/// Write the component's final status (Succeeded with its stats, or Failed with the error).
+fn record_result(
+    ctx: &SessionCtx<'_>,
+    name: &str,
+    path: &str,
+    started: Instant,
+    result: Result<ComponentDone>,
+) -> Result<SnapshotBackup> {
     let duration = go_duration(started.elapsed());
     let write = match &result {
         Ok(done) => update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
             let c = component(s);
             c.phase = Some(ComponentPhase::Succeeded);
-            c.path = path.clone();
+            c.path = path.to_string();
             c.driver = Some(Driver::Restic);
             c.duration = duration.clone();
             c.size = format_size(done.size);
@@ -291,17 +325,25 @@ struct ComponentDone {
     report: SnapshotBackup,
 }
 
-fn backup_component(
+/// The component repository of one Snapshot, opened (or created), with the tags to write.
+struct OpenedComponent {
+    snapshot_name: String,
+    repo_name: String,
+    engine: kstash_repo::Repository,
+    created: bool,
+    password_from: String,
+    session_tag: String,
+    tags: Vec<String>,
+}
+
+/// Open (or create) the component repository of `snapshot`.
+fn open_component(
     ctx: &SessionCtx<'_>,
-    task: &ResolvedTask,
     snapshot: &Snapshot,
     component_path: &str,
-) -> Result<ComponentDone> {
+) -> Result<OpenedComponent> {
     let snapshot_name = snapshot.metadata.name.clone().unwrap_or_default();
     let snapshot_object = format!("Snapshot {}/{snapshot_name}", ctx.namespace);
-    let params = VolumeBackupParams::from_task(task)?;
-    params.check_paths_exist(task)?;
-
     let repo_name = &snapshot.spec.repository;
     if repo_name.is_empty() {
         return Err(ExecError::invalid(snapshot_object, "spec.repository is empty"));
@@ -320,8 +362,6 @@ fn backup_component(
     let layout = refs::repository_storage(ctx.client, &repo, ctx.opts.local_mode)?;
     let config = refs::component_config(&layout, &repo_object, &repo.spec.path, component_path)?;
     let (engine, created) = refs::open_or_init_repository(&config, &password, &password_from)?;
-    let location = engine.location();
-
     let session_tag = format!("{SESSION_UID_TAG}={}", ctx.uid);
     let tags: Vec<String> = [
         session_tag.clone(),
@@ -332,7 +372,35 @@ fn backup_component(
     .into_iter()
     .map(|t| t.replace(',', "_"))
     .collect();
+    Ok(OpenedComponent {
+        snapshot_name,
+        repo_name: repo_name.clone(),
+        engine,
+        created,
+        password_from,
+        session_tag,
+        tags,
+    })
+}
 
+fn backup_component(
+    ctx: &SessionCtx<'_>,
+    task: &ResolvedTask,
+    snapshot: &Snapshot,
+    component_path: &str,
+) -> Result<ComponentDone> {
+    let params = VolumeBackupParams::from_task(task)?;
+    params.check_paths_exist(task)?;
+    let OpenedComponent {
+        snapshot_name,
+        repo_name,
+        engine,
+        created,
+        password_from,
+        session_tag,
+        tags,
+    } = open_component(ctx, snapshot, component_path)?;
+    let location = engine.location();
     let mut backups: Vec<PathBackup> = Vec::new();
     for path in &params.paths {
         let lock_wait = ctx
@@ -358,35 +426,14 @@ fn backup_component(
         backups.push(done);
     }
 
-    ctx.opts.check_deadline("checking the repository")?;
-    let checked = check(
-        &engine,
-        &CheckOptions {
-            read_data: None,
-            lock: None,
-            threads: 2,
-        },
-    )
-    .map_err(|e| ExecError::repo(&location, e, &password_from))?;
-    if !checked.is_ok() {
-        let first: Vec<String> = checked.errors.iter().take(3).map(|p| format!("{p:?}")).collect();
-        return Err(ExecError::invalid(
-            format!("repository {location}"),
-            format!(
-                "integrity check found {} error(s) after the backup: {}",
-                checked.errors.len(),
-                first.join("; ")
-            ),
-        ));
-    }
-    let size = refs::repository_bytes(&engine)?;
+    let size = verify(ctx, &engine, &password_from)?;
     let stats = backups.iter().map(restic_stats).collect();
     Ok(ComponentDone {
         stats,
         size,
         report: SnapshotBackup {
             snapshot: snapshot_name,
-            repository: repo_name.clone(),
+            repository: repo_name,
             component: VOLUME_COMPONENT.to_string(),
             component_path: component_path.to_string(),
             restic_snapshots: backups
@@ -399,6 +446,211 @@ fn backup_component(
                 .collect(),
             size,
             repository_created: created,
+        },
+    })
+}
+
+/// Check the component repository after a backup; returns its size in bytes.
+fn verify(ctx: &SessionCtx<'_>, engine: &kstash_repo::Repository, password_from: &str) -> Result<u64> {
+    let location = engine.location();
+    ctx.opts.check_deadline("checking the repository")?;
+    let checked = check(
+        engine,
+        &CheckOptions {
+            read_data: None,
+            lock: None,
+            threads: 2,
+        },
+    )
+    .map_err(|e| ExecError::repo(&location, e, password_from))?;
+    if !checked.is_ok() {
+        let first: Vec<String> = checked.errors.iter().take(3).map(|p| format!("{p:?}")).collect();
+        return Err(ExecError::invalid(
+            format!("repository {location}"),
+            format!(
+                "integrity check found {} error(s) after the backup: {}",
+                checked.errors.len(),
+                first.join("; ")
+            ),
+        ));
+    }
+    refs::repository_bytes(engine)
+}
+
+/// Back up the stream of `driver` into the repository of every Snapshot in `names`, running
+/// the producer once and fanning its stream out (repositories where an earlier attempt of this
+/// BackupSession already wrote the stream reuse that snapshot). One result per Snapshot, in order.
+fn backup_stream_snapshots(
+    ctx: &SessionCtx<'_>,
+    driver: &dyn StreamDriver,
+    names: &[String],
+) -> Vec<Result<SnapshotBackup>> {
+    let path = component_path(&ctx.session.name, VOLUME_COMPONENT);
+    let file = driver.file_name().to_string();
+    let snapshot_path = format!("/{file}");
+    let started = Instant::now();
+    let mut results: Vec<Option<Result<SnapshotBackup>>> = Vec::new();
+    let mut pending: Vec<(usize, OpenedComponent)> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let _span = tracing::info_span!("snapshot", snapshot = %name).entered();
+        let opened = mark_running(ctx, name, &path).and_then(|snap| open_component(ctx, &snap, &path));
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                results.push(Some(record_result(ctx, name, &path, started, Err(e))));
+                continue;
+            }
+        };
+        match find_session_snapshot(&opened.engine, &snapshot_path, &opened.session_tag) {
+            Ok(Some(found)) => {
+                tracing::info!(snapshot = %found.id.short(), "this BackupSession already backed the stream up; reusing its snapshot");
+                let sn = &found.snapshot;
+                let (uploaded, size, start, end) = match &sn.summary {
+                    Some(s) => (
+                        s.data_added,
+                        s.total_bytes_processed,
+                        s.backup_start.timestamp,
+                        s.backup_end.timestamp,
+                    ),
+                    None => (0, 0, sn.time.timestamp, sn.time.timestamp),
+                };
+                let done = StreamDone {
+                    id: found.id.to_hex(),
+                    reused: true,
+                    uploaded,
+                    size,
+                    start,
+                    end,
+                    elapsed: Duration::ZERO,
+                };
+                let r = stream_done(ctx, &opened, &path, &file, done);
+                results.push(Some(record_result(ctx, name, &path, started, r)));
+            }
+            Ok(None) => {
+                results.push(None);
+                pending.push((i, opened));
+            }
+            Err(e) => {
+                let e = ExecError::repo(opened.engine.location(), e, &opened.password_from);
+                results.push(Some(record_result(ctx, name, &path, started, Err(e))));
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let start = jiff::Timestamp::now();
+        let run = Instant::now();
+        let outcome = ctx
+            .opts
+            .check_deadline("starting the stream backup")
+            .and_then(|left| {
+                let repos: Vec<&kstash_repo::Repository> = pending.iter().map(|(_, o)| &o.engine).collect();
+                let tags = pending[0]
+                    .1
+                    .tags
+                    .iter()
+                    .filter(|t| !t.starts_with("kubestash.com/snapshot="))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                let spec = StreamSpec {
+                    tags: &tags,
+                    hostname: &ctx.opts.hostname,
+                    lock_wait: left.min(MAX_LOCK_WAIT),
+                };
+                stream::backup_to_many(driver, &repos, &spec)
+            });
+        match outcome {
+            Err(e) => {
+                let message = e.to_string();
+                let mut first = Some(e);
+                for (i, _) in &pending {
+                    let err = first
+                        .take()
+                        .unwrap_or_else(|| ExecError::Failed(vec![message.clone()]));
+                    results[*i] = Some(record_result(ctx, &names[*i], &path, started, Err(err)));
+                }
+            }
+            Ok(summaries) => {
+                for ((i, opened), summary) in pending.iter().zip(summaries) {
+                    let _span = tracing::info_span!("snapshot", snapshot = %names[*i]).entered();
+                    let r = summary
+                        .map_err(|e| ExecError::repo(opened.engine.location(), e, &opened.password_from))
+                        .and_then(|s| {
+                            let done = StreamDone {
+                                id: s.snapshot_id.to_hex(),
+                                reused: false,
+                                uploaded: s.bytes_added,
+                                size: s.bytes_read,
+                                start,
+                                end: jiff::Timestamp::now(),
+                                elapsed: run.elapsed(),
+                            };
+                            stream_done(ctx, opened, &path, &file, done)
+                        });
+                    results[*i] = Some(record_result(ctx, &names[*i], &path, started, r));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(ExecError::invalid("stream backup", "no result recorded"))))
+        .collect()
+}
+
+/// One restic snapshot of a stream.
+struct StreamDone {
+    id: String,
+    reused: bool,
+    uploaded: u64,
+    size: u64,
+    start: jiff::Timestamp,
+    end: jiff::Timestamp,
+    elapsed: Duration,
+}
+
+/// Verify the component repository and describe the stream's snapshot in it.
+fn stream_done(
+    ctx: &SessionCtx<'_>,
+    opened: &OpenedComponent,
+    path: &str,
+    file: &str,
+    done: StreamDone,
+) -> Result<ComponentDone> {
+    let size = verify(ctx, &opened.engine, &opened.password_from)?;
+    let stats = vec![ResticStats {
+        summary: Some(ResticSummary {
+            id: done.id.clone(),
+            uploaded: format_size(done.uploaded),
+            host_path: file.to_string(),
+            size: format_size(done.size),
+            start_time: Some(k8s_time(done.start)),
+            end_time: Some(k8s_time(done.end)),
+        }),
+        progress: Some(BackupProgress {
+            seconds_elapsed: done.elapsed.as_secs() as i64,
+            percent_done: "100.00%".into(),
+            total_files: 1,
+            files_done: 1,
+            backup_done: format_size(done.size),
+            total: format_size(done.size),
+            speed: String::new(),
+        }),
+    }];
+    Ok(ComponentDone {
+        stats,
+        size,
+        report: SnapshotBackup {
+            snapshot: opened.snapshot_name.clone(),
+            repository: opened.repo_name.clone(),
+            component: VOLUME_COMPONENT.to_string(),
+            component_path: path.to_string(),
+            restic_snapshots: vec![ResticSnapshotRef {
+                id: done.id,
+                host_path: file.to_string(),
+                reused: done.reused,
+            }],
+            size,
+            repository_created: opened.created,
         },
     })
 }

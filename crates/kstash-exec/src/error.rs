@@ -103,6 +103,27 @@ pub enum ExecError {
         /// The task (`Addon x task y`).
         task: String,
     },
+    /// A database tool (dump or restore client) failed; the message names the tool, the
+    /// target and what the tool said.
+    #[error("{message}")]
+    Tool {
+        /// The tool (`pg_dumpall`, `psql`).
+        tool: String,
+        /// What happened, with the tool's stderr tail.
+        message: String,
+    },
+    /// The target did not accept connections within the wait timeout.
+    #[error(
+        "{target} is not ready after waiting {waited}: {detail}; fix: start the server, check the AppBinding's host and port, or raise the waitTimeout parameter"
+    )]
+    NotReady {
+        /// The target and how it is reached.
+        target: String,
+        /// How long it was waited for.
+        waited: String,
+        /// The last readiness probe's answer.
+        detail: String,
+    },
     /// The job's deadline passed.
     #[error("deadline exceeded ({deadline}) before {what}")]
     DeadlineExceeded {

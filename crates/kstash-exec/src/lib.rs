@@ -10,17 +10,22 @@
 //! - [`access`]: component repositories, passwords and snapshot download for the CLI.
 //!
 //! Drivers are chosen by the Addon task's `function`: `workload-backup`/`pvc-backup` and
-//! `workload-restore`/`pvc-restore` run the volume driver; other functions are refused with
-//! [`ExecError::UnsupportedFunction`].
+//! `workload-restore`/`pvc-restore` run the volume driver; `postgres-backup`/`postgres-restore`
+//! run the PostgreSQL stream driver (connection from the target AppBinding); other functions are
+//! refused with [`ExecError::UnsupportedFunction`].
 
 pub mod access;
+mod appbinding;
 mod backup;
 mod error;
+mod postgres;
 mod refs;
 mod restore;
 mod status;
 mod storage_ops;
+mod stream;
 mod task;
+mod tool;
 mod volume;
 
 use std::time::Duration;

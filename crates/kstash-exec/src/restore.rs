@@ -19,7 +19,8 @@ use crate::backup::MAX_LOCK_WAIT;
 use crate::error::{ExecError, Result};
 use crate::refs;
 use crate::status::{go_duration, update_status};
-use crate::task::{DriverKind, ResolvedTask, TaskKind, resolve_tasks};
+use crate::stream::{self, StreamDriver};
+use crate::task::{ResolvedTask, TaskKind, resolve_tasks};
 use crate::volume::{RestoreTotals, restore_snapshot};
 
 /// What a restore job did.
@@ -40,7 +41,7 @@ pub struct ComponentRestore {
     pub component: String,
     /// The restic snapshots restored.
     pub restic_snapshots: Vec<String>,
-    /// Where they were restored to.
+    /// Where they were restored to (a stream driver: the file name of the stream).
     pub target: PathBuf,
     /// Files restored (or already in place unchanged).
     pub files: u64,
@@ -76,6 +77,14 @@ impl VolumeRestoreParams {
     }
 }
 
+/// Where restored data goes.
+enum Destination {
+    /// Files onto disk.
+    Volume(VolumeRestoreParams),
+    /// One stream into a database tool.
+    Stream(Box<dyn StreamDriver>),
+}
+
 /// Where the data comes from, resolved once for every component.
 struct Source {
     repo: Repository,
@@ -83,7 +92,7 @@ struct Source {
     layout: StorageLayout,
     password: String,
     password_from: String,
-    params: VolumeRestoreParams,
+    destination: Destination,
 }
 
 /// Run the restore of RestoreSession `namespace/restore_session` from Snapshot `snapshot` (in
@@ -121,13 +130,12 @@ pub fn run_restore(
             )
         })?;
     let tasks = resolve_tasks(client, &addon.name, &addon.tasks, TaskKind::Restore)?;
-    let volume: Vec<&ResolvedTask> = tasks.iter().filter(|t| t.driver == DriverKind::Volume).collect();
-    let task = match volume.as_slice() {
-        [one] => *one,
+    let task = match tasks.as_slice() {
+        [one] => one,
         _ => {
             return Err(ExecError::invalid(
                 &rs_object,
-                "exactly one volume restore task is supported per RestoreSession",
+                "exactly one restore task is supported per RestoreSession",
             ));
         }
     };
@@ -167,7 +175,10 @@ pub fn run_restore(
     })?;
 
     let started = Instant::now();
-    let source = match resolve_source(client, namespace, ds_namespace, ds, &snap, task, opts) {
+    let destination = destination(client, task, &rs, namespace, &rs_object, opts);
+    let source = match destination
+        .and_then(|d| resolve_source(client, namespace, ds_namespace, ds, &snap, d, opts))
+    {
         Ok(s) => s,
         Err(e) => {
             let message = e.to_string();
@@ -264,17 +275,41 @@ fn component_status(result: &Result<ComponentRestore>, elapsed: Duration) -> Com
     }
 }
 
-/// The Repository, its storage, the password and the task parameters.
+/// Where the task restores to: the stream driver of the RestoreSession's target, or the
+/// volume task's parameters.
+fn destination(
+    client: &dyn Resources,
+    task: &ResolvedTask,
+    rs: &RestoreSession,
+    namespace: &str,
+    rs_object: &str,
+    opts: &ExecOptions,
+) -> Result<Destination> {
+    Ok(
+        match stream::driver_for(
+            client,
+            task,
+            rs.spec.target.as_ref(),
+            namespace,
+            rs_object,
+            opts.local_mode,
+        )? {
+            Some(driver) => Destination::Stream(driver),
+            None => Destination::Volume(VolumeRestoreParams::from_task(task)?),
+        },
+    )
+}
+
+/// The Repository, its storage, the password and where the data goes.
 fn resolve_source(
     client: &dyn Resources,
     namespace: &str,
     ds_namespace: &str,
     ds: &kstash_api::core::RestoreDataSource,
     snap: &Snapshot,
-    task: &ResolvedTask,
+    destination: Destination,
     opts: &ExecOptions,
 ) -> Result<Source> {
-    let params = VolumeRestoreParams::from_task(task)?;
     let repo: Repository = client.must_get(ds_namespace, &snap.spec.repository)?;
     let repo_object = refs::describe("Repository", &repo.metadata);
     let (password, password_from) = match &ds.encryption_secret {
@@ -298,7 +333,7 @@ fn resolve_source(
         layout,
         password,
         password_from,
-        params,
+        destination,
     })
 }
 
@@ -357,7 +392,44 @@ fn restore_component(
     };
     let config = refs::component_config(&source.layout, &source.repo_object, &source.repo.spec.path, &path)?;
     let engine = refs::open_repository(&config, &source.password, &source.password_from)?;
-    let target = &source.params.target;
+    let params = match &source.destination {
+        Destination::Volume(p) => p,
+        Destination::Stream(driver) => {
+            let [id] = ids.as_slice() else {
+                return Err(ExecError::invalid(
+                    snap_object,
+                    format!(
+                        "component {name} records {} restic snapshots; a stream restore needs exactly one",
+                        ids.len()
+                    ),
+                ));
+            };
+            let file = comp
+                .restic_stats
+                .iter()
+                .filter_map(|s| s.summary.as_ref())
+                .map(|s| s.host_path.trim_start_matches('/'))
+                .find(|p| !p.is_empty())
+                .unwrap_or(driver.file_name())
+                .to_string();
+            let lock_wait = opts.check_deadline(&format!("restoring snapshot {id} of component {name}"))?;
+            let bytes = stream::restore_from(
+                driver.as_ref(),
+                &engine,
+                id,
+                &format!("/{file}"),
+                lock_wait.min(MAX_LOCK_WAIT),
+            )?;
+            return Ok(ComponentRestore {
+                component: name.to_string(),
+                restic_snapshots: ids.clone(),
+                target: PathBuf::from(file),
+                files: 1,
+                bytes,
+            });
+        }
+    };
+    let target = &params.target;
     let mut totals = RestoreTotals::default();
     for id in &ids {
         let lock_wait = opts.check_deadline(&format!("restoring snapshot {id} of component {name}"))?;
@@ -365,8 +437,8 @@ fn restore_component(
             &engine,
             id,
             target,
-            &source.params.include,
-            &source.params.exclude,
+            &params.include,
+            &params.exclude,
             lock_wait.min(MAX_LOCK_WAIT),
         )?;
         tracing::info!(snapshot = %id, target = %target.display(), files = t.files, "restored");

@@ -35,17 +35,21 @@ pub enum DriverKind {
     /// Directories of a workload or PVC (`workload-backup`, `pvc-backup`, `workload-restore`,
     /// `pvc-restore`).
     Volume,
+    /// A PostgreSQL server reached through an AppBinding (`postgres-backup`, `postgres-restore`).
+    Postgres,
 }
 
 /// Functions with a backup driver.
 const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-backup", DriverKind::Volume),
     ("pvc-backup", DriverKind::Volume),
+    ("postgres-backup", DriverKind::Postgres),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-restore", DriverKind::Volume),
     ("pvc-restore", DriverKind::Volume),
+    ("postgres-restore", DriverKind::Postgres),
 ];
 
 /// A task of an Addon, resolved: its driver and parameters.

@@ -29,6 +29,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "catalog/pvc-addon.yaml",
         include_str!("../../../catalog/pvc-addon.yaml"),
     ),
+    (
+        "catalog/postgres-addon.yaml",
+        include_str!("../../../catalog/postgres-addon.yaml"),
+    ),
 ];
 
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.

@@ -1,0 +1,257 @@
+//! Connection details of a database target from its AppBinding (spec §1.13): host and port from
+//! `spec.clientConfig.url` or `spec.clientConfig.service`, credentials from the Secret named by
+//! `spec.secret` (`username`/`password`, or the legacy `POSTGRES_USER`/`POSTGRES_PASSWORD`).
+
+use k8s_openapi::api::core::v1::Secret;
+use kstash_api::appcatalog::AppBinding;
+use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::common::TypedObjectReference;
+use kstash_storage::LocalMode;
+
+use crate::error::{ExecError, Result};
+use crate::refs::secret_data;
+
+/// Where and as whom to connect to a database.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Connection {
+    /// `AppBinding ns/name`, for messages.
+    pub object: String,
+    /// `ns/name` of the credentials Secret.
+    pub secret: String,
+    /// The AppBinding's `spec.version` (may be empty).
+    pub version: String,
+    pub host: String,
+    pub port: Option<u16>,
+    /// The database named by the URL path, if any.
+    pub database: Option<String>,
+    /// `sslmode` from the URL or service query.
+    pub sslmode: Option<String>,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("object", &self.object)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Read the AppBinding a session targets (`target`, its namespace defaulting to `namespace`)
+/// and its credentials. `user_keys`/`password_keys` are the Secret keys tried in order.
+/// In the embedded runtime ([`LocalMode::Host`]) a service name is used as the host name
+/// itself (`127.0.0.1`, `db.example`); in Kubernetes it becomes `<name>.<ns>.svc`.
+pub(crate) fn connection(
+    client: &dyn Resources,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+    user_keys: &[&str],
+    password_keys: &[&str],
+) -> Result<Connection> {
+    let target = target.filter(|t| !t.name.is_empty()).ok_or_else(|| {
+        ExecError::invalid(
+            owner,
+            "spec.target is not set; name the AppBinding of the database",
+        )
+    })?;
+    if let Some(kind) = target
+        .kind
+        .as_deref()
+        .filter(|k| !k.is_empty() && *k != "AppBinding")
+    {
+        return Err(ExecError::invalid(
+            owner,
+            format!("spec.target.kind is {kind}; a database target must be an AppBinding"),
+        ));
+    }
+    let ns = target
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(namespace);
+    let object = format!("AppBinding {ns}/{}", target.name);
+    let ab: AppBinding = client.must_get(ns, &target.name)?;
+    let cc = &ab.spec.client_config;
+    let (host, port, database, sslmode) = match (&cc.url, &cc.service) {
+        (Some(url), _) if !url.is_empty() => {
+            let u = parse_url(url).map_err(|m| ExecError::invalid(&object, m))?;
+            let sslmode = u.query_value("sslmode");
+            (u.host, u.port, u.database, sslmode)
+        }
+        (_, Some(svc)) if !svc.name.is_empty() => {
+            let host = match mode {
+                LocalMode::Host => svc.name.clone(),
+                _ => {
+                    let svc_ns = if svc.namespace.is_empty() {
+                        ns
+                    } else {
+                        svc.namespace.as_str()
+                    };
+                    format!("{}.{svc_ns}.svc", svc.name)
+                }
+            };
+            let port = match svc.port {
+                None => None,
+                Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
+                    ExecError::invalid(
+                        &object,
+                        format!("spec.clientConfig.service.port {p} is not a port"),
+                    )
+                })?),
+            };
+            let sslmode = svc.query.as_deref().and_then(|q| query_value(q, "sslmode"));
+            (host, port, None, sslmode)
+        }
+        _ => {
+            return Err(ExecError::invalid(
+                &object,
+                "spec.clientConfig has neither url nor service; set one of them",
+            ));
+        }
+    };
+    let secret_name = ab
+        .spec
+        .secret
+        .as_ref()
+        .map(|s| s.name.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ExecError::invalid(
+                &object,
+                "spec.secret.name is not set; name the Secret with the credentials",
+            )
+        })?;
+    let secret_ref = format!("{ns}/{secret_name}");
+    let purpose = format!("the credentials of {object}");
+    let Some(secret) = client.get_as::<Secret>(ns, &secret_name)? else {
+        return Err(ExecError::SecretNotFound {
+            secret: secret_ref,
+            key: password_keys.join(" or "),
+            purpose,
+        });
+    };
+    let data = secret_data(&secret);
+    let pick = |keys: &[&str]| -> Result<String> {
+        keys.iter()
+            .find_map(|k| data.get(k).filter(|v| !v.is_empty()))
+            .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
+            .ok_or_else(|| ExecError::SecretKeyMissing {
+                secret: secret_ref.clone(),
+                key: keys.join(" or "),
+                purpose: purpose.clone(),
+            })
+    };
+    let user = pick(user_keys)?;
+    let password = pick(password_keys)?;
+    Ok(Connection {
+        object,
+        secret: secret_ref,
+        version: ab.spec.version.clone(),
+        host,
+        port,
+        database,
+        sslmode,
+        user,
+        password,
+    })
+}
+
+/// The parts of a `scheme://[user[:pass]@]host[:port][/path][?query]` URL a driver needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParsedUrl {
+    pub host: String,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub query: String,
+}
+
+impl ParsedUrl {
+    fn query_value(&self, key: &str) -> Option<String> {
+        query_value(&self.query, key)
+    }
+}
+
+fn query_value(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Parse an AppBinding URL (`postgres://host:5432/db?sslmode=disable`, `tcp(host:port)/`).
+pub(crate) fn parse_url(url: &str) -> std::result::Result<ParsedUrl, String> {
+    let bad = |why: &str| format!("spec.clientConfig.url {url:?} {why}");
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let hostport = hostport
+        .strip_prefix("tcp(")
+        .and_then(|h| h.strip_suffix(')'))
+        .unwrap_or(hostport);
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("has an unclosed [ in its host"))?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    let port = match port {
+        None | Some("") => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(&format!("has an invalid port {p:?}")))?,
+        ),
+    };
+    let database = Some(path.trim_matches('/').to_string()).filter(|d| !d.is_empty());
+    Ok(ParsedUrl {
+        host,
+        port,
+        database,
+        query: query.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed() {
+        let u = parse_url("postgres://u:p@db.demo.svc:6432/shop?sslmode=verify-full").unwrap();
+        assert_eq!(u.host, "db.demo.svc");
+        assert_eq!(u.port, Some(6432));
+        assert_eq!(u.database.as_deref(), Some("shop"));
+        assert_eq!(u.query_value("sslmode").as_deref(), Some("verify-full"));
+        let u = parse_url("127.0.0.1").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.database), ("127.0.0.1", None, None));
+        let u = parse_url("tcp(mysql.demo:3306)/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("mysql.demo", Some(3306)));
+        let u = parse_url("postgres://[::1]:5433/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", Some(5433)));
+        assert!(parse_url("postgres://:5432/").is_err());
+        assert!(
+            parse_url("postgres://h:99999/")
+                .unwrap_err()
+                .contains("invalid port")
+        );
+    }
+}

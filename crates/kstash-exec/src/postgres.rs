@@ -1,0 +1,360 @@
+//! The PostgreSQL driver (`postgres-backup`, `postgres-restore`; spec §3.2): `pg_dumpall`
+//! (default) or `pg_dump` streamed as `dumpfile.sql`, restored by piping into `psql` without the
+//! `ALTER ROLE postgres … PASSWORD` line (the target keeps its own superuser password) and
+//! stopping at the first error unless `onErrorStop` is `false`. The password reaches the tools
+//! through `PGPASSWORD`, never their command line. With several PostgreSQL versions installed
+//! (`/usr/lib/postgresql/<major>/bin`), the client tools of the server's major version are used.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::appbinding::Connection;
+use crate::error::{ExecError, Result};
+use crate::stream::StreamDriver;
+use crate::task::ResolvedTask;
+use crate::tool::{Consumer, LineDrop, Producer};
+
+/// The file name of the dump inside the restic snapshot (KubeStash's).
+pub(crate) const DUMP_FILE: &str = "dumpfile.sql";
+/// Secret keys holding the user name, in order of preference.
+pub(crate) const USER_KEYS: &[&str] = &["username", "POSTGRES_USER"];
+/// Secret keys holding the password, in order of preference.
+pub(crate) const PASSWORD_KEYS: &[&str] = &["password", "POSTGRES_PASSWORD"];
+/// Where Debian/Ubuntu install the versions side by side.
+const VERSIONS_DIR: &str = "/usr/lib/postgresql";
+const DEFAULT_PORT: u16 = 5432;
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+
+/// A PostgreSQL target and one of its tasks.
+pub(crate) struct Postgres {
+    conn: Connection,
+    task: ResolvedTask,
+}
+
+impl Postgres {
+    pub fn new(conn: Connection, task: ResolvedTask) -> Postgres {
+        Postgres { conn, task }
+    }
+
+    fn port(&self) -> u16 {
+        self.conn.port.unwrap_or(DEFAULT_PORT)
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "against {} ({}:{}, user {} from Secret {})",
+            self.conn.object,
+            self.conn.host,
+            self.port(),
+            self.conn.user,
+            self.conn.secret
+        )
+    }
+
+    /// `waitTimeout` in seconds (default 300).
+    fn wait_timeout(&self) -> Result<Duration> {
+        match self.task.param("waitTimeout") {
+            None => Ok(DEFAULT_WAIT),
+            Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+                ExecError::invalid(
+                    self.task.describe(),
+                    format!("parameter waitTimeout {v:?} is not a number of seconds"),
+                )
+            }),
+        }
+    }
+
+    /// User `args`, split like a shell would.
+    fn args(&self) -> Result<Vec<String>> {
+        split_args(self.task.param("args").unwrap_or_default())
+            .map_err(|m| ExecError::invalid(self.task.describe(), format!("parameter args: {m}")))
+    }
+
+    /// A client tool with the connection in its environment.
+    fn command(&self, bin: &Path, tool: &str) -> Command {
+        let mut cmd = Command::new(bin.join(tool));
+        if bin.as_os_str().is_empty() {
+            cmd = Command::new(tool);
+        }
+        cmd.env("PGHOST", &self.conn.host)
+            .env("PGPORT", self.port().to_string())
+            .env("PGUSER", &self.conn.user)
+            .env("PGPASSWORD", &self.conn.password)
+            .env("PGDATABASE", self.conn.database.as_deref().unwrap_or("postgres"))
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGAPPNAME", "kstash");
+        cmd.env_remove("PGPASSFILE").env_remove("PGSERVICE");
+        if let Some(mode) = &self.conn.sslmode {
+            cmd.env("PGSSLMODE", mode);
+        }
+        cmd
+    }
+
+    /// Wait until the server accepts connections (`pg_isready`), then pick the client tools.
+    fn ready_tools(&self) -> Result<PathBuf> {
+        let dirs = installed_versions();
+        let newest = dirs.last().map(|(_, d)| d.clone()).unwrap_or_default();
+        self.wait_ready(&newest)?;
+        if dirs.len() <= 1 {
+            return Ok(newest);
+        }
+        let major = match version_major(&self.conn.version) {
+            Some(m) => Some(m),
+            None => self.server_major(&newest),
+        };
+        Ok(pick_version(&dirs, major).unwrap_or(newest))
+    }
+
+    fn wait_ready(&self, bin: &Path) -> Result<()> {
+        let timeout = self.wait_timeout()?;
+        let started = Instant::now();
+        let mut last;
+        loop {
+            let out = self
+                .command(bin, "pg_isready")
+                .args(["-t", "2"])
+                .output()
+                .map_err(|e| ExecError::Tool {
+                    tool: "pg_isready".into(),
+                    message: format!("cannot run pg_isready: {e}"),
+                })?;
+            if out.status.success() {
+                return Ok(());
+            }
+            last = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if started.elapsed() >= timeout {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Err(ExecError::NotReady {
+            target: format!("PostgreSQL {}", self.context()),
+            waited: crate::status::go_duration(started.elapsed()),
+            detail: last,
+        })
+    }
+
+    /// The server's major version, asked with `psql` (None when it cannot be asked).
+    fn server_major(&self, bin: &Path) -> Option<u32> {
+        let out = self
+            .command(bin, "psql")
+            .args(["-X", "-A", "-t", "-c", "SHOW server_version_num"])
+            .output()
+            .ok()?;
+        let num: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        Some(num / 10000)
+    }
+}
+
+impl StreamDriver for Postgres {
+    fn file_name(&self) -> &str {
+        DUMP_FILE
+    }
+
+    fn produce(&self) -> Result<Producer> {
+        let tool = match self.task.param("backupCmd").unwrap_or("pg_dumpall") {
+            t @ ("pg_dumpall" | "pg_dump") => t.to_string(),
+            other => {
+                return Err(ExecError::invalid(
+                    self.task.describe(),
+                    format!("parameter backupCmd is {other:?}; use pg_dumpall or pg_dump"),
+                ));
+            }
+        };
+        let args = self.args()?;
+        let bin = self.ready_tools()?;
+        let mut cmd = self.command(&bin, &tool);
+        cmd.args(&args);
+        tracing::info!(tool = %tool, bin = %bin.display(), ?args, host = %self.conn.host, port = self.port(), "starting the dump");
+        Producer::spawn(cmd, &tool, &self.context())
+    }
+
+    fn consume(&self) -> Result<Consumer> {
+        let on_error_stop = match self.task.param("onErrorStop").unwrap_or("true") {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ExecError::invalid(
+                    self.task.describe(),
+                    format!("parameter onErrorStop is {other:?}; use true or false"),
+                ));
+            }
+        };
+        let args = self.args()?;
+        let bin = self.ready_tools()?;
+        let mut cmd = self.command(&bin, "psql");
+        cmd.args(["-X", "-q", "-v"])
+            .arg(format!("ON_ERROR_STOP={}", u8::from(on_error_stop)))
+            .args(&args);
+        tracing::info!(bin = %bin.display(), ?args, on_error_stop, "starting psql");
+        let (prefixes, drop) = restore_filter(&self.conn.user);
+        Consumer::spawn(cmd, "psql", &self.context(), prefixes, Some(drop))
+    }
+}
+
+/// The lines a restore leaves out: `ALTER ROLE postgres … PASSWORD …` (as KubeStash's sed
+/// does, so the target keeps its own superuser password), and `CREATE ROLE <user>;` for the
+/// role the restore connects as, which exists by definition (it would stop the restore).
+fn restore_filter(user: &str) -> (Vec<Vec<u8>>, LineDrop) {
+    let ident = quote_ident(user);
+    let alter = b"ALTER ROLE postgres WITH ".to_vec();
+    let create = format!("CREATE ROLE {ident};").into_bytes();
+    let prefixes = vec![alter.clone(), create.clone()];
+    let drop: LineDrop = Box::new(move |line: &[u8]| {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        (line.starts_with(&alter) && line.windows(10).any(|w| w == b" PASSWORD "))
+            || line == create.as_slice()
+    });
+    (prefixes, drop)
+}
+
+/// A role name as `pg_dumpall` writes it (quoted unless a plain lower-case identifier).
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// `(major, bin dir)` of every installed version, oldest first.
+fn installed_versions() -> Vec<(u32, PathBuf)> {
+    let mut out: Vec<(u32, PathBuf)> = std::fs::read_dir(VERSIONS_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("pg_dump").is_file().then_some((major, bin))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The tools for a server of `major`: the same major, else the oldest newer one (pg_dump reads
+/// older servers, not newer ones).
+fn pick_version(dirs: &[(u32, PathBuf)], major: Option<u32>) -> Option<PathBuf> {
+    let major = major?;
+    dirs.iter()
+        .find(|(m, _)| *m == major)
+        .or_else(|| dirs.iter().find(|(m, _)| *m > major))
+        .map(|(_, d)| d.clone())
+}
+
+/// `16` of `16.4`, `15` of `15`, `9` of `9.6`.
+fn version_major(version: &str) -> Option<u32> {
+    version.trim().split(['.', '-']).next()?.parse().ok()
+}
+
+/// Split `args` like a POSIX shell (whitespace, single and double quotes, backslash escapes).
+pub(crate) fn split_args(args: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = args.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unclosed ' in {args:?}")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err(format!("unclosed \" in {args:?}")),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unclosed \" in {args:?}")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err(format!("trailing \\ in {args:?}")),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_split_like_a_shell() {
+        assert_eq!(
+            split_args(r#" --clean  -d "my db" --exclude-table='a b' x\ y "" "#).unwrap(),
+            ["--clean", "-d", "my db", "--exclude-table=a b", "x y", ""]
+        );
+        assert!(split_args("'open").is_err());
+        assert_eq!(split_args("").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn versions_are_matched() {
+        let dirs = vec![
+            (13, PathBuf::from("/13")),
+            (15, PathBuf::from("/15")),
+            (16, PathBuf::from("/16")),
+        ];
+        assert_eq!(pick_version(&dirs, Some(15)), Some(PathBuf::from("/15")));
+        assert_eq!(pick_version(&dirs, Some(14)), Some(PathBuf::from("/15")));
+        assert_eq!(pick_version(&dirs, Some(17)), None);
+        assert_eq!(version_major("16.4"), Some(16));
+        assert_eq!(version_major("9.6-alpine"), Some(9));
+        assert_eq!(version_major(""), None);
+    }
+
+    #[test]
+    fn restore_filter_drops_the_superuser_password_and_own_create_role() {
+        let (_, drop) = restore_filter("postgres");
+        assert!(drop(b"ALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN REPLICATION BYPASSRLS PASSWORD 'SCRAM-SHA-256$x';\n"));
+        assert!(drop(b"CREATE ROLE postgres;\n"));
+        assert!(!drop(b"CREATE ROLE app_owner;\n"));
+        assert!(!drop(b"ALTER ROLE app_owner WITH LOGIN PASSWORD 'x';\n"));
+        assert!(!drop(b"ALTER ROLE postgres WITH SUPERUSER;\n"));
+        assert_eq!(quote_ident("Admin"), "\"Admin\"");
+    }
+}

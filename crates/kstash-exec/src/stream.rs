@@ -1,0 +1,112 @@
+//! The stream-driver seam: a driver produces one byte stream for a backup (a database dump,
+//! stored as one file, e.g. `dumpfile.sql`) and consumes it on restore. Backups read the stream
+//! once and fan it out to every repository of the session; restores dump the file out of the
+//! engine straight into the consumer. Nothing is staged on disk.
+
+use std::time::Duration;
+
+use kstash_api::client::Resources;
+use kstash_api::common::TypedObjectReference;
+use kstash_repo::Repository as EngineRepo;
+use kstash_repo::backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream_to_many};
+use kstash_repo::dump::{DumpOptions, dump_file_with};
+use kstash_repo::lock::LockOptions;
+use kstash_storage::LocalMode;
+
+use crate::appbinding;
+use crate::error::{ExecError, Result};
+use crate::postgres::{self, Postgres};
+use crate::task::{DriverKind, ResolvedTask};
+use crate::tool::{Consumer, Producer};
+
+/// A driver whose data is one byte stream.
+pub(crate) trait StreamDriver: Send + Sync {
+    /// The file name of the stream inside the restic snapshot.
+    fn file_name(&self) -> &str;
+    /// Wait for the target and start producing the stream.
+    fn produce(&self) -> Result<Producer>;
+    /// Wait for the target and start the process the restored stream is written into.
+    fn consume(&self) -> Result<Consumer>;
+}
+
+/// The stream driver of `task` for the target `target` of `owner` (its namespace defaulting to
+/// `namespace`); `None` when the task's driver is not a stream driver.
+pub(crate) fn driver_for(
+    client: &dyn Resources,
+    task: &ResolvedTask,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+) -> Result<Option<Box<dyn StreamDriver>>> {
+    match task.driver {
+        DriverKind::Volume => Ok(None),
+        DriverKind::Postgres => {
+            task.check_required()?;
+            let conn = appbinding::connection(
+                client,
+                target,
+                namespace,
+                owner,
+                mode,
+                postgres::USER_KEYS,
+                postgres::PASSWORD_KEYS,
+            )?;
+            Ok(Some(Box::new(Postgres::new(conn, task.clone()))))
+        }
+    }
+}
+
+/// How a stream backup is written.
+pub(crate) struct StreamSpec<'a> {
+    pub tags: &'a [String],
+    pub hostname: &'a str,
+    pub lock_wait: Duration,
+}
+
+/// Run the producer once and back its stream up into every repository of `repos`. The outer
+/// error is the producer's failure (then no repository got a snapshot); otherwise one result
+/// per repository.
+pub(crate) fn backup_to_many(
+    driver: &dyn StreamDriver,
+    repos: &[&EngineRepo],
+    spec: &StreamSpec<'_>,
+) -> Result<Vec<kstash_repo::Result<StreamBackupSummary>>> {
+    let mut producer = driver.produce()?;
+    let options = StreamBackupOptions {
+        tags: spec.tags.to_vec(),
+        hostname: Some(spec.hostname.to_string()),
+        lock: Some(LockOptions::waiting(spec.lock_wait)),
+        ..StreamBackupOptions::named(driver.file_name())
+    };
+    let results = backup_stream_to_many(repos, &mut producer, &options);
+    // The tool's own verdict comes first: a failed dump explains the failed backups.
+    let bytes = producer.finish()?;
+    let results = results.map_err(|e| ExecError::invalid("stream backup", e.to_string()))?;
+    tracing::info!(bytes, repositories = repos.len(), "stream backed up");
+    Ok(results)
+}
+
+/// Write the file `path` of restic snapshot `id` of `repo` into the driver's consumer.
+/// Returns the bytes restored.
+pub(crate) fn restore_from(
+    driver: &dyn StreamDriver,
+    repo: &EngineRepo,
+    id: &str,
+    path: &str,
+    lock_wait: Duration,
+) -> Result<u64> {
+    let mut consumer = driver.consume()?;
+    let options = DumpOptions {
+        lock: Some(LockOptions::waiting(lock_wait)),
+    };
+    let dumped = dump_file_with(repo, id, path, &mut consumer, &options);
+    // When the consumer stopped (psql hit an error), its message says why the dump broke off.
+    let fed = consumer.finish()?;
+    let dumped = dumped.map_err(|e| ExecError::Repo {
+        repo: repo.location(),
+        source: Box::new(e),
+    })?;
+    tracing::info!(bytes = dumped, fed, "stream restored");
+    Ok(dumped)
+}
