@@ -31,14 +31,6 @@ const POLL: Duration = Duration::from_secs(1);
 /// How long a new session waits for its Repositories to become Ready before failing.
 const REPOSITORY_WAIT: Duration = Duration::from_secs(60);
 
-fn session_age(bs: &BackupSession, now: Timestamp) -> Duration {
-    bs.metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| util::elapsed(t.0, now))
-        .unwrap_or_default()
-}
-
 /// Why Snapshots could not be created; `waiting` when it may resolve by itself.
 struct EnsureError {
     message: String,
@@ -219,7 +211,7 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
                     "",
                 );
             }
-            Err(e) if e.waiting && session_age(&bs, now) < REPOSITORY_WAIT => {
+            Err(e) if e.waiting && util::age(&bs.metadata, now) < REPOSITORY_WAIT => {
                 // A Repository still being initialised (e.g. a session triggered right after the
                 // configuration was applied): wait a little instead of failing.
                 tracing::info!(reason = %e.message, "waiting for the session's repositories");
@@ -944,13 +936,7 @@ fn finish(
     );
     let ph = phase::backup_session(&st);
     st.phase = Some(ph);
-    let created = bs
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(now);
-    st.duration = util::go_duration(util::elapsed(created, now));
+    st.duration = util::go_duration(util::age(&bs.metadata, now));
     let bs = save(p, bs, &st)?;
     let msg = match ph {
         BackupSessionPhase::Failed => phase::backup_session_failure(&st).unwrap_or_default(),

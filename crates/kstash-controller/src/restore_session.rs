@@ -527,13 +527,7 @@ fn post_and_finish(p: &dyn Platform, rs: RestoreSession, mut st: RestoreSessionS
     );
     let ph = phase::restore_session(&st);
     st.phase = Some(ph);
-    let created = rs
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(now);
-    st.duration = util::go_duration(util::elapsed(created, now));
+    st.duration = util::go_duration(util::age(&rs.metadata, now));
     let rs = save(p, rs, &st)?;
     let name = util::name(&rs.metadata);
     p.event(

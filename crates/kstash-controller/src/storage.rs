@@ -88,21 +88,17 @@ pub fn reconcile_backup_storage(p: &dyn Platform, ns: &str, name: &str) -> Resul
                     "",
                 );
             }
-            let initialized_for = phase::find(&status.conditions, c::BACKEND_INITIALIZED)
-                .filter(|x| x.status == kstash_api::common::ConditionStatus::True)
-                .and_then(|x| x.observed_generation);
-            if initialized_for != Some(generation) {
+            if !util::done_for_generation(&status.conditions, c::BACKEND_INITIALIZED, generation) {
                 match p.storage().initialize(&bs, secret.as_ref()) {
                     Ok(()) => {
-                        let mut cnd = kstash_api::common::Condition::new(
+                        util::set_done_for_generation(
+                            &mut status.conditions,
+                            now,
                             c::BACKEND_INITIALIZED,
-                            true,
                             "BackendInitializationSucceeded",
                             "metadata.yaml written; storage is writable",
+                            generation,
                         );
-                        cnd.observed_generation = Some(generation);
-                        cnd.last_transition_time = Some(util::time(now));
-                        phase::set_condition(&mut status.conditions, cnd);
                         if let Err(e) = sync_from_bucket(p, &bs, secret.as_ref()) {
                             p.event(&format!("BackupStorage {ns}/{name}"), true, "SyncFailed", &e);
                         }
@@ -257,9 +253,6 @@ pub fn reconcile_repository(p: &dyn Platform, ns: &str, name: &str) -> Result<Re
     let mut status = repo.status.clone().unwrap_or_default();
     let mut requeue = Requeue::Idle;
     let storage = repository_storage(p, &repo)?;
-    let initialized_for = phase::find(&status.conditions, c::REPOSITORY_INITIALIZED)
-        .filter(|x| x.status == kstash_api::common::ConditionStatus::True)
-        .and_then(|x| x.observed_generation);
     let snapshots = p.list_as::<Snapshot>(Some(ns), &[(util::LABEL_REPO_NAME, name)])?;
     match &storage {
         Err(msg) => {
@@ -290,18 +283,17 @@ pub fn reconcile_repository(p: &dyn Platform, ns: &str, name: &str) -> Result<Re
                     ),
                 );
                 requeue = Requeue::After(std::time::Duration::from_secs(2));
-            } else if initialized_for != Some(generation) {
+            } else if !util::done_for_generation(&status.conditions, c::REPOSITORY_INITIALIZED, generation) {
                 match p.storage().write_repository(bs, secret.as_ref(), &repo) {
                     Ok(()) => {
-                        let mut cnd = kstash_api::common::Condition::new(
+                        util::set_done_for_generation(
+                            &mut status.conditions,
+                            now,
                             c::REPOSITORY_INITIALIZED,
-                            true,
                             "RepositoryInitializationSucceeded",
                             "repository.yaml written",
+                            generation,
                         );
-                        cnd.observed_generation = Some(generation);
-                        cnd.last_transition_time = Some(util::time(now));
-                        phase::set_condition(&mut status.conditions, cnd);
                     }
                     Err(e) => {
                         set_cond(

@@ -123,6 +123,29 @@ pub fn set_cond(
     phase::set_condition(conds, c);
 }
 
+/// Set a True condition recording the generation it was reached for (a step done once per spec
+/// change, such as writing `metadata.yaml` or `repository.yaml`).
+pub fn set_done_for_generation(
+    conds: &mut Vec<Condition>,
+    now: Timestamp,
+    type_: &str,
+    reason: &str,
+    msg: &str,
+    generation: i64,
+) {
+    let mut c = Condition::new(type_, true, reason, msg);
+    c.observed_generation = Some(generation);
+    c.last_transition_time = Some(time(now));
+    phase::set_condition(conds, c);
+}
+
+/// Whether the condition is True for exactly this generation.
+pub fn done_for_generation(conds: &[Condition], type_: &str, generation: i64) -> bool {
+    phase::find(conds, type_).is_some_and(|c| {
+        c.status == kstash_api::common::ConditionStatus::True && c.observed_generation == Some(generation)
+    })
+}
+
 /// The condition's status: Some(true/false), None when absent.
 pub fn cond(conds: &[Condition], type_: &str) -> Option<bool> {
     phase::find(conds, type_).map(|c| c.status == kstash_api::common::ConditionStatus::True)
@@ -148,6 +171,14 @@ pub fn go_duration(d: Duration) -> String {
 /// Elapsed time between two timestamps (zero when negative).
 pub fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or_default()
+}
+
+/// How long ago the object was created (zero without a creationTimestamp).
+pub fn age(meta: &ObjectMeta, now: Timestamp) -> Duration {
+    meta.creation_timestamp
+        .as_ref()
+        .map(|t| elapsed(t.0, now))
+        .unwrap_or_default()
 }
 
 /// `t + d`.
