@@ -18,6 +18,8 @@ pub mod access;
 mod appbinding;
 mod backup;
 mod error;
+#[allow(dead_code)] // used by the native drivers as they land
+mod native;
 mod postgres;
 mod refs;
 mod restore;

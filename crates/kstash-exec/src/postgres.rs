@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::appbinding::Connection;
 use crate::error::{ExecError, Result};
-use crate::stream::StreamDriver;
+use crate::stream::{Sink, Source, StreamDriver};
 use crate::task::ResolvedTask;
 use crate::tool::{Consumer, LineDrop, Producer};
 
@@ -152,7 +152,7 @@ impl StreamDriver for Postgres {
         DUMP_FILE
     }
 
-    fn produce(&self) -> Result<Producer> {
+    fn produce(&self) -> Result<Box<dyn Source>> {
         let tool = match self.task.param("backupCmd").unwrap_or("pg_dumpall") {
             t @ ("pg_dumpall" | "pg_dump") => t.to_string(),
             other => {
@@ -167,10 +167,10 @@ impl StreamDriver for Postgres {
         let mut cmd = self.command(&bin, &tool);
         cmd.args(&args);
         tracing::info!(tool = %tool, bin = %bin.display(), ?args, host = %self.conn.host, port = self.port(), "starting the dump");
-        Producer::spawn(cmd, &tool, &self.context())
+        Ok(Box::new(Producer::spawn(cmd, &tool, &self.context())?))
     }
 
-    fn consume(&self) -> Result<Consumer> {
+    fn consume(&self) -> Result<Box<dyn Sink>> {
         let on_error_stop = match self.task.param("onErrorStop").unwrap_or("true") {
             "true" => true,
             "false" => false,
@@ -189,7 +189,13 @@ impl StreamDriver for Postgres {
             .args(&args);
         tracing::info!(bin = %bin.display(), ?args, on_error_stop, "starting psql");
         let (prefixes, drop) = restore_filter(&self.conn.user);
-        Consumer::spawn(cmd, "psql", &self.context(), prefixes, Some(drop))
+        Ok(Box::new(Consumer::spawn(
+            cmd,
+            "psql",
+            &self.context(),
+            prefixes,
+            Some(drop),
+        )?))
     }
 }
 

@@ -3,6 +3,7 @@
 //! once and fan it out to every repository of the session; restores dump the file out of the
 //! engine straight into the consumer. Nothing is staged on disk.
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use kstash_api::client::Resources;
@@ -19,14 +20,40 @@ use crate::postgres::{self, Postgres};
 use crate::task::{DriverKind, ResolvedTask};
 use crate::tool::{Consumer, Producer};
 
+/// The producing end of a backup stream: read it to its end, then [`Source::finish`] judges
+/// it (a dump tool's exit status, a native export's result).
+pub(crate) trait Source: Read + Send {
+    /// The bytes produced, or the producer's failure.
+    fn finish(self: Box<Self>) -> Result<u64>;
+}
+
+/// The consuming end of a restore stream: write the stream into it, then [`Sink::finish`]
+/// closes it and judges the consumer.
+pub(crate) trait Sink: Write + Send {
+    /// The bytes fed, or the consumer's failure.
+    fn finish(self: Box<Self>) -> Result<u64>;
+}
+
+impl Source for Producer {
+    fn finish(self: Box<Self>) -> Result<u64> {
+        Producer::finish(*self)
+    }
+}
+
+impl Sink for Consumer {
+    fn finish(self: Box<Self>) -> Result<u64> {
+        Consumer::finish(*self)
+    }
+}
+
 /// A driver whose data is one byte stream.
 pub(crate) trait StreamDriver: Send + Sync {
     /// The file name of the stream inside the restic snapshot.
     fn file_name(&self) -> &str;
     /// Wait for the target and start producing the stream.
-    fn produce(&self) -> Result<Producer>;
-    /// Wait for the target and start the process the restored stream is written into.
-    fn consume(&self) -> Result<Consumer>;
+    fn produce(&self) -> Result<Box<dyn Source>>;
+    /// Wait for the target and start what the restored stream is written into.
+    fn consume(&self) -> Result<Box<dyn Sink>>;
 }
 
 /// The stream driver of `task` for the target `target` of `owner` (its namespace defaulting to
