@@ -10,6 +10,7 @@ use kstash_storage::LocalMode;
 
 use crate::error::{ExecError, Result};
 use crate::refs::secret_data;
+use crate::tls::{self, Tls};
 
 /// Where and as whom to connect to a database.
 #[derive(Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub(crate) struct Connection {
     pub sslmode: Option<String>,
     pub user: String,
     pub password: String,
+    /// TLS material (`caBundle`, `tlsSecret`), when the AppBinding has any.
+    pub tls: Option<Tls>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -38,6 +41,7 @@ impl std::fmt::Debug for Connection {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -116,40 +120,51 @@ pub(crate) fn connection(
             ));
         }
     };
+    let tls = tls::from_appbinding(client, &ab, ns, &object)?;
+    let client_cert = tls.as_ref().is_some_and(|t| t.client.is_some());
     let secret_name = ab
         .spec
         .secret
         .as_ref()
         .map(|s| s.name.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ExecError::invalid(
+        .filter(|n| !n.is_empty());
+    // With a client certificate the Secret is optional: the certificate authenticates.
+    let (secret_ref, user, password) = match secret_name {
+        None if client_cert => (String::new(), String::new(), String::new()),
+        None => {
+            return Err(ExecError::invalid(
                 &object,
                 "spec.secret.name is not set; name the Secret with the credentials",
-            )
-        })?;
-    let secret_ref = format!("{ns}/{secret_name}");
-    let purpose = format!("the credentials of {object}");
-    let Some(secret) = client.get_as::<Secret>(ns, &secret_name)? else {
-        return Err(ExecError::SecretNotFound {
-            secret: secret_ref,
-            key: password_keys.join(" or "),
-            purpose,
-        });
+            ));
+        }
+        Some(secret_name) => {
+            let secret_ref = format!("{ns}/{secret_name}");
+            let purpose = format!("the credentials of {object}");
+            let Some(secret) = client.get_as::<Secret>(ns, &secret_name)? else {
+                return Err(ExecError::SecretNotFound {
+                    secret: secret_ref,
+                    key: password_keys.join(" or "),
+                    purpose,
+                });
+            };
+            let data = secret_data(&secret);
+            let pick = |keys: &[&str]| -> Result<String> {
+                keys.iter()
+                    .find_map(|k| data.get(k).filter(|v| !v.is_empty()))
+                    .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
+                    .ok_or_else(|| ExecError::SecretKeyMissing {
+                        secret: secret_ref.clone(),
+                        key: keys.join(" or "),
+                        purpose: purpose.clone(),
+                    })
+            };
+            // A client certificate may stand in for the password (and the user name).
+            let user = pick(user_keys).or_else(|e| if client_cert { Ok(String::new()) } else { Err(e) })?;
+            let password =
+                pick(password_keys).or_else(|e| if client_cert { Ok(String::new()) } else { Err(e) })?;
+            (secret_ref, user, password)
+        }
     };
-    let data = secret_data(&secret);
-    let pick = |keys: &[&str]| -> Result<String> {
-        keys.iter()
-            .find_map(|k| data.get(k).filter(|v| !v.is_empty()))
-            .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
-            .ok_or_else(|| ExecError::SecretKeyMissing {
-                secret: secret_ref.clone(),
-                key: keys.join(" or "),
-                purpose: purpose.clone(),
-            })
-    };
-    let user = pick(user_keys)?;
-    let password = pick(password_keys)?;
     Ok(Connection {
         object,
         secret: secret_ref,
@@ -160,6 +175,7 @@ pub(crate) fn connection(
         sslmode,
         user,
         password,
+        tls,
     })
 }
 

@@ -27,6 +27,7 @@ mod status;
 mod storage_ops;
 mod stream;
 mod task;
+mod tls;
 mod tool;
 mod volume;
 

@@ -4,6 +4,8 @@
 //! stopping at the first error unless `onErrorStop` is `false`. The password reaches the tools
 //! through `PGPASSWORD`, never their command line. With several PostgreSQL versions installed
 //! (`/usr/lib/postgresql/<major>/bin`), the client tools of the server's major version are used.
+//! TLS: the AppBinding's CA bundle and client certificate reach libpq as `PGSSLROOTCERT`,
+//! `PGSSLCERT` and `PGSSLKEY` files; with a client certificate the role is the `user` param.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +15,7 @@ use crate::appbinding::Connection;
 use crate::error::{ExecError, Result};
 use crate::stream::{Sink, Source, StreamDriver};
 use crate::task::ResolvedTask;
+use crate::tls::{Tls, TlsFiles};
 use crate::tool::{Consumer, LineDrop, Producer};
 
 /// The file name of the dump inside the restic snapshot (KubeStash's).
@@ -30,11 +33,28 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 pub(crate) struct Postgres {
     conn: Connection,
     task: ResolvedTask,
+    /// The role the tools connect as: the Secret's user, or with a client certificate the
+    /// `user` param (KubeStash's rule).
+    user: String,
+    /// The AppBinding's TLS material as files, alive as long as the driver.
+    tls_files: Option<TlsFiles>,
 }
 
 impl Postgres {
-    pub fn new(conn: Connection, task: ResolvedTask) -> Postgres {
-        Postgres { conn, task }
+    pub fn new(conn: Connection, task: ResolvedTask) -> Result<Postgres> {
+        let tls_files = conn.tls.as_ref().map(Tls::write_files).transpose()?;
+        let client_cert = conn.tls.as_ref().is_some_and(|t| t.client.is_some());
+        let user = match task.param("user") {
+            Some(u) if client_cert => u.to_string(),
+            _ if conn.user.is_empty() => "postgres".to_string(),
+            _ => conn.user.clone(),
+        };
+        Ok(Postgres {
+            conn,
+            task,
+            user,
+            tls_files,
+        })
     }
 
     fn port(&self) -> u16 {
@@ -42,13 +62,17 @@ impl Postgres {
     }
 
     fn context(&self) -> String {
+        let from = match self.conn.tls.as_ref().and_then(|t| t.secret.as_deref()) {
+            Some(tls) if self.conn.secret.is_empty() => format!("certificate from Secret {tls}"),
+            Some(tls) => format!("Secret {}, certificate from Secret {tls}", self.conn.secret),
+            None => format!("Secret {}", self.conn.secret),
+        };
         format!(
-            "against {} ({}:{}, user {} from Secret {})",
+            "against {} ({}:{}, user {}, {from})",
             self.conn.object,
             self.conn.host,
             self.port(),
-            self.conn.user,
-            self.conn.secret
+            self.user,
         )
     }
 
@@ -79,16 +103,47 @@ impl Postgres {
         }
         cmd.env("PGHOST", &self.conn.host)
             .env("PGPORT", self.port().to_string())
-            .env("PGUSER", &self.conn.user)
-            .env("PGPASSWORD", &self.conn.password)
+            .env("PGUSER", &self.user)
             .env("PGDATABASE", self.conn.database.as_deref().unwrap_or("postgres"))
             .env("PGCONNECT_TIMEOUT", "10")
             .env("PGAPPNAME", "kstash");
-        cmd.env_remove("PGPASSFILE").env_remove("PGSERVICE");
-        if let Some(mode) = &self.conn.sslmode {
+        cmd.env_remove("PGPASSFILE")
+            .env_remove("PGSERVICE")
+            .env_remove("PGPASSWORD");
+        if !self.conn.password.is_empty() {
+            cmd.env("PGPASSWORD", &self.conn.password);
+        }
+        if let Some(files) = &self.tls_files {
+            for (var, path) in [
+                ("PGSSLROOTCERT", &files.ca),
+                ("PGSSLCERT", &files.cert),
+                ("PGSSLKEY", &files.key),
+            ] {
+                if let Some(p) = path {
+                    cmd.env(var, p);
+                }
+            }
+        }
+        if let Some(mode) = self.sslmode() {
             cmd.env("PGSSLMODE", mode);
         }
         cmd
+    }
+
+    /// `sslmode` of the AppBinding URL or service query; without one, a CA bundle means
+    /// `verify-ca`, and a client certificate or `insecureSkipTLSVerify` means `require`.
+    fn sslmode(&self) -> Option<&str> {
+        if let Some(mode) = &self.conn.sslmode {
+            return Some(mode);
+        }
+        let tls = self.conn.tls.as_ref()?;
+        if tls.insecure_skip_verify {
+            Some("require")
+        } else if tls.ca_pem.is_some() {
+            Some("verify-ca")
+        } else {
+            Some("require")
+        }
     }
 
     /// Wait until the server accepts connections (`pg_isready`), then pick the client tools.
@@ -123,6 +178,11 @@ impl Postgres {
                 return Ok(());
             }
             last = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            // "No response" while the port accepts TCP: the server is up but the session fails
+            // (TLS, authentication), which waiting will not fix; psql says why.
+            if out.status.code() == Some(2) && self.port_open() {
+                return self.probe(bin);
+            }
             if started.elapsed() >= timeout {
                 break;
             }
@@ -132,6 +192,38 @@ impl Postgres {
             target: format!("PostgreSQL {}", self.context()),
             waited: crate::status::go_duration(started.elapsed()),
             detail: last,
+        })
+    }
+
+    fn port_open(&self) -> bool {
+        use std::net::ToSocketAddrs as _;
+        (self.conn.host.as_str(), self.port())
+            .to_socket_addrs()
+            .into_iter()
+            .flatten()
+            .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+    }
+
+    /// Connect once with `psql`: Ok, or its error as the tool's failure.
+    fn probe(&self, bin: &Path) -> Result<()> {
+        let out = self
+            .command(bin, "psql")
+            .args(["-X", "-A", "-t", "-c", "SELECT 1"])
+            .output()
+            .map_err(|e| ExecError::Tool {
+                tool: "psql".into(),
+                message: format!("cannot run psql: {e}"),
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(ExecError::Tool {
+            tool: "psql".into(),
+            message: format!(
+                "psql {}: cannot connect: {}",
+                self.context(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         })
     }
 
@@ -188,7 +280,7 @@ impl StreamDriver for Postgres {
             .arg(format!("ON_ERROR_STOP={}", u8::from(on_error_stop)))
             .args(&args);
         tracing::info!(bin = %bin.display(), ?args, on_error_stop, "starting psql");
-        let (prefixes, drop) = restore_filter(&self.conn.user);
+        let (prefixes, drop) = restore_filter(&self.user);
         Ok(Box::new(Consumer::spawn(
             cmd,
             "psql",

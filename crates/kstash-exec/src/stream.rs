@@ -79,7 +79,7 @@ pub(crate) fn driver_for(
                 postgres::USER_KEYS,
                 postgres::PASSWORD_KEYS,
             )?;
-            Ok(Some(Box::new(Postgres::new(conn, task.clone()))))
+            Ok(Some(Box::new(Postgres::new(conn, task.clone())?)))
         }
     }
 }

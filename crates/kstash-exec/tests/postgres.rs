@@ -470,3 +470,154 @@ fn server_down_fails_after_the_wait_timeout_without_a_snapshot() {
     assert_eq!(dump.phase, Some(ComponentPhase::Failed));
     assert_eq!(world.restic_snapshot_count(), 0);
 }
+
+/// The PIDs of this test process's children whose command name is `name`.
+fn children_named(name: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // `pid (comm) state ppid …`; comm may hold spaces, so split after the last ')'.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let comm = head.split_once('(').map(|(_, c)| c).unwrap_or_default();
+            let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+            comm == name && ppid == Some(me)
+        })
+        .collect()
+}
+
+/// Bytes a process has written so far (`wchar` of `/proc/<pid>/io`).
+fn bytes_written(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar: ")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_dump_tool_killed_halfway_fails_the_component_and_leaves_no_snapshot() {
+    let pg = Postgres::start().unwrap();
+    pg.psql("CREATE DATABASE shop");
+    // About 150 MB of dump text: long enough to kill the dump while it streams.
+    psql_db(
+        &pg,
+        "shop",
+        "CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 12) AS body FROM generate_series(1, 400000) g",
+    );
+    let world = World::new(pg.port, "postgres", &pg.password, false);
+    world.create_backup_configuration(json!({"backupCmd": "pg_dump", "args": "--dbname=shop"}));
+    let snapshot = world.trigger_backup_session("pg-backup-1");
+
+    let killer = std::thread::spawn(|| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Some(pid) = children_named("pg_dump").first().copied()
+                && bytes_written(pid) > 4 << 20
+            {
+                let killed = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                return killed.map(|s| s.success()).unwrap_or(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        false
+    });
+    let result = run_backup(world.client(), NS, "pg-backup-1", &world.opts());
+    assert!(
+        killer.join().unwrap(),
+        "pg_dump was not seen streaming, so it was not killed"
+    );
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("pg_dump") && e.contains("was killed"), "{e}");
+    let snap = world.snapshot(&snapshot);
+    let dump = &snap.status.as_ref().unwrap().components["dump"];
+    assert_eq!(dump.phase, Some(ComponentPhase::Failed));
+    assert!(dump.error.contains("was killed"), "{}", dump.error);
+    assert_eq!(world.restic_snapshot_count(), 0);
+}
+
+#[test]
+fn tls_with_a_client_certificate_backs_up_and_restores() {
+    let pg = Postgres::start().unwrap();
+    let pki = kstash_testsupport::tls::Pki::new().unwrap();
+    pg.psql("CREATE ROLE certuser LOGIN SUPERUSER");
+    pg.enable_tls(&pki, "certuser").unwrap();
+    let client = pki.client("certuser").unwrap();
+    pg.psql("CREATE DATABASE shop");
+    psql_db(
+        &pg,
+        "shop",
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g",
+    );
+    let before = normalise(&pg_tool(&pg, "pg_dump", &["-d", "shop"]));
+
+    let world = World::new(pg.port, "postgres", &pg.password, false);
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    world.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "pg-client-cert", "namespace": NS},
+        "stringData": {"tls.crt": read(&client.cert), "tls.key": read(&client.key)}
+    }));
+    // The certificate is the only credential: no Secret with a password, verify-full by URL.
+    let mut ab = world
+        .client()
+        .get(&meta::APP_BINDING, NS, APPBINDING)
+        .unwrap()
+        .unwrap();
+    use base64::Engine as _;
+    ab["spec"]["clientConfig"] = json!({
+        "url": format!("postgres://127.0.0.1:{}/postgres?sslmode=verify-full", pg.port),
+        "caBundle": base64::engine::general_purpose::STANDARD.encode(read(&pki.ca)),
+    });
+    ab["spec"].as_object_mut().unwrap().remove("secret");
+    ab["spec"]["tlsSecret"] = json!({"name": "pg-client-cert"});
+    world.client().update(ab).unwrap();
+
+    world.create_backup_configuration(
+        json!({"backupCmd": "pg_dump", "args": "--dbname=shop", "user": "certuser"}),
+    );
+    let snapshot = world.trigger_backup_session("pg-backup-1");
+    run_backup(world.client(), NS, "pg-backup-1", &world.opts())
+        .map_err(|e| e.to_string())
+        .unwrap();
+    // The server saw a TLS connection of certuser authenticated by its certificate.
+    let log = std::fs::read_to_string(pg.log_path()).unwrap_or_default();
+    assert!(!log.contains("certificate verify failed"), "{log}");
+
+    pg.psql("DROP DATABASE shop");
+    pg.psql("CREATE DATABASE shop");
+    world.create_restore_session(
+        "pg-restore-1",
+        json!({"args": "--dbname=shop", "user": "certuser"}),
+    );
+    run_restore(world.client(), NS, "pg-restore-1", &snapshot, &world.opts())
+        .map_err(|e| e.to_string())
+        .unwrap();
+    assert!(
+        normalise(&pg_tool(&pg, "pg_dump", &["-d", "shop"])) == before,
+        "shop differs after a restore over TLS"
+    );
+
+    // A CA that did not sign the server certificate is refused.
+    let other = kstash_testsupport::tls::Pki::new().unwrap();
+    let mut ab = world
+        .client()
+        .get(&meta::APP_BINDING, NS, APPBINDING)
+        .unwrap()
+        .unwrap();
+    ab["spec"]["clientConfig"]["caBundle"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(read(&other.ca)));
+    world.client().update(ab).unwrap();
+    world.trigger_backup_session("pg-backup-2");
+    let e = run_backup(world.client(), NS, "pg-backup-2", &world.opts())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("certificate verify failed"), "{e}");
+}

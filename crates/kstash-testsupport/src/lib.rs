@@ -31,6 +31,7 @@ mod rest;
 mod restic;
 mod s3;
 mod sigv4;
+pub mod tls;
 pub mod tools;
 mod zookeeper;
 

@@ -124,6 +124,43 @@ impl Postgres {
         &self.bin_dir
     }
 
+    /// Turn TLS on with `pki`'s server certificate and let `cert_user` (a role that must exist)
+    /// log in over TLS with a client certificate signed by the CA (`hostssl … cert`); other
+    /// logins are unchanged. Takes effect by a configuration reload.
+    pub fn enable_tls(&self, pki: &crate::tls::Pki, cert_user: &str) -> Result<()> {
+        let tls_dir = self.dir.path().join("tls");
+        std::fs::create_dir_all(&tls_dir).context(|| "creating the tls dir".into())?;
+        chown_to(&tls_dir, "postgres")?;
+        for (src, name) in [
+            (&pki.ca, "ca.crt"),
+            (&pki.server_cert, "server.crt"),
+            (&pki.server_key, "server.key"),
+        ] {
+            let dst = tls_dir.join(name);
+            std::fs::copy(src, &dst).context(|| format!("copying {name}"))?;
+            chown_to(&dst, "postgres")?;
+            std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .context(|| format!("chmod {name}"))?;
+        }
+        let hba = self.try_psql("SHOW hba_file")?;
+        let old = std::fs::read_to_string(&hba).context(|| format!("reading {hba}"))?;
+        std::fs::write(&hba, format!("hostssl all {cert_user} 127.0.0.1/32 cert\n{old}"))
+            .context(|| format!("writing {hba}"))?;
+        let file = |n: &str| tls_dir.join(n).display().to_string();
+        self.try_psql(&format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'",
+            file("server.crt")
+        ))?;
+        self.try_psql(&format!(
+            "ALTER SYSTEM SET ssl_key_file = '{}'",
+            file("server.key")
+        ))?;
+        self.try_psql(&format!("ALTER SYSTEM SET ssl_ca_file = '{}'", file("ca.crt")))?;
+        self.try_psql("ALTER SYSTEM SET ssl = on")?;
+        self.try_psql("SELECT pg_reload_conf()")?;
+        Ok(())
+    }
+
     /// The server log.
     pub fn log_path(&self) -> &std::path::Path {
         self.process.log_path()
