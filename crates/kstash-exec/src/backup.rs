@@ -17,6 +17,7 @@ use kstash_api::storage::{
     BackupProgress, Component, ComponentPhase, Repository, ResticStats, ResticSummary, Snapshot,
 };
 use kstash_repo::check::{CheckOptions, check};
+use kstash_repo::repository::compression_level_of;
 use kstash_storage::layout::component_path;
 
 use crate::ExecOptions;
@@ -82,6 +83,8 @@ struct SessionCtx<'a> {
     config: &'a BackupConfiguration,
     session: &'a Session,
     opts: &'a ExecOptions,
+    /// The zstd level of the task's `compression` param (`auto`, `fast`, `max`), if set.
+    compression: Option<i32>,
 }
 
 /// Run the backup of BackupSession `namespace/backup_session`: see the module documentation.
@@ -173,6 +176,15 @@ pub fn run_backup(
         ));
     }
 
+    let compression = match task.param("compression") {
+        None => None,
+        Some(mode) => Some(compression_level_of(mode).ok_or_else(|| {
+            ExecError::invalid(
+                task.describe(),
+                format!("parameter compression is {mode:?}; use auto, fast or max"),
+            )
+        })?),
+    };
     let ctx = SessionCtx {
         client,
         namespace,
@@ -181,6 +193,7 @@ pub fn run_backup(
         config: &config,
         session,
         opts,
+        compression,
     };
     let mut report = BackupReport {
         backup_session: backup_session.to_string(),
@@ -361,7 +374,10 @@ fn open_component(
     let (password, password_from) = refs::repository_password(ctx.client, &repo, fallback)?;
     let layout = refs::repository_storage(ctx.client, &repo, ctx.opts.local_mode)?;
     let config = refs::component_config(&layout, &repo_object, &repo.spec.path, component_path)?;
-    let (engine, created) = refs::open_or_init_repository(&config, &password, &password_from)?;
+    let (mut engine, created) = refs::open_or_init_repository(&config, &password, &password_from)?;
+    if let Some(level) = ctx.compression {
+        engine.set_compression_level(level);
+    }
     let session_tag = format!("{SESSION_UID_TAG}={}", ctx.uid);
     let tags: Vec<String> = [
         session_tag.clone(),

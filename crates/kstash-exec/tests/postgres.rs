@@ -621,3 +621,19 @@ fn tls_with_a_client_certificate_backs_up_and_restores() {
         .to_string();
     assert!(e.contains("certificate verify failed"), "{e}");
 }
+
+#[test]
+fn an_unknown_compression_is_refused_before_anything_runs() {
+    let port = kstash_testsupport::ports::free_port().unwrap();
+    let world = World::new(port, "postgres", "whatever", false);
+    world.create_backup_configuration(json!({"compression": "ultra"}));
+    world.trigger_backup_session("pg-backup-1");
+    let e = run_backup(world.client(), NS, "pg-backup-1", &world.opts())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Addon postgres-addon task logical-backup")
+            && e.contains("parameter compression is \"ultra\"; use auto, fast or max"),
+        "{e}"
+    );
+}

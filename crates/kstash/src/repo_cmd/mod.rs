@@ -138,6 +138,10 @@ pub struct BackupArgs {
     /// Host name to record.
     #[arg(long)]
     pub host: Option<String>,
+    /// Compression: `auto` (restic's default), `fast` (less CPU, for streams competing with
+    /// their producer) or `max`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "fast", "max"])]
+    pub compression: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -401,7 +405,10 @@ fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
     if b.stdin == b.stdin_from_command {
         bail!("give paths to back up, --stdin, or --stdin-from-command -- COMMAND…");
     }
-    let repo = open(args)?;
+    let mut repo = open(args)?;
+    if let Some(level) = kstash_repo::repository::compression_level_of(&b.compression) {
+        repo.set_compression_level(level);
+    }
     let mut options = StreamBackupOptions::named(&b.stdin_filename);
     options.tags = b.tags.clone();
     options.hostname = b.host.clone();
@@ -452,7 +459,10 @@ fn backup(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
 }
 
 fn backup_tree(args: &RepoArgs, b: &BackupArgs) -> Result<ExitCode> {
-    let repo = open(args)?;
+    let mut repo = open(args)?;
+    if let Some(level) = kstash_repo::repository::compression_level_of(&b.compression) {
+        repo.set_compression_level(level);
+    }
     let (progress, bar) = crate::progress_bar::start("backup", crate::progress_bar::wanted(args.json));
     let options = TreeBackupOptions {
         excludes: b.excludes.clone(),

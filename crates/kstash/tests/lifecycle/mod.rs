@@ -301,12 +301,17 @@ fn rand_suffix() -> String {
     )
 }
 
-/// Write a small tree of every common file type under `root`.
+/// Write a small tree of every file type a volume holds under `root`: text, empty, binary
+/// (`big_bytes` of noise), a symlink, a hard link pair, a FIFO, an executable, a private file, an
+/// empty directory, a name with spaces and non-ASCII letters, and an old modification time.
 pub fn write_tree(root: &Path, big_bytes: usize) {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
     std::fs::write(root.join("hello.txt"), "hello\n").unwrap();
     std::fs::write(root.join("empty"), "").unwrap();
     std::fs::write(root.join("sub/deeper/notes.md"), "# notes\n".repeat(100)).unwrap();
+    std::fs::write(root.join("sub/Grüße und 空白.txt"), "unicode name\n").unwrap();
     let mut x: u64 = 0x9E3779B97F4A7C15;
     let big: Vec<u8> = (0..big_bytes)
         .map(|_| {
@@ -318,11 +323,28 @@ pub fn write_tree(root: &Path, big_bytes: usize) {
         .collect();
     std::fs::write(root.join("sub/big.bin"), big).unwrap();
     std::os::unix::fs::symlink("hello.txt", root.join("link-to-hello")).unwrap();
+    std::fs::write(root.join("original"), "linked twice\n").unwrap();
+    std::fs::hard_link(root.join("original"), root.join("sub/hard-link")).unwrap();
+    std::fs::write(root.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(root.join("secret.key"), "private\n").unwrap();
+    std::fs::set_permissions(root.join("secret.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let made = |cmd: &mut std::process::Command| {
+        let st = cmd.status().unwrap();
+        assert!(st.success(), "{cmd:?}");
+    };
+    made(std::process::Command::new("mkfifo").arg(root.join("pipe")));
+    made(
+        std::process::Command::new("touch")
+            .args(["-m", "-d", "2001-02-03 04:05:06"])
+            .arg(root.join("sub/deeper/notes.md")),
+    );
 }
 
-/// Every entry under `root` with its type, mode bits and content hash, for tree equality.
+/// Every entry under `root` with its type, mode bits, content hash and modification time (and
+/// the link count, so hard links are compared), for tree equality. FIFOs are not opened.
 pub fn tree_listing(root: &Path) -> Vec<String> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     let mut out = Vec::new();
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
@@ -332,21 +354,28 @@ pub fn tree_listing(root: &Path) -> Vec<String> {
             let rel = p.strip_prefix(root).unwrap().display().to_string();
             let md = std::fs::symlink_metadata(&p).unwrap();
             let mode = md.permissions().mode() & 0o7777;
-            if md.file_type().is_symlink() {
+            let ft = md.file_type();
+            if ft.is_symlink() {
                 out.push(format!("{rel} -> {}", std::fs::read_link(&p).unwrap().display()));
             } else if md.is_dir() {
                 out.push(format!("{rel}/ {mode:o}"));
                 walk(root, &p, out);
+            } else if ft.is_fifo() {
+                out.push(format!("{rel} fifo {mode:o}"));
             } else {
                 let body = std::fs::read(&p).unwrap();
                 let sum: u64 = body.iter().fold(1469598103934665603u64, |h, b| {
                     (h ^ u64::from(*b)).wrapping_mul(1099511628211)
                 });
-                out.push(format!("{rel} {mode:o} {} {sum:x}", body.len()));
+                out.push(format!(
+                    "{rel} {mode:o} {} {sum:x} mtime {} links {}",
+                    body.len(),
+                    md.mtime(),
+                    md.nlink()
+                ));
             }
         }
     }
-    let _ = &mut out;
     walk(root, root, &mut out);
     out
 }
