@@ -16,6 +16,7 @@ use kstash_storage::LocalMode;
 
 use crate::appbinding;
 use crate::error::{ExecError, Result};
+use crate::mysql::{self, MySql};
 use crate::postgres::{self, Postgres};
 use crate::task::{DriverKind, ResolvedTask};
 use crate::tool::{Consumer, Producer};
@@ -80,6 +81,19 @@ pub(crate) fn driver_for(
                 postgres::PASSWORD_KEYS,
             )?;
             Ok(Some(Box::new(Postgres::new(conn, task.clone()))))
+        }
+        DriverKind::MySql => {
+            task.check_required()?;
+            let conn = appbinding::connection(
+                client,
+                target,
+                namespace,
+                owner,
+                mode,
+                mysql::USER_KEYS,
+                mysql::PASSWORD_KEYS,
+            )?;
+            Ok(Some(Box::new(MySql::new(conn, task.clone()))))
         }
     }
 }
