@@ -55,6 +55,53 @@ pub(crate) fn connection(
     user_keys: &[&str],
     password_keys: &[&str],
 ) -> Result<Connection> {
+    connect(
+        client,
+        target,
+        namespace,
+        owner,
+        mode,
+        user_keys,
+        password_keys,
+        false,
+    )
+}
+
+/// [`connection`] for targets whose credentials are optional (Redis): an AppBinding without
+/// `spec.secret` gives an empty user and password; with a Secret the password is required and
+/// the user is optional (empty when none of `user_keys` is set).
+pub(crate) fn connection_optional_auth(
+    client: &dyn Resources,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+    user_keys: &[&str],
+    password_keys: &[&str],
+) -> Result<Connection> {
+    connect(
+        client,
+        target,
+        namespace,
+        owner,
+        mode,
+        user_keys,
+        password_keys,
+        true,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn connect(
+    client: &dyn Resources,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+    user_keys: &[&str],
+    password_keys: &[&str],
+    optional_auth: bool,
+) -> Result<Connection> {
     let target = target.filter(|t| !t.name.is_empty()).ok_or_else(|| {
         ExecError::invalid(
             owner,
@@ -121,13 +168,26 @@ pub(crate) fn connection(
         .secret
         .as_ref()
         .map(|s| s.name.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ExecError::invalid(
-                &object,
-                "spec.secret.name is not set; name the Secret with the credentials",
-            )
-        })?;
+        .filter(|n| !n.is_empty());
+    if secret_name.is_none() && optional_auth {
+        return Ok(Connection {
+            object,
+            secret: String::new(),
+            version: ab.spec.version.clone(),
+            host,
+            port,
+            database,
+            sslmode,
+            user: String::new(),
+            password: String::new(),
+        });
+    }
+    let secret_name = secret_name.ok_or_else(|| {
+        ExecError::invalid(
+            &object,
+            "spec.secret.name is not set; name the Secret with the credentials",
+        )
+    })?;
     let secret_ref = format!("{ns}/{secret_name}");
     let purpose = format!("the credentials of {object}");
     let Some(secret) = client.get_as::<Secret>(ns, &secret_name)? else {
@@ -148,7 +208,10 @@ pub(crate) fn connection(
                 purpose: purpose.clone(),
             })
     };
-    let user = pick(user_keys)?;
+    let user = match pick(user_keys) {
+        Err(_) if optional_auth => String::new(),
+        other => other?,
+    };
     let password = pick(password_keys)?;
     Ok(Connection {
         object,

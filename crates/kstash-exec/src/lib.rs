@@ -13,17 +13,18 @@
 //! `workload-restore`/`pvc-restore` run the volume driver; `postgres-backup`/`postgres-restore`
 //! run the PostgreSQL stream driver (connection from the target AppBinding);
 //! `mysql-backup`/`mysql-restore` and `mariadb-backup`/`mariadb-restore` run the MySQL/MariaDB
-//! stream driver (`mysqldump`/`mariadb-dump` into `mysql`/`mariadb`); other functions are
-//! refused with [`ExecError::UnsupportedFunction`].
+//! stream driver (`mysqldump`/`mariadb-dump` into `mysql`/`mariadb`); `redis-backup`/
+//! `redis-restore` run the native Redis driver (DUMP/RESTORE as a RESP stream); other functions
+//! are refused with [`ExecError::UnsupportedFunction`].
 
 pub mod access;
 mod appbinding;
 mod backup;
 mod error;
 mod mysql;
-#[allow(dead_code)] // used by the native drivers as they land
 mod native;
 mod postgres;
+mod redis;
 mod refs;
 mod restore;
 mod status;

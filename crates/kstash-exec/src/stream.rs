@@ -18,6 +18,7 @@ use crate::appbinding;
 use crate::error::{ExecError, Result};
 use crate::mysql::{self, MySql};
 use crate::postgres::{self, Postgres};
+use crate::redis::{self, Redis};
 use crate::task::{DriverKind, ResolvedTask};
 use crate::tool::{Consumer, Producer};
 
@@ -94,6 +95,19 @@ pub(crate) fn driver_for(
                 mysql::PASSWORD_KEYS,
             )?;
             Ok(Some(Box::new(MySql::new(conn, task.clone()))))
+        }
+        DriverKind::Redis => {
+            task.check_required()?;
+            let conn = appbinding::connection_optional_auth(
+                client,
+                target,
+                namespace,
+                owner,
+                mode,
+                redis::USER_KEYS,
+                redis::PASSWORD_KEYS,
+            )?;
+            Ok(Some(Box::new(Redis::new(conn, task.clone()))))
         }
     }
 }

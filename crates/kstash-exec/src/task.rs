@@ -40,6 +40,8 @@ pub enum DriverKind {
     /// A MySQL or MariaDB server reached through an AppBinding (`mysql-backup`,
     /// `mariadb-backup`, `mysql-restore`, `mariadb-restore`).
     MySql,
+    /// A Redis server reached through an AppBinding (`redis-backup`, `redis-restore`).
+    Redis,
 }
 
 /// Functions with a backup driver.
@@ -49,6 +51,7 @@ const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("postgres-backup", DriverKind::Postgres),
     ("mysql-backup", DriverKind::MySql),
     ("mariadb-backup", DriverKind::MySql),
+    ("redis-backup", DriverKind::Redis),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
@@ -57,6 +60,7 @@ const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("postgres-restore", DriverKind::Postgres),
     ("mysql-restore", DriverKind::MySql),
     ("mariadb-restore", DriverKind::MySql),
+    ("redis-restore", DriverKind::Redis),
 ];
 
 /// A task of an Addon, resolved: its driver and parameters.

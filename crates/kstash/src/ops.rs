@@ -41,6 +41,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "catalog/mariadb-addon.yaml",
         include_str!("../../../catalog/mariadb-addon.yaml"),
     ),
+    (
+        "catalog/redis-addon.yaml",
+        include_str!("../../../catalog/redis-addon.yaml"),
+    ),
 ];
 
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.

@@ -36,7 +36,8 @@ pub struct Target<'a> {
     /// AppBinding `spec.clientConfig.service.scheme`.
     pub scheme: &'a str,
     pub port: u16,
-    /// The credentials Secret's `stringData`.
+    /// The credentials Secret's `stringData`; `Value::Null`: no Secret, and an AppBinding
+    /// without `spec.secret`.
     pub credentials: Value,
 }
 
@@ -76,21 +77,24 @@ impl World {
             "metadata": {"name": ENCRYPTION_SECRET, "namespace": NS},
             "stringData": {"RESTIC_PASSWORD": PASSWORD}
         }));
-        w.create(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": AUTH_SECRET, "namespace": NS},
-            "stringData": t.credentials
-        }));
-        w.create(json!({
+        let mut app_binding = json!({
             "apiVersion": "appcatalog.appscode.com/v1alpha1",
             "kind": "AppBinding",
             "metadata": {"name": APPBINDING, "namespace": NS},
             "spec": {
                 "type": t.app_type,
-                "clientConfig": {"service": {"scheme": t.scheme, "name": "127.0.0.1", "port": t.port}},
-                "secret": {"name": AUTH_SECRET}
+                "clientConfig": {"service": {"scheme": t.scheme, "name": "127.0.0.1", "port": t.port}}
             }
-        }));
+        });
+        if !t.credentials.is_null() {
+            w.create(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": AUTH_SECRET, "namespace": NS},
+                "stringData": t.credentials
+            }));
+            app_binding["spec"]["secret"] = json!({"name": AUTH_SECRET});
+        }
+        w.create(app_binding);
         w
     }
 
