@@ -59,6 +59,53 @@ pub(crate) fn connection(
     user_keys: &[&str],
     password_keys: &[&str],
 ) -> Result<Connection> {
+    connect(
+        client,
+        target,
+        namespace,
+        owner,
+        mode,
+        user_keys,
+        password_keys,
+        false,
+    )
+}
+
+/// [`connection`] for targets whose credentials are optional (Redis): an AppBinding without
+/// `spec.secret` gives an empty user and password; with a Secret the password is required and
+/// the user is optional (empty when none of `user_keys` is set).
+pub(crate) fn connection_optional_auth(
+    client: &dyn Resources,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+    user_keys: &[&str],
+    password_keys: &[&str],
+) -> Result<Connection> {
+    connect(
+        client,
+        target,
+        namespace,
+        owner,
+        mode,
+        user_keys,
+        password_keys,
+        true,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn connect(
+    client: &dyn Resources,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+    user_keys: &[&str],
+    password_keys: &[&str],
+    optional_auth: bool,
+) -> Result<Connection> {
     let target = target.filter(|t| !t.name.is_empty()).ok_or_else(|| {
         ExecError::invalid(
             owner,
@@ -128,9 +175,10 @@ pub(crate) fn connection(
         .as_ref()
         .map(|s| s.name.clone())
         .filter(|n| !n.is_empty());
-    // With a client certificate the Secret is optional: the certificate authenticates.
+    // With a client certificate the Secret is optional: the certificate authenticates. Targets
+    // whose credentials are optional (Redis, ZooKeeper) connect without any.
     let (secret_ref, user, password) = match secret_name {
-        None if client_cert => (String::new(), String::new(), String::new()),
+        None if client_cert || optional_auth => (String::new(), String::new(), String::new()),
         None => {
             return Err(ExecError::invalid(
                 &object,
@@ -158,10 +206,15 @@ pub(crate) fn connection(
                         purpose: purpose.clone(),
                     })
             };
-            // A client certificate may stand in for the password (and the user name).
-            let user = pick(user_keys).or_else(|e| if client_cert { Ok(String::new()) } else { Err(e) })?;
-            let password =
-                pick(password_keys).or_else(|e| if client_cert { Ok(String::new()) } else { Err(e) })?;
+            let user = match pick(user_keys) {
+                Err(_) if client_cert || optional_auth => String::new(),
+                other => other?,
+            };
+            // A client certificate may stand in for the password.
+            let password = match pick(password_keys) {
+                Err(_) if client_cert => String::new(),
+                other => other?,
+            };
             (secret_ref, user, password)
         }
     };

@@ -11,16 +11,20 @@
 //!
 //! Drivers are chosen by the Addon task's `function`: `workload-backup`/`pvc-backup` and
 //! `workload-restore`/`pvc-restore` run the volume driver; `postgres-backup`/`postgres-restore`
-//! run the PostgreSQL stream driver (connection from the target AppBinding); other functions are
-//! refused with [`ExecError::UnsupportedFunction`].
+//! run the PostgreSQL stream driver (connection from the target AppBinding);
+//! `mysql-backup`/`mysql-restore` and `mariadb-backup`/`mariadb-restore` run the MySQL/MariaDB
+//! stream driver (`mysqldump`/`mariadb-dump` into `mysql`/`mariadb`); `redis-backup`/
+//! `redis-restore` run the native Redis driver (DUMP/RESTORE as a RESP stream); other functions
+//! are refused with [`ExecError::UnsupportedFunction`].
 
 pub mod access;
 mod appbinding;
 mod backup;
 mod error;
-#[allow(dead_code)] // used by the native drivers as they land
+mod mysql;
 mod native;
 mod postgres;
+mod redis;
 mod refs;
 mod restore;
 mod status;

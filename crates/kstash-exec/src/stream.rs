@@ -16,7 +16,9 @@ use kstash_storage::LocalMode;
 
 use crate::appbinding;
 use crate::error::{ExecError, Result};
+use crate::mysql::{self, MySql};
 use crate::postgres::{self, Postgres};
+use crate::redis::{self, Redis};
 use crate::task::{DriverKind, ResolvedTask};
 use crate::tool::{Consumer, Producer};
 
@@ -80,6 +82,32 @@ pub(crate) fn driver_for(
                 postgres::PASSWORD_KEYS,
             )?;
             Ok(Some(Box::new(Postgres::new(conn, task.clone())?)))
+        }
+        DriverKind::MySql => {
+            task.check_required()?;
+            let conn = appbinding::connection(
+                client,
+                target,
+                namespace,
+                owner,
+                mode,
+                mysql::USER_KEYS,
+                mysql::PASSWORD_KEYS,
+            )?;
+            Ok(Some(Box::new(MySql::new(conn, task.clone()))))
+        }
+        DriverKind::Redis => {
+            task.check_required()?;
+            let conn = appbinding::connection_optional_auth(
+                client,
+                target,
+                namespace,
+                owner,
+                mode,
+                redis::USER_KEYS,
+                redis::PASSWORD_KEYS,
+            )?;
+            Ok(Some(Box::new(Redis::new(conn, task.clone()))))
         }
     }
 }

@@ -37,6 +37,11 @@ pub enum DriverKind {
     Volume,
     /// A PostgreSQL server reached through an AppBinding (`postgres-backup`, `postgres-restore`).
     Postgres,
+    /// A MySQL or MariaDB server reached through an AppBinding (`mysql-backup`,
+    /// `mariadb-backup`, `mysql-restore`, `mariadb-restore`).
+    MySql,
+    /// A Redis server reached through an AppBinding (`redis-backup`, `redis-restore`).
+    Redis,
 }
 
 /// Functions with a backup driver.
@@ -44,12 +49,18 @@ const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-backup", DriverKind::Volume),
     ("pvc-backup", DriverKind::Volume),
     ("postgres-backup", DriverKind::Postgres),
+    ("mysql-backup", DriverKind::MySql),
+    ("mariadb-backup", DriverKind::MySql),
+    ("redis-backup", DriverKind::Redis),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-restore", DriverKind::Volume),
     ("pvc-restore", DriverKind::Volume),
     ("postgres-restore", DriverKind::Postgres),
+    ("mysql-restore", DriverKind::MySql),
+    ("mariadb-restore", DriverKind::MySql),
+    ("redis-restore", DriverKind::Redis),
 ];
 
 /// A task of an Addon, resolved: its driver and parameters.
@@ -266,17 +277,17 @@ mod tests {
     #[test]
     fn refusals_name_addon_task_and_function() {
         let e = resolve_task(
-            "mysql-addon",
-            &[task("mysql-backup")],
+            "mongodb-addon",
+            &[task("mongodb-backup")],
             &reference(json!({"paths": "/a"})),
             TaskKind::Backup,
         )
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("Addon mysql-addon")
+            e.contains("Addon mongodb-addon")
                 && e.contains("task logical-backup")
-                && e.contains("function mysql-backup")
+                && e.contains("function mongodb-backup")
                 && e.contains("workload-backup"),
             "{e}"
         );

@@ -333,9 +333,80 @@ impl Drop for Consumer {
     }
 }
 
+/// Split `args` like a POSIX shell (whitespace, single and double quotes, backslash escapes).
+pub(crate) fn split_args(args: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = args.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unclosed ' in {args:?}")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err(format!("unclosed \" in {args:?}")),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err(format!("unclosed \" in {args:?}")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err(format!("trailing \\ in {args:?}")),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn args_split_like_a_shell() {
+        assert_eq!(
+            split_args(r#" --clean  -d "my db" --exclude-table='a b' x\ y "" "#).unwrap(),
+            ["--clean", "-d", "my db", "--exclude-table=a b", "x y", ""]
+        );
+        assert!(split_args("'open").is_err());
+        assert_eq!(split_args("").unwrap(), Vec::<String>::new());
+    }
 
     fn cat_into(file: &std::path::Path) -> Command {
         let mut c = Command::new("sh");

@@ -33,6 +33,18 @@ pub const CATALOG: &[(&str, &str)] = &[
         "catalog/postgres-addon.yaml",
         include_str!("../../../catalog/postgres-addon.yaml"),
     ),
+    (
+        "catalog/mysql-addon.yaml",
+        include_str!("../../../catalog/mysql-addon.yaml"),
+    ),
+    (
+        "catalog/mariadb-addon.yaml",
+        include_str!("../../../catalog/mariadb-addon.yaml"),
+    ),
+    (
+        "catalog/redis-addon.yaml",
+        include_str!("../../../catalog/redis-addon.yaml"),
+    ),
 ];
 
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.
