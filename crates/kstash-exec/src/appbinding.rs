@@ -55,6 +55,52 @@ pub(crate) fn connection(
     user_keys: &[&str],
     password_keys: &[&str],
 ) -> Result<Connection> {
+    connection_with(
+        client,
+        target,
+        namespace,
+        owner,
+        mode,
+        user_keys,
+        password_keys,
+        true,
+    )
+}
+
+/// [`connection`] for targets that may run without authentication: an AppBinding without
+/// `spec.secret` gives empty `user`, `password` and `secret`.
+pub(crate) fn connection_optional_auth(
+    client: &dyn Resources,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+    user_keys: &[&str],
+    password_keys: &[&str],
+) -> Result<Connection> {
+    connection_with(
+        client,
+        target,
+        namespace,
+        owner,
+        mode,
+        user_keys,
+        password_keys,
+        false,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn connection_with(
+    client: &dyn Resources,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+    user_keys: &[&str],
+    password_keys: &[&str],
+    secret_required: bool,
+) -> Result<Connection> {
     let target = target.filter(|t| !t.name.is_empty()).ok_or_else(|| {
         ExecError::invalid(
             owner,
@@ -121,13 +167,26 @@ pub(crate) fn connection(
         .secret
         .as_ref()
         .map(|s| s.name.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ExecError::invalid(
-                &object,
-                "spec.secret.name is not set; name the Secret with the credentials",
-            )
-        })?;
+        .filter(|n| !n.is_empty());
+    if secret_name.is_none() && !secret_required {
+        return Ok(Connection {
+            object,
+            secret: String::new(),
+            version: ab.spec.version.clone(),
+            host,
+            port,
+            database,
+            sslmode,
+            user: String::new(),
+            password: String::new(),
+        });
+    }
+    let secret_name = secret_name.ok_or_else(|| {
+        ExecError::invalid(
+            &object,
+            "spec.secret.name is not set; name the Secret with the credentials",
+        )
+    })?;
     let secret_ref = format!("{ns}/{secret_name}");
     let purpose = format!("the credentials of {object}");
     let Some(secret) = client.get_as::<Secret>(ns, &secret_name)? else {

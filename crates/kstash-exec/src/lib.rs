@@ -11,14 +11,14 @@
 //!
 //! Drivers are chosen by the Addon task's `function`: `workload-backup`/`pvc-backup` and
 //! `workload-restore`/`pvc-restore` run the volume driver; `postgres-backup`/`postgres-restore`
-//! run the PostgreSQL stream driver (connection from the target AppBinding); other functions are
-//! refused with [`ExecError::UnsupportedFunction`].
+//! run the PostgreSQL stream driver (connection from the target AppBinding);
+//! `zookeeper-backup`/`zookeeper-restore` run the native ZooKeeper stream driver; other functions
+//! are refused with [`ExecError::UnsupportedFunction`].
 
 pub mod access;
 mod appbinding;
 mod backup;
 mod error;
-#[allow(dead_code)] // used by the native drivers as they land
 mod native;
 mod postgres;
 mod refs;
@@ -29,6 +29,7 @@ mod stream;
 mod task;
 mod tool;
 mod volume;
+mod zookeeper;
 
 use std::time::Duration;
 

@@ -19,6 +19,7 @@ use crate::error::{ExecError, Result};
 use crate::postgres::{self, Postgres};
 use crate::task::{DriverKind, ResolvedTask};
 use crate::tool::{Consumer, Producer};
+use crate::zookeeper::{self, ZooKeeper};
 
 /// The producing end of a backup stream: read it to its end, then [`Source::finish`] judges
 /// it (a dump tool's exit status, a native export's result).
@@ -80,6 +81,19 @@ pub(crate) fn driver_for(
                 postgres::PASSWORD_KEYS,
             )?;
             Ok(Some(Box::new(Postgres::new(conn, task.clone()))))
+        }
+        DriverKind::ZooKeeper => {
+            task.check_required()?;
+            let conn = appbinding::connection_optional_auth(
+                client,
+                target,
+                namespace,
+                owner,
+                mode,
+                zookeeper::USER_KEYS,
+                zookeeper::PASSWORD_KEYS,
+            )?;
+            Ok(Some(Box::new(ZooKeeper::new(conn, task.clone()))))
         }
     }
 }

@@ -37,6 +37,8 @@ pub enum DriverKind {
     Volume,
     /// A PostgreSQL server reached through an AppBinding (`postgres-backup`, `postgres-restore`).
     Postgres,
+    /// A ZooKeeper server reached through an AppBinding (`zookeeper-backup`, `zookeeper-restore`).
+    ZooKeeper,
 }
 
 /// Functions with a backup driver.
@@ -44,12 +46,14 @@ const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-backup", DriverKind::Volume),
     ("pvc-backup", DriverKind::Volume),
     ("postgres-backup", DriverKind::Postgres),
+    ("zookeeper-backup", DriverKind::ZooKeeper),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-restore", DriverKind::Volume),
     ("pvc-restore", DriverKind::Volume),
     ("postgres-restore", DriverKind::Postgres),
+    ("zookeeper-restore", DriverKind::ZooKeeper),
 ];
 
 /// A task of an Addon, resolved: its driver and parameters.

@@ -33,6 +33,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "catalog/postgres-addon.yaml",
         include_str!("../../../catalog/postgres-addon.yaml"),
     ),
+    (
+        "catalog/zookeeper-addon.yaml",
+        include_str!("../../../catalog/zookeeper-addon.yaml"),
+    ),
 ];
 
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.
