@@ -7,7 +7,10 @@
 //! The tree is walked breadth-first from the `root` parameter (default `/`; the `/zookeeper`
 //! system subtree is always left out), with up to [`IN_FLIGHT`] nodes read at once (getData,
 //! getACL and getChildren pipelined on one session). Ephemeral nodes belong to a client session
-//! and are skipped; container and TTL nodes keep their mode. The walk is not a point-in-time
+//! and are skipped (`stat.ephemeralOwner != 0`). Container and TTL nodes cannot be told from
+//! persistent ones by a client (ZooKeeper ≥ 3.5 reports `ephemeralOwner` 0 for them), so they
+//! are backed up, and restored, as persistent nodes; the stream can carry `container` and `ttl`
+//! modes, and the restore creates them, for dumps that say so. The walk is not a point-in-time
 //! snapshot (ZooKeeper has none): a node deleted while the walk runs is left out.
 //!
 //! # Stream format (`zookeeper.ndjson`)
@@ -155,7 +158,8 @@ enum Kind {
 
 /// ZooKeeper encodes container and TTL nodes in `ephemeralOwner`: `i64::MIN` for a container,
 /// `0xff` in the top byte, extended type 0 in the next two and the TTL (ms) in the low five for
-/// a TTL node; any other non-zero value is the owning session of an ephemeral node.
+/// a TTL node; any other non-zero value is the owning session of an ephemeral node. (Servers
+/// hide the first two from clients, answering 0; they are decoded should one not.)
 fn kind_of(ephemeral_owner: i64) -> Kind {
     let owner = ephemeral_owner as u64;
     if owner == 0 {
@@ -468,6 +472,7 @@ async fn export(client: &zk::Client, s: &Settings, w: &mut ChannelWriter) -> Res
             root: s.root.clone(),
         },
     )?;
+    let me = s.me();
     let (mut nodes, mut ephemeral, mut vanished, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut queue = VecDeque::from([s.root.clone()]);
     let mut in_flight = FuturesOrdered::new();
@@ -506,20 +511,18 @@ async fn export(client: &zk::Client, s: &Settings, w: &mut ChannelWriter) -> Res
             }
             Err(zk::Error::NoNode) => {
                 return Err(tool_error(format!(
-                    "{}: the root {path} does not exist; fix the root parameter",
-                    s.context
+                    "the root {path} does not exist; fix the root parameter"
                 )));
             }
             Err(zk::Error::NoAuth) => {
                 return Err(tool_error(format!(
-                    "{}: reading znode {path} was refused (NoAuth) for {}: {}",
-                    s.context,
+                    "reading znode {path} was refused (NoAuth) for {}: {}",
                     s.who,
                     s.access_hint(&path, "read (r)")
                 )));
             }
             Err(e) => {
-                return Err(tool_error(format!("{}: reading znode {path}: {e}", s.context)));
+                return Err(tool_error(format!("reading znode {path}: {e}")));
             }
         };
         let (mode, ttl) = match kind_of(read.stat.ephemeral_owner) {
@@ -539,13 +542,14 @@ async fn export(client: &zk::Client, s: &Settings, w: &mut ChannelWriter) -> Res
                 queue.push_back(child);
             }
         }
+        let acl = unmask_acl(&read.acl, &path, s, me.as_deref())?;
         bytes += read.data.len() as u64;
         nodes += 1;
         write_line(
             w,
             &Line::Node(Node {
                 data: BASE64.encode(&read.data),
-                acl: read.acl.iter().map(AclEntry::from_acl).collect(),
+                acl,
                 mode,
                 ttl,
                 children: children.len() as u32,
@@ -562,6 +566,54 @@ async fn export(client: &zk::Client, s: &Settings, w: &mut ChannelWriter) -> Res
     )?;
     tracing::info!(root = %s.root, nodes, ephemeral_skipped = ephemeral, vanished, data_bytes = bytes, "zookeeper tree exported");
     Ok(())
+}
+
+/// The ACL of `path` as streamed. ZooKeeper shows digest ids as `user:x` to a client without
+/// ADMIN on the node; kstash's own entry is filled back in with its digest id (it was readable,
+/// so that is the hash ZooKeeper holds unless the password changed since), anyone else's hash
+/// cannot be recovered and fails the backup.
+fn unmask_acl(acl: &[zk::Acl], path: &str, s: &Settings, me: Option<&str>) -> Result<Vec<AclEntry>> {
+    acl.iter()
+        .map(|a| {
+            let mut e = AclEntry::from_acl(a);
+            if e.scheme == "digest"
+                && let Some(user) = e.id.strip_suffix(":x")
+            {
+                match (me, &s.auth) {
+                    (Some(id), Some((me_user, _))) if me_user == user => e.id = id.to_string(),
+                    _ => {
+                        return Err(tool_error(format!(
+                            "the ACL of znode {path} grants digest user {user}, whose password hash \
+                             ZooKeeper shows only to a client with admin (a) on the node; grant {} \
+                             admin on {path} (setAcl), or back up as a user that has it",
+                            match &s.auth {
+                                Some((u, _)) => format!("digest user {u} (Secret {})", s.secret),
+                                None => "the backup's user (add spec.secret to the AppBinding)".into(),
+                            }
+                        )));
+                    }
+                }
+            }
+            Ok(e)
+        })
+        .collect()
+}
+
+/// Whether two ACLs are the same entries, a digest id hidden as `user:x` matching any hash of
+/// that user.
+fn same_acl(current: &[zk::Acl], wanted: &[zk::Acl]) -> bool {
+    let key = |a: &zk::Acl| {
+        let id = match a.scheme() {
+            "digest" => a.id().split(':').next().unwrap_or_default().to_string(),
+            _ => a.id().to_string(),
+        };
+        (perms_text(a.permission()), a.scheme().to_string(), id)
+    };
+    let mut c: Vec<_> = current.iter().map(key).collect();
+    let mut w: Vec<_> = wanted.iter().map(key).collect();
+    c.sort();
+    w.sort();
+    c == w
 }
 
 /// A node to create, with everything `create` borrows.
@@ -595,7 +647,7 @@ struct Importer<'a> {
 
 impl Importer<'_> {
     fn err(&self, m: String) -> ExecError {
-        tool_error(format!("{}: {m}", self.s.context))
+        tool_error(m)
     }
 
     fn prepare(&self, node: Node) -> Result<Pending> {
@@ -611,14 +663,11 @@ impl Importer<'_> {
         if acl.is_empty() {
             return Err(self.err(format!("the dump's ACL of {} is empty", node.path)));
         }
-        let mut create_acl = acl.clone();
-        if node.children > 0 && !self.lets_me(&node.acl, 'c') {
-            let me = match &self.me {
-                Some(id) => zk::AuthId::new("digest", id),
-                None => zk::AuthId::anyone(),
-            };
-            create_acl.push(zk::Acl::new(zk::Permission::ALL, me));
-        }
+        let create_acl = if node.children > 0 && !self.lets_me(&node.acl, 'c') {
+            self.widened(&acl)
+        } else {
+            acl.clone()
+        };
         Ok(Pending {
             node,
             data,
@@ -670,7 +719,16 @@ impl Importer<'_> {
                 }
             }
         });
-        let results = join_all(creates.collect::<Vec<_>>()).await;
+        let mut results = join_all(creates.collect::<Vec<_>>()).await;
+        // ZooKeeper checks the parent's ACL before whether the node exists: an existing node
+        // under a parent kstash may not create in answers NoAuth.
+        for (p, r) in batch.iter().zip(results.iter_mut()) {
+            if matches!(r, Err(zk::Error::NoAuth))
+                && let Ok(Some(_)) = self.client.check_stat(&p.node.path).await
+            {
+                *r = Err(zk::Error::NodeExists);
+            }
+        }
         let mut overwrite = Vec::new();
         for (p, r) in batch.iter().zip(results) {
             match r {
@@ -708,45 +766,94 @@ impl Importer<'_> {
         if overwrite.is_empty() {
             return Ok(());
         }
-        let sets = overwrite.iter().map(|p| {
-            let data = self.client.set_data(&p.node.path, &p.data, None);
-            // An ACL that keeps kstash from creating the children waits for the end.
-            let acl = (p.node.children == 0 || self.lets_me(&p.node.acl, 'c'))
-                .then(|| self.client.set_acl(&p.node.path, &p.acl, None));
-            async move {
-                data.await.map_err(|e| ("data", e))?;
-                if let Some(acl) = acl {
-                    acl.await.map_err(|e| ("ACL", e))?;
-                }
-                Ok::<_, (&str, zk::Error)>(())
-            }
-        });
-        let results = join_all(sets.collect::<Vec<_>>()).await;
-        for (p, r) in overwrite.iter().zip(results) {
+        self.overwrite(&overwrite).await
+    }
+
+    /// The backed-up ACL plus an entry granting kstash everything.
+    fn widened(&self, acl: &[zk::Acl]) -> Vec<zk::Acl> {
+        let me = match &self.me {
+            Some(id) => zk::AuthId::new("digest", id),
+            None => zk::AuthId::anyone(),
+        };
+        let mut out = acl.to_vec();
+        out.push(zk::Acl::new(zk::Permission::ALL, me));
+        out
+    }
+
+    fn refused(&self, what: &str, path: &str, need: &str) -> ExecError {
+        self.err(format!(
+            "overwriting the {what} of existing znode {path} was refused (NoAuth) for {}: {}",
+            self.s.who,
+            self.s.access_hint(path, need)
+        ))
+    }
+
+    /// Give existing nodes the backed-up data and ACL: the data first (pipelined), then the
+    /// ACL. A node whose data kstash may not write is first given a widened ACL (which needs
+    /// admin on it); a node that keeps kstash from creating its children gets its exact ACL at
+    /// the end.
+    async fn overwrite(&mut self, nodes: &[&Pending]) -> Result<()> {
+        let writes = nodes
+            .iter()
+            .map(|p| self.client.set_data(&p.node.path, &p.data, None));
+        let written = join_all(writes.collect::<Vec<_>>()).await;
+        let mut widened = vec![false; nodes.len()];
+        for (i, (p, r)) in nodes.iter().zip(written).enumerate() {
+            let path = &p.node.path;
             match r {
-                Ok(()) => {
-                    self.counts.overwritten += 1;
-                    if p.node.children > 0 && !self.lets_me(&p.node.acl, 'c') {
-                        self.acl_later.push((p.node.path.clone(), p.acl.clone()));
+                Ok(_) => {}
+                Err(zk::Error::NoAuth)
+                    if self.client.get_data(path).await.is_ok_and(|(d, _)| d == p.data) => {}
+                Err(zk::Error::NoAuth) => {
+                    let wide = self.widened(&p.acl);
+                    match self.client.set_acl(path, &wide, None).await {
+                        Ok(_) => {}
+                        Err(zk::Error::NoAuth) => {
+                            return Err(self.refused("data", path, "write (w), or admin (a)"));
+                        }
+                        Err(e) => return Err(self.err(format!("setting the ACL of {path}: {e}"))),
                     }
+                    self.client
+                        .set_data(path, &p.data, None)
+                        .await
+                        .map_err(|e| self.err(format!("overwriting the data of {path}: {e}")))?;
+                    self.acl_later.push((path.clone(), p.acl.clone()));
+                    widened[i] = true;
                 }
-                Err((what, zk::Error::NoAuth)) => {
-                    let need = if what == "data" { "write (w)" } else { "admin (a)" };
-                    return Err(self.err(format!(
-                        "overwriting the {what} of existing znode {} was refused (NoAuth) for {}: {}",
-                        p.node.path,
-                        self.s.who,
-                        self.s.access_hint(&p.node.path, need)
-                    )));
-                }
-                Err((what, e)) => {
-                    return Err(self.err(format!(
-                        "overwriting the {what} of existing znode {}: {e}",
-                        p.node.path
-                    )));
+                Err(e) => {
+                    return Err(self.err(format!("overwriting the data of {path}: {e}")));
                 }
             }
         }
+        let acls: Vec<_> = nodes
+            .iter()
+            .zip(&widened)
+            .filter(|(_, w)| !**w)
+            .map(|(p, _)| *p)
+            .collect();
+        let sets = acls
+            .iter()
+            .map(|p| self.client.set_acl(&p.node.path, &p.create_acl, None));
+        let set = join_all(sets.collect::<Vec<_>>()).await;
+        for (p, r) in acls.iter().zip(set) {
+            let path = &p.node.path;
+            match r {
+                Ok(_) => {
+                    if p.create_acl.len() != p.acl.len() {
+                        self.acl_later.push((path.clone(), p.acl.clone()));
+                    }
+                }
+                // Without admin the ACL cannot change; fine when it is the backed-up one.
+                Err(zk::Error::NoAuth) => {
+                    let current = self.client.get_acl(path).await.map(|(a, _)| a);
+                    if !current.is_ok_and(|c| same_acl(&c, &p.acl)) {
+                        return Err(self.refused("ACL", path, "admin (a)"));
+                    }
+                }
+                Err(e) => return Err(self.err(format!("setting the ACL of {path}: {e}"))),
+            }
+        }
+        self.counts.overwritten += nodes.len() as u64;
         Ok(())
     }
 
@@ -784,16 +891,13 @@ async fn import(client: &zk::Client, s: &Settings, r: &mut ChannelReader) -> Res
         number += 1;
         let n = reader
             .read_line(line)
-            .map_err(|e| tool_error(format!("{}: reading the dump: {e}", s.context)))?;
+            .map_err(|e| tool_error(format!("reading the dump: {e}")))?;
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_str(line).map(Some).map_err(|e| {
-            tool_error(format!(
-                "{}: line {number} of {DUMP_FILE} is not a dump record: {e}",
-                s.context
-            ))
-        })
+        serde_json::from_str(line)
+            .map(Some)
+            .map_err(|e| tool_error(format!("line {number} of {DUMP_FILE} is not a dump record: {e}")))
     };
     let root = match next(&mut line)? {
         Some(Line::Header {

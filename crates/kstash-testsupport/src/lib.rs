@@ -33,6 +33,7 @@ mod s3;
 mod sigv4;
 pub mod tools;
 mod zookeeper;
+pub mod zookeeper_tree;
 
 pub use azurite::Azurite;
 pub use elasticsearch::Elasticsearch;
