@@ -464,6 +464,7 @@ struct Read {
 
 /// Walk the tree from `s.root` and write the stream.
 async fn export(client: &zk::Client, s: &Settings, w: &mut ChannelWriter) -> Result<()> {
+    let started = Instant::now();
     write_line(
         w,
         &Line::Header {
@@ -564,7 +565,8 @@ async fn export(client: &zk::Client, s: &Settings, w: &mut ChannelWriter) -> Res
             ephemeral_skipped: ephemeral,
         },
     )?;
-    tracing::info!(root = %s.root, nodes, ephemeral_skipped = ephemeral, vanished, data_bytes = bytes, "zookeeper tree exported");
+    let elapsed = crate::status::go_duration(started.elapsed());
+    tracing::info!(root = %s.root, nodes, ephemeral_skipped = ephemeral, vanished, data_bytes = bytes, %elapsed, "zookeeper tree exported");
     Ok(())
 }
 
@@ -876,6 +878,7 @@ impl Importer<'_> {
 
 /// Read the stream and replay it.
 async fn import(client: &zk::Client, s: &Settings, r: &mut ChannelReader) -> Result<()> {
+    let started = Instant::now();
     let mut reader = BufReader::with_capacity(1 << 20, r);
     let mut im = Importer {
         client,
@@ -959,6 +962,7 @@ async fn import(client: &zk::Client, s: &Settings, r: &mut ChannelReader) -> Res
         kept = c.kept,
         overwritten = c.overwritten,
         acl_fixed = c.acl_fixed,
+        elapsed = %crate::status::go_duration(started.elapsed()),
         "zookeeper tree restored"
     );
     Ok(())
