@@ -13,6 +13,12 @@
 //! modes, and the restore creates them, for dumps that say so. The walk is not a point-in-time
 //! snapshot (ZooKeeper has none): a node deleted while the walk runs is left out.
 //!
+//! A node kstash may not read fails the backup with its path (there is no skip: a backup that
+//! silently misses nodes would restore a different tree); back up a readable subtree with
+//! `root` instead. ZooKeeper shows digest ids as `user:x` to a client without admin (`a`) on
+//! the node: kstash fills its own entry back in with its digest id, and fails on anyone else's,
+//! whose hash it cannot know (grant kstash admin on the node).
+//!
 //! # Stream format (`zookeeper.ndjson`)
 //! One JSON object per line, each with a `kind`:
 //! - first `{"kind":"header","format":"kstash-zookeeper-dump","version":1,"root":"/"}`;
@@ -32,7 +38,9 @@
 //! Records are replayed in order, [`IN_FLIGHT`] creates pipelined at a time. A missing node is
 //! created with its data, mode and ACL. An existing node is kept (`existingNode: keep`, the
 //! default, as KubeStash's restore skips existing znodes) or gets the backed-up data and ACL
-//! (`existingNode: overwrite`). The root `/` always exists and is kept or overwritten likewise.
+//! (`existingNode: overwrite`: data first, then ACL; a node kstash may not write is first given
+//! a widened ACL, which needs admin on it). The root `/` always exists and is kept or
+//! overwritten likewise. The restore never deletes nodes the dump does not have.
 //! A node whose ACL would not let kstash create its children (say world read-only) is created
 //! with an extra entry granting kstash's own identity (its digest id, or `world:anyone` without
 //! a Secret) all rights, and set to its exact ACL once the whole stream is in. Missing ancestors
