@@ -14,7 +14,8 @@
 //! run the PostgreSQL stream driver (connection from the target AppBinding);
 //! `mysql-backup`/`mysql-restore` and `mariadb-backup`/`mariadb-restore` run the MySQL/MariaDB
 //! stream driver (`mysqldump`/`mariadb-dump` into `mysql`/`mariadb`); `redis-backup`/
-//! `redis-restore` run the native Redis driver (DUMP/RESTORE as a RESP stream); other functions
+//! `redis-restore` run the native Redis driver (DUMP/RESTORE as a RESP stream);
+//! `zookeeper-backup`/`zookeeper-restore` run the native ZooKeeper stream driver; other functions
 //! are refused with [`ExecError::UnsupportedFunction`].
 
 pub mod access;
@@ -34,6 +35,7 @@ mod task;
 mod tls;
 mod tool;
 mod volume;
+mod zookeeper;
 
 use std::time::Duration;
 

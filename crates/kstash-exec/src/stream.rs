@@ -21,6 +21,7 @@ use crate::postgres::{self, Postgres};
 use crate::redis::{self, Redis};
 use crate::task::{DriverKind, ResolvedTask};
 use crate::tool::{Consumer, Producer};
+use crate::zookeeper::{self, ZooKeeper};
 
 /// The producing end of a backup stream: read it to its end, then [`Source::finish`] judges
 /// it (a dump tool's exit status, a native export's result).
@@ -108,6 +109,19 @@ pub(crate) fn driver_for(
                 redis::PASSWORD_KEYS,
             )?;
             Ok(Some(Box::new(Redis::new(conn, task.clone()))))
+        }
+        DriverKind::ZooKeeper => {
+            task.check_required()?;
+            let conn = appbinding::connection_optional_auth(
+                client,
+                target,
+                namespace,
+                owner,
+                mode,
+                zookeeper::USER_KEYS,
+                zookeeper::PASSWORD_KEYS,
+            )?;
+            Ok(Some(Box::new(ZooKeeper::new(conn, task.clone()))))
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum DriverKind {
     MySql,
     /// A Redis server reached through an AppBinding (`redis-backup`, `redis-restore`).
     Redis,
+    /// A ZooKeeper server reached through an AppBinding (`zookeeper-backup`, `zookeeper-restore`).
+    ZooKeeper,
 }
 
 /// Functions with a backup driver.
@@ -52,6 +54,7 @@ const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("mysql-backup", DriverKind::MySql),
     ("mariadb-backup", DriverKind::MySql),
     ("redis-backup", DriverKind::Redis),
+    ("zookeeper-backup", DriverKind::ZooKeeper),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
@@ -61,6 +64,7 @@ const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("mysql-restore", DriverKind::MySql),
     ("mariadb-restore", DriverKind::MySql),
     ("redis-restore", DriverKind::Redis),
+    ("zookeeper-restore", DriverKind::ZooKeeper),
 ];
 
 /// A task of an Addon, resolved: its driver and parameters.

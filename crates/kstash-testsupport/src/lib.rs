@@ -34,6 +34,7 @@ mod sigv4;
 pub mod tls;
 pub mod tools;
 mod zookeeper;
+pub mod zookeeper_tree;
 
 pub use azurite::Azurite;
 pub use elasticsearch::Elasticsearch;

@@ -45,6 +45,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "catalog/redis-addon.yaml",
         include_str!("../../../catalog/redis-addon.yaml"),
     ),
+    (
+        "catalog/zookeeper-addon.yaml",
+        include_str!("../../../catalog/zookeeper-addon.yaml"),
+    ),
 ];
 
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.
