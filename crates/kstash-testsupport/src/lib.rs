@@ -31,6 +31,7 @@ mod rest;
 mod restic;
 mod s3;
 mod sigv4;
+mod tcp_cut;
 pub mod tls;
 pub mod tools;
 mod zookeeper;
@@ -48,6 +49,7 @@ pub use redis::{Redis, Resp};
 pub use rest::ResticRest;
 pub use restic::{Restic, ResticLockHolder, lock_file_names, restic_binary};
 pub use s3::SeaweedS3;
+pub use tcp_cut::{CutPlan, Direction, TcpCutProxy};
 pub use zookeeper::ZooKeeper;
 
 use std::time::Duration;
