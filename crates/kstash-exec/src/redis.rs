@@ -585,15 +585,15 @@ impl Conn {
     }
 
     fn send(&mut self, args: &[&[u8]]) -> io::Result<()> {
-        write_command(&mut self.w, args)
+        write_command(&mut self.w, args).map_err(broken)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.w.flush()
+        self.w.flush().map_err(broken)
     }
 
     fn reply(&mut self) -> io::Result<Reply> {
-        read_reply(&mut self.r)
+        read_reply(&mut self.r).map_err(broken)
     }
 
     fn call(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
@@ -601,6 +601,23 @@ impl Conn {
         self.flush()?;
         self.reply()
     }
+}
+
+/// A socket error said plainly: the connection ended (closed or reset by the server or the
+/// network, maybe halfway through a reply) or the server did not answer in time.
+fn broken(e: io::Error) -> io::Error {
+    use io::ErrorKind as K;
+    let message = match e.kind() {
+        K::UnexpectedEof => "the connection broke: it was closed before the whole reply arrived".to_string(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
+            format!("the connection broke: {e}")
+        }
+        K::TimedOut | K::WouldBlock => {
+            format!("the server did not answer within {}s ({e})", IO_TIMEOUT.as_secs())
+        }
+        _ => return e,
+    };
+    io::Error::new(e.kind(), message)
 }
 
 /// Write one command as a RESP array of bulk strings.
@@ -630,6 +647,12 @@ fn read_line(r: &mut impl BufRead, offset: &mut u64) -> io::Result<Option<Vec<u8
         return Ok(None);
     }
     *offset += n as u64;
+    if !line.ends_with(b"\n") {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the input ends in the middle of a line at byte {offset}"),
+        ));
+    }
     if !line.ends_with(b"\r\n") {
         return Err(bad(format!(
             "truncated line {:?} ending at byte {offset}",

@@ -283,6 +283,22 @@ fn parent_of(path: &str) -> &str {
     }
 }
 
+/// A request's error for messages: one that means the connection is gone (closed or reset by
+/// the server or the network, the session lost) says so. The client reconnects by itself, but
+/// a request in flight when the connection broke has failed, and a walk or a restore with a
+/// hole is no good, so the task fails (nothing is retried node by node).
+fn said(e: &zk::Error) -> String {
+    match e {
+        zk::Error::ConnectionLoss
+        | zk::Error::SessionExpired
+        | zk::Error::ClientClosed
+        | zk::Error::Timeout
+        | zk::Error::NoHosts
+        | zk::Error::Custom(_) => format!("the connection broke: {e}"),
+        _ => e.to_string(),
+    }
+}
+
 fn tool_error(message: impl std::fmt::Display) -> ExecError {
     ExecError::Tool {
         tool: TOOL.into(),
@@ -531,7 +547,7 @@ async fn export(client: &zk::Client, s: &Settings, w: &mut ChannelWriter) -> Res
                 )));
             }
             Err(e) => {
-                return Err(tool_error(format!("reading znode {path}: {e}")));
+                return Err(tool_error(format!("reading znode {path}: {}", said(&e))));
             }
         };
         let (mode, ttl) = match kind_of(read.stat.ephemeral_owner) {
@@ -700,7 +716,7 @@ impl Importer<'_> {
         self.client
             .mkdir(parent, &options)
             .await
-            .map_err(|e| self.err(format!("creating the ancestors of {root}: {e}")))
+            .map_err(|e| self.err(format!("creating the ancestors of {root}: {}", said(&e))))
     }
 
     /// Create (or keep, or overwrite) a batch of nodes; the creates are pipelined in order, so
@@ -769,7 +785,7 @@ impl Importer<'_> {
                     )));
                 }
                 Err(e) => {
-                    return Err(self.err(format!("creating znode {}: {e}", p.node.path)));
+                    return Err(self.err(format!("creating znode {}: {}", p.node.path, said(&e))));
                 }
             }
         }
@@ -821,17 +837,17 @@ impl Importer<'_> {
                         Err(zk::Error::NoAuth) => {
                             return Err(self.refused("data", path, "write (w), or admin (a)"));
                         }
-                        Err(e) => return Err(self.err(format!("setting the ACL of {path}: {e}"))),
+                        Err(e) => return Err(self.err(format!("setting the ACL of {path}: {}", said(&e)))),
                     }
                     self.client
                         .set_data(path, &p.data, None)
                         .await
-                        .map_err(|e| self.err(format!("overwriting the data of {path}: {e}")))?;
+                        .map_err(|e| self.err(format!("overwriting the data of {path}: {}", said(&e))))?;
                     self.acl_later.push((path.clone(), p.acl.clone()));
                     widened[i] = true;
                 }
                 Err(e) => {
-                    return Err(self.err(format!("overwriting the data of {path}: {e}")));
+                    return Err(self.err(format!("overwriting the data of {path}: {}", said(&e))));
                 }
             }
         }
@@ -860,7 +876,7 @@ impl Importer<'_> {
                         return Err(self.refused("ACL", path, "admin (a)"));
                     }
                 }
-                Err(e) => return Err(self.err(format!("setting the ACL of {path}: {e}"))),
+                Err(e) => return Err(self.err(format!("setting the ACL of {path}: {}", said(&e)))),
             }
         }
         self.counts.overwritten += nodes.len() as u64;
@@ -876,7 +892,7 @@ impl Importer<'_> {
                 .map(|(path, acl)| self.client.set_acl(path, acl, None));
             let results = join_all(sets.collect::<Vec<_>>()).await;
             for ((path, _), r) in chunk.iter().zip(results) {
-                r.map_err(|e| self.err(format!("setting the ACL of znode {path}: {e}")))?;
+                r.map_err(|e| self.err(format!("setting the ACL of znode {path}: {}", said(&e))))?;
                 self.counts.acl_fixed += 1;
             }
         }

@@ -4,7 +4,8 @@
 //! `run_backup`, flushed, and restored through `run_restore`; every key's DUMP payload must be
 //! identical, every TTL within a tolerance, and the key counts per database equal. The backup
 //! stream also replays through `redis-cli --pipe`. Failures (wrong password, no credentials for a
-//! server that needs them, server down, keys that exist in the target) fail clearly.
+//! server that needs them, server down, keys that exist in the target, the connection cut
+//! halfway through the dump or the restore by a `TcpCutProxy`) fail clearly.
 
 mod common;
 
@@ -18,7 +19,7 @@ use common::{AUTH_SECRET, NS, Target, World};
 use kstash_api::core::RestorePhase;
 use kstash_api::storage::ComponentPhase;
 use kstash_exec::{run_backup, run_restore};
-use kstash_testsupport::Redis;
+use kstash_testsupport::{CutPlan, Redis, TcpCutProxy};
 use serde_json::{Value, json};
 
 const CATALOG: &[(&str, &str)] = &[(
@@ -616,4 +617,74 @@ fn server_down_fails_after_the_wait_timeout_without_a_snapshot() {
     );
     assert_eq!(world.dump_component(&snapshot).0, Some(ComponentPhase::Failed));
     assert_eq!(world.restic_snapshot_count(), 0);
+}
+
+/// `n` string keys of about 200 bytes each in database 0: a dump of about 5 MiB.
+fn create_many_keys(c: &mut Client, n: usize) {
+    c.select(0);
+    c.load(
+        (0..n)
+            .map(|i| cmd(&[b"SET", format!("cut:{i:05}").as_bytes(), &binary(i, 200)]))
+            .collect(),
+    );
+}
+
+#[test]
+fn a_connection_cut_halfway_fails_the_backup_and_the_restore_without_a_snapshot() {
+    const KEYS: usize = 20_000;
+    let redis = Redis::start().unwrap();
+    let mut c = Client::connect(redis.port, None);
+    create_many_keys(&mut c, KEYS);
+    // The dump's DUMP/PTTL replies break after 1 MiB (about a fifth of them).
+    let proxy = TcpCutProxy::start(("127.0.0.1", redis.port), CutPlan::from_upstream_after(1 << 20)).unwrap();
+    let world = world_without_secret(proxy.port());
+    world.create_backup_configuration(json!({}));
+    let snapshot = world.trigger_backup_session("redis-backup-1");
+    let e = run_backup(world.client(), NS, "redis-backup-1", &world.opts())
+        .unwrap_err()
+        .to_string();
+    eprintln!("{e}");
+    assert_eq!(proxy.cuts(), 1);
+    // The cut connection's MiB, and the readiness probe's +PONG.
+    assert_eq!(proxy.bytes_from_upstream(), (1 << 20) + 7, "{e}");
+    let appbinding = format!("AppBinding {NS}/{}", common::APPBINDING);
+    assert!(
+        e.contains("redis-dump")
+            && e.contains(&appbinding)
+            && e.contains(&format!("127.0.0.1:{}", proxy.port()))
+            && e.contains("the connection broke"),
+        "{e}"
+    );
+    let (phase, error) = world.dump_component(&snapshot);
+    assert_eq!(phase, Some(ComponentPhase::Failed));
+    assert!(
+        error.contains("redis-dump") && error.contains("the connection broke"),
+        "{error}"
+    );
+    assert_eq!(world.restic_snapshot_count(), 0);
+
+    // Unbroken, the same target backs up; then the restore's commands break after 1 MiB.
+    proxy.set_plan(CutPlan::none());
+    let snapshot = world.trigger_backup_session("redis-backup-2");
+    run_backup(world.client(), NS, "redis-backup-2", &world.opts()).unwrap();
+    assert_eq!(world.restic_snapshot_count(), 1);
+    c.ok(&[b"FLUSHALL"]);
+    proxy.set_plan(CutPlan::to_upstream_after(1 << 20).reset());
+    world.create_restore_session("redis-restore-1", json!({}));
+    let e = run_restore(world.client(), NS, "redis-restore-1", &snapshot, &world.opts())
+        .unwrap_err()
+        .to_string();
+    eprintln!("{e}");
+    assert_eq!(proxy.cuts(), 2);
+    assert!(
+        e.contains("redis-restore") && e.contains(&appbinding) && e.contains("the connection broke"),
+        "{e}"
+    );
+    assert_eq!(world.restore_phase("redis-restore-1"), Some(RestorePhase::Failed));
+    // Part of the keys made it: the restore stopped in the middle.
+    let V::Int(restored) = c.cmd(&[b"DBSIZE"]) else {
+        panic!("DBSIZE");
+    };
+    eprintln!("{restored} of {KEYS} keys restored before the cut");
+    assert!(restored < KEYS as i64, "{restored}");
 }

@@ -2,7 +2,8 @@
 //! over 1,000 nodes with binary data, digest/world/ip ACLs, sequential and container nodes are
 //! backed up through `run_backup` (ephemeral nodes left out), destroyed, restored through
 //! `run_restore`, and every node's data hash, ACL and mode must be identical. Failures (a wrong
-//! password, a node kstash may not read, the server down) fail the component clearly and leave
+//! password, a node kstash may not read, the server down, the connection cut halfway through
+//! the walk or the restore by a `TcpCutProxy`) fail the component clearly and leave
 //! no restic snapshot; restoring into a non-empty tree keeps existing nodes unless
 //! `existingNode: overwrite`.
 
@@ -15,7 +16,7 @@ use kstash_api::storage::{ComponentPhase, Snapshot};
 use kstash_embedded::Store;
 use kstash_exec::{ExecOptions, LocalMode, run_backup, run_restore};
 use kstash_testsupport::zookeeper_tree::{NodePrint, ZkSession, create_varied_tree, digest_acl, zk};
-use kstash_testsupport::{Restic, ZooKeeper};
+use kstash_testsupport::{CutPlan, Restic, TcpCutProxy, ZooKeeper};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -579,4 +580,95 @@ fn server_down_fails_after_the_wait_timeout_without_a_snapshot() {
         Some(ComponentPhase::Failed)
     );
     assert_eq!(world.restic_snapshot_count(), 0);
+}
+
+#[test]
+fn a_connection_cut_halfway_fails_the_backup_and_the_restore_without_a_snapshot() {
+    let zk = ZooKeeper::start().unwrap();
+    let s = session(&zk);
+    let tree = create_varied_tree(&s, USER, ZK_PASSWORD).unwrap();
+    // The walk's replies break after 200 KiB (of about 1.5 MiB).
+    let proxy = TcpCutProxy::start(("127.0.0.1", zk.port), CutPlan::from_upstream_after(200 << 10)).unwrap();
+    let world = World::new(proxy.port(), Some((USER, ZK_PASSWORD)));
+    world.create_backup_configuration(json!({"waitTimeout": "5"}));
+    let snapshot = world.trigger_backup_session("zk-backup-1");
+    let started = std::time::Instant::now();
+    let e = run_backup(world.client(), NS, "zk-backup-1", &world.opts())
+        .unwrap_err()
+        .to_string();
+    eprintln!("after {:?}: {e}", started.elapsed());
+    eprintln!(
+        "connections {} cuts {} refused {}",
+        proxy.connections(),
+        proxy.cuts(),
+        proxy.refused()
+    );
+    let appbinding = format!("AppBinding {NS}/{APPBINDING}");
+    assert!(
+        e.contains("zookeeper")
+            && e.contains(&appbinding)
+            && e.contains(&format!("127.0.0.1:{}", proxy.port()))
+            && e.contains("reading znode /")
+            && e.contains("the connection broke"),
+        "{e}"
+    );
+    assert!(!e.contains(ZK_PASSWORD), "{e}");
+    assert_eq!(proxy.cuts(), 1);
+    let dump = world.dump_component(&snapshot);
+    assert_eq!(dump.phase, Some(ComponentPhase::Failed));
+    assert!(dump.error.contains("the connection broke"), "{}", dump.error);
+    assert_eq!(world.restic_snapshot_count(), 0);
+
+    // Reset, and the server gone for good after it: the client's reconnects are refused, and
+    // the backup still fails at once with the request the reset broke.
+    proxy.set_plan(CutPlan::from_upstream_after(200 << 10).reset().then_refuse());
+    let snapshot = world.trigger_backup_session("zk-backup-2");
+    let e = run_backup(world.client(), NS, "zk-backup-2", &world.opts())
+        .unwrap_err()
+        .to_string();
+    eprintln!(
+        "connections {} cuts {} refused {}: {e}",
+        proxy.connections(),
+        proxy.cuts(),
+        proxy.refused()
+    );
+    assert!(
+        e.contains(&appbinding) && e.contains("reading znode /") && e.contains("the connection broke"),
+        "{e}"
+    );
+    assert_eq!(proxy.cuts(), 2);
+    assert_eq!(
+        world.dump_component(&snapshot).phase,
+        Some(ComponentPhase::Failed)
+    );
+    assert_eq!(world.restic_snapshot_count(), 0);
+
+    // Unbroken, the same target backs up; then the restore's creates break after 200 KiB.
+    proxy.set_plan(CutPlan::none());
+    let snapshot = world.backup("zk-backup-3");
+    assert_eq!(world.restic_snapshot_count(), 1);
+    s.wipe().unwrap();
+    proxy.set_plan(CutPlan::to_upstream_after(200 << 10).reset());
+    let started = std::time::Instant::now();
+    let e = world
+        .restore("zk-restore-1", &snapshot, json!({"waitTimeout": "5"}))
+        .unwrap_err();
+    eprintln!("after {:?}: {e}", started.elapsed());
+    eprintln!(
+        "connections {} cuts {} refused {}",
+        proxy.connections(),
+        proxy.cuts(),
+        proxy.refused()
+    );
+    assert!(
+        e.contains("zookeeper")
+            && e.contains(&appbinding)
+            && e.contains("creating znode /")
+            && e.contains("the connection broke"),
+        "{e}"
+    );
+    assert_eq!(proxy.cuts(), 3);
+    let restored = s.fingerprint().unwrap().len();
+    eprintln!("{restored} of {} nodes restored before the cut", tree.nodes + 1);
+    assert!(restored < tree.nodes + 1, "{restored}");
 }
