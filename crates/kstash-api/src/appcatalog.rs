@@ -33,7 +33,14 @@ pub struct ClientConfig {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceReference>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Do not verify the server's certificate.
+    // KubeStash's spelling (Go's json tag), not camelCase's `insecureSkipTlsVerify` (still read).
+    #[serde(
+        default,
+        rename = "insecureSkipTLSVerify",
+        alias = "insecureSkipTlsVerify",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub insecure_skip_tls_verify: bool,
     /// PEM CA bundle, base64 in YAML (Go `[]byte`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,4 +140,21 @@ pub struct AppBindingSpec {
     pub parameters: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_secret: Option<k8s_openapi::api::core::v1::LocalObjectReference>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_skip_tls_verify_has_kubestash_spelling() {
+        let cc: ClientConfig =
+            serde_json::from_value(serde_json::json!({"insecureSkipTLSVerify": true})).unwrap();
+        assert!(cc.insecure_skip_tls_verify);
+        let old: ClientConfig =
+            serde_json::from_value(serde_json::json!({"insecureSkipTlsVerify": true})).unwrap();
+        assert!(old.insecure_skip_tls_verify);
+        let out = serde_json::to_value(&cc).unwrap();
+        assert_eq!(out["insecureSkipTLSVerify"], true, "{out}");
+    }
 }

@@ -17,7 +17,22 @@
 //!   line. `--no-defaults` keeps option files (`~/.my.cnf`, whose password would win over
 //!   `MYSQL_PWD`) out of it.
 //! - Readiness: `mariadb-admin ping` until `waitTimeout` (it succeeds once the server answers,
-//!   even when the password is wrong, so a wrong password is reported by the dump itself).
+//!   even when the password is wrong, so a wrong password is reported by the dump itself). A TLS
+//!   failure (an unknown CA, a certificate not naming the host) fails at once: waiting will not
+//!   fix it.
+//! - TLS (spec §3.5): the AppBinding's CA bundle (`spec.clientConfig.caBundle`, or `ca.crt` of
+//!   `spec.tlsSecret`) and client certificate (`tls.crt`, `tls.key` of `spec.tlsSecret`) are
+//!   written to a private temporary directory and passed as `--ssl-ca`, `--ssl-cert`, `--ssl-key`
+//!   (paths only). With a CA the server's certificate is verified: MariaDB's tools get
+//!   `--ssl-verify-server-cert` (which also checks the host name), Oracle's `--ssl-mode=VERIFY_CA`.
+//!   `insecureSkipTLSVerify` leaves the CA out (MariaDB's tools check the chain whenever a CA is
+//!   given) and turns verification off (`--skip-ssl-verify-server-cert`, `--ssl-mode=REQUIRED`).
+//!   A client certificate without a CA only requires TLS (`--ssl`, `--ssl-mode=REQUIRED`).
+//!   `serverName` is not supported by the tools and is ignored. The user's `args` come after
+//!   these options and can override them.
+//! - With a client certificate the Secret (and its password) is optional: the tools connect as
+//!   the `user` parameter, else the Secret's user, authenticated by the certificate (an account
+//!   `REQUIRE X509` or `REQUIRE SUBJECT …`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +42,7 @@ use crate::appbinding::Connection;
 use crate::error::{ExecError, Result};
 use crate::stream::{Sink, Source, StreamDriver};
 use crate::task::ResolvedTask;
+use crate::tls::{Tls, TlsFiles};
 use crate::tool::{Consumer, Producer, split_args};
 
 /// The file name of the dump inside the restic snapshot (KubeStash's).
@@ -98,12 +114,43 @@ pub(crate) struct MySql {
     conn: Connection,
     task: ResolvedTask,
     flavor: Flavor,
+    /// The account the tools connect as: the Secret's user, or with a client certificate the
+    /// `user` param when set.
+    user: String,
+    /// The AppBinding's TLS material as files, alive as long as the driver.
+    tls_files: Option<TlsFiles>,
 }
 
 impl MySql {
-    pub fn new(conn: Connection, task: ResolvedTask) -> MySql {
+    pub fn new(conn: Connection, task: ResolvedTask) -> Result<MySql> {
         let flavor = Flavor::of(&task);
-        MySql { conn, task, flavor }
+        let client_cert = conn.tls.as_ref().is_some_and(|t| t.client.is_some());
+        let user = match task.param("user").filter(|u| !u.is_empty()) {
+            Some(u) if client_cert => u.to_string(),
+            _ => conn.user.clone(),
+        };
+        if user.is_empty() {
+            let secret = match conn.secret.as_str() {
+                "" => "the AppBinding names no Secret".to_string(),
+                s => format!("Secret {s} has no username"),
+            };
+            return Err(ExecError::invalid(
+                task.describe(),
+                format!(
+                    "no user to connect to {} as: {secret} and parameter user is not set; \
+                     set parameter user to the account of the client certificate",
+                    conn.object
+                ),
+            ));
+        }
+        let tls_files = conn.tls.as_ref().map(Tls::write_files).transpose()?;
+        Ok(MySql {
+            conn,
+            task,
+            flavor,
+            user,
+            tls_files,
+        })
     }
 
     fn port(&self) -> u16 {
@@ -111,13 +158,17 @@ impl MySql {
     }
 
     fn context(&self) -> String {
+        let from = match self.conn.tls.as_ref().and_then(|t| t.secret.as_deref()) {
+            Some(tls) if self.conn.secret.is_empty() => format!(", certificate from Secret {tls}"),
+            Some(tls) => format!(" from Secret {}, certificate from Secret {tls}", self.conn.secret),
+            None => format!(" from Secret {}", self.conn.secret),
+        };
         format!(
-            "against {} ({}:{}, user {} from Secret {})",
+            "against {} ({}:{}, user {}{from})",
             self.conn.object,
             self.conn.host,
             self.port(),
-            self.conn.user,
-            self.conn.secret
+            self.user,
         )
     }
 
@@ -156,7 +207,8 @@ impl MySql {
             })
     }
 
-    /// A client tool connecting over TCP as the Secret's user, the password in `MYSQL_PWD`.
+    /// A client tool connecting over TCP as [`MySql::user`], the password (if any) in
+    /// `MYSQL_PWD`, with the TLS options for the tool's family.
     fn command(&self, bin: &Path) -> Command {
         let mut cmd = Command::new(bin);
         // `--no-defaults` must come first.
@@ -164,8 +216,19 @@ impl MySql {
             .arg("--protocol=TCP")
             .arg(format!("--host={}", self.conn.host))
             .arg(format!("--port={}", self.port()))
-            .arg(format!("--user={}", self.conn.user))
-            .env("MYSQL_PWD", &self.conn.password);
+            .arg(format!("--user={}", self.user));
+        cmd.env_remove("MYSQL_PWD");
+        if !self.conn.password.is_empty() {
+            cmd.env("MYSQL_PWD", &self.conn.password);
+        }
+        if let (Some(tls), Some(files)) = (&self.conn.tls, &self.tls_files) {
+            let family = if is_mariadb_tool(bin) {
+                Family::MariaDb
+            } else {
+                Family::Oracle
+            };
+            cmd.args(tls_args(tls, files, family));
+        }
         cmd
     }
 
@@ -175,24 +238,34 @@ impl MySql {
         let timeout = self.wait_timeout()?;
         let started = Instant::now();
         let mut last;
+        let mut ping = self.command(&admin);
+        ping.args(["--connect-timeout=2", "ping"]);
         loop {
-            let out = self
-                .command(&admin)
-                .args(["--connect-timeout=2", "ping"])
-                .output()
-                .map_err(|e| ExecError::Tool {
-                    tool: tool_name(&admin),
-                    message: format!("cannot run {}: {e}", admin.display()),
-                })?;
+            let out = ping.output().map_err(|e| ExecError::Tool {
+                tool: tool_name(&admin),
+                message: format!("cannot run {}: {e}", admin.display()),
+            })?;
             if out.status.success() {
                 return Ok(());
             }
             last = String::from_utf8_lossy(&out.stderr)
                 .lines()
-                .map(str::trim)
+                .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c.is_control()))
                 .filter(|l| !l.is_empty() && !l.starts_with("Check that"))
                 .collect::<Vec<_>>()
                 .join(" ");
+            // The server answered but the TLS handshake failed: waiting will not fix that.
+            if is_tls_error(&last) {
+                return Err(ExecError::Tool {
+                    tool: tool_name(&admin),
+                    message: format!(
+                        "{} {}: cannot connect over TLS: {last}; {}",
+                        tool_name(&admin),
+                        self.context(),
+                        tls_hint(self.conn.tls.as_ref()),
+                    ),
+                });
+            }
             if started.elapsed() >= timeout {
                 break;
             }
@@ -276,6 +349,62 @@ impl StreamDriver for MySql {
     }
 }
 
+/// Which client tools' TLS options to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// MariaDB's (`--ssl`, `--ssl-verify-server-cert`).
+    MariaDb,
+    /// Oracle MySQL's (`--ssl-mode`).
+    Oracle,
+}
+
+/// The TLS options of a tool of `family` for `tls`, its material written as `files`.
+fn tls_args(tls: &Tls, files: &TlsFiles, family: Family) -> Vec<String> {
+    let path = |opt: &str, p: &Option<PathBuf>| p.as_ref().map(|p| format!("{opt}={}", p.display()));
+    let ca = if tls.insecure_skip_verify {
+        None
+    } else {
+        path("--ssl-ca", &files.ca)
+    };
+    let mut args = Vec::new();
+    match (family, ca.is_some(), tls.insecure_skip_verify) {
+        (Family::MariaDb, true, _) => args.push("--ssl-verify-server-cert".to_string()),
+        (Family::MariaDb, false, true) => {
+            args.extend(["--ssl".to_string(), "--skip-ssl-verify-server-cert".to_string()])
+        }
+        (Family::MariaDb, false, false) => args.push("--ssl".to_string()),
+        (Family::Oracle, true, _) => args.push("--ssl-mode=VERIFY_CA".to_string()),
+        (Family::Oracle, false, _) => args.push("--ssl-mode=REQUIRED".to_string()),
+    }
+    args.extend(ca);
+    args.extend(path("--ssl-cert", &files.cert));
+    args.extend(path("--ssl-key", &files.key));
+    args
+}
+
+/// Whether a client error is a TLS failure (MariaDB Connector/C: `TLS/SSL error: …`; Oracle's
+/// and older clients: `SSL connection error: …`).
+fn is_tls_error(message: &str) -> bool {
+    message.contains("TLS/SSL error") || message.contains("SSL connection error")
+}
+
+/// What to check when the TLS handshake fails.
+fn tls_hint(tls: Option<&Tls>) -> String {
+    match tls {
+        Some(t) if t.ca_pem.is_some() && !t.insecure_skip_verify => {
+            "the server's certificate must be signed by the AppBinding's CA \
+             (spec.clientConfig.caBundle, or ca.crt of spec.tlsSecret) and name the host it is \
+             reached by; fix the CA or the server's certificate (insecureSkipTLSVerify turns the \
+             check off)"
+                .to_string()
+        }
+        Some(_) => "check the client certificate of spec.tlsSecret and the server's TLS settings".to_string(),
+        None => "the AppBinding has no TLS settings; add spec.clientConfig.caBundle (and \
+                 spec.tlsSecret for a client certificate) if the server requires TLS"
+            .to_string(),
+    }
+}
+
 /// The file name of a tool path (`mariadb-dump`).
 fn tool_name(path: &Path) -> String {
     path.file_name()
@@ -353,6 +482,73 @@ mod tests {
         assert!(selects_databases(&strings(&["-B", "shop"])));
         assert!(selects_databases(&strings(&["shop", "orders"])));
         assert!(!selects_databases(&strings(&["--where=id>3", "-q"])));
+    }
+
+    #[test]
+    fn tls_options_follow_the_tool_family_and_the_appbinding() {
+        let full = Tls {
+            ca_pem: Some(b"ca".to_vec()),
+            client: Some((b"cert".to_vec(), b"key".to_vec())),
+            ..Tls::default()
+        };
+        let files = full.write_files().unwrap();
+        let dir = files.ca.as_ref().unwrap().parent().unwrap().display().to_string();
+        let f = |a: &[&str]| -> Vec<String> { a.iter().map(|s| s.replace("{dir}", &dir)).collect() };
+        assert_eq!(
+            tls_args(&full, &files, Family::MariaDb),
+            f(&[
+                "--ssl-verify-server-cert",
+                "--ssl-ca={dir}/ca.crt",
+                "--ssl-cert={dir}/tls.crt",
+                "--ssl-key={dir}/tls.key"
+            ])
+        );
+        assert_eq!(
+            tls_args(&full, &files, Family::Oracle),
+            f(&[
+                "--ssl-mode=VERIFY_CA",
+                "--ssl-ca={dir}/ca.crt",
+                "--ssl-cert={dir}/tls.crt",
+                "--ssl-key={dir}/tls.key"
+            ])
+        );
+        // insecureSkipTLSVerify: no CA (MariaDB's tools would check the chain against it).
+        let insecure = Tls {
+            insecure_skip_verify: true,
+            ..full.clone()
+        };
+        assert_eq!(
+            tls_args(&insecure, &files, Family::MariaDb),
+            f(&[
+                "--ssl",
+                "--skip-ssl-verify-server-cert",
+                "--ssl-cert={dir}/tls.crt",
+                "--ssl-key={dir}/tls.key"
+            ])
+        );
+        assert_eq!(
+            tls_args(&insecure, &files, Family::Oracle),
+            f(&[
+                "--ssl-mode=REQUIRED",
+                "--ssl-cert={dir}/tls.crt",
+                "--ssl-key={dir}/tls.key"
+            ])
+        );
+        // A CA only.
+        let ca_only = Tls {
+            ca_pem: Some(b"ca".to_vec()),
+            ..Tls::default()
+        };
+        let ca_files = ca_only.write_files().unwrap();
+        let args = tls_args(&ca_only, &ca_files, Family::MariaDb);
+        assert_eq!(args.len(), 2, "{args:?}");
+        assert_eq!(args[0], "--ssl-verify-server-cert");
+        assert!(is_tls_error(
+            "error: 'TLS/SSL error: self-signed certificate in certificate chain'"
+        ));
+        assert!(!is_tls_error(
+            "error: 'Access denied for user 'x'@'h' (using password: NO)'"
+        ));
     }
 
     #[test]

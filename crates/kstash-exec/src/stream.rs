@@ -95,7 +95,7 @@ pub(crate) fn driver_for(
                 mysql::USER_KEYS,
                 mysql::PASSWORD_KEYS,
             )?;
-            Ok(Some(Box::new(MySql::new(conn, task.clone()))))
+            Ok(Some(Box::new(MySql::new(conn, task.clone())?)))
         }
         DriverKind::Redis => {
             task.check_required()?;

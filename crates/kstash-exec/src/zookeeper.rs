@@ -48,8 +48,8 @@
 //!
 //! # Authentication
 //! With `spec.secret` on the AppBinding, the session adds the `digest` identity
-//! `username:password` (Secret keys `username`/`password`); without it the session is
-//! anonymous. ZooKeeper accepts any digest password when it is added and checks it only
+//! `username:password` (Secret keys `username`/`password`, both required); without it the
+//! session is anonymous. ZooKeeper accepts any digest password when it is added and checks it only
 //! against each node's ACL, so a wrong password shows up as a node kstash may not read; that
 //! fails the backup with the node's path and the Secret. SASL is not supported.
 //!
@@ -400,6 +400,19 @@ impl ZooKeeper {
             self.conn.host.clone()
         };
         let endpoint = format!("{host}:{port}");
+        // Digest auth needs both keys; a Secret with a password and no user name would
+        // otherwise quietly become an unauthenticated session.
+        if !self.conn.secret.is_empty() && self.conn.user.is_empty() {
+            return Err(ExecError::SecretKeyMissing {
+                secret: self.conn.secret.clone(),
+                key: USER_KEYS.join(" or "),
+                purpose: format!(
+                    "the digest user of {} (ZooKeeper's digest authentication needs both \
+                     username and password; remove spec.secret for an unauthenticated session)",
+                    self.conn.object
+                ),
+            });
+        }
         let (who, auth) = if self.conn.user.is_empty() {
             ("an unauthenticated session".to_string(), None)
         } else {

@@ -399,3 +399,134 @@ fn wait_until(mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// TLS with verification: the server presents a certificate signed by a test CA and the only
+/// account used, `certuser`, is `REQUIRE X509` without a password. The AppBinding carries the CA
+/// (`caBundle`) and the client certificate (`tlsSecret`) and no credentials Secret; the backup
+/// connects as the `user` param, the restore as the username of a password-less Secret. A CA
+/// that did not sign the server's certificate is refused at once, with the TLS error and what to
+/// fix; `insecureSkipTLSVerify` accepts it.
+#[test]
+fn tls_with_a_client_certificate_backs_up_and_restores() {
+    use base64::Engine as _;
+    let pki = kstash_testsupport::tls::Pki::new().unwrap();
+    let db = MariaDb::start_with_tls(&pki).unwrap();
+    db.sql(
+        "CREATE USER 'certuser'@'%' REQUIRE X509;
+         GRANT ALL ON *.* TO 'certuser'@'%';
+         CREATE DATABASE shop;
+         USE shop;
+         CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(100), raw BLOB);
+         INSERT INTO shop.orders
+             SELECT seq, CONCAT('customer ', seq), UNHEX(SHA2(seq, 256)) FROM seq_1_to_2000;",
+    );
+    let before = dump_of(&db, "shop");
+    let checksum = db.sql("CHECKSUM TABLE shop.orders EXTENDED");
+    let client = pki.client("certuser").unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+
+    // No credentials Secret: the certificate is the only credential.
+    let world = world(&db, MARIADB_CATALOG, "mariadb-addon", Value::Null);
+    world.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db-client-cert", "namespace": NS},
+        "stringData": {"tls.crt": read(&client.cert), "tls.key": read(&client.key)}
+    }));
+    let set_tls = |ca: &std::path::Path, insecure: bool| {
+        let mut ab = world
+            .client()
+            .get(&kstash_api::meta::APP_BINDING, NS, common::APPBINDING)
+            .unwrap()
+            .unwrap();
+        ab["spec"]["clientConfig"]["caBundle"] = json!(b64(read(ca)));
+        ab["spec"]["clientConfig"]["insecureSkipTLSVerify"] = json!(insecure);
+        ab["spec"]["tlsSecret"] = json!({"name": "db-client-cert"});
+        world.client().update(ab).unwrap();
+    };
+    set_tls(&pki.ca, false);
+    let accepts = || -> u64 {
+        db.sql("SHOW GLOBAL STATUS LIKE 'Ssl_accepts'")
+            .split('\t')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let accepts_before = accepts();
+
+    world.create_backup_configuration(json!({"databases": "shop", "user": "certuser"}));
+    let snapshot = world.trigger_backup_session("md-backup-1");
+    run_backup(world.client(), NS, "md-backup-1", &world.opts())
+        .map_err(|e| e.to_string())
+        .unwrap();
+    // ping and the dump came over TLS.
+    assert!(
+        accepts() >= accepts_before + 2,
+        "no TLS connections were accepted"
+    );
+    let dumped = world.restic().run(&["dump", "latest", "/dumpfile.sql"]).unwrap();
+    assert!(dumped.contains("CREATE TABLE `orders`"));
+
+    db.sql("DROP DATABASE shop");
+    // The restore's user comes from a Secret with a username and no password.
+    world.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": AUTH_SECRET, "namespace": NS},
+        "stringData": {"username": "certuser"}
+    }));
+    let mut ab = world
+        .client()
+        .get(&kstash_api::meta::APP_BINDING, NS, common::APPBINDING)
+        .unwrap()
+        .unwrap();
+    ab["spec"]["secret"] = json!({"name": AUTH_SECRET});
+    world.client().update(ab).unwrap();
+    world.create_restore_session("md-restore-1", json!({}));
+    run_restore(world.client(), NS, "md-restore-1", &snapshot, &world.opts())
+        .map_err(|e| e.to_string())
+        .unwrap();
+    assert!(
+        dump_of(&db, "shop") == before,
+        "shop differs after a restore over TLS"
+    );
+    assert_eq!(db.sql("CHECKSUM TABLE shop.orders EXTENDED"), checksum);
+
+    // A CA that did not sign the server's certificate: refused at once (not after waitTimeout).
+    let other = kstash_testsupport::tls::Pki::new().unwrap();
+    set_tls(&other.ca, false);
+    let mut bc = world
+        .client()
+        .get(&kstash_api::meta::BACKUP_CONFIGURATION, NS, common::CONFIG)
+        .unwrap()
+        .unwrap();
+    bc["spec"]["sessions"][0]["addon"]["tasks"][0]["params"] =
+        json!({"databases": "shop", "waitTimeout": "60"});
+    world.client().update(bc).unwrap();
+    let bad = world.trigger_backup_session("md-backup-2");
+    let e = run_backup(world.client(), NS, "md-backup-2", &world.opts())
+        .unwrap_err()
+        .to_string();
+    eprintln!("{e}");
+    assert!(
+        e.contains("mariadb-admin")
+            && e.contains("cannot connect over TLS")
+            && e.contains("TLS/SSL error")
+            && e.contains("spec.clientConfig.caBundle")
+            && e.contains(&format!("AppBinding {NS}/{}", common::APPBINDING))
+            && e.contains("certificate from Secret demo/db-client-cert"),
+        "{e}"
+    );
+    assert!(!e.contains("is not ready after"), "{e}");
+    assert!(!e.contains("BEGIN"), "key material in the message: {e}");
+    assert_eq!(world.dump_component(&bad).0, Some(ComponentPhase::Failed));
+    assert_eq!(world.restic_snapshot_count(), 1);
+
+    // insecureSkipTLSVerify: the same wrong CA is not checked.
+    set_tls(&other.ca, true);
+    world.trigger_backup_session("md-backup-3");
+    run_backup(world.client(), NS, "md-backup-3", &world.opts())
+        .map_err(|e| e.to_string())
+        .unwrap();
+    assert_eq!(world.restic_snapshot_count(), 2);
+}

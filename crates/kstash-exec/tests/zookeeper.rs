@@ -480,6 +480,47 @@ fn wrong_password_fails_the_component_naming_the_secret_and_the_node() {
     assert_eq!(world.restic_snapshot_count(), 0);
 }
 
+/// A Secret with a password and no `username` is refused before connecting (digest auth needs
+/// both), naming the Secret and the key, instead of becoming an unauthenticated session.
+#[test]
+fn a_secret_without_a_username_is_refused_naming_the_secret_and_the_key() {
+    let port = kstash_testsupport::ports::free_port().unwrap();
+    let world = World::new(port, None);
+    world.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": AUTH_SECRET, "namespace": NS},
+        "stringData": {"password": ZK_PASSWORD}
+    }));
+    let mut ab = world
+        .client()
+        .get(&meta::APP_BINDING, NS, APPBINDING)
+        .unwrap()
+        .unwrap();
+    ab["spec"]["secret"] = json!({"name": AUTH_SECRET});
+    world.client().update(ab).unwrap();
+    world.create_backup_configuration(json!({"waitTimeout": "60"}));
+    let snapshot = world.trigger_backup_session("zk-backup-1");
+    let started = std::time::Instant::now();
+    let e = run_backup(world.client(), NS, "zk-backup-1", &world.opts())
+        .unwrap_err()
+        .to_string();
+    eprintln!("{e} (after {:?})", started.elapsed());
+    assert!(
+        e.contains(&format!("Secret {NS}/{AUTH_SECRET} has no key username"))
+            && e.contains("digest authentication needs both")
+            && e.contains(&format!("AppBinding {NS}/{APPBINDING}")),
+        "{e}"
+    );
+    // Refused up front, not after waiting for the (absent) server.
+    assert!(!e.contains("is not ready after"), "{e}");
+    assert!(!e.contains(ZK_PASSWORD), "{e}");
+    assert_eq!(
+        world.dump_component(&snapshot).phase,
+        Some(ComponentPhase::Failed)
+    );
+    assert_eq!(world.restic_snapshot_count(), 0);
+}
+
 #[test]
 fn a_node_kstash_may_not_read_fails_naming_its_path_and_a_subtree_root_avoids_it() {
     let zk = ZooKeeper::start().unwrap();

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use crate::error::Result;
+use crate::error::{IoContext, Result};
 use crate::process::{ServerProcess, Stop, retry_on_port_clash, short, temp_dir};
 use crate::tools::{chown_to, run_command, system_tool};
 
@@ -28,12 +28,38 @@ impl MariaDb {
     /// `mariadb-install-db` into a new temp dir, starts `mariadbd --no-defaults`, waits until
     /// `select 1` works, then sets root's password.
     pub fn start() -> Result<Self> {
-        retry_on_port_clash(Self::try_start)
+        retry_on_port_clash(|| Self::try_start(None))
     }
 
-    fn try_start() -> Result<Self> {
+    /// [`MariaDb::start`] with TLS: the server presents `pki`'s server certificate (for
+    /// `127.0.0.1`) and trusts client certificates signed by its CA (`--ssl-ca`, `--ssl-cert`,
+    /// `--ssl-key` at start; MariaDB 10.11 cannot turn TLS on at run time). Plain connections
+    /// are still accepted; an account `REQUIRE X509` must use a client certificate.
+    pub fn start_with_tls(pki: &crate::tls::Pki) -> Result<Self> {
+        retry_on_port_clash(|| Self::try_start(Some(pki)))
+    }
+
+    fn try_start(pki: Option<&crate::tls::Pki>) -> Result<Self> {
         let dir = temp_dir("mariadb")?;
         chown_to(dir.path(), "mysql")?;
+        let mut tls_args = Vec::new();
+        if let Some(pki) = pki {
+            let tls_dir = dir.path().join("tls");
+            std::fs::create_dir_all(&tls_dir).context(|| "creating the tls dir".into())?;
+            chown_to(&tls_dir, "mysql")?;
+            for (src, name, opt) in [
+                (&pki.ca, "ca.crt", "--ssl-ca"),
+                (&pki.server_cert, "server.crt", "--ssl-cert"),
+                (&pki.server_key, "server.key", "--ssl-key"),
+            ] {
+                let dst = tls_dir.join(name);
+                std::fs::copy(src, &dst).context(|| format!("copying {name}"))?;
+                chown_to(&dst, "mysql")?;
+                std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .context(|| format!("chmod {name}"))?;
+                tls_args.push(format!("{opt}={}", dst.display()));
+            }
+        }
         let data = dir.path().join("data");
         let socket = dir.path().join("mysqld.sock");
         // A small redo log: the default writes a 96 MiB file per instance.
@@ -63,7 +89,8 @@ impl MariaDb {
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
         .args(["--innodb-flush-log-at-trx-commit=0", "--skip-log-bin"])
-        .args(small);
+        .args(small)
+        .args(&tls_args);
         let mut process = ServerProcess::spawn("mariadb", cmd, &dir.path().join("mariadb.log"), Stop::Kill)?;
 
         let client = system_tool("mariadb")?;
