@@ -11,14 +11,16 @@
 //!
 //! Drivers are chosen by the Addon task's `function`: `workload-backup`/`pvc-backup` and
 //! `workload-restore`/`pvc-restore` run the volume driver; `postgres-backup`/`postgres-restore`
-//! run the PostgreSQL stream driver (connection from the target AppBinding); other functions are
-//! refused with [`ExecError::UnsupportedFunction`].
+//! run the PostgreSQL stream driver (connection from the target AppBinding);
+//! `elasticsearch-backup`/`elasticsearch-restore` (also `opensearch-…`) run the native
+//! Elasticsearch/OpenSearch driver, which also restores KubeStash's multielasticdump snapshots;
+//! other functions are refused with [`ExecError::UnsupportedFunction`].
 
 pub mod access;
 mod appbinding;
 mod backup;
+mod elasticsearch;
 mod error;
-#[allow(dead_code)] // used by the native drivers as they land
 mod native;
 mod postgres;
 mod refs;

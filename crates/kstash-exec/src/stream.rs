@@ -10,11 +10,13 @@ use kstash_api::client::Resources;
 use kstash_api::common::TypedObjectReference;
 use kstash_repo::Repository as EngineRepo;
 use kstash_repo::backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream_to_many};
-use kstash_repo::dump::{DumpOptions, dump_file_with};
-use kstash_repo::lock::LockOptions;
+use kstash_repo::dump::{DumpOptions, dump_file_with, find_node};
+use kstash_repo::lock::{LockOptions, shared_and_fresh};
+use kstash_repo::tree::NodeType;
 use kstash_storage::LocalMode;
 
 use crate::appbinding;
+use crate::elasticsearch::{self, Elasticsearch};
 use crate::error::{ExecError, Result};
 use crate::postgres::{self, Postgres};
 use crate::task::{DriverKind, ResolvedTask};
@@ -54,6 +56,12 @@ pub(crate) trait StreamDriver: Send + Sync {
     fn produce(&self) -> Result<Box<dyn Source>>;
     /// Wait for the target and start what the restored stream is written into.
     fn consume(&self) -> Result<Box<dyn Sink>>;
+    /// Restore a snapshot whose path is a directory rather than one stream (a KubeStash
+    /// snapshot of an interim dump directory), reading its files out of `repo`; returns the
+    /// bytes read. `None`: the driver restores only streams.
+    fn restore_dir(&self, _repo: &EngineRepo, _dir: &kstash_repo::tree::Node) -> Option<Result<u64>> {
+        None
+    }
 }
 
 /// The stream driver of `task` for the target `target` of `owner` (its namespace defaulting to
@@ -68,6 +76,19 @@ pub(crate) fn driver_for(
 ) -> Result<Option<Box<dyn StreamDriver>>> {
     match task.driver {
         DriverKind::Volume => Ok(None),
+        DriverKind::Elasticsearch => {
+            task.check_required()?;
+            let conn = appbinding::connection(
+                client,
+                target,
+                namespace,
+                owner,
+                mode,
+                elasticsearch::USER_KEYS,
+                elasticsearch::PASSWORD_KEYS,
+            )?;
+            Ok(Some(Box::new(Elasticsearch::new(conn, task.clone()))))
+        }
         DriverKind::Postgres => {
             task.check_required()?;
             let conn = appbinding::connection(
@@ -123,6 +144,24 @@ pub(crate) fn restore_from(
     path: &str,
     lock_wait: Duration,
 ) -> Result<u64> {
+    let repo_err = |e: kstash_repo::Error| ExecError::Repo {
+        repo: repo.location(),
+        source: Box::new(e),
+    };
+    {
+        // A directory (KubeStash's interim dump directory) goes to the driver's own restore.
+        let _lock = shared_and_fresh(repo, Some(&LockOptions::waiting(lock_wait))).map_err(repo_err)?;
+        let sn = repo.find_snapshot(id).map_err(repo_err)?;
+        let node = find_node(repo, &sn, path).map_err(repo_err)?;
+        if node.node_type == NodeType::Dir {
+            return driver.restore_dir(repo, &node).unwrap_or_else(|| {
+                Err(ExecError::invalid(
+                    format!("restic snapshot {id}"),
+                    format!("{path} is a directory, but this driver restores one file (a stream)"),
+                ))
+            });
+        }
+    }
     let mut consumer = driver.consume()?;
     let options = DumpOptions {
         lock: Some(LockOptions::waiting(lock_wait)),

@@ -37,6 +37,9 @@ pub enum DriverKind {
     Volume,
     /// A PostgreSQL server reached through an AppBinding (`postgres-backup`, `postgres-restore`).
     Postgres,
+    /// An Elasticsearch or OpenSearch cluster reached through an AppBinding
+    /// (`elasticsearch-backup`, `elasticsearch-restore`, and the `opensearch-…` names).
+    Elasticsearch,
 }
 
 /// Functions with a backup driver.
@@ -44,12 +47,16 @@ const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-backup", DriverKind::Volume),
     ("pvc-backup", DriverKind::Volume),
     ("postgres-backup", DriverKind::Postgres),
+    ("elasticsearch-backup", DriverKind::Elasticsearch),
+    ("opensearch-backup", DriverKind::Elasticsearch),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-restore", DriverKind::Volume),
     ("pvc-restore", DriverKind::Volume),
     ("postgres-restore", DriverKind::Postgres),
+    ("elasticsearch-restore", DriverKind::Elasticsearch),
+    ("opensearch-restore", DriverKind::Elasticsearch),
 ];
 
 /// A task of an Addon, resolved: its driver and parameters.

@@ -36,6 +36,7 @@ mod zookeeper;
 
 pub use azurite::Azurite;
 pub use elasticsearch::Elasticsearch;
+pub use elasticsearch::data as es_data;
 pub use error::{Error, Result};
 pub use fault_proxy::{Fault, FaultPlan, FaultProxy};
 pub use gcs::FakeGcs;

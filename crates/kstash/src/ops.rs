@@ -33,6 +33,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "catalog/postgres-addon.yaml",
         include_str!("../../../catalog/postgres-addon.yaml"),
     ),
+    (
+        "catalog/elasticsearch-addon.yaml",
+        include_str!("../../../catalog/elasticsearch-addon.yaml"),
+    ),
 ];
 
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.
