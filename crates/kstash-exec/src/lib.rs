@@ -19,6 +19,7 @@
 pub mod access;
 mod appbinding;
 mod backup;
+mod direct;
 mod elasticsearch;
 mod error;
 mod native;
@@ -37,6 +38,7 @@ use std::time::Duration;
 pub use backup::{
     BackupReport, ResticSnapshotRef, SESSION_UID_TAG, SnapshotBackup, VOLUME_COMPONENT, run_backup,
 };
+pub use direct::{DirectTarget, dump_stream, load_stream};
 pub use error::{ExecError, Result};
 pub use kstash_storage::LocalMode;
 pub use refs::{PASSWORD_KEY, secret_data};

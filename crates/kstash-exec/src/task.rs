@@ -59,6 +59,15 @@ const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("opensearch-restore", DriverKind::Elasticsearch),
 ];
 
+/// The driver of `function` for tasks of `kind`, if kstash has one.
+pub(crate) fn driver_of(function: &str, kind: TaskKind) -> Option<DriverKind> {
+    let table = match kind {
+        TaskKind::Backup => BACKUP_FUNCTIONS,
+        TaskKind::Restore => RESTORE_FUNCTIONS,
+    };
+    table.iter().find(|(f, _)| *f == function).map(|(_, d)| *d)
+}
+
 /// A task of an Addon, resolved: its driver and parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedTask {

@@ -250,7 +250,11 @@ fn backup_destroy_restore_gives_identical_indices_and_existing_index_policies_ho
     let es = Elasticsearch::start_secured(ES_USER, ES_PASSWORD).unwrap();
     es_data::seed_varied(&es, DOCS).unwrap();
     let before = print(&es);
-    assert_eq!(before.indices.len(), 4, "{:?}", before.indices.keys());
+    assert_eq!(before.indices.len(), 5, "{:?}", before.indices.keys());
+    assert_eq!(
+        before.indices["archive"].settings["index"]["blocks"]["write"],
+        "true"
+    );
     assert_eq!(
         before.indices["logs-2024.01"].count,
         es_data::varied_counts(DOCS)["logs-2024.01"]
@@ -296,6 +300,7 @@ fn backup_destroy_restore_gives_identical_indices_and_existing_index_policies_ho
             "component_template",
             "index_template",
             "legacy_template",
+            "index",
             "index",
             "index",
             "index",

@@ -146,16 +146,18 @@ pub mod data {
     pub fn varied_counts(docs: usize) -> BTreeMap<String, usize> {
         let users = docs * 3 / 10;
         let metrics = docs / 20;
+        let archive = 40.min(docs / 100);
         BTreeMap::from([
-            ("logs-2024.01".to_string(), docs - users - metrics),
+            ("logs-2024.01".to_string(), docs - users - metrics - archive),
             ("users".to_string(), users),
             ("metrics-cpu".to_string(), metrics),
             ("empty".to_string(), 0),
+            ("archive".to_string(), archive),
         ])
     }
 
     /// Several indices (custom analyzer, 2 shards, strict mappings, multi-fields, disabled
-    /// objects), aliases (plain, filtered with routing, write index), a component template, an
+    /// objects, a write-blocked archive), aliases (plain, filtered with routing, write index), a component template, an
     /// index template that shapes `metrics-*`, a legacy template, `docs` documents in all (ids
     /// with slashes, spaces and non-ASCII, some with routing, escaped and Unicode text), an
     /// empty index and a dot index (`.internal-audit`) that default backups leave out.
@@ -245,6 +247,11 @@ pub mod data {
         es.call("PUT", "/empty", Some(&json!({"aliases": {"empty-alias": {}}})))?;
         es.call(
             "PUT",
+            "/archive",
+            Some(&json!({"settings": {"number_of_shards": 1}})),
+        )?;
+        es.call(
+            "PUT",
             "/.internal-audit",
             Some(&json!({"settings": {"number_of_shards": 1}})),
         )?;
@@ -314,6 +321,14 @@ pub mod data {
                 json!({"host": format!("h{}", i % 9), "at": format!("2024-02-01T00:{:02}:00Z", i % 60), "value": i as f64 * 0.5}),
             ));
         }
+        for i in 0..counts["archive"] {
+            all.push((
+                "archive".to_string(),
+                format!("old-{i}"),
+                None,
+                json!({"year": 2000 + i, "note": format!("archived {i}")}),
+            ));
+        }
         for i in 0..50 {
             all.push((
                 ".internal-audit".to_string(),
@@ -323,6 +338,12 @@ pub mod data {
             ));
         }
         es.bulk(&all)?;
+        // A read-only archive: a restore must load it first and block it afterwards.
+        es.call(
+            "PUT",
+            "/archive/_settings",
+            Some(&json!({"index": {"blocks": {"write": true}}})),
+        )?;
         es.call("POST", "/_refresh", None)?;
         Ok(())
     }

@@ -269,6 +269,9 @@ pub(crate) struct Plan {
     pub skipped: Vec<String>,
     /// `index.blocks` per index, applied after loading.
     pub blocks: BTreeMap<String, Value>,
+    /// The `index.refresh_interval` each created index gets back after loading (`null`: the
+    /// default); loading runs without refreshes.
+    pub refresh: BTreeMap<String, Value>,
 }
 
 /// Check which indices exist (failing under `existingIndex: fail` before writing anything),
@@ -339,6 +342,18 @@ pub(crate) fn prepare(
         {
             plan.blocks.insert(idx.name.clone(), blocks);
         }
+        if !settings.is_object() {
+            settings = json!({});
+        }
+        if let Some(index) = settings
+            .as_object_mut()
+            .map(|m| m.entry("index").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+        {
+            let original = index.insert("refresh_interval".into(), json!("-1"));
+            plan.refresh
+                .insert(idx.name.clone(), original.unwrap_or(Value::Null));
+        }
         let mut body = json!({});
         if settings.as_object().is_some_and(|m| !m.is_empty()) {
             body["settings"] = settings;
@@ -404,10 +419,20 @@ fn exists(client: &Client, index: &str) -> Result<bool> {
     }
 }
 
-/// Refresh the loaded indices, apply their blocks and check their document counts.
+/// Give the loaded indices their refresh interval back, refresh them, check their document
+/// counts and apply their blocks.
 pub(crate) fn finish(client: &Client, plan: &Plan, loaded: &BTreeMap<String, u64>) -> Result<()> {
     for name in &plan.load {
         let path = encode(name);
+        if let Some(interval) = plan.refresh.get(name) {
+            client
+                .send_json(
+                    "PUT",
+                    &format!("/{path}/_settings"),
+                    &json!({ "index": { "refresh_interval": interval } }),
+                )
+                .map_err(|e| client.error(&format!("setting the refresh interval of index {name}"), e))?;
+        }
         client
             .send("POST", &format!("/{path}/_refresh"), None)
             .map_err(|e| client.error(&format!("refreshing index {name}"), e))?;
