@@ -262,8 +262,9 @@ fn backup_destroy_restore_gives_identical_indices_and_existing_index_policies_ho
     assert_eq!(before.templates.len(), 3, "{:?}", before.templates.keys());
 
     let world = World::new(&es.url, ES_USER, ES_PASSWORD, false);
-    // Small pages and slices so that paging and parallel slices are exercised.
-    world.create_backup_configuration(json!({"batchSize": "700", "parallel": "3"}));
+    // Small pages and slices so that paging and parallel slices are exercised, through a
+    // point in time (OpenSearch's default is a scroll, which the other tests use).
+    world.create_backup_configuration(json!({"batchSize": "700", "parallel": "3", "paging": "pit"}));
     let snapshot = world.trigger_backup_session("es-backup-1");
     let report = run_backup(world.client(), NS, "es-backup-1", &world.opts()).unwrap();
     assert_eq!(report.snapshots.len(), 1);

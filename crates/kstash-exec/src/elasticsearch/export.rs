@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::client::{ClusterInfo, HttpError, encode};
-use super::{Client, FORMAT, FORMAT_VERSION, Options, Parts, TOOL};
+use super::{Client, FORMAT, FORMAT_VERSION, Options, PagingChoice, Parts, TOOL};
 use crate::error::{ExecError, Result};
 
 /// How long a point in time or scroll is kept between two pages.
@@ -366,12 +366,19 @@ fn export_docs(
     } else {
         1
     };
-    let paging = if info.is_opensearch() {
+    let pit_kind = if info.is_opensearch() {
         Paging::OpenSearchPit
-    } else if info.major() >= 8 || (info.major() == 7 && minor(&info.version) >= 10) {
-        Paging::ElasticPit
     } else {
-        Paging::Scroll
+        Paging::ElasticPit
+    };
+    // `_shard_doc`, the tiebreaker of a point in time, exists from Elasticsearch 7.12 and
+    // OpenSearch 3.3; `auto` uses a point in time on Elasticsearch and a scroll on OpenSearch.
+    let elastic_pit = info.major() >= 8 || (info.major() == 7 && minor(&info.version) >= 12);
+    let paging = match opts.paging {
+        PagingChoice::Scroll => Paging::Scroll,
+        PagingChoice::Pit => pit_kind,
+        PagingChoice::Auto if !info.is_opensearch() && elastic_pit => pit_kind,
+        PagingChoice::Auto => Paging::Scroll,
     };
     let pit = match paging {
         Paging::Scroll => None,
@@ -482,7 +489,7 @@ fn close_pit(client: &Client, paging: Paging, id: &str) {
 fn read_slice(
     client: &Client,
     opts: &Options,
-    paging: Paging,
+    mut paging: Paging,
     pit: Option<&str>,
     index: &str,
     slice: Option<(usize, usize)>,
@@ -508,6 +515,10 @@ fn read_slice(
                 Paging::Scroll => match &scroll_id {
                     None => {
                         body["sort"] = json!(["_doc"]);
+                        // A scroll always counts its hits (disabling it is refused).
+                        if let Some(b) = body.as_object_mut() {
+                            b.remove("track_total_hits");
+                        }
                         client.send_json(
                             "POST",
                             &format!("/{}/_search?scroll={KEEP_ALIVE}", encode(index)),
@@ -528,8 +539,23 @@ fn read_slice(
                     }
                     client.send_json("POST", "/_search", &body)
                 }
-            }
-            .map_err(|e| client.error(&doing(), e))?;
+            };
+            let bytes = match bytes {
+                Ok(b) => b,
+                // The cluster cannot page a point in time this way (no `_shard_doc`): scroll.
+                Err(HttpError::Status { status: 400, reason })
+                    if paging != Paging::Scroll && search_after.is_none() =>
+                {
+                    tracing::warn!(index, reason = %reason, "paging through a point in time failed; using a scroll");
+                    paging = Paging::Scroll;
+                    if let Some(b) = body.as_object_mut() {
+                        b.remove("pit");
+                        b.remove("search_after");
+                    }
+                    continue;
+                }
+                Err(e) => return Err(client.error(&doing(), e)),
+            };
             let resp: SearchResponse<'_> = serde_json::from_slice(&bytes)
                 .map_err(|e| tool_err(format!("{}: {}: unexpected answer: {e}", client.target, doing())))?;
             if let Some(id) = resp.pit_id {

@@ -4,11 +4,13 @@
 //! **Backup** ([`export`]): waits for the cluster (`GET /`, cluster health not red; the flavour
 //! comes from `version.distribution`), selects the indices (see *Selection*), reads their
 //! settings, mappings and aliases (`GET /<index>`), the composable index templates, component
-//! templates and legacy templates, then every document, in batches of `batchSize`, through a
-//! point in time and `search_after` sorted by `_shard_doc` (OpenSearch `POST
-//! /<index>/_search/point_in_time`, Elasticsearch `POST /<index>/_pit`), falling back to a
-//! scroll sorted by `_doc` when the cluster has no point in time. Indices with many documents
-//! are read in `parallel` slices. Everything goes out as one NDJSON stream, stored as
+//! templates and legacy templates, then every document, in batches of `batchSize`: by default
+//! (`paging: auto`) through a point in time (`POST /<index>/_pit`) and `search_after` sorted by
+//! `_shard_doc` on Elasticsearch 7.12+, and through a scroll sorted by `_doc` on OpenSearch
+//! (whose `_shard_doc` exists only from 3.3) and older Elasticsearch. `paging: pit` asks for a
+//! point in time everywhere (OpenSearch: `POST /<index>/_search/point_in_time`), `scroll` for a
+//! scroll; a cluster that refuses the point in time or its sort falls back to a scroll. Indices
+//! with many documents are read in `parallel` slices (one point in time shared by all). Everything goes out as one NDJSON stream, stored as
 //! [`STREAM_FILE`] in the restic snapshot.
 //!
 //! **Restore** ([`import`]): reads the stream; creates the component templates, index templates
@@ -110,6 +112,15 @@ pub(crate) enum ExistingIndex {
     Fail,
     Skip,
     Overwrite,
+}
+
+/// How documents are paged through on backup (parameter `paging`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PagingChoice {
+    /// A point in time on Elasticsearch 7.12+, a scroll elsewhere.
+    Auto,
+    Pit,
+    Scroll,
 }
 
 /// Which parts of the data are backed up or restored.
@@ -293,6 +304,7 @@ pub(crate) struct Options {
     /// Threads reading or loading.
     pub parallel: usize,
     pub existing: ExistingIndex,
+    pub paging: PagingChoice,
     pub wait: Duration,
 }
 
@@ -400,6 +412,16 @@ impl Options {
                 )));
             }
         };
+        let paging = match task.param("paging").unwrap_or("auto") {
+            "auto" => PagingChoice::Auto,
+            "pit" => PagingChoice::Pit,
+            "scroll" => PagingChoice::Scroll,
+            other => {
+                return Err(bad(format!(
+                    "parameter paging is {other:?}; use auto, pit or scroll"
+                )));
+            }
+        };
         let wait = match task.param("waitTimeout") {
             None => DEFAULT_WAIT,
             Some(v) => v
@@ -416,6 +438,7 @@ impl Options {
             bulk_bytes,
             parallel,
             existing,
+            paging,
             wait,
         })
     }
