@@ -27,6 +27,10 @@ pub(crate) struct Connection {
     pub database: Option<String>,
     /// `sslmode` from the URL or service query.
     pub sslmode: Option<String>,
+    /// The URL's or service's scheme (`http`, `https`, `postgres`), if any.
+    pub scheme: Option<String>,
+    /// `spec.clientConfig.caBundle` (PEM, base64 as in YAML), if any.
+    pub ca_bundle: Option<String>,
     pub user: String,
     pub password: String,
     /// TLS material (`caBundle`, `tlsSecret`), when the AppBinding has any.
@@ -130,11 +134,11 @@ fn connect(
     let object = format!("AppBinding {ns}/{}", target.name);
     let ab: AppBinding = client.must_get(ns, &target.name)?;
     let cc = &ab.spec.client_config;
-    let (host, port, database, sslmode) = match (&cc.url, &cc.service) {
+    let (host, port, database, sslmode, scheme) = match (&cc.url, &cc.service) {
         (Some(url), _) if !url.is_empty() => {
             let u = parse_url(url).map_err(|m| ExecError::invalid(&object, m))?;
             let sslmode = u.query_value("sslmode");
-            (u.host, u.port, u.database, sslmode)
+            (u.host, u.port, u.database, sslmode, u.scheme)
         }
         (_, Some(svc)) if !svc.name.is_empty() => {
             let host = match mode {
@@ -158,7 +162,8 @@ fn connect(
                 })?),
             };
             let sslmode = svc.query.as_deref().and_then(|q| query_value(q, "sslmode"));
-            (host, port, None, sslmode)
+            let scheme = Some(svc.scheme.clone()).filter(|s| !s.is_empty());
+            (host, port, None, sslmode, scheme)
         }
         _ => {
             return Err(ExecError::invalid(
@@ -226,6 +231,8 @@ fn connect(
         port,
         database,
         sslmode,
+        scheme,
+        ca_bundle: cc.ca_bundle.clone().filter(|c| !c.trim().is_empty()),
         user,
         password,
         tls,
@@ -235,6 +242,8 @@ fn connect(
 /// The parts of a `scheme://[user[:pass]@]host[:port][/path][?query]` URL a driver needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParsedUrl {
+    /// `https` of `https://…`; `None` without `://`.
+    pub scheme: Option<String>,
     pub host: String,
     pub port: Option<u16>,
     pub database: Option<String>,
@@ -259,7 +268,10 @@ fn query_value(query: &str, key: &str) -> Option<String> {
 /// Parse an AppBinding URL (`postgres://host:5432/db?sslmode=disable`, `tcp(host:port)/`).
 pub(crate) fn parse_url(url: &str) -> std::result::Result<ParsedUrl, String> {
     let bad = |why: &str| format!("spec.clientConfig.url {url:?} {why}");
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
+        None => (None, url),
+    };
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
@@ -292,6 +304,7 @@ pub(crate) fn parse_url(url: &str) -> std::result::Result<ParsedUrl, String> {
     };
     let database = Some(path.trim_matches('/').to_string()).filter(|d| !d.is_empty());
     Ok(ParsedUrl {
+        scheme,
         host,
         port,
         database,
@@ -310,6 +323,7 @@ mod tests {
         assert_eq!(u.port, Some(6432));
         assert_eq!(u.database.as_deref(), Some("shop"));
         assert_eq!(u.query_value("sslmode").as_deref(), Some("verify-full"));
+        assert_eq!(u.scheme.as_deref(), Some("postgres"));
         let u = parse_url("127.0.0.1").unwrap();
         assert_eq!((u.host.as_str(), u.port, u.database), ("127.0.0.1", None, None));
         let u = parse_url("tcp(mysql.demo:3306)/").unwrap();

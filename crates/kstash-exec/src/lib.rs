@@ -15,12 +15,16 @@
 //! `mysql-backup`/`mysql-restore` and `mariadb-backup`/`mariadb-restore` run the MySQL/MariaDB
 //! stream driver (`mysqldump`/`mariadb-dump` into `mysql`/`mariadb`); `redis-backup`/
 //! `redis-restore` run the native Redis driver (DUMP/RESTORE as a RESP stream);
-//! `zookeeper-backup`/`zookeeper-restore` run the native ZooKeeper stream driver; other functions
-//! are refused with [`ExecError::UnsupportedFunction`].
+//! `zookeeper-backup`/`zookeeper-restore` run the native ZooKeeper stream driver;
+//! `elasticsearch-backup`/`elasticsearch-restore` (also `opensearch-…`) run the native
+//! Elasticsearch/OpenSearch driver, which also restores KubeStash's multielasticdump snapshots;
+//! other functions are refused with [`ExecError::UnsupportedFunction`].
 
 pub mod access;
 mod appbinding;
 mod backup;
+mod direct;
+mod elasticsearch;
 mod error;
 mod mysql;
 mod native;
@@ -42,6 +46,7 @@ use std::time::Duration;
 pub use backup::{
     BackupReport, ResticSnapshotRef, SESSION_UID_TAG, SnapshotBackup, VOLUME_COMPONENT, run_backup,
 };
+pub use direct::{DirectTarget, dump_stream, load_stream};
 pub use error::{ExecError, Result};
 pub use kstash_storage::LocalMode;
 pub use refs::{PASSWORD_KEY, secret_data};

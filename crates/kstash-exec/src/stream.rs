@@ -10,11 +10,13 @@ use kstash_api::client::Resources;
 use kstash_api::common::TypedObjectReference;
 use kstash_repo::Repository as EngineRepo;
 use kstash_repo::backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream_to_many};
-use kstash_repo::dump::{DumpOptions, dump_file_with};
-use kstash_repo::lock::LockOptions;
+use kstash_repo::dump::{DumpOptions, dump_file_with, find_node};
+use kstash_repo::lock::{LockOptions, shared_and_fresh};
+use kstash_repo::tree::NodeType;
 use kstash_storage::LocalMode;
 
-use crate::appbinding;
+use crate::appbinding::{self, Connection};
+use crate::elasticsearch::{self, Elasticsearch};
 use crate::error::{ExecError, Result};
 use crate::mysql::{self, MySql};
 use crate::postgres::{self, Postgres};
@@ -57,6 +59,12 @@ pub(crate) trait StreamDriver: Send + Sync {
     fn produce(&self) -> Result<Box<dyn Source>>;
     /// Wait for the target and start what the restored stream is written into.
     fn consume(&self) -> Result<Box<dyn Sink>>;
+    /// Restore a snapshot whose path is a directory rather than one stream (a KubeStash
+    /// snapshot of an interim dump directory), reading its files out of `repo`; returns the
+    /// bytes read. `None`: the driver restores only streams.
+    fn restore_dir(&self, _repo: &EngineRepo, _dir: &kstash_repo::tree::Node) -> Option<Result<u64>> {
+        None
+    }
 }
 
 /// The stream driver of `task` for the target `target` of `owner` (its namespace defaulting to
@@ -69,61 +77,35 @@ pub(crate) fn driver_for(
     owner: &str,
     mode: LocalMode,
 ) -> Result<Option<Box<dyn StreamDriver>>> {
-    match task.driver {
-        DriverKind::Volume => Ok(None),
-        DriverKind::Postgres => {
-            task.check_required()?;
-            let conn = appbinding::connection(
-                client,
-                target,
-                namespace,
-                owner,
-                mode,
-                postgres::USER_KEYS,
-                postgres::PASSWORD_KEYS,
-            )?;
-            Ok(Some(Box::new(Postgres::new(conn, task.clone())?)))
-        }
-        DriverKind::MySql => {
-            task.check_required()?;
-            let conn = appbinding::connection(
-                client,
-                target,
-                namespace,
-                owner,
-                mode,
-                mysql::USER_KEYS,
-                mysql::PASSWORD_KEYS,
-            )?;
-            Ok(Some(Box::new(MySql::new(conn, task.clone())?)))
-        }
-        DriverKind::Redis => {
-            task.check_required()?;
-            let conn = appbinding::connection_optional_auth(
-                client,
-                target,
-                namespace,
-                owner,
-                mode,
-                redis::USER_KEYS,
-                redis::PASSWORD_KEYS,
-            )?;
-            Ok(Some(Box::new(Redis::new(conn, task.clone()))))
-        }
-        DriverKind::ZooKeeper => {
-            task.check_required()?;
-            let conn = appbinding::connection_optional_auth(
-                client,
-                target,
-                namespace,
-                owner,
-                mode,
-                zookeeper::USER_KEYS,
-                zookeeper::PASSWORD_KEYS,
-            )?;
-            Ok(Some(Box::new(ZooKeeper::new(conn, task.clone()))))
-        }
-    }
+    // (user keys, password keys, whether the target may run without credentials)
+    let (user_keys, password_keys, optional_auth) = match task.driver {
+        DriverKind::Volume => return Ok(None),
+        DriverKind::Elasticsearch => (elasticsearch::USER_KEYS, elasticsearch::PASSWORD_KEYS, false),
+        DriverKind::Postgres => (postgres::USER_KEYS, postgres::PASSWORD_KEYS, false),
+        DriverKind::MySql => (mysql::USER_KEYS, mysql::PASSWORD_KEYS, false),
+        DriverKind::Redis => (redis::USER_KEYS, redis::PASSWORD_KEYS, true),
+        DriverKind::ZooKeeper => (zookeeper::USER_KEYS, zookeeper::PASSWORD_KEYS, true),
+    };
+    task.check_required()?;
+    let connect = if optional_auth {
+        appbinding::connection_optional_auth
+    } else {
+        appbinding::connection
+    };
+    let conn = connect(client, target, namespace, owner, mode, user_keys, password_keys)?;
+    driver_with(conn, task)
+}
+
+/// The stream driver of `task` for the connection `conn`; `None` for the volume driver.
+pub(crate) fn driver_with(conn: Connection, task: &ResolvedTask) -> Result<Option<Box<dyn StreamDriver>>> {
+    Ok(Some(match task.driver {
+        DriverKind::Volume => return Ok(None),
+        DriverKind::Elasticsearch => Box::new(Elasticsearch::new(conn, task.clone())),
+        DriverKind::Postgres => Box::new(Postgres::new(conn, task.clone())?),
+        DriverKind::MySql => Box::new(MySql::new(conn, task.clone())?),
+        DriverKind::Redis => Box::new(Redis::new(conn, task.clone())),
+        DriverKind::ZooKeeper => Box::new(ZooKeeper::new(conn, task.clone())),
+    }))
 }
 
 /// How a stream backup is written.
@@ -165,6 +147,24 @@ pub(crate) fn restore_from(
     path: &str,
     lock_wait: Duration,
 ) -> Result<u64> {
+    let repo_err = |e: kstash_repo::Error| ExecError::Repo {
+        repo: repo.location(),
+        source: Box::new(e),
+    };
+    {
+        // A directory (KubeStash's interim dump directory) goes to the driver's own restore.
+        let _lock = shared_and_fresh(repo, Some(&LockOptions::waiting(lock_wait))).map_err(repo_err)?;
+        let sn = repo.find_snapshot(id).map_err(repo_err)?;
+        let node = find_node(repo, &sn, path).map_err(repo_err)?;
+        if node.node_type == NodeType::Dir {
+            return driver.restore_dir(repo, &node).unwrap_or_else(|| {
+                Err(ExecError::invalid(
+                    format!("restic snapshot {id}"),
+                    format!("{path} is a directory, but this driver restores one file (a stream)"),
+                ))
+            });
+        }
+    }
     let mut consumer = driver.consume()?;
     let options = DumpOptions {
         lock: Some(LockOptions::waiting(lock_wait)),

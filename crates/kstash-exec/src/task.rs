@@ -44,6 +44,9 @@ pub enum DriverKind {
     Redis,
     /// A ZooKeeper server reached through an AppBinding (`zookeeper-backup`, `zookeeper-restore`).
     ZooKeeper,
+    /// An Elasticsearch or OpenSearch cluster reached through an AppBinding
+    /// (`elasticsearch-backup`, `elasticsearch-restore`, and the `opensearch-…` names).
+    Elasticsearch,
 }
 
 /// Functions with a backup driver.
@@ -55,6 +58,8 @@ const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("mariadb-backup", DriverKind::MySql),
     ("redis-backup", DriverKind::Redis),
     ("zookeeper-backup", DriverKind::ZooKeeper),
+    ("elasticsearch-backup", DriverKind::Elasticsearch),
+    ("opensearch-backup", DriverKind::Elasticsearch),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
@@ -65,7 +70,18 @@ const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("mariadb-restore", DriverKind::MySql),
     ("redis-restore", DriverKind::Redis),
     ("zookeeper-restore", DriverKind::ZooKeeper),
+    ("elasticsearch-restore", DriverKind::Elasticsearch),
+    ("opensearch-restore", DriverKind::Elasticsearch),
 ];
+
+/// The driver of `function` for tasks of `kind`, if kstash has one.
+pub(crate) fn driver_of(function: &str, kind: TaskKind) -> Option<DriverKind> {
+    let table = match kind {
+        TaskKind::Backup => BACKUP_FUNCTIONS,
+        TaskKind::Restore => RESTORE_FUNCTIONS,
+    };
+    table.iter().find(|(f, _)| *f == function).map(|(_, d)| *d)
+}
 
 /// A task of an Addon, resolved: its driver and parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]

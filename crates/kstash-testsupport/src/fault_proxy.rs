@@ -184,6 +184,8 @@ struct Shared {
     authority: Authority,
     client: Client<HttpConnector, Incoming>,
     plan: Mutex<PlanState>,
+    /// `Basic …` every request must carry, when set.
+    basic_auth: Mutex<Option<String>>,
     requests: AtomicU64,
     faults: AtomicU64,
     connections: AtomicU64,
@@ -229,6 +231,7 @@ impl FaultProxy {
             authority,
             client,
             plan: Mutex::new(PlanState { plan, counted: 0 }),
+            basic_auth: Mutex::new(None),
             requests: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             connections: AtomicU64::new(0),
@@ -277,6 +280,19 @@ impl FaultProxy {
     /// Client connections accepted so far (for keep-alive checks).
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// From now on, requests without HTTP basic auth for `user`/`password` get `401` with an
+    /// Elasticsearch-style `security_exception` body, without forwarding (a secured server in
+    /// front of one that has no authentication).
+    pub fn require_basic_auth(&self, user: &str, password: &str) {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        *self
+            .shared
+            .basic_auth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(format!("Basic {token}"));
     }
 
     /// Replaces the plan for the following requests; the new plan counts from zero.
@@ -364,6 +380,28 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, io::Error> {
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    let wanted = shared
+        .basic_auth
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(wanted) = wanted {
+        let given = req.headers().get(hyper::header::AUTHORIZATION);
+        if given.and_then(|v| v.to_str().ok()) != Some(wanted.as_str()) {
+            drain(req.into_body()).await;
+            let body = r#"{"error":{"type":"security_exception","reason":"unable to authenticate user for REST request"},"status":401}"#;
+            let mut response = Response::new(ProxyBody::Full(Some(Bytes::from(body))));
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"security\""),
+            );
+            return Ok(response);
+        }
+    }
     let fault = shared.plan().decide(req.method(), req.uri().path());
     if fault.is_some() {
         shared.faults.fetch_add(1, Ordering::SeqCst);

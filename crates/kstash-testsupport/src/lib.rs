@@ -39,6 +39,7 @@ pub mod zookeeper_tree;
 
 pub use azurite::Azurite;
 pub use elasticsearch::Elasticsearch;
+pub use elasticsearch::data as es_data;
 pub use error::{Error, Result};
 pub use fault_proxy::{Fault, FaultPlan, FaultProxy};
 pub use gcs::FakeGcs;

@@ -97,6 +97,24 @@ pub enum ExecJob {
         #[arg(long)]
         snapshot: String,
     },
+    /// Run a backup function's stream export to stdout, without a store (benchmarks,
+    /// debugging). Credentials from KSTASH_TARGET_USER / KSTASH_TARGET_PASSWORD.
+    StreamDump(StreamArgs),
+    /// Feed a stream from stdin into a restore function's import, without a store.
+    StreamLoad(StreamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// The Addon function (`elasticsearch-backup`, `elasticsearch-restore`, `postgres-backup`, …).
+    #[arg(long)]
+    pub function: String,
+    /// The target's URL (`http://127.0.0.1:9200`).
+    #[arg(long)]
+    pub url: String,
+    /// Task parameters, `name=value` (repeatable).
+    #[arg(long = "param", short = 'p')]
+    pub params: Vec<String>,
 }
 
 #[derive(Debug, Args)]

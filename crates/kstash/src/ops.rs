@@ -49,6 +49,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "catalog/zookeeper-addon.yaml",
         include_str!("../../../catalog/zookeeper-addon.yaml"),
     ),
+    (
+        "catalog/elasticsearch-addon.yaml",
+        include_str!("../../../catalog/elasticsearch-addon.yaml"),
+    ),
 ];
 
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.
@@ -105,6 +109,9 @@ pub fn server(home: Option<&Path>, a: ServerArgs) -> Result<ExitCode> {
 
 /// `kstash exec backup|restore`: run one executor job and record its exit for the runner.
 pub fn exec(home: Option<&Path>, a: ExecArgs) -> Result<ExitCode> {
+    if let ExecJob::StreamDump(s) | ExecJob::StreamLoad(s) = &a.job {
+        return stream_job(matches!(a.job, ExecJob::StreamDump(_)), s);
+    }
     let store = crate::resources::open_store(home)?;
     let opts = ExecOptions::embedded();
     let result = match &a.job {
@@ -118,6 +125,7 @@ pub fn exec(home: Option<&Path>, a: ExecArgs) -> Result<ExitCode> {
             snapshot,
         } => kstash_exec::run_restore(&store, namespace, restoresession, snapshot, &opts)
             .map(|r| format!("{r:?}")),
+        ExecJob::StreamDump(_) | ExecJob::StreamLoad(_) => unreachable!("handled above"),
     };
     let (code, message) = match &result {
         Ok(_) => (0, String::new()),
@@ -141,6 +149,33 @@ pub fn exec(home: Option<&Path>, a: ExecArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `kstash exec stream-dump|stream-load`: a stream driver between stdio and a target.
+fn stream_job(dump: bool, s: &crate::cli::StreamArgs) -> Result<ExitCode> {
+    let mut params = std::collections::BTreeMap::new();
+    for p in &s.params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--param {p:?} is not name=value"))?;
+        params.insert(k.to_string(), v.to_string());
+    }
+    let target = kstash_exec::DirectTarget {
+        url: s.url.clone(),
+        user: std::env::var("KSTASH_TARGET_USER").unwrap_or_default(),
+        password: std::env::var("KSTASH_TARGET_PASSWORD").unwrap_or_default(),
+        ca_bundle: None,
+    };
+    let started = std::time::Instant::now();
+    let bytes = if dump {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        kstash_exec::dump_stream(&s.function, &target, &params, &mut out)?
+    } else {
+        kstash_exec::load_stream(&s.function, &target, &params, &mut std::io::stdin().lock())?
+    };
+    tracing::info!(bytes, seconds = started.elapsed().as_secs_f64(), "stream done");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn session_phase(store: &Store, ns: &str, name: &str) -> Option<BackupSessionPhase> {
