@@ -31,6 +31,8 @@ pub(crate) struct Connection {
     pub scheme: Option<String>,
     /// `spec.clientConfig.caBundle` (PEM, base64 as in YAML), if any.
     pub ca_bundle: Option<String>,
+    /// `spec.clientConfig.insecureSkipTLSVerify`.
+    pub insecure_skip_tls_verify: bool,
     pub user: String,
     pub password: String,
     /// TLS material (`caBundle`, `tlsSecret`), when the AppBinding has any.
@@ -233,6 +235,7 @@ fn connect(
         sslmode,
         scheme,
         ca_bundle: cc.ca_bundle.clone().filter(|c| !c.trim().is_empty()),
+        insecure_skip_tls_verify: cc.insecure_skip_tls_verify,
         user,
         password,
         tls,

@@ -50,6 +50,7 @@ fn driver(
         database: u.database.clone(),
         scheme: u.scheme.clone(),
         ca_bundle: target.ca_bundle.clone(),
+        insecure_skip_tls_verify: false,
         user: target.user.clone(),
         password: target.password.clone(),
         tls: None,

@@ -624,3 +624,185 @@ fn a_snapshot_taken_by_kubestash_is_restored() {
     run_restore(world.client(), NS, "es-restore-3", &snapshot, &world.opts()).unwrap();
     assert_eq!(print(&es).indices["products"], *products);
 }
+
+/// A TLS-terminating reverse proxy (Python's standard library) in front of `upstream`, with a
+/// server certificate for 127.0.0.1 issued by a CA made here (openssl).
+struct TlsFront {
+    child: std::process::Child,
+    url: String,
+    ca_pem: String,
+    _dir: TempDir,
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TLS_PROXY: &str = r#"
+import http.client, http.server, ssl, sys
+cert, key, upstream, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def forward(self):
+        n = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(n) if n else None
+        conn = http.client.HTTPConnection(upstream, timeout=300)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print("ready", flush=True)
+server.serve_forever()
+"#;
+
+fn tls_front(upstream: &str) -> TlsFront {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kstash test CA",
+        "-keyout",
+        &d("ca.key"),
+        "-out",
+        &d("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &d("server.key"),
+        "-out",
+        &d("server.csr"),
+    ]);
+    std::fs::write(
+        dir.path().join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &d("server.csr"),
+        "-CA",
+        &d("ca.pem"),
+        "-CAkey",
+        &d("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &d("ext.cnf"),
+        "-out",
+        &d("server.pem"),
+    ]);
+    let port = kstash_testsupport::ports::free_port().unwrap();
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            TLS_PROXY,
+            &d("server.pem"),
+            &d("server.key"),
+            &upstream,
+            &port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    TlsFront {
+        child,
+        url: format!("https://127.0.0.1:{port}"),
+        ca_pem: std::fs::read_to_string(dir.path().join("ca.pem")).unwrap(),
+        _dir: dir,
+    }
+}
+
+#[test]
+fn https_with_the_appbinding_ca_bundle() {
+    use base64::Engine as _;
+    let es = Elasticsearch::start().unwrap();
+    es_data::seed_varied(&es, 800).unwrap();
+    let before = print(&es);
+    let tls = tls_front(&es.url);
+    let world = World::new(&tls.url, ES_USER, ES_PASSWORD, false);
+    let mut ab = world
+        .client()
+        .get(&meta::APP_BINDING, NS, APPBINDING)
+        .unwrap()
+        .unwrap();
+    ab["spec"]["clientConfig"]["caBundle"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(&tls.ca_pem));
+    world.client().update(ab).unwrap();
+    world.create_backup_configuration(json!({"waitTimeout": "5"}));
+    let snapshot = world.trigger_backup_session("es-backup-1");
+    run_backup(world.client(), NS, "es-backup-1", &world.opts()).unwrap();
+    es_data::destroy(&es).unwrap();
+    world.create_restore_session("es-restore-1", json!({"waitTimeout": "5"}));
+    run_restore(world.client(), NS, "es-restore-1", &snapshot, &world.opts()).unwrap();
+    before.assert_same(&print(&es));
+
+    // Without the CA bundle the server's certificate is not trusted.
+    let mut ab = world
+        .client()
+        .get(&meta::APP_BINDING, NS, APPBINDING)
+        .unwrap()
+        .unwrap();
+    ab["spec"]["clientConfig"]
+        .as_object_mut()
+        .unwrap()
+        .remove("caBundle");
+    world.client().update(ab).unwrap();
+    world.create_restore_session("es-restore-2", json!({"waitTimeout": "1"}));
+    let e = run_restore(world.client(), NS, "es-restore-2", &snapshot, &world.opts())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is not ready") && e.to_lowercase().contains("certificate"),
+        "{e}"
+    );
+}

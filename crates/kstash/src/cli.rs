@@ -115,6 +115,9 @@ pub struct StreamArgs {
     /// Task parameters, `name=value` (repeatable).
     #[arg(long = "param", short = 'p')]
     pub params: Vec<String>,
+    /// PEM file of the CA to trust for https (like an AppBinding's caBundle).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -164,7 +164,12 @@ fn stream_job(dump: bool, s: &crate::cli::StreamArgs) -> Result<ExitCode> {
         url: s.url.clone(),
         user: std::env::var("KSTASH_TARGET_USER").unwrap_or_default(),
         password: std::env::var("KSTASH_TARGET_PASSWORD").unwrap_or_default(),
-        ca_bundle: None,
+        ca_bundle: match &s.ca_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f).with_context(|| format!("reading --ca-file {}", f.display()))?,
+            ),
+            None => None,
+        },
     };
     let started = std::time::Instant::now();
     let bytes = if dump {

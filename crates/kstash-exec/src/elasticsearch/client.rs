@@ -107,6 +107,10 @@ impl Client {
             }
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
+        if conn.insecure_skip_tls_verify {
+            tracing::warn!(object = %conn.object, "insecureSkipTLSVerify: the server's certificate is not verified");
+            tls = tls.disable_verification(true);
+        }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -149,6 +153,15 @@ impl Client {
                 let req = req
                     .header("Content-Type", content_type)
                     .body(bytes)
+                    .map_err(|e| HttpError::Transport(format!("bad request {method} {path}: {e}")))?;
+                self.agent.run(req)
+            }
+            // A POST or PUT without a body says so (`Content-Length: 0`), rather than sending
+            // an empty chunked body, which some proxies do not read.
+            None if matches!(method, "POST" | "PUT") => {
+                let req = req
+                    .header("Content-Length", "0")
+                    .body(&[][..])
                     .map_err(|e| HttpError::Transport(format!("bad request {method} {path}: {e}")))?;
                 self.agent.run(req)
             }

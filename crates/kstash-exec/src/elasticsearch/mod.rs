@@ -67,7 +67,10 @@
 //! # Limits
 //! Closed indices are skipped (logged); data streams' backing indices are dot-prefixed and so
 //! left out by default. Templates named with a leading dot or marked `_meta.managed` (built-in)
-//! are not backed up. `insecureSkipTLSVerify` is not honoured (a caBundle is).
+//! are not backed up. HTTPS trusts the AppBinding's caBundle (only it) when there is one, the
+//! web PKI roots otherwise; `insecureSkipTLSVerify` turns verification off. A certificate the
+//! client does not trust is retried like an unreachable server until `waitTimeout`, then
+//! reported with the TLS error.
 
 mod client;
 pub(crate) mod export;
