@@ -43,7 +43,7 @@ use crate::error::{ExecError, Result};
 use crate::stream::{Sink, Source, StreamDriver};
 use crate::task::ResolvedTask;
 use crate::tls::{Tls, TlsFiles};
-use crate::tool::{Consumer, Producer, split_args};
+use crate::tool::{Consumer, Producer};
 
 /// The file name of the dump inside the restic snapshot (KubeStash's).
 pub(crate) const DUMP_FILE: &str = "dumpfile.sql";
@@ -53,7 +53,6 @@ pub(crate) const USER_KEYS: &[&str] = &["username", "MYSQL_ROOT_USERNAME"];
 /// Secret keys holding the password, in order of preference.
 pub(crate) const PASSWORD_KEYS: &[&str] = &["password", "MYSQL_ROOT_PASSWORD"];
 const DEFAULT_PORT: u16 = 3306;
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Dump options that come before the user's `args`.
 const DUMP_DEFAULTS: &[&str] = &[
     "--single-transaction",
@@ -172,25 +171,6 @@ impl MySql {
         )
     }
 
-    /// `waitTimeout` in seconds (default 300).
-    fn wait_timeout(&self) -> Result<Duration> {
-        match self.task.param("waitTimeout") {
-            None => Ok(DEFAULT_WAIT),
-            Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-                ExecError::invalid(
-                    self.task.describe(),
-                    format!("parameter waitTimeout {v:?} is not a number of seconds"),
-                )
-            }),
-        }
-    }
-
-    /// User `args`, split like a shell would.
-    fn args(&self) -> Result<Vec<String>> {
-        split_args(self.task.param("args").unwrap_or_default())
-            .map_err(|m| ExecError::invalid(self.task.describe(), format!("parameter args: {m}")))
-    }
-
     /// The first installed tool of `names`.
     fn tool(&self, names: [&str; 2]) -> Result<PathBuf> {
         names
@@ -235,7 +215,7 @@ impl MySql {
     /// Wait until the server answers `ping`.
     fn wait_ready(&self) -> Result<()> {
         let admin = self.tool(self.flavor.admin_tools())?;
-        let timeout = self.wait_timeout()?;
+        let timeout = self.task.wait_timeout()?;
         let started = Instant::now();
         let mut last;
         let mut ping = self.command(&admin);
@@ -280,7 +260,7 @@ impl MySql {
 
     /// The dump tool's arguments after the connection: defaults, user args, selection.
     fn dump_args(&self, dump: &Path) -> Result<Vec<String>> {
-        let mut args = self.args()?;
+        let mut args = self.task.args()?;
         if args.iter().any(|a| a.starts_with("--set-gtid-purged")) && is_mariadb_tool(dump) {
             args = drop_gtid_purged(args).map_err(|m| {
                 ExecError::invalid(
@@ -333,7 +313,7 @@ impl StreamDriver for MySql {
 
     fn consume(&self) -> Result<Box<dyn Sink>> {
         let client = self.tool(self.flavor.client_tools())?;
-        let args = self.args()?;
+        let args = self.task.args()?;
         self.wait_ready()?;
         let tool = tool_name(&client);
         let mut cmd = self.command(&client);

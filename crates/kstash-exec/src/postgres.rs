@@ -16,7 +16,7 @@ use crate::error::{ExecError, Result};
 use crate::stream::{Sink, Source, StreamDriver};
 use crate::task::ResolvedTask;
 use crate::tls::{Tls, TlsFiles};
-use crate::tool::{Consumer, LineDrop, Producer, split_args};
+use crate::tool::{Consumer, LineDrop, Producer};
 
 /// The file name of the dump inside the restic snapshot (KubeStash's).
 pub(crate) const DUMP_FILE: &str = "dumpfile.sql";
@@ -27,7 +27,6 @@ pub(crate) const PASSWORD_KEYS: &[&str] = &["password", "POSTGRES_PASSWORD"];
 /// Where Debian/Ubuntu install the versions side by side.
 const VERSIONS_DIR: &str = "/usr/lib/postgresql";
 const DEFAULT_PORT: u16 = 5432;
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
 /// A PostgreSQL target and one of its tasks.
 pub(crate) struct Postgres {
@@ -74,25 +73,6 @@ impl Postgres {
             self.port(),
             self.user,
         )
-    }
-
-    /// `waitTimeout` in seconds (default 300).
-    fn wait_timeout(&self) -> Result<Duration> {
-        match self.task.param("waitTimeout") {
-            None => Ok(DEFAULT_WAIT),
-            Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-                ExecError::invalid(
-                    self.task.describe(),
-                    format!("parameter waitTimeout {v:?} is not a number of seconds"),
-                )
-            }),
-        }
-    }
-
-    /// User `args`, split like a shell would.
-    fn args(&self) -> Result<Vec<String>> {
-        split_args(self.task.param("args").unwrap_or_default())
-            .map_err(|m| ExecError::invalid(self.task.describe(), format!("parameter args: {m}")))
     }
 
     /// A client tool with the connection in its environment.
@@ -162,7 +142,7 @@ impl Postgres {
     }
 
     fn wait_ready(&self, bin: &Path) -> Result<()> {
-        let timeout = self.wait_timeout()?;
+        let timeout = self.task.wait_timeout()?;
         let started = Instant::now();
         let mut last;
         loop {
@@ -254,7 +234,7 @@ impl StreamDriver for Postgres {
                 ));
             }
         };
-        let args = self.args()?;
+        let args = self.task.args()?;
         let bin = self.ready_tools()?;
         let mut cmd = self.command(&bin, &tool);
         cmd.args(&args);
@@ -273,7 +253,7 @@ impl StreamDriver for Postgres {
                 ));
             }
         };
-        let args = self.args()?;
+        let args = self.task.args()?;
         let bin = self.ready_tools()?;
         let mut cmd = self.command(&bin, "psql");
         cmd.args(["-X", "-q", "-v"])

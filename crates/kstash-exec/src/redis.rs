@@ -44,7 +44,6 @@ pub(crate) const USER_KEYS: &[&str] = &["username"];
 /// Secret keys holding the password.
 pub(crate) const PASSWORD_KEYS: &[&str] = &["password"];
 const DEFAULT_PORT: u16 = 6379;
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const DEFAULT_BATCH: usize = 1000;
 /// Socket read/write timeout: one pipelined batch must be answered within it.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -93,17 +92,6 @@ impl Redis {
         ExecError::invalid(self.task.describe(), message)
     }
 
-    /// `waitTimeout` in seconds (default 300).
-    fn wait_timeout(&self) -> Result<Duration> {
-        match self.task.param("waitTimeout") {
-            None => Ok(DEFAULT_WAIT),
-            Some(v) => v
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| self.invalid(format!("parameter waitTimeout {v:?} is not a number of seconds"))),
-        }
-    }
-
     /// `batchSize` (default 1000): keys per SCAN and pipeline on backup, commands per
     /// pipeline on restore.
     fn batch_size(&self) -> Result<usize> {
@@ -146,7 +134,7 @@ impl Redis {
 
     /// Wait until the server answers PING (`NOAUTH` counts as an answer; `LOADING` does not).
     fn wait_ready(&self) -> Result<()> {
-        let timeout = self.wait_timeout()?;
+        let timeout = self.task.wait_timeout()?;
         let started = Instant::now();
         let mut last;
         loop {

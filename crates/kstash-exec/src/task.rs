@@ -49,6 +49,9 @@ pub enum DriverKind {
     Elasticsearch,
 }
 
+/// How long a driver waits for its server when `waitTimeout` is not set.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Functions with a backup driver.
 const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("workload-backup", DriverKind::Volume),
@@ -125,6 +128,25 @@ impl ResolvedTask {
             }
         }
         Ok(())
+    }
+
+    /// `waitTimeout` in seconds: how long a driver waits for its server (default 300).
+    pub fn wait_timeout(&self) -> Result<std::time::Duration> {
+        match self.param("waitTimeout") {
+            None => Ok(DEFAULT_WAIT),
+            Some(v) => v.parse::<u64>().map(std::time::Duration::from_secs).map_err(|_| {
+                ExecError::invalid(
+                    self.describe(),
+                    format!("parameter waitTimeout {v:?} is not a number of seconds"),
+                )
+            }),
+        }
+    }
+
+    /// The user's `args`, split like a shell would.
+    pub fn args(&self) -> Result<Vec<String>> {
+        crate::tool::split_args(self.param("args").unwrap_or_default())
+            .map_err(|m| ExecError::invalid(self.describe(), format!("parameter args: {m}")))
     }
 
     /// A comma-separated list parameter (empty items dropped).

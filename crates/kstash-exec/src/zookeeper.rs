@@ -88,7 +88,6 @@ pub(crate) const PASSWORD_KEYS: &[&str] = &["password"];
 const FORMAT: &str = "kstash-zookeeper-dump";
 const VERSION: u32 = 1;
 const DEFAULT_PORT: u16 = 2181;
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Nodes read, or created, at once on the session.
 pub(crate) const IN_FLIGHT: usize = 32;
 /// The subtree ZooKeeper keeps for itself (quotas, the ensemble config).
@@ -370,13 +369,7 @@ impl ZooKeeper {
 
     fn settings(&self) -> Result<Settings> {
         let invalid = |m: String| ExecError::invalid(self.task.describe(), m);
-        let wait = match self.task.param("waitTimeout") {
-            None => DEFAULT_WAIT,
-            Some(v) => v
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| invalid(format!("parameter waitTimeout {v:?} is not a number of seconds")))?,
-        };
+        let wait = self.task.wait_timeout()?;
         let root = check_root(self.task.param("root").unwrap_or("/")).map_err(invalid)?;
         let existing = match self.task.param("existingNode").unwrap_or("keep") {
             "keep" => ExistingNode::Keep,

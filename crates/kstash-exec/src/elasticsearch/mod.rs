@@ -86,7 +86,6 @@ use crate::error::{ExecError, Result};
 use crate::native::{ThreadSink, ThreadSource};
 use crate::stream::{Sink, Source, StreamDriver};
 use crate::task::ResolvedTask;
-use crate::tool::split_args;
 
 pub(crate) use client::{Client, TOOL};
 
@@ -103,7 +102,6 @@ pub(crate) const PASSWORD_KEYS: &[&str] = &["password", "ADMIN_PASSWORD"];
 /// KubeStash's default `--match`.
 pub(crate) const DEFAULT_MATCH: &str = "^(?![.])(?!apm-agent-configuration)(?!kubedb-system).+";
 
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const DEFAULT_BATCH: usize = 5000;
 const DEFAULT_BULK_DOCS: usize = 1000;
 const DEFAULT_BULK_BYTES: usize = 5 << 20;
@@ -314,8 +312,7 @@ pub(crate) struct Options {
 impl Options {
     pub fn from_task(task: &ResolvedTask) -> Result<Options> {
         let bad = |m: String| ExecError::invalid(task.describe(), m);
-        let args = split_args(task.param("args").unwrap_or_default())
-            .map_err(|m| bad(format!("parameter args: {m}")))?;
+        let args = task.args()?;
         let mut matcher: Option<String> = None;
         let mut parts = Parts::ALL;
         let mut limit: Option<usize> = None;
@@ -425,13 +422,7 @@ impl Options {
                 )));
             }
         };
-        let wait = match task.param("waitTimeout") {
-            None => DEFAULT_WAIT,
-            Some(v) => v
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| bad(format!("parameter waitTimeout {v:?} is not a number of seconds")))?,
-        };
+        let wait = task.wait_timeout()?;
         Ok(Options {
             selection,
             restore_selection,
