@@ -215,6 +215,7 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
             session: s.name.clone(),
             schedule: sch.schedule.clone(),
             suspend: bc.spec.paused || sch.suspend == Some(true),
+            scheduler: sch.clone(),
         };
         match p.ensure_schedule(&spec) {
             Ok(next) => {

@@ -38,6 +38,48 @@ pub struct JobSpec {
     pub deadline: Option<Timestamp>,
 }
 
+/// What an executor job is for, read back from its arguments (a runtime that builds its own job
+/// objects, like Kubernetes, needs the session it serves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobPurpose {
+    /// `backup --namespace <ns> --backupsession <name>`.
+    Backup { backup_session: String },
+    /// `restore --namespace <ns> --restoresession <name> --snapshot <snapshot>`.
+    Restore {
+        restore_session: String,
+        snapshot: String,
+    },
+    /// Anything else.
+    Other,
+}
+
+impl JobSpec {
+    /// The session this job serves, from its arguments.
+    pub fn purpose(&self) -> JobPurpose {
+        let flag = |name: &str| {
+            self.args
+                .iter()
+                .position(|a| a == name)
+                .and_then(|i| self.args.get(i + 1))
+                .cloned()
+        };
+        match self.args.first().map(String::as_str) {
+            Some("backup") => match flag("--backupsession") {
+                Some(backup_session) => JobPurpose::Backup { backup_session },
+                None => JobPurpose::Other,
+            },
+            Some("restore") => match (flag("--restoresession"), flag("--snapshot")) {
+                (Some(restore_session), Some(snapshot)) => JobPurpose::Restore {
+                    restore_session,
+                    snapshot,
+                },
+                _ => JobPurpose::Other,
+            },
+            _ => JobPurpose::Other,
+        }
+    }
+}
+
 /// Observed state of an executor job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
@@ -52,7 +94,7 @@ pub enum JobState {
 }
 
 /// One schedule per BackupConfiguration session (a CronJob `trigger-<bc>-<session>` on Kubernetes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScheduleSpec {
     pub namespace: String,
     pub invoker: String,
@@ -61,6 +103,9 @@ pub struct ScheduleSpec {
     pub schedule: String,
     /// Paused configuration or `scheduler.suspend`.
     pub suspend: bool,
+    /// The session's whole scheduler (history limits, concurrency policy, trigger job template),
+    /// for runtimes that create a CronJob from it; the embedded cron uses only the fields above.
+    pub scheduler: kstash_api::core::SchedulerSpec,
 }
 
 /// Outcome of a hook command run by the platform.

@@ -111,6 +111,7 @@ mod tests {
 
     fn spec(schedule: &str, suspend: bool) -> ScheduleSpec {
         ScheduleSpec {
+            scheduler: Default::default(),
             namespace: "demo".into(),
             invoker: "bc".into(),
             session: "s".into(),

@@ -1,0 +1,25 @@
+//! The Kubernetes runtime of kstash: the controller's `Platform` seam implemented on kube-rs.
+//!
+//! - [`resources::KubeResources`]: the `Resources` seam over the API server (status subresource,
+//!   resourceVersion checks, finalizers), used by the reconcilers and by executors in Jobs.
+//! - [`build`]: pure builders of the objects the operator owns — executor Jobs from an Addon task
+//!   and its Function, trigger CronJobs `trigger-<bc>-<session>`, and per-namespace RBAC.
+//! - [`platform::KubePlatform`]: the `Platform` seam (jobs, schedules, targets, Events), applying
+//!   owned objects with server-side apply under one field manager.
+//! - [`leader`]: Lease-based leader election, so two operator replicas never act at once.
+//! - [`operator`]: the operator loop — CRD check, watches with backoff, a de-duplicating work
+//!   queue over the shared reconcilers, health endpoints, clean shutdown on SIGTERM.
+
+pub mod build;
+pub mod error;
+pub mod leader;
+pub mod operator;
+pub mod platform;
+pub mod resources;
+
+pub use error::KubeError;
+pub use platform::KubePlatform;
+pub use resources::KubeResources;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "kstash-operator";

@@ -1,0 +1,433 @@
+//! The operator loop: connect (kubeconfig or in-cluster), check the API and the CRDs with clear
+//! errors, elect a leader through a Lease, watch every reconciled kind and the executor Jobs
+//! (kube-rs watchers with their default backoff), and run the shared reconcilers one at a time
+//! from a de-duplicating delay queue, resyncing every 10 s. Serves `/healthz`, `/readyz` and
+//! `/metrics`, and stops cleanly when the shutdown future resolves (SIGTERM in the binary).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kstash_api::client::ResourcesExt;
+use kstash_controller::dispatch::{self, Key, RECONCILED};
+use kstash_controller::metrics::{StateObjects, state_metrics};
+use kstash_controller::platform::StorageOps;
+use kstash_controller::{ReconcileError, Requeue};
+use kube::api::ApiResource;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::error::{KubeError, Result};
+use crate::leader::{self, Election, LeaseConfig};
+use crate::platform::{KubePlatform, KubeSettings};
+use crate::resources::{KubeResources, api_resource, builtin};
+
+/// How often every object is reconciled even without changes (KubeStash requeues every 10 s).
+pub const RESYNC: Duration = Duration::from_secs(10);
+
+/// What the operator is started with.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// A kubeconfig file; `None`: `KUBECONFIG`, `~/.kube/config`, or the in-cluster ServiceAccount.
+    pub kubeconfig: Option<PathBuf>,
+    /// The Lease to hold; `None` disables leader election (one replica only!).
+    pub lease: Option<LeaseConfig>,
+    /// Where `/healthz` and `/readyz` are served (`None`: not served).
+    pub health_addr: Option<SocketAddr>,
+    /// Where `/metrics` is served (`None`: not served).
+    pub metrics_addr: Option<SocketAddr>,
+    pub settings: KubeSettings,
+}
+
+/// A client from the kubeconfig (or the environment), and the API server URL for messages.
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<(kube::Client, String)> {
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| KubeError::Config(format!("kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| KubeError::Config(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            KubeError::Config(format!(
+                "{e} (set --kubeconfig or KUBECONFIG, or run in a pod with a ServiceAccount)"
+            ))
+        })?,
+    };
+    config.connect_timeout = Some(Duration::from_secs(5));
+    let url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
+    Ok((client, url))
+}
+
+/// The CustomResourceDefinitions kstash needs (`<plural>.<group>` of every kind it serves).
+pub fn required_crds() -> Vec<String> {
+    kstash_api::meta::ALL
+        .iter()
+        .filter(|rt| !rt.group.is_empty())
+        .map(|rt| rt.qualified_plural())
+        .collect()
+}
+
+/// Check that the API answers and every required CRD is installed.
+pub async fn check_api(client: &kube::Client, url: &str) -> Result<()> {
+    let version = tokio::time::timeout(Duration::from_secs(15), client.apiserver_version())
+        .await
+        .map_err(|_| KubeError::Unreachable {
+            url: url.to_string(),
+            message: "no answer within 15 s".into(),
+        })?
+        .map_err(|e| KubeError::Unreachable {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+    tracing::info!(server = %url, version = %version.git_version, "connected to the Kubernetes API");
+    let crds = kube::Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &builtin(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+        ),
+    );
+    for name in required_crds() {
+        match crds.get_opt(&name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(KubeError::CrdMissing { name }),
+            Err(e) => {
+                return Err(KubeError::Api {
+                    object: format!("CustomResourceDefinition {name}"),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The reconcile keys a watched object wakes: the dispatcher's for kstash kinds, the owning
+/// session for an executor Job.
+pub fn keys_for(obj: &Value) -> Vec<Key> {
+    if obj.pointer("/kind").and_then(Value::as_str) == Some("Job") {
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|o| {
+                let kind = match o["kind"].as_str()? {
+                    "BackupSession" => "BackupSession",
+                    "RestoreSession" => "RestoreSession",
+                    _ => return None,
+                };
+                Some(Key {
+                    kind,
+                    namespace: ns.to_string(),
+                    name: o["name"].as_str()?.to_string(),
+                })
+            })
+            .collect();
+    }
+    dispatch::keys_for_change(obj)
+}
+
+/// Watch `ar` across namespaces (only objects with `labels`), sending the keys of every change.
+fn spawn_watch(
+    client: kube::Client,
+    ar: ApiResource,
+    labels: Option<String>,
+    tx: mpsc::UnboundedSender<Key>,
+) {
+    tokio::spawn(async move {
+        let api = kube::Api::<kube::api::DynamicObject>::all_with(client, &ar);
+        let mut cfg = watcher::Config::default();
+        if let Some(l) = &labels {
+            cfg = cfg.labels(l);
+        }
+        let mut stream = watcher(api, cfg).default_backoff().boxed();
+        while let Some(ev) = stream.next().await {
+            let objs = match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)) => {
+                    vec![o]
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(kind = %ar.kind, error = %e, "watch failed; retrying with backoff");
+                    continue;
+                }
+            };
+            for o in objs {
+                let Ok(mut v) = serde_json::to_value(&o) else {
+                    continue;
+                };
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("apiVersion".into(), Value::String(ar.api_version.clone()));
+                    map.insert("kind".into(), Value::String(ar.kind.clone()));
+                }
+                for key in keys_for(&v) {
+                    if tx.send(key).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Every object of the reconciled kinds, as keys.
+fn all_keys(p: &KubePlatform) -> Vec<Key> {
+    let mut out = Vec::new();
+    for rt in RECONCILED {
+        match kstash_api::client::Resources::list(p, rt, None, &[]) {
+            Ok(objs) => {
+                for o in objs {
+                    out.push(Key {
+                        kind: rt.kind,
+                        namespace: o
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        name: o
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(kind = rt.kind, error = %e, "resync list failed"),
+        }
+    }
+    out
+}
+
+fn collect_state(p: &KubePlatform) -> std::result::Result<StateObjects, String> {
+    let e = |e: kstash_api::client::ClientError| e.to_string();
+    Ok(StateObjects {
+        backup_configurations: p.list_as(None, &[]).map_err(e)?,
+        backup_sessions: p.list_as(None, &[]).map_err(e)?,
+        restore_sessions: p.list_as(None, &[]).map_err(e)?,
+        backup_storages: p.list_as(None, &[]).map_err(e)?,
+        repositories: p.list_as(None, &[]).map_err(e)?,
+        snapshots: p.list_as(None, &[]).map_err(e)?,
+    })
+}
+
+async fn serve(addr: SocketAddr, router: axum::Router) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| KubeError::Other(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| KubeError::Other(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "HTTP endpoint stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Run the operator until `shutdown` resolves. Returns an error when the API or the CRDs are
+/// missing at start, or when this replica loses its Lease (the process should exit and restart).
+pub async fn run(
+    config: OperatorConfig,
+    storage: Arc<dyn StorageOps>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    tokio::pin!(shutdown);
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = config.health_addr {
+        let r = ready.clone();
+        let router = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let r = r.clone();
+                    async move {
+                        if r.load(Ordering::SeqCst) {
+                            (axum::http::StatusCode::OK, "ready")
+                        } else {
+                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
+                        }
+                    }
+                }),
+            );
+        let bound = serve(addr, router).await?;
+        tracing::info!(addr = %bound, "health endpoints /healthz /readyz");
+    }
+    let (client, url) = connect(config.kubeconfig.as_deref()).await?;
+    tokio::select! {
+        r = check_api(&client, &url) => r?,
+        () = &mut shutdown => return Ok(()),
+    }
+    let res = KubeResources::new(client.clone(), tokio::runtime::Handle::current());
+    let platform = Arc::new(KubePlatform::new(res, storage, config.settings.clone()));
+    ready.store(true, Ordering::SeqCst);
+    if let Some(addr) = config.metrics_addr {
+        let p = platform.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let p = p.clone();
+                async move {
+                    match tokio::task::spawn_blocking(move || collect_state(&p).map(|o| state_metrics(&o)))
+                        .await
+                    {
+                        Ok(Ok(body)) => (axum::http::StatusCode::OK, body),
+                        Ok(Err(e)) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e),
+                        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                    }
+                }
+            }),
+        );
+        let bound = serve(addr, router).await?;
+        tracing::info!(addr = %bound, "metrics endpoint /metrics");
+    }
+
+    // Leader election: wait for the Lease before acting.
+    if let Some(lease) = &config.lease {
+        loop {
+            match leader::try_acquire(&client, lease).await {
+                Ok(Election::Leader) => {
+                    tracing::info!(lease = %format!("{}/{}", lease.namespace, lease.name), identity = %lease.identity, "became the leader");
+                    break;
+                }
+                Ok(Election::Follower { holder }) => {
+                    tracing::info!(%holder, "waiting for the leader's Lease to expire");
+                }
+                Err(e) => tracing::warn!(error = %e, "leader election failed; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(lease.renew_every()) => {}
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+    }
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Key>();
+    for rt in RECONCILED {
+        spawn_watch(client.clone(), api_resource(rt), None, tx.clone());
+    }
+    spawn_watch(
+        client.clone(),
+        builtin("batch/v1", "Job", "jobs"),
+        Some(format!(
+            "{}={}",
+            crate::build::LABEL_MANAGED_BY,
+            crate::build::MANAGED_BY
+        )),
+        tx.clone(),
+    );
+
+    let mut queue: BTreeMap<Key, Instant> = BTreeMap::new();
+    let mut failures: BTreeMap<Key, u32> = BTreeMap::new();
+    let mut resync = tokio::time::interval(RESYNC);
+    let mut renew = tokio::time::interval(
+        config
+            .lease
+            .as_ref()
+            .map(LeaseConfig::renew_every)
+            .unwrap_or(Duration::from_secs(3600)),
+    );
+    renew.tick().await;
+    tracing::info!("operator loop started");
+    let outcome = loop {
+        let next = queue.values().min().copied();
+        let sleep_until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            Some(key) = rx.recv() => {
+                queue.insert(key, Instant::now());
+                continue;
+            }
+            _ = resync.tick() => {
+                let p = platform.clone();
+                if let Ok(keys) = tokio::task::spawn_blocking(move || all_keys(&p)).await {
+                    let now = Instant::now();
+                    for k in keys {
+                        queue.entry(k).or_insert(now);
+                    }
+                }
+                continue;
+            }
+            _ = renew.tick(), if config.lease.is_some() => {
+                let lease = config.lease.as_ref().expect("checked");
+                match leader::try_acquire(&client, lease).await {
+                    Ok(Election::Leader) => {}
+                    Ok(Election::Follower { holder }) => {
+                        break Err(KubeError::Other(format!("lost the Lease {}/{} to {holder}; exiting so a restart rejoins the election", lease.namespace, lease.name)));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the Lease; retrying"),
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(sleep_until) => {}
+        }
+        let now = Instant::now();
+        let Some(key) = queue.iter().find(|(_, t)| **t <= now).map(|(k, _)| k.clone()) else {
+            continue;
+        };
+        queue.remove(&key);
+        let p = platform.clone();
+        let k = key.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let span = tracing::info_span!("reconcile", object = %k);
+            let _g = span.enter();
+            dispatch::reconcile(&*p, &k)
+        })
+        .await;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => Err(ReconcileError::Other(format!("reconciler panicked: {e}"))),
+        };
+        match result {
+            Ok(Requeue::Idle) => {
+                failures.remove(&key);
+            }
+            Ok(Requeue::After(d)) => {
+                failures.remove(&key);
+                let at = Instant::now() + d;
+                let slot = queue.entry(key).or_insert(at);
+                *slot = (*slot).min(at);
+            }
+            Err(e) => {
+                let n = failures.entry(key.clone()).or_insert(0);
+                *n += 1;
+                let conflict = matches!(&e, ReconcileError::Client(c) if c.is_conflict());
+                if conflict {
+                    tracing::debug!(object = %key, error = %e, "conflict; retrying");
+                } else {
+                    tracing::warn!(object = %key, error = %e, attempt = *n, "reconcile failed");
+                }
+                let backoff = if conflict {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::from_millis(500 * u64::from((*n).min(20)))
+                };
+                queue.insert(key, Instant::now() + backoff);
+            }
+        }
+    };
+    if let Some(lease) = &config.lease
+        && let Err(e) = leader::release(&client, lease).await
+    {
+        tracing::warn!(error = %e, "cannot release the Lease");
+    }
+    tracing::info!("operator stopped");
+    outcome
+}

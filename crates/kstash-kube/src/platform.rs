@@ -1,0 +1,647 @@
+//! The `Platform` seam on Kubernetes: resources through the API, executors as batch/v1 Jobs built
+//! from the Addon task and Function, schedules as CronJobs `trigger-<bc>-<session>`, per-namespace
+//! executor RBAC, targets looked up through discovery, and Events. Owned objects are written with
+//! server-side apply under one field manager; the reconcilers' own writes use resourceVersion
+//! checks and the status subresource.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kstash_api::addons::{Addon, Function};
+use kstash_api::client::{ClientResult, Resources, ResourcesExt};
+use kstash_api::common::{AddonInfo, TaskReference, TypedObjectReference};
+use kstash_api::core::{BackupConfiguration, BackupSession, RestoreSession};
+use kstash_api::meta::ResourceType;
+use kstash_api::schedule::Schedule;
+use kstash_api::storage::{BackupStorage, Repository};
+use kstash_controller::platform::{
+    CommandOutput, JobPurpose, JobSpec, JobState, Platform, PlatformError, ScheduleSpec, StorageOps,
+};
+use kube::api::ApiResource;
+use serde_json::{Value, json};
+
+use crate::build::{self, ExecutorInputs, TriggerInputs};
+use crate::resources::{KubeResources, builtin};
+
+/// Settings of the operator that shape what it creates.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// Image of trigger CronJob pods (`kstash trigger`).
+    pub image: String,
+    /// Pushgateway for session metrics.
+    pub pushgateway: Option<String>,
+}
+
+/// The Kubernetes runtime.
+pub struct KubePlatform {
+    res: KubeResources,
+    storage: Arc<dyn StorageOps>,
+    settings: KubeSettings,
+    /// Namespaces whose executor RBAC was applied by this process.
+    rbac_done: Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for KubePlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubePlatform")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn jobs_ar() -> ApiResource {
+    builtin("batch/v1", "Job", "jobs")
+}
+fn cronjobs_ar() -> ApiResource {
+    builtin("batch/v1", "CronJob", "cronjobs")
+}
+
+fn perr(e: impl std::fmt::Display) -> PlatformError {
+    PlatformError::new(e.to_string())
+}
+
+/// The owner reference of a stored object.
+fn owner_of(obj: &Value) -> Value {
+    json!({
+        "apiVersion": obj.pointer("/apiVersion").cloned().unwrap_or(Value::Null),
+        "kind": obj.pointer("/kind").cloned().unwrap_or(Value::Null),
+        "name": obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+        "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// The API resource of a target kind (`apiGroup` + `kind`), for the kinds backups target.
+pub fn target_resource(target: &TypedObjectReference) -> Option<ApiResource> {
+    let group = target.api_group.as_deref().unwrap_or("");
+    let kind = target.kind.as_deref().unwrap_or("");
+    let (api_version, plural) = match (group, kind) {
+        ("apps", "Deployment") => ("apps/v1", "deployments"),
+        ("apps", "StatefulSet") => ("apps/v1", "statefulsets"),
+        ("apps", "DaemonSet") => ("apps/v1", "daemonsets"),
+        ("apps", "ReplicaSet") => ("apps/v1", "replicasets"),
+        ("", "PersistentVolumeClaim") => ("v1", "persistentvolumeclaims"),
+        ("", "Pod") => ("v1", "pods"),
+        ("appcatalog.appscode.com", "AppBinding") => ("appcatalog.appscode.com/v1alpha1", "appbindings"),
+        _ => return None,
+    };
+    Some(builtin(api_version, kind, plural))
+}
+
+/// The state of a group of executor Jobs: Failed when one failed, Succeeded when all completed,
+/// Running otherwise, Missing when there are none.
+pub fn group_state(jobs: &[Value]) -> JobState {
+    if jobs.is_empty() {
+        return JobState::Missing;
+    }
+    let cond = |j: &Value, t: &str| {
+        j.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == t && c["status"] == "True")
+            .cloned()
+    };
+    for j in jobs {
+        if let Some(c) = cond(j, "Failed") {
+            let name = j.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            return JobState::Failed(
+                format!(
+                    "Job {name}: {} {}",
+                    c["reason"].as_str().unwrap_or("Failed"),
+                    c["message"].as_str().unwrap_or("")
+                )
+                .trim_end()
+                .to_string(),
+            );
+        }
+    }
+    if jobs.iter().all(|j| cond(j, "Complete").is_some()) {
+        JobState::Succeeded
+    } else {
+        JobState::Running
+    }
+}
+
+impl KubePlatform {
+    /// A platform over `res`, with the storage operations of the executor crate.
+    pub fn new(res: KubeResources, storage: Arc<dyn StorageOps>, settings: KubeSettings) -> Self {
+        KubePlatform {
+            res,
+            storage,
+            settings,
+            rbac_done: Mutex::new(Default::default()),
+        }
+    }
+
+    /// The resource client.
+    pub fn resources(&self) -> &KubeResources {
+        &self.res
+    }
+
+    /// Apply the executor ServiceAccount and RoleBindings of `namespace` (once per process).
+    pub fn ensure_executor_rbac(&self, namespace: &str) -> Result<(), PlatformError> {
+        if self
+            .rbac_done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(namespace)
+        {
+            return Ok(());
+        }
+        for obj in build::executor_rbac(namespace) {
+            let ar = match obj["kind"].as_str().unwrap_or("") {
+                "ServiceAccount" => builtin("v1", "ServiceAccount", "serviceaccounts"),
+                "RoleBinding" => builtin("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
+                _ => builtin(
+                    "rbac.authorization.k8s.io/v1",
+                    "ClusterRoleBinding",
+                    "clusterrolebindings",
+                ),
+            };
+            self.res.apply(&ar, &obj).map_err(perr)?;
+        }
+        self.rbac_done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(namespace.to_string());
+        Ok(())
+    }
+
+    fn executor_jobs(&self, namespace: &str, name: &str) -> ClientResult<Vec<Value>> {
+        self.res
+            .list_any(&jobs_ar(), Some(namespace), &[(build::LABEL_EXECUTOR, name)])
+    }
+
+    /// Build the executor Jobs of `job` from its session, the Addon task and the Function.
+    pub fn plan_executor(&self, job: &JobSpec) -> Result<Vec<Value>, PlatformError> {
+        let ns = job.namespace.as_str();
+        let (session_obj, addon, task_ref, repos, target, vars): (
+            Value,
+            AddonInfo,
+            TaskReference,
+            Vec<String>,
+            Option<TypedObjectReference>,
+            BTreeMap<String, String>,
+        ) = match job.purpose() {
+            JobPurpose::Backup { backup_session } => {
+                let obj = self
+                    .res
+                    .get(&kstash_api::meta::BACKUP_SESSION, ns, &backup_session)
+                    .map_err(perr)?
+                    .ok_or_else(|| perr(format!("BackupSession {ns}/{backup_session} not found")))?;
+                let bs: BackupSession = kstash_api::client::decode(obj.clone()).map_err(perr)?;
+                let invoker = bs
+                    .spec
+                    .invoker
+                    .as_ref()
+                    .map(|i| i.name.clone())
+                    .unwrap_or_default();
+                let bc: BackupConfiguration = self.res.must_get(ns, &invoker).map_err(perr)?;
+                let session = bc
+                    .spec
+                    .sessions
+                    .iter()
+                    .find(|s| s.name == bs.spec.session)
+                    .ok_or_else(|| {
+                        perr(format!(
+                            "BackupConfiguration {ns}/{invoker} has no session {:?}",
+                            bs.spec.session
+                        ))
+                    })?;
+                let addon = session.addon.clone().ok_or_else(|| {
+                    perr(format!(
+                        "BackupConfiguration {ns}/{invoker} session {}: spec.sessions[].addon is required",
+                        session.name
+                    ))
+                })?;
+                let storages = bc
+                    .spec
+                    .backends
+                    .iter()
+                    .filter(|b| session.repositories.iter().any(|r| r.backend == b.name))
+                    .filter_map(|b| b.storage_ref.as_ref())
+                    .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(ns), r.name))
+                    .collect();
+                let vars = BTreeMap::from([
+                    ("namespace".to_string(), ns.to_string()),
+                    ("backupSession".to_string(), backup_session.clone()),
+                    ("invokerKind".to_string(), "BackupConfiguration".to_string()),
+                    ("invokerName".to_string(), invoker.clone()),
+                ]);
+                let task = addon.tasks.first().cloned().ok_or_else(|| {
+                    perr(format!(
+                        "BackupConfiguration {ns}/{invoker} session {}: addon.tasks is empty",
+                        session.name
+                    ))
+                })?;
+                (obj, addon, task, storages, bc.spec.target.clone(), vars)
+            }
+            JobPurpose::Restore {
+                restore_session,
+                snapshot,
+            } => {
+                let obj = self
+                    .res
+                    .get(&kstash_api::meta::RESTORE_SESSION, ns, &restore_session)
+                    .map_err(perr)?
+                    .ok_or_else(|| perr(format!("RestoreSession {ns}/{restore_session} not found")))?;
+                let rs: RestoreSession = kstash_api::client::decode(obj.clone()).map_err(perr)?;
+                let addon = rs.spec.addon.clone().ok_or_else(|| {
+                    perr(format!(
+                        "RestoreSession {ns}/{restore_session}: spec.addon is required"
+                    ))
+                })?;
+                let task = addon.tasks.first().cloned().ok_or_else(|| {
+                    perr(format!(
+                        "RestoreSession {ns}/{restore_session}: addon.tasks is empty"
+                    ))
+                })?;
+                let mut storages = Vec::new();
+                if let Some(ds) = &rs.spec.data_source {
+                    let repo_ns = if ds.namespace.is_empty() {
+                        ns
+                    } else {
+                        &ds.namespace
+                    };
+                    if let Ok(repo) = self.res.must_get::<Repository>(repo_ns, &ds.repository) {
+                        let sr = &repo.spec.storage_ref;
+                        storages.push(format!(
+                            "{}/{}",
+                            sr.namespace.as_deref().unwrap_or(repo_ns),
+                            sr.name
+                        ));
+                    }
+                }
+                let vars = BTreeMap::from([
+                    ("namespace".to_string(), ns.to_string()),
+                    ("restoreSession".to_string(), restore_session.clone()),
+                    ("snapshot".to_string(), snapshot.clone()),
+                    ("invokerKind".to_string(), "RestoreSession".to_string()),
+                    ("invokerName".to_string(), restore_session.clone()),
+                ]);
+                (obj, addon, task, storages, rs.spec.target.clone(), vars)
+            }
+            JobPurpose::Other => {
+                return Err(perr(format!(
+                    "executor {ns}/{}: unknown job arguments {:?}",
+                    job.name, job.args
+                )));
+            }
+        };
+        self.plan_from(
+            job,
+            &session_obj,
+            &addon,
+            &task_ref,
+            &repos,
+            target.as_ref(),
+            vars,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_from(
+        &self,
+        job: &JobSpec,
+        session_obj: &Value,
+        addon: &AddonInfo,
+        task_ref: &TaskReference,
+        storage_refs: &[String],
+        target: Option<&TypedObjectReference>,
+        mut vars: BTreeMap<String, String>,
+    ) -> Result<Vec<Value>, PlatformError> {
+        let ns = job.namespace.as_str();
+        let addon_obj: Addon = self.res.must_get("", &addon.name).map_err(perr)?;
+        let tasks = match job.purpose() {
+            JobPurpose::Restore { .. } => &addon_obj.spec.restore_tasks,
+            _ => &addon_obj.spec.backup_tasks,
+        };
+        let task = tasks.iter().find(|t| t.name == task_ref.name).ok_or_else(|| {
+            perr(format!(
+                "Addon {} has no task {:?}; it has: {}",
+                addon.name,
+                task_ref.name,
+                tasks
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let function: Function = self.res.must_get("", &task.function).map_err(perr)?;
+        for p in &task.parameters {
+            if !p.default.is_empty() {
+                vars.entry(p.name.clone()).or_insert_with(|| p.default.clone());
+            }
+        }
+        if let Some(Value::Object(params)) = &task_ref.params {
+            for (k, v) in params {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                vars.insert(k.clone(), text);
+            }
+        }
+        let mut target_obj = None;
+        let mut daemon_nodes = Vec::new();
+        if let Some(t) = target {
+            vars.insert("targetName".into(), t.name.clone());
+            vars.insert("targetKind".into(), t.kind.clone().unwrap_or_default());
+            let tns = t.namespace.as_deref().unwrap_or(ns);
+            vars.insert("targetNamespace".into(), tns.to_string());
+            if let Some(ar) = target_resource(t) {
+                target_obj = self.res.get_any(&ar, tns, &t.name).map_err(perr)?;
+                if let Some(o) = target_obj.as_mut()
+                    && let Some(map) = o.as_object_mut()
+                {
+                    map.insert("kind".into(), Value::String(ar.kind.clone()));
+                }
+                if t.kind.as_deref() == Some("DaemonSet")
+                    && let Some(sel) = target_obj
+                        .as_ref()
+                        .and_then(|o| o.pointer("/spec/selector/matchLabels"))
+                        .and_then(Value::as_object)
+                {
+                    let labels: Vec<(String, String)> = sel
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect();
+                    let pairs: Vec<(&str, &str)> =
+                        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let pods = self
+                        .res
+                        .list_any(&builtin("v1", "Pod", "pods"), Some(tns), &pairs)
+                        .map_err(perr)?;
+                    let mut nodes: Vec<String> = pods
+                        .iter()
+                        .filter_map(|p| p.pointer("/spec/nodeName").and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect();
+                    nodes.sort();
+                    nodes.dedup();
+                    daemon_nodes = nodes;
+                }
+            }
+        }
+        let mut storages = Vec::new();
+        for r in storage_refs {
+            let (sns, sname) = r.split_once('/').unwrap_or((ns, r));
+            if let Some(s) = self.res.get_as::<BackupStorage>(sns, sname).map_err(perr)? {
+                storages.push(s);
+            }
+        }
+        let inputs = ExecutorInputs {
+            job,
+            owner: owner_of(session_obj),
+            addon,
+            task_ref,
+            task,
+            function: &function,
+            vars,
+            target: target_obj.as_ref(),
+            daemon_nodes,
+            storages: storages.iter().collect(),
+            service_account: build::EXECUTOR_SERVICE_ACCOUNT.to_string(),
+            now: Timestamp::now(),
+        };
+        build::executor_jobs(&inputs).map_err(perr)
+    }
+}
+
+impl Resources for KubePlatform {
+    fn get(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<Option<Value>> {
+        self.res.get(rt, namespace, name)
+    }
+    fn list(
+        &self,
+        rt: &'static ResourceType,
+        namespace: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> ClientResult<Vec<Value>> {
+        self.res.list(rt, namespace, labels)
+    }
+    fn create(&self, obj: Value) -> ClientResult<Value> {
+        self.res.create(obj)
+    }
+    fn update(&self, obj: Value) -> ClientResult<Value> {
+        self.res.update(obj)
+    }
+    fn update_status(&self, obj: Value) -> ClientResult<Value> {
+        self.res.update_status(obj)
+    }
+    fn delete(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<()> {
+        self.res.delete(rt, namespace, name)
+    }
+}
+
+impl Platform for KubePlatform {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    fn start_job(&self, job: &JobSpec) -> Result<(), PlatformError> {
+        if !self
+            .executor_jobs(&job.namespace, &job.name)
+            .map_err(perr)?
+            .is_empty()
+        {
+            return Ok(());
+        }
+        let jobs = self.plan_executor(job)?;
+        self.ensure_executor_rbac(&job.namespace)?;
+        for j in &jobs {
+            self.res.apply(&jobs_ar(), j).map_err(perr)?;
+        }
+        tracing::info!(executor = %format!("{}/{}", job.namespace, job.name), jobs = jobs.len(), "executor Jobs created");
+        Ok(())
+    }
+
+    fn job_state(&self, namespace: &str, name: &str) -> JobState {
+        match self.executor_jobs(namespace, name) {
+            Ok(jobs) => group_state(&jobs),
+            // An API hiccup must not read as a vanished executor: report it as still running;
+            // the next reconcile looks again.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read executor Jobs");
+                JobState::Running
+            }
+        }
+    }
+
+    fn stop_job(&self, namespace: &str, name: &str, reason: &str) -> Result<(), PlatformError> {
+        tracing::info!(executor = %format!("{namespace}/{name}"), reason, "stopping executor Jobs");
+        self.delete_job(namespace, name)
+    }
+
+    fn delete_job(&self, namespace: &str, name: &str) -> Result<(), PlatformError> {
+        for j in self.executor_jobs(namespace, name).map_err(perr)? {
+            let jname = j.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            self.res.delete_any(&jobs_ar(), namespace, jname).map_err(perr)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_schedule(&self, s: &ScheduleSpec) -> Result<Option<Timestamp>, PlatformError> {
+        let parsed = Schedule::parse(&s.schedule).map_err(|e| {
+            perr(format!(
+                "BackupConfiguration {}/{} session {}: spec.sessions[].scheduler.schedule: {e}",
+                s.namespace, s.invoker, s.session
+            ))
+        })?;
+        let expr = s
+            .schedule
+            .trim()
+            .strip_prefix("CRON_TZ=")
+            .or_else(|| s.schedule.trim().strip_prefix("TZ="))
+            .and_then(|r| r.split_once(char::is_whitespace).map(|(_, e)| e.trim()))
+            .unwrap_or(s.schedule.trim());
+        let bc = self
+            .res
+            .get(&kstash_api::meta::BACKUP_CONFIGURATION, &s.namespace, &s.invoker)
+            .map_err(perr)?
+            .ok_or_else(|| {
+                perr(format!(
+                    "BackupConfiguration {}/{} not found",
+                    s.namespace, s.invoker
+                ))
+            })?;
+        self.ensure_executor_rbac(&s.namespace)?;
+        let cron = build::trigger_cronjob(&TriggerInputs {
+            namespace: &s.namespace,
+            invoker: &s.invoker,
+            session: &s.session,
+            schedule: expr,
+            time_zone: parsed.time_zone(),
+            suspend: s.suspend,
+            scheduler: &s.scheduler,
+            owner: owner_of(&bc),
+            image: &self.settings.image,
+            service_account: build::EXECUTOR_SERVICE_ACCOUNT,
+        });
+        self.res.apply(&cronjobs_ar(), &cron).map_err(perr)?;
+        Ok(if s.suspend {
+            None
+        } else {
+            parsed.next_after(Timestamp::now())
+        })
+    }
+
+    fn remove_schedules(&self, namespace: &str, invoker: &str, keep: &[String]) -> Result<(), PlatformError> {
+        let crons = self
+            .res
+            .list_any(
+                &cronjobs_ar(),
+                Some(namespace),
+                &[
+                    ("kubestash.com/invoker-name", invoker),
+                    ("kubestash.com/invoker-kind", "BackupConfiguration"),
+                ],
+            )
+            .map_err(perr)?;
+        for c in crons {
+            let session = c
+                .pointer("/metadata/labels/kubestash.com~1session-name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if keep.iter().any(|k| k == session) {
+                continue;
+            }
+            let name = c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            self.res
+                .delete_any(&cronjobs_ar(), namespace, name)
+                .map_err(perr)?;
+        }
+        Ok(())
+    }
+
+    fn target_found(&self, target: &TypedObjectReference) -> Result<Option<bool>, PlatformError> {
+        let ns = target.namespace.as_deref().unwrap_or("default");
+        let Some(ar) = target_resource(target) else {
+            // A kind kstash does not know (e.g. a KubeDB database): look it up through discovery.
+            let group = target.api_group.clone().unwrap_or_default();
+            let kind = target.kind.clone().unwrap_or_default();
+            let client = self.res.client().clone();
+            let found = self.res.block_on(async move {
+                let g = kube::discovery::group(&client, &group).await?;
+                Ok::<_, kube::Error>(g.recommended_kind(&kind))
+            });
+            return match found {
+                Ok(Some((ar, _))) => Ok(Some(
+                    self.res.get_any(&ar, ns, &target.name).map_err(perr)?.is_some(),
+                )),
+                Ok(None) => Ok(Some(false)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "target kind not discoverable");
+                    Ok(Some(false))
+                }
+            };
+        };
+        Ok(Some(
+            self.res.get_any(&ar, ns, &target.name).map_err(perr)?.is_some(),
+        ))
+    }
+
+    fn exec_hook(
+        &self,
+        namespace: &str,
+        command: &[String],
+        _env: &BTreeMap<String, String>,
+        _timeout: Duration,
+    ) -> Result<CommandOutput, PlatformError> {
+        Err(perr(format!(
+            "hook in namespace {namespace}: exec hooks ({command:?}) are not supported by the kstash operator yet; use an httpGet/httpPost/tcpSocket hook (HookTemplate spec.action) or run the command from a Function hook"
+        )))
+    }
+
+    fn storage(&self) -> &dyn StorageOps {
+        &*self.storage
+    }
+
+    fn pushgateway_url(&self) -> Option<String> {
+        self.settings.pushgateway.clone()
+    }
+
+    fn event(&self, object: &str, warning: bool, reason: &str, message: &str) {
+        if warning {
+            tracing::warn!(object, reason, message, "event");
+        } else {
+            tracing::info!(object, reason, message, "event");
+        }
+        if let Some(ev) = event_for(object, warning, reason, message, Timestamp::now())
+            && let Err(e) = self.res.create_any(&builtin("v1", "Event", "events"), &ev)
+        {
+            tracing::debug!(error = %e, "cannot record the event");
+        }
+    }
+}
+
+/// A core/v1 Event about `object` ("Kind namespace/name"); `None` when it names no object.
+pub fn event_for(object: &str, warning: bool, reason: &str, message: &str, now: Timestamp) -> Option<Value> {
+    let (kind, rest) = object.split_once(' ')?;
+    let (ns, name) = rest.split_once('/').unwrap_or(("default", rest));
+    let api_version = kstash_api::meta::ALL
+        .iter()
+        .find(|rt| rt.kind == kind)
+        .map(|rt| rt.api_version())
+        .unwrap_or_default();
+    let time = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    Some(json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": format!("{}.", build::shorten(name, 200)), "namespace": ns},
+        "involvedObject": {"apiVersion": api_version, "kind": kind, "namespace": ns, "name": name},
+        "reason": reason,
+        "message": build::shorten(message, 1024),
+        "type": if warning { "Warning" } else { "Normal" },
+        "source": {"component": "kstash-operator"},
+        "reportingComponent": "kstash-operator",
+        "firstTimestamp": time,
+        "lastTimestamp": time,
+        "count": 1,
+    }))
+}
