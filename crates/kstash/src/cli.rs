@@ -33,6 +33,9 @@ pub enum Command {
     Repo(Box<crate::repo_cmd::RepoArgs>),
     /// Run the embedded daemon: reconcilers, schedules and executors over the store.
     Server(ServerArgs),
+    /// Run the Kubernetes operator: the same reconcilers over the Kubernetes API (CRDs, CronJobs,
+    /// Jobs), with leader election.
+    Operator(OperatorArgs),
     /// Run an executor job (started by the daemon; not for direct use).
     #[command(hide = true)]
     Exec(ExecArgs),
@@ -71,6 +74,34 @@ pub struct ServerArgs {
     /// At most this many executors run at once; more wait in a queue.
     #[arg(long, default_value_t = 8, env = "KSTASH_MAX_EXECUTORS")]
     pub max_executors: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's ServiceAccount).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Hold a Lease so that only one replica acts at a time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the Lease (default: the pod's namespace, POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Serve /healthz and /readyz here (empty to disable).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub health_addr: String,
+    /// Serve KubeStash state metrics at /metrics here (empty to disable).
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    pub metrics_addr: String,
+    /// Push session metrics to this Prometheus Pushgateway after every backup and restore.
+    #[arg(long, env = "KSTASH_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+    /// Image of the trigger CronJobs' pods (`kstash trigger`).
+    #[arg(long, env = "KSTASH_IMAGE", default_value = "ghcr.io/kstash/kstash:latest")]
+    pub image: String,
+    /// The operator's own ServiceAccount (informational; executors get their own per namespace).
+    #[arg(long, default_value = "kstash")]
+    pub service_account: String,
 }
 
 #[derive(Debug, Args)]

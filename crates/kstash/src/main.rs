@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod cli;
+mod kube_cmd;
 mod ops;
 mod ops_repo;
 mod print;
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     // The daemon and executors log what they do; other commands only warnings.
     let default_level = match args.command {
-        cli::Command::Server(_) | cli::Command::Exec(_) => "info",
+        cli::Command::Server(_) | cli::Command::Exec(_) | cli::Command::Operator(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()

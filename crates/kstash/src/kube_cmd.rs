@@ -1,0 +1,180 @@
+//! The Kubernetes side of the binary: `kstash operator`, and `kstash exec`/`kstash trigger` when
+//! they run in a pod the operator created (`KSTASH_RUNTIME=kubernetes`), with resources through
+//! the Kubernetes API instead of the embedded store.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use kstash_api::client::ResourcesExt;
+use kstash_api::core::BackupConfiguration;
+use kstash_exec::{ExecOptions, LocalMode, StorageOpsImpl};
+use kstash_kube::KubeResources;
+use kstash_kube::leader::LeaseConfig;
+use kstash_kube::operator::{self, OperatorConfig};
+use kstash_kube::platform::{KubePlatform, KubeSettings};
+
+use crate::cli::{ExecArgs, ExecJob, OperatorArgs, TriggerArgs};
+
+/// Whether this process runs in a pod made by the operator.
+pub fn in_cluster() -> bool {
+    std::env::var(kstash_kube::build::RUNTIME_ENV).as_deref() == Ok("kubernetes")
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn addr(text: &str, flag: &str) -> Result<Option<SocketAddr>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .with_context(|| format!("{flag} {text:?} is not an address like 0.0.0.0:8081"))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received; stopping"),
+    }
+}
+
+/// `kstash operator`.
+pub fn operator(a: OperatorArgs) -> Result<ExitCode> {
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("{}-{}", kstash_repo::host::hostname(), std::process::id()));
+    let config = OperatorConfig {
+        kubeconfig: a.kubeconfig.clone(),
+        lease: a.leader_elect.then(|| LeaseConfig {
+            namespace: a.lease_namespace.clone(),
+            name: "kstash-operator".into(),
+            identity,
+            duration: Duration::from_secs(15),
+        }),
+        health_addr: addr(&a.health_addr, "--health-addr")?,
+        metrics_addr: addr(&a.metrics_addr, "--metrics-addr")?,
+        settings: KubeSettings {
+            image: a.image.clone(),
+            pushgateway: a.pushgateway.clone(),
+        },
+    };
+    // Local (volume) storages are reached where the operator's pod mounts them.
+    let storage = Arc::new(StorageOpsImpl::new(LocalMode::Mounted));
+    let rt = runtime()?;
+    rt.block_on(operator::run(config, storage, terminated()))
+        .map_err(|e| anyhow!(e))
+        .context("kstash operator")?;
+    // Reconciles in flight on blocking threads finish on their own; do not wait for watches.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kube_resources(rt: &tokio::runtime::Runtime) -> Result<KubeResources> {
+    let (client, _url) = rt.block_on(operator::connect(None)).map_err(|e| anyhow!(e))?;
+    Ok(KubeResources::new(client, rt.handle().clone()))
+}
+
+/// `kstash exec backup|restore` inside an executor Job.
+pub fn exec(a: ExecArgs) -> Result<ExitCode> {
+    if let ExecJob::StreamDump(_) | ExecJob::StreamLoad(_) = &a.job {
+        return crate::ops::exec(None, a);
+    }
+    let rt = runtime()?;
+    let res = kube_resources(&rt)?;
+    let component = std::env::var("KSTASH_COMPONENT").unwrap_or_else(|_| "dump".into());
+    let opts = ExecOptions {
+        local_mode: LocalMode::Mounted,
+        hostname: component,
+        deadline: None,
+    };
+    let result = match &a.job {
+        ExecJob::Backup {
+            namespace,
+            backupsession,
+        } => kstash_exec::run_backup(&res, namespace, backupsession, &opts).map(|r| format!("{r:?}")),
+        ExecJob::Restore {
+            namespace,
+            restoresession,
+            snapshot,
+        } => kstash_exec::run_restore(&res, namespace, restoresession, snapshot, &opts)
+            .map(|r| format!("{r:?}")),
+        ExecJob::StreamDump(_) | ExecJob::StreamLoad(_) => unreachable!("handled above"),
+    };
+    match result {
+        Ok(report) => {
+            tracing::info!(%report, "executor finished");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(anyhow!(e)),
+    }
+}
+
+/// `kstash trigger` in a trigger CronJob's pod: create the BackupSessions through the API.
+pub fn trigger(a: TriggerArgs) -> Result<ExitCode> {
+    if a.wait {
+        bail!("--wait is not available in a Kubernetes pod; watch the BackupSession with kubectl instead");
+    }
+    let rt = runtime()?;
+    let res = kube_resources(&rt)?;
+    let p = KubePlatform::new(
+        res,
+        Arc::new(StorageOpsImpl::new(LocalMode::Mounted)),
+        KubeSettings {
+            image: String::new(),
+            pushgateway: None,
+        },
+    );
+    let ns = a.namespace.as_str();
+    let bc: BackupConfiguration = p
+        .get_as(ns, &a.name)
+        .map_err(|e| anyhow!(e))?
+        .with_context(|| format!("BackupConfiguration {ns}/{} not found", a.name))?;
+    if bc.spec.paused {
+        eprintln!(
+            "BackupConfiguration {ns}/{} is paused; no backup triggered",
+            a.name
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sessions: Vec<String> = if a.sessions.is_empty() {
+        bc.spec.sessions.iter().map(|s| s.name.clone()).collect()
+    } else {
+        a.sessions.clone()
+    };
+    for s in &sessions {
+        let retry = bc
+            .spec
+            .sessions
+            .iter()
+            .find(|x| &x.name == s)
+            .and_then(|x| x.retry_config.as_ref())
+            .and_then(|r| r.max_retry)
+            .unwrap_or(0);
+        let bs =
+            kstash_controller::backup_configuration::trigger(&p, &bc, s, retry).map_err(|e| anyhow!(e))?;
+        println!(
+            "backupsession.core.kubestash.com/{} created",
+            bs.metadata.name.unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
