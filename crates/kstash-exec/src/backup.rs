@@ -225,7 +225,12 @@ pub fn run_backup(
         _ => Err(ExecError::Failed(
             failures
                 .into_iter()
-                .map(|(name, e)| format!("Snapshot {namespace}/{name} component {VOLUME_COMPONENT}: {e}"))
+                .map(|(name, e)| {
+                    format!(
+                        "Snapshot {namespace}/{name} component {}: {e}",
+                        opts.backup_component()
+                    )
+                })
                 .collect(),
         )),
     }
@@ -257,7 +262,7 @@ fn single_task<'t>(tasks: &'t [ResolvedTask], config_object: &str) -> Result<&'t
 fn backup_snapshot(ctx: &SessionCtx<'_>, task: &ResolvedTask, name: &str) -> Result<SnapshotBackup> {
     let _span = tracing::info_span!("snapshot", snapshot = name).entered();
     let started = Instant::now();
-    let path = component_path(&ctx.session.name, VOLUME_COMPONENT);
+    let path = component_path(&ctx.session.name, ctx.opts.backup_component());
     let snapshot = mark_running(ctx, name, &path)?;
     let result = backup_component(ctx, task, &snapshot, &path);
     record_result(ctx, name, &path, started, result)
@@ -267,8 +272,11 @@ fn backup_snapshot(ctx: &SessionCtx<'_>, task: &ResolvedTask, name: &str) -> Res
 fn mark_running(ctx: &SessionCtx<'_>, name: &str, path: &str) -> Result<Snapshot> {
     update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
         let st = s.status.get_or_insert_default();
-        st.total_components = 1;
-        let c = st.components.entry(VOLUME_COMPONENT.to_string()).or_default();
+        st.total_components = ctx.opts.total_components.unwrap_or(1);
+        let c = st
+            .components
+            .entry(ctx.opts.backup_component().to_string())
+            .or_default();
         c.phase = Some(ComponentPhase::Running);
         c.path = path.to_string();
         c.driver = Some(Driver::Restic);
@@ -288,7 +296,7 @@ fn record_result(
     let duration = go_duration(started.elapsed());
     let write = match &result {
         Ok(done) => update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
-            let c = component(s);
+            let c = component(s, ctx.opts);
             c.phase = Some(ComponentPhase::Succeeded);
             c.path = path.to_string();
             c.driver = Some(Driver::Restic);
@@ -299,7 +307,7 @@ fn record_result(
             c.error.clear();
         }),
         Err(e) => update_status(ctx.client, ctx.namespace, name, |s: &mut Snapshot| {
-            let c = component(s);
+            let c = component(s, ctx.opts);
             c.phase = Some(ComponentPhase::Failed);
             c.duration = duration.clone();
             c.error = e.to_string();
@@ -311,7 +319,8 @@ fn record_result(
                 repository = %done.report.repository,
                 size = done.report.size,
                 duration = %duration,
-                "component {VOLUME_COMPONENT} succeeded"
+                component = ctx.opts.backup_component(),
+                "component succeeded"
             );
             Ok(done.report)
         }
@@ -325,10 +334,12 @@ fn record_result(
 }
 
 /// The component entry of a Snapshot read back from the store.
-fn component(s: &mut Snapshot) -> &mut Component {
+fn component<'s>(s: &'s mut Snapshot, opts: &ExecOptions) -> &'s mut Component {
     let st = s.status.get_or_insert_default();
-    st.total_components = st.total_components.max(1);
-    st.components.entry(VOLUME_COMPONENT.to_string()).or_default()
+    st.total_components = st.total_components.max(opts.total_components.unwrap_or(1));
+    st.components
+        .entry(opts.backup_component().to_string())
+        .or_default()
 }
 
 /// What a successful component backup produced.
@@ -450,7 +461,7 @@ fn backup_component(
         report: SnapshotBackup {
             snapshot: snapshot_name,
             repository: repo_name,
-            component: VOLUME_COMPONENT.to_string(),
+            component: ctx.opts.backup_component().to_string(),
             component_path: component_path.to_string(),
             restic_snapshots: backups
                 .iter()
@@ -501,7 +512,7 @@ fn backup_stream_snapshots(
     driver: &dyn StreamDriver,
     names: &[String],
 ) -> Vec<Result<SnapshotBackup>> {
-    let path = component_path(&ctx.session.name, VOLUME_COMPONENT);
+    let path = component_path(&ctx.session.name, ctx.opts.backup_component());
     let file = driver.file_name().to_string();
     let snapshot_path = format!("/{file}");
     let started = Instant::now();
@@ -658,7 +669,7 @@ fn stream_done(
         report: SnapshotBackup {
             snapshot: opened.snapshot_name.clone(),
             repository: opened.repo_name.clone(),
-            component: VOLUME_COMPONENT.to_string(),
+            component: ctx.opts.backup_component().to_string(),
             component_path: path.to_string(),
             restic_snapshots: vec![ResticSnapshotRef {
                 id: done.id,

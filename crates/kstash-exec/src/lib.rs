@@ -66,6 +66,12 @@ pub struct ExecOptions {
     pub hostname: String,
     /// The job is cut short once this passes (the session's backup/restore timeout).
     pub deadline: Option<jiff::Timestamp>,
+    /// The one component this job writes or restores, when the task runs once per replica or
+    /// node (`dump-pod-0`, `dump-<node>`); `None`: the single component `dump` (backup) or every
+    /// requested component (restore).
+    pub component: Option<String>,
+    /// How many components the session has in all (one job per replica writes one each).
+    pub total_components: Option<i32>,
 }
 
 impl ExecOptions {
@@ -75,7 +81,14 @@ impl ExecOptions {
             local_mode: LocalMode::Host,
             hostname: kstash_repo::host::hostname(),
             deadline: None,
+            component: None,
+            total_components: None,
         }
+    }
+
+    /// The component a backup writes.
+    pub fn backup_component(&self) -> &str {
+        self.component.as_deref().unwrap_or(VOLUME_COMPONENT)
     }
 
     /// Time left before the deadline (a day when there is none), or

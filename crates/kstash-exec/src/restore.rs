@@ -162,8 +162,21 @@ pub fn run_restore(
     if components.is_empty() {
         return Err(ExecError::invalid(&snap_object, "has no components to restore"));
     }
-
-    let total = components.len() as i32;
+    // One job per replica restores only its own component.
+    let components = match &opts.component {
+        Some(only) if components.contains(only) => vec![only.clone()],
+        Some(only) => {
+            return Err(ExecError::invalid(
+                &snap_object,
+                format!(
+                    "has no component {only} to restore into this replica; it has {}",
+                    components.join(", ")
+                ),
+            ));
+        }
+        None => components,
+    };
+    let total = opts.total_components.unwrap_or(components.len() as i32);
     update_status(client, namespace, restore_session, |r: &mut RestoreSession| {
         let st = r.status.get_or_insert_default();
         st.total_components = total;

@@ -101,6 +101,8 @@ impl World {
             local_mode: LocalMode::Host,
             hostname: "kstash-test-host".into(),
             deadline: None,
+            component: None,
+            total_components: None,
         }
     }
 

@@ -57,6 +57,8 @@ impl World {
             local_mode: LocalMode::Host,
             hostname: "kstash-test-host".into(),
             deadline: None,
+            component: None,
+            total_components: None,
         }
     }
 
@@ -688,6 +690,8 @@ fn a_passed_deadline_fails_the_component() {
     let snapshot = world.trigger_backup_session("sample-backup-1");
     let opts = ExecOptions {
         deadline: Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)),
+        component: None,
+        total_components: None,
         ..world.opts()
     };
     let e = run_backup(world.client(), NS, "sample-backup-1", &opts).unwrap_err();

@@ -103,8 +103,12 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
     let component = std::env::var("KSTASH_COMPONENT").unwrap_or_else(|_| "dump".into());
     let opts = ExecOptions {
         local_mode: LocalMode::Mounted,
-        hostname: component,
+        hostname: component.clone(),
         deadline: None,
+        component: (component != "dump").then(|| component.clone()),
+        total_components: std::env::var("KSTASH_TOTAL_COMPONENTS")
+            .ok()
+            .and_then(|n| n.parse().ok()),
     };
     let result = match &a.job {
         ExecJob::Backup {

@@ -19,7 +19,10 @@ fn addon_and_function(file: &str, function: &str) -> (Addon, Function) {
         .find(|d| d["kind"] == "Function" && d["metadata"]["name"] == function)
         .cloned()
         .unwrap();
-    (serde_json::from_value(addon).unwrap(), serde_json::from_value(f).unwrap())
+    (
+        serde_json::from_value(addon).unwrap(),
+        serde_json::from_value(f).unwrap(),
+    )
 }
 
 fn backup_job(name: &str) -> JobSpec {
@@ -47,7 +50,10 @@ fn session_owner(name: &str) -> Value {
 }
 
 fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn now() -> Timestamp {
@@ -103,7 +109,10 @@ fn long_generated_names_keep_head_and_tail_within_the_limit() {
     let long = format!("trigger-{}-{}", "a".repeat(40), "nightly-full");
     let s = shorten(&long, 52);
     assert_eq!(s.len(), 52);
-    assert!(s.starts_with("trigger-aaaa") && s.ends_with("nightly-full"), "{s}");
+    assert!(
+        s.starts_with("trigger-aaaa") && s.ends_with("nightly-full"),
+        "{s}"
+    );
     assert_eq!(trigger_name("pg", "daily"), "trigger-pg-daily");
     assert!(trigger_name(&"b".repeat(60), "daily").len() <= CRONJOB_NAME_MAX);
     // A cut landing on a dash never leaves the name ending in one.
@@ -113,11 +122,17 @@ fn long_generated_names_keep_head_and_tail_within_the_limit() {
 #[test]
 fn function_templates_substitute_variables_and_defaults() {
     let v = vars(&[("namespace", "demo"), ("empty", "")]);
-    assert_eq!(substitute("--namespace=${namespace:=default}", &v).unwrap(), "--namespace=demo");
+    assert_eq!(
+        substitute("--namespace=${namespace:=default}", &v).unwrap(),
+        "--namespace=demo"
+    );
     assert_eq!(substitute("--x=${missing:=d}", &v).unwrap(), "--x=d");
     assert_eq!(substitute("--x=${missing:-d}", &v).unwrap(), "--x=d");
     assert_eq!(substitute("--x=${empty:=fallback}", &v).unwrap(), "--x=fallback");
-    assert_eq!(substitute("a${namespace}b${namespace}", &v).unwrap(), "ademobdemo");
+    assert_eq!(
+        substitute("a${namespace}b${namespace}", &v).unwrap(),
+        "ademobdemo"
+    );
     let err = substitute("--x=${missing}", &v).unwrap_err();
     assert!(err.contains("\"missing\""), "{err}");
     assert!(substitute("--x=${oops", &v).unwrap_err().contains("unclosed"));
@@ -135,7 +150,10 @@ fn postgres_backup_job_is_built_from_the_addon_task_and_function() {
                         "metadata": {"name": "pg", "namespace": "demo"}});
     let inputs = f.inputs(
         Some(&target),
-        vars(&[("namespace", "demo"), ("backupSession", "pg-backup-daily-1763805600")]),
+        vars(&[
+            ("namespace", "demo"),
+            ("backupSession", "pg-backup-daily-1763805600"),
+        ]),
     );
     let jobs = executor_jobs(&inputs).unwrap();
     assert_eq!(jobs.len(), 1);
@@ -180,7 +198,12 @@ fn postgres_backup_job_is_built_from_the_addon_task_and_function() {
             },
         },
     });
-    assert_eq!(jobs[0], expected, "{}", serde_json::to_string_pretty(&jobs[0]).unwrap());
+    assert_eq!(
+        jobs[0],
+        expected,
+        "{}",
+        serde_json::to_string_pretty(&jobs[0]).unwrap()
+    );
 }
 
 #[test]
@@ -248,10 +271,17 @@ fn a_statefulset_gets_one_job_per_replica_with_its_own_claim() {
     let sts = statefulset(3);
     let inputs = f.inputs(
         Some(&sts),
-        vars(&[("namespace", "demo"), ("backupSession", "x"), ("paths", "/var/lib/data")]),
+        vars(&[
+            ("namespace", "demo"),
+            ("backupSession", "x"),
+            ("paths", "/var/lib/data"),
+        ]),
     );
     let jobs = executor_jobs(&inputs).unwrap();
-    let names: Vec<&str> = jobs.iter().map(|j| j["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = jobs
+        .iter()
+        .map(|j| j["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
         [
@@ -261,18 +291,38 @@ fn a_statefulset_gets_one_job_per_replica_with_its_own_claim() {
         ]
     );
     for (i, j) in jobs.iter().enumerate() {
-        assert_eq!(j["metadata"]["labels"]["kstash.dev/component"], format!("dump-pod-{i}"));
-        assert_eq!(j["metadata"]["labels"]["kstash.dev/executor"], "pg-backup-daily-1763805600");
+        assert_eq!(
+            j["metadata"]["labels"]["kstash.dev/component"],
+            format!("dump-pod-{i}")
+        );
+        assert_eq!(
+            j["metadata"]["labels"]["kstash.dev/executor"],
+            "pg-backup-daily-1763805600"
+        );
         let vols = j["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
         let data = vols.iter().find(|v| v["name"] == "data").unwrap();
         assert_eq!(data["persistentVolumeClaim"]["claimName"], format!("data-db-{i}"));
         // Only the volume holding the paths is mounted, at the workload's own mount path.
         assert!(!vols.iter().any(|v| v["name"] == "conf"));
-        let mounts = j["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].as_array().unwrap();
-        assert!(mounts.iter().any(|m| m["name"] == "data" && m["mountPath"] == "/var/lib/data"));
-        let env = j["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
-        assert!(env.iter().any(|e| e["name"] == "KSTASH_COMPONENT" && e["value"] == format!("dump-pod-{i}")));
-        assert!(env.iter().any(|e| e["name"] == "KSTASH_TOTAL_COMPONENTS" && e["value"] == "3"));
+        let mounts = j["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == "data" && m["mountPath"] == "/var/lib/data")
+        );
+        let env = j["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "KSTASH_COMPONENT" && e["value"] == format!("dump-pod-{i}"))
+        );
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "KSTASH_TOTAL_COMPONENTS" && e["value"] == "3")
+        );
     }
 }
 
@@ -289,19 +339,31 @@ fn a_daemonset_gets_one_job_per_node_pinned_to_it() {
             "volumes": [{"name": "logs", "hostPath": {"path": "/var/log/agent"}}]}}}});
     let mut inputs = f.inputs(
         Some(&ds),
-        vars(&[("namespace", "demo"), ("backupSession", "x"), ("paths", "/var/log/agent")]),
+        vars(&[
+            ("namespace", "demo"),
+            ("backupSession", "x"),
+            ("paths", "/var/log/agent"),
+        ]),
     );
     inputs.daemon_nodes = vec!["node-a".into(), "node-b".into()];
     let jobs = executor_jobs(&inputs).unwrap();
     assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[1]["metadata"]["name"], "pg-backup-daily-1763805600-node-b");
-    assert_eq!(jobs[1]["metadata"]["labels"]["kstash.dev/component"], "dump-node-b");
+    assert_eq!(
+        jobs[1]["metadata"]["labels"]["kstash.dev/component"],
+        "dump-node-b"
+    );
     assert_eq!(jobs[1]["spec"]["template"]["spec"]["nodeName"], "node-b");
     let vols = jobs[1]["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
     assert!(vols.iter().any(|v| v["hostPath"]["path"] == "/var/log/agent"));
     // No nodes yet: nothing to run on is an error, not zero Jobs.
     inputs.daemon_nodes.clear();
-    assert!(executor_jobs(&inputs).unwrap_err().to_string().contains("no replicas or nodes"));
+    assert!(
+        executor_jobs(&inputs)
+            .unwrap_err()
+            .to_string()
+            .contains("no replicas or nodes")
+    );
 }
 
 #[test]
@@ -311,7 +373,10 @@ fn paths_on_an_emptydir_are_refused_naming_the_volume() {
             "volumeMounts": [{"name": "scratch", "mountPath": "/data"}]}],
             "volumes": [{"name": "scratch", "emptyDir": {}}]}}}});
     let err = target_volumes(&dep, &["/data/app".into()], None).unwrap_err();
-    assert!(err.contains("emptyDir volume scratch") && err.contains("Deployment web"), "{err}");
+    assert!(
+        err.contains("emptyDir volume scratch") && err.contains("Deployment web"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -335,11 +400,26 @@ fn explicit_target_volumes_local_backends_and_addon_volumes_are_mounted() {
     let j = &executor_jobs(&inputs).unwrap()[0];
     let spec = &j["spec"]["template"]["spec"];
     let vols = spec["volumes"].as_array().unwrap();
-    assert!(vols.iter().any(|v| v["name"] == "src" && v["persistentVolumeClaim"]["claimName"] == "data"));
-    assert!(vols.iter().any(|v| v["name"] == "kstash-backend-0" && v["persistentVolumeClaim"]["claimName"] == "backup-pvc"));
+    assert!(
+        vols.iter()
+            .any(|v| v["name"] == "src" && v["persistentVolumeClaim"]["claimName"] == "data")
+    );
+    assert!(
+        vols.iter()
+            .any(|v| v["name"] == "kstash-backend-0"
+                && v["persistentVolumeClaim"]["claimName"] == "backup-pvc")
+    );
     let mounts = spec["containers"][0]["volumeMounts"].as_array().unwrap();
-    assert!(mounts.iter().any(|m| m["name"] == "src" && m["mountPath"] == "/src"));
-    assert!(mounts.iter().any(|m| m["name"] == "kstash-backend-0" && m["mountPath"] == "/safe/data"));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "src" && m["mountPath"] == "/src")
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "kstash-backend-0" && m["mountPath"] == "/safe/data")
+    );
 }
 
 fn scheduler(v: Value) -> SchedulerSpec {
@@ -423,7 +503,13 @@ fn executor_rbac_binds_kubestash_cluster_roles_to_one_service_account() {
     let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["ServiceAccount", "RoleBinding", "RoleBinding", "RoleBinding", "ClusterRoleBinding"]
+        [
+            "ServiceAccount",
+            "RoleBinding",
+            "RoleBinding",
+            "RoleBinding",
+            "ClusterRoleBinding"
+        ]
     );
     let roles: Vec<&str> = objs[1..4]
         .iter()
@@ -464,7 +550,11 @@ fn built_objects_pass_kubernetes_validate_strict() {
     objects.extend(
         executor_jobs(&w.inputs(
             Some(&sts),
-            vars(&[("namespace", "demo"), ("backupSession", "x"), ("paths", "/var/lib/data")]),
+            vars(&[
+                ("namespace", "demo"),
+                ("backupSession", "x"),
+                ("paths", "/var/lib/data"),
+            ]),
         ))
         .unwrap(),
     );
@@ -483,7 +573,8 @@ fn built_objects_pass_kubernetes_validate_strict() {
         service_account: EXECUTOR_SERVICE_ACCOUNT,
     }));
     objects.extend(executor_rbac("demo"));
-    let event = crate::platform::event_for("BackupSession demo/x", true, "BackupFailed", "boom", now()).unwrap();
+    let event =
+        crate::platform::event_for("BackupSession demo/x", true, "BackupFailed", "boom", now()).unwrap();
     let mut event = event;
     event["metadata"]["name"] = json!("x.1");
     objects.push(event);
@@ -491,7 +582,10 @@ fn built_objects_pass_kubernetes_validate_strict() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for (i, o) in objects.iter().enumerate() {
-        let p = dir.path().join(format!("{i:02}-{}.yaml", o["kind"].as_str().unwrap().to_lowercase()));
+        let p = dir.path().join(format!(
+            "{i:02}-{}.yaml",
+            o["kind"].as_str().unwrap().to_lowercase()
+        ));
         std::fs::write(&p, serde_json::to_string_pretty(o).unwrap()).unwrap();
         files.push(p);
     }
@@ -503,6 +597,13 @@ fn built_objects_pass_kubernetes_validate_strict() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kubernetes-validate rejected a built object:\n{text}");
-    assert_eq!(text.matches(" passed for resource ").count(), objects.len(), "{text}");
+    assert!(
+        out.status.success(),
+        "kubernetes-validate rejected a built object:\n{text}"
+    );
+    assert_eq!(
+        text.matches(" passed for resource ").count(),
+        objects.len(),
+        "{text}"
+    );
 }
