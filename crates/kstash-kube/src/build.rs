@@ -163,35 +163,11 @@ pub fn target_volumes(
             vec![json!({"name": "target", "mountPath": mount})],
         ));
     }
-    let pod = target
-        .pointer("/spec/template/spec")
-        .ok_or_else(|| format!("{kind} {name} has no pod template (spec.template.spec)"))?;
-    let mut volumes: BTreeMap<String, Value> = BTreeMap::new();
-    for v in pod
-        .pointer("/volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(n) = v.pointer("/name").and_then(Value::as_str) {
-            volumes.insert(n.to_string(), v.clone());
-        }
+    if target.pointer("/spec/template/spec").is_none() {
+        return Err(format!("{kind} {name} has no pod template (spec.template.spec)"));
     }
-    if let (Some(i), Some(templates)) = (
-        ordinal,
-        target
-            .pointer("/spec/volumeClaimTemplates")
-            .and_then(Value::as_array),
-    ) {
-        for t in templates {
-            if let Some(n) = t.pointer("/metadata/name").and_then(Value::as_str) {
-                volumes.insert(
-                    n.to_string(),
-                    json!({"name": n, "persistentVolumeClaim": {"claimName": format!("{n}-{name}-{i}")}}),
-                );
-            }
-        }
-    }
+    let pod = &target["spec"]["template"]["spec"];
+    let volumes = pod_volumes(target, ordinal);
     let covers = |mount: &str| {
         paths.iter().any(|p| {
             let m = mount.trim_end_matches('/');
@@ -234,6 +210,37 @@ pub fn target_volumes(
         }
     }
     Ok((out_volumes, out_mounts))
+}
+
+/// The volumes of a workload's pod template by name; for a StatefulSet replica its
+/// volumeClaimTemplates become that replica's PVCs (`<template>-<sts>-<ordinal>`).
+pub fn pod_volumes(target: &Value, ordinal: Option<u32>) -> BTreeMap<String, Value> {
+    let name = target
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut volumes: BTreeMap<String, Value> = BTreeMap::new();
+    let listed = target
+        .pointer("/spec/template/spec/volumes")
+        .and_then(Value::as_array);
+    for v in listed.into_iter().flatten() {
+        if let Some(n) = v.pointer("/name").and_then(Value::as_str) {
+            volumes.insert(n.to_string(), v.clone());
+        }
+    }
+    let templates = target
+        .pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array);
+    for t in templates.into_iter().flatten() {
+        if let Some(n) = t.pointer("/metadata/name").and_then(Value::as_str) {
+            let claim = format!("{n}-{name}-{}", ordinal.unwrap_or(0));
+            volumes.insert(
+                n.to_string(),
+                json!({"name": n, "persistentVolumeClaim": {"claimName": claim}}),
+            );
+        }
+    }
+    volumes
 }
 
 /// Everything an executor Job is built from.
@@ -364,6 +371,21 @@ pub fn executor_jobs(inp: &ExecutorInputs<'_>) -> Result<Vec<Value>> {
             Some(tv) if !tv.volumes.is_empty() || !tv.volume_mounts.is_empty() => {
                 push_all(&mut volumes, tv.volumes.iter().map(to_value));
                 push_all(&mut mounts, tv.volume_mounts.iter().map(to_value));
+                // Mounts naming a volume of the target's pod template (KubeStash's examples
+                // list only `volumeMounts`) take that volume from the workload.
+                let known = pod_volumes(inp.target.unwrap_or(&Value::Null), r.ordinal);
+                for m in &tv.volume_mounts {
+                    if tv.volumes.iter().any(|v| v.name == m.name) {
+                        continue;
+                    }
+                    let v = known.get(&m.name).ok_or_else(|| {
+                        err(format!(
+                            "addon.tasks[].targetVolumes.volumeMounts names volume {:?}, which is neither in targetVolumes.volumes nor in the target's pod template",
+                            m.name
+                        ))
+                    })?;
+                    push_all(&mut volumes, [v.clone()]);
+                }
             }
             _ => {
                 if let Some(t) = inp.target

@@ -72,7 +72,7 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<(kube::Client, String)
 pub fn required_crds() -> Vec<String> {
     kstash_api::meta::ALL
         .iter()
-        .filter(|rt| !rt.group.is_empty())
+        .filter(|rt| rt.group.ends_with(".kubestash.com") || rt.group == kstash_api::meta::APPCATALOG_GROUP)
         .map(|rt| rt.qualified_plural())
         .collect()
 }

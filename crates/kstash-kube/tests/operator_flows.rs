@@ -1,0 +1,490 @@
+//! Reconcile flows of the Kubernetes runtime, end to end through kube-rs and HTTP, against
+//! `FakeKubeApi`: an in-process FAKE of the Kubernetes API server (kstash-testsupport). No real
+//! kube-apiserver, kind, k3s or envtest can be installed or run on this machine (see
+//! reference/test-infra.md §12), so the fake stands in for it; it enforces resourceVersion
+//! conflicts, the status subresource, finalizers and owner-reference garbage collection, and runs
+//! no controllers — the test plays the Job controller (it runs the executor in-process, then sets
+//! the Job's status) and the user (it creates and deletes objects). The storage, the engine and the
+//! executor are real: a local BackupStorage in a temporary directory and real restic repositories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kstash_api::client::Resources;
+use kstash_controller::dispatch::{self, Key, RECONCILED};
+use kstash_exec::{ExecOptions, LocalMode, StorageOpsImpl};
+use kstash_kube::platform::{KubePlatform, KubeSettings};
+use kstash_kube::{KubeResources, operator};
+use kstash_testsupport::kube_api::FakeKubeApi;
+use serde_json::{Value, json};
+
+const NS: &str = "demo";
+
+/// A fake cluster with kstash's CRDs and addon catalog, a KubePlatform talking to it, and the
+/// directories of one test: `storage` (the local BackupStorage's mount path) and `data`.
+struct Cluster {
+    api: FakeKubeApi,
+    _rt: tokio::runtime::Runtime,
+    p: KubePlatform,
+    dir: tempfile::TempDir,
+    storage: PathBuf,
+    data: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    kstash_api::manifest::parse_documents(&path.display().to_string(), &text).unwrap()
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let api = FakeKubeApi::start().unwrap();
+        let mut crds = Vec::new();
+        for e in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
+            crds.extend(yaml_docs(&e.unwrap().path()));
+        }
+        api.install_crds(&crds);
+        for e in std::fs::read_dir(repo_root().join("catalog")).unwrap() {
+            for doc in yaml_docs(&e.unwrap().path()) {
+                api.put(doc);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig, NS).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (client, _) = rt.block_on(operator::connect(Some(&kubeconfig))).unwrap();
+        let res = KubeResources::new(client, rt.handle().clone());
+        let p = KubePlatform::new(
+            res,
+            Arc::new(StorageOpsImpl::new(LocalMode::Mounted)),
+            KubeSettings {
+                image: "ghcr.io/kstash/kstash:test".into(),
+                pushgateway: None,
+            },
+        );
+        let storage = dir.path().join("storage");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&storage).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        Cluster {
+            api,
+            _rt: rt,
+            p,
+            dir,
+            storage,
+            data,
+        }
+    }
+
+    /// Create objects as a user would with `kubectl create -f` (kstash kinds through the client
+    /// under test, built-in kinds directly in the fake).
+    fn create(&self, yaml: &str) {
+        for doc in kstash_api::manifest::parse_documents("test", yaml).unwrap() {
+            let kstash_kind = doc["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.contains("kubestash.com") || v.starts_with("appcatalog"))
+                || doc["kind"] == "Secret";
+            if kstash_kind {
+                self.p.create(doc).unwrap();
+            } else {
+                self.api.put(doc);
+            }
+        }
+    }
+
+    fn get(&self, api_version: &str, kind: &str, name: &str) -> Option<Value> {
+        self.api.get(api_version, kind, NS, name)
+    }
+
+    fn must(&self, api_version: &str, kind: &str, name: &str) -> Value {
+        self.get(api_version, kind, name)
+            .unwrap_or_else(|| panic!("{kind} {NS}/{name} does not exist"))
+    }
+
+    fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        self.api.list(api_version, kind, Some(NS))
+    }
+
+    /// Reconcile every object until `done` holds (at most 60 rounds), like the operator loop.
+    fn settle_until(&self, what: &str, mut done: impl FnMut(&Cluster) -> bool) {
+        for _ in 0..60 {
+            if done(self) {
+                return;
+            }
+            for key in self.keys() {
+                if let Err(e) = dispatch::reconcile(&self.p, &key) {
+                    eprintln!("reconcile {key}: {e}");
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(done(self), "{what}: not reached after 60 reconcile rounds");
+    }
+
+    fn keys(&self) -> Vec<Key> {
+        let mut keys = Vec::new();
+        for rt in RECONCILED {
+            for o in self.p.list(rt, None, &[]).unwrap() {
+                keys.push(Key {
+                    kind: rt.kind,
+                    namespace: o["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+                    name: o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                });
+            }
+        }
+        keys
+    }
+
+    /// Play the Job controller: set the Job's terminal condition.
+    fn finish_job(&self, name: &str, ok: bool, message: &str) {
+        let mut job = self.must("batch/v1", "Job", name);
+        let (t, count) = if ok { ("Complete", "succeeded") } else { ("Failed", "failed") };
+        job["status"] = json!({
+            count: 1,
+            "conditions": [{"type": t, "status": "True", "reason": if ok { "Completed" } else { "BackoffLimitExceeded" }, "message": message}],
+        });
+        self.api.put(job);
+    }
+
+    fn exec_opts() -> ExecOptions {
+        ExecOptions {
+            local_mode: LocalMode::Mounted,
+            hostname: "dump".into(),
+            deadline: None,
+            component: None,
+            total_components: None,
+        }
+    }
+
+    /// The storage, retention policy, encryption Secret, and a Deployment whose volume holds
+    /// `data` (mounted at the same path, so the in-process executor reads it there).
+    fn storage_and_workload(&self) {
+        let storage = self.storage.display();
+        let data = self.data.display();
+        self.create(&format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: encrypt-secret, namespace: demo}}
+stringData: {{RESTIC_PASSWORD: changeit}}
+---
+apiVersion: storage.kubestash.com/v1alpha1
+kind: BackupStorage
+metadata: {{name: local-storage, namespace: demo}}
+spec:
+  storage:
+    provider: local
+    local:
+      mountPath: {storage}
+      hostPath: {{path: {storage}}}
+  usagePolicy: {{allowedNamespaces: {{from: Same}}}}
+  deletionPolicy: Delete
+---
+apiVersion: storage.kubestash.com/v1alpha1
+kind: RetentionPolicy
+metadata: {{name: keep-5, namespace: demo}}
+spec:
+  successfulSnapshots: {{last: 5}}
+  usagePolicy: {{allowedNamespaces: {{from: Same}}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - name: web
+          image: nginx
+          volumeMounts: [{{name: source-data, mountPath: {data}}}]
+      volumes: [{{name: source-data, hostPath: {{path: {data}}}}}]
+"#
+        ));
+    }
+
+    fn backup_configuration(&self) {
+        let data = self.data.display();
+        self.create(&format!(
+            r#"
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupConfiguration
+metadata: {{name: web-backup, namespace: demo}}
+spec:
+  target: {{apiGroup: apps, kind: Deployment, name: web, namespace: demo}}
+  backends:
+    - name: local
+      storageRef: {{name: local-storage, namespace: demo}}
+      retentionPolicy: {{name: keep-5, namespace: demo}}
+  sessions:
+    - name: frequent
+      scheduler:
+        schedule: "*/5 * * * *"
+        successfulJobsHistoryLimit: 2
+        jobTemplate: {{backoffLimit: 1}}
+      repositories:
+        - name: web-repo
+          backend: local
+          directory: deployment/web
+          encryptionSecret: {{name: encrypt-secret, namespace: demo}}
+      addon:
+        name: workload-addon
+        tasks:
+          - name: logical-backup
+            targetVolumes:
+              volumeMounts: [{{name: source-data, mountPath: {data}}}]
+            params: {{paths: {data}}}
+"#
+        ));
+    }
+}
+
+fn phase(obj: &Value) -> &str {
+    obj["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn write_data(root: &Path) {
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(root.join("sub/b.bin"), vec![7u8; 300_000]).unwrap();
+}
+
+#[test]
+fn backup_configuration_creates_repository_cronjob_rbac_and_its_instant_backup_job() {
+    let c = Cluster::new();
+    write_data(&c.data);
+    c.storage_and_workload();
+    c.backup_configuration();
+    c.settle_until("BackupConfiguration Ready with its instant BackupSession", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "BackupConfiguration", "web-backup")) == "Ready"
+            && !c.list("core.kubestash.com/v1alpha1", "BackupSession").is_empty()
+            && !c.list("batch/v1", "Job").is_empty()
+    });
+
+    // The storage is initialised in the bucket layout.
+    assert!(c.storage.join("metadata.yaml").exists());
+    // The Repository, as KubeStash creates it.
+    let repo = c.must("storage.kubestash.com/v1alpha1", "Repository", "web-repo");
+    assert_eq!(repo["spec"]["path"], "deployment/web");
+    assert_eq!(repo["spec"]["storageRef"]["name"], "local-storage");
+    assert_eq!(repo["spec"]["appRef"]["kind"], "Deployment");
+    assert_eq!(repo["spec"]["encryptionSecret"]["name"], "encrypt-secret");
+    // The trigger CronJob, owned by the configuration.
+    let bc = c.must("core.kubestash.com/v1alpha1", "BackupConfiguration", "web-backup");
+    let cron = c.must("batch/v1", "CronJob", "trigger-web-backup-frequent");
+    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+    assert_eq!(cron["spec"]["suspend"], false);
+    assert_eq!(cron["spec"]["successfulJobsHistoryLimit"], 2);
+    assert_eq!(cron["spec"]["jobTemplate"]["spec"]["backoffLimit"], 1);
+    assert_eq!(cron["metadata"]["ownerReferences"][0]["uid"], bc["metadata"]["uid"]);
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "kstash-executor");
+    assert_eq!(
+        pod["containers"][0]["args"],
+        json!(["trigger", "web-backup", "--namespace", "demo", "--sessions", "frequent"])
+    );
+    assert_eq!(pod["containers"][0]["image"], "ghcr.io/kstash/kstash:test");
+    // Executor RBAC in the namespace.
+    assert!(c.get("v1", "ServiceAccount", "kstash-executor").is_some());
+    for rb in ["kstash-backup-job", "kstash-restore-job", "kstash-cron-job"] {
+        let b = c.must("rbac.authorization.k8s.io/v1", "RoleBinding", rb);
+        assert_eq!(b["subjects"][0]["name"], "kstash-executor");
+    }
+    // The instant backup: a BackupSession, a Snapshot and the executor Job.
+    let sessions = c.list("core.kubestash.com/v1alpha1", "BackupSession");
+    assert_eq!(sessions.len(), 1, "one instant backup per session");
+    let bs = &sessions[0];
+    let bs_name = bs["metadata"]["name"].as_str().unwrap();
+    let snaps = c.list("storage.kubestash.com/v1alpha1", "Snapshot");
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["spec"]["backupSession"], bs_name);
+    let job = c.must("batch/v1", "Job", bs_name);
+    assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], bs["metadata"]["uid"]);
+    assert_eq!(job["metadata"]["labels"]["kstash.dev/component"], "dump");
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"],
+        json!(["exec", "backup", "--namespace=demo", format!("--backupsession={bs_name}")])
+    );
+    // The target volume comes from the Deployment's pod template; nothing secret is inlined.
+    let vols = job["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    let source = vols.iter().find(|v| v["name"] == "source-data").unwrap();
+    assert_eq!(source["hostPath"]["path"], c.data.display().to_string());
+    let backend = vols.iter().find(|v| v["name"] == "kstash-backend-0").unwrap();
+    assert_eq!(backend["hostPath"]["path"], c.storage.display().to_string());
+    let text = job.to_string();
+    assert!(!text.contains("changeit"), "a secret value leaked into the Job: {text}");
+    // Everything was written with one field manager through server-side apply.
+    assert!(
+        c.api
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("PATCH /apis/batch/v1/namespaces/demo/jobs/") && r.contains("fieldManager=kstash-operator")),
+        "{:?}",
+        c.api.requests()
+    );
+}
+
+#[test]
+fn job_success_failure_and_vanishing_end_the_backup_session() {
+    let c = Cluster::new();
+    write_data(&c.data);
+    c.storage_and_workload();
+    c.backup_configuration();
+    c.settle_until("the instant backup's Job", |c| !c.list("batch/v1", "Job").is_empty());
+    let first = c.list("core.kubestash.com/v1alpha1", "BackupSession")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Success: the executor runs (in-process, as the Job's pod would), then the Job completes.
+    let report = kstash_exec::run_backup(c.p.resources(), NS, &first, &Cluster::exec_opts()).unwrap();
+    assert_eq!(report.snapshots.len(), 1);
+    c.finish_job(&first, true, "");
+    c.settle_until("first BackupSession Succeeded", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "BackupSession", &first)) == "Succeeded"
+    });
+    let snap = &c.list("storage.kubestash.com/v1alpha1", "Snapshot")[0];
+    assert_eq!(phase(snap), "Succeeded");
+    assert_eq!(snap["status"]["components"]["dump"]["phase"], "Succeeded");
+
+    // Failure: the Job fails before the executor reported anything.
+    let bc = kstash_api::client::ResourcesExt::must_get(&c.p, NS, "web-backup").unwrap();
+    let second = kstash_controller::backup_configuration::trigger(&c.p, &bc, "frequent", 0).unwrap();
+    let second = second.metadata.name.unwrap();
+    c.settle_until("second session's Job", |c| c.get("batch/v1", "Job", &second).is_some());
+    c.finish_job(&second, false, "Job has reached the specified backoff limit");
+    c.settle_until("second BackupSession Failed", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "BackupSession", &second)) == "Failed"
+    });
+    let failed = c.must("core.kubestash.com/v1alpha1", "BackupSession", &second).to_string();
+    assert!(failed.contains("backoff limit"), "the Job's message reaches the session: {failed}");
+
+    // Vanished: the Job is deleted while the session runs.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let third = kstash_controller::backup_configuration::trigger(&c.p, &bc, "frequent", 0).unwrap();
+    let third = third.metadata.name.unwrap();
+    c.settle_until("third session's Job", |c| c.get("batch/v1", "Job", &third).is_some());
+    c.api.remove("batch/v1", "Job", NS, &third);
+    c.settle_until("third BackupSession Failed as incomplete", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "BackupSession", &third)) == "Failed"
+    });
+    let snaps = c.list("storage.kubestash.com/v1alpha1", "Snapshot");
+    let vanished = snaps
+        .iter()
+        .find(|s| s["spec"]["backupSession"] == third.as_str())
+        .unwrap();
+    let incomplete = vanished["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "BackupIncomplete" && c["status"] == "True");
+    assert!(incomplete, "{vanished}");
+}
+
+#[test]
+fn restore_session_runs_a_restore_job_and_deleting_the_configuration_runs_its_finalizer() {
+    let c = Cluster::new();
+    write_data(&c.data);
+    c.storage_and_workload();
+    c.backup_configuration();
+    c.settle_until("the instant backup's Job", |c| !c.list("batch/v1", "Job").is_empty());
+    let bs = c.list("core.kubestash.com/v1alpha1", "BackupSession")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kstash_exec::run_backup(c.p.resources(), NS, &bs, &Cluster::exec_opts()).unwrap();
+    c.finish_job(&bs, true, "");
+    c.settle_until("backup Succeeded", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "BackupSession", &bs)) == "Succeeded"
+    });
+
+    // Restore into another directory through a RestoreSession.
+    let restored = c.dir.path().join("restored");
+    std::fs::create_dir_all(&restored).unwrap();
+    c.create(&format!(
+        r#"
+apiVersion: core.kubestash.com/v1alpha1
+kind: RestoreSession
+metadata: {{name: web-restore, namespace: demo}}
+spec:
+  target: {{apiGroup: apps, kind: Deployment, name: web, namespace: demo}}
+  dataSource:
+    repository: web-repo
+    snapshot: latest
+    encryptionSecret: {{name: encrypt-secret, namespace: demo}}
+  addon:
+    name: workload-addon
+    tasks:
+      - name: logical-backup-restore
+        params: {{target: {}}}
+"#,
+        restored.display()
+    ));
+    c.settle_until("restore Job", |c| {
+        c.list("batch/v1", "Job")
+            .iter()
+            .any(|j| j["metadata"]["ownerReferences"][0]["kind"] == "RestoreSession")
+    });
+    let job = c
+        .list("batch/v1", "Job")
+        .into_iter()
+        .find(|j| j["metadata"]["ownerReferences"][0]["kind"] == "RestoreSession")
+        .unwrap();
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    assert_eq!(args[1], "restore");
+    assert_eq!(args[3], "--restoresession=web-restore");
+    let snapshot = args[4].as_str().unwrap().strip_prefix("--snapshot=").unwrap().to_string();
+    kstash_exec::run_restore(c.p.resources(), NS, "web-restore", &snapshot, &Cluster::exec_opts()).unwrap();
+    c.finish_job(job["metadata"]["name"].as_str().unwrap(), true, "");
+    c.settle_until("RestoreSession Succeeded", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "RestoreSession", "web-restore")) == "Succeeded"
+    });
+    let inner = restored.join(c.data.strip_prefix("/").unwrap());
+    assert_eq!(files(&inner), files(&c.data), "restored files differ");
+
+    // Deleting the configuration: its finalizer runs, its CronJob goes (owner GC), it is removed.
+    let bc = c.must("core.kubestash.com/v1alpha1", "BackupConfiguration", "web-backup");
+    assert!(
+        bc["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "kubestash.com/cleanup")
+    );
+    c.p.delete(&kstash_api::meta::BACKUP_CONFIGURATION, NS, "web-backup").unwrap();
+    c.settle_until("BackupConfiguration removed", |c| {
+        c.get("core.kubestash.com/v1alpha1", "BackupConfiguration", "web-backup").is_none()
+    });
+    assert!(c.get("batch/v1", "CronJob", "trigger-web-backup-frequent").is_none());
+    // The backed-up data stays in the storage (deletionPolicy Delete keeps data).
+    assert!(c.storage.join("deployment/web/repository.yaml").exists());
+}
