@@ -16,7 +16,7 @@ use kstash_controller::dispatch::{self, Key, RECONCILED};
 use kstash_exec::{ExecOptions, LocalMode, StorageOpsImpl};
 use kstash_kube::platform::{KubePlatform, KubeSettings};
 use kstash_kube::{KubeResources, operator};
-use kstash_testsupport::kube_api::FakeKubeApi;
+use kstash_testsupport::FakeKubeApi;
 use serde_json::{Value, json};
 
 const NS: &str = "demo";
@@ -148,7 +148,11 @@ impl Cluster {
     /// Play the Job controller: set the Job's terminal condition.
     fn finish_job(&self, name: &str, ok: bool, message: &str) {
         let mut job = self.must("batch/v1", "Job", name);
-        let (t, count) = if ok { ("Complete", "succeeded") } else { ("Failed", "failed") };
+        let (t, count) = if ok {
+            ("Complete", "succeeded")
+        } else {
+            ("Failed", "failed")
+        };
         job["status"] = json!({
             count: 1,
             "conditions": [{"type": t, "status": "True", "reason": if ok { "Completed" } else { "BackoffLimitExceeded" }, "message": message}],
@@ -304,12 +308,22 @@ fn backup_configuration_creates_repository_cronjob_rbac_and_its_instant_backup_j
     assert_eq!(cron["spec"]["suspend"], false);
     assert_eq!(cron["spec"]["successfulJobsHistoryLimit"], 2);
     assert_eq!(cron["spec"]["jobTemplate"]["spec"]["backoffLimit"], 1);
-    assert_eq!(cron["metadata"]["ownerReferences"][0]["uid"], bc["metadata"]["uid"]);
+    assert_eq!(
+        cron["metadata"]["ownerReferences"][0]["uid"],
+        bc["metadata"]["uid"]
+    );
     let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "kstash-executor");
     assert_eq!(
         pod["containers"][0]["args"],
-        json!(["trigger", "web-backup", "--namespace", "demo", "--sessions", "frequent"])
+        json!([
+            "trigger",
+            "web-backup",
+            "--namespace",
+            "demo",
+            "--sessions",
+            "frequent"
+        ])
     );
     assert_eq!(pod["containers"][0]["image"], "ghcr.io/kstash/kstash:test");
     // Executor RBAC in the namespace.
@@ -327,12 +341,20 @@ fn backup_configuration_creates_repository_cronjob_rbac_and_its_instant_backup_j
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0]["spec"]["backupSession"], bs_name);
     let job = c.must("batch/v1", "Job", bs_name);
-    assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], bs["metadata"]["uid"]);
+    assert_eq!(
+        job["metadata"]["ownerReferences"][0]["uid"],
+        bs["metadata"]["uid"]
+    );
     assert_eq!(job["metadata"]["labels"]["kstash.dev/component"], "dump");
     let container = &job["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         container["args"],
-        json!(["exec", "backup", "--namespace=demo", format!("--backupsession={bs_name}")])
+        json!([
+            "exec",
+            "backup",
+            "--namespace=demo",
+            format!("--backupsession={bs_name}")
+        ])
     );
     // The target volume comes from the Deployment's pod template; nothing secret is inlined.
     let vols = job["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
@@ -341,13 +363,17 @@ fn backup_configuration_creates_repository_cronjob_rbac_and_its_instant_backup_j
     let backend = vols.iter().find(|v| v["name"] == "kstash-backend-0").unwrap();
     assert_eq!(backend["hostPath"]["path"], c.storage.display().to_string());
     let text = job.to_string();
-    assert!(!text.contains("changeit"), "a secret value leaked into the Job: {text}");
+    assert!(
+        !text.contains("changeit"),
+        "a secret value leaked into the Job: {text}"
+    );
     // Everything was written with one field manager through server-side apply.
     assert!(
         c.api
             .requests()
             .iter()
-            .any(|r| r.starts_with("PATCH /apis/batch/v1/namespaces/demo/jobs/") && r.contains("fieldManager=kstash-operator")),
+            .any(|r| r.starts_with("PATCH /apis/batch/v1/namespaces/demo/jobs/")
+                && r.contains("fieldManager=kstash-operator")),
         "{:?}",
         c.api.requests()
     );
@@ -359,7 +385,9 @@ fn job_success_failure_and_vanishing_end_the_backup_session() {
     write_data(&c.data);
     c.storage_and_workload();
     c.backup_configuration();
-    c.settle_until("the instant backup's Job", |c| !c.list("batch/v1", "Job").is_empty());
+    c.settle_until("the instant backup's Job", |c| {
+        !c.list("batch/v1", "Job").is_empty()
+    });
     let first = c.list("core.kubestash.com/v1alpha1", "BackupSession")[0]["metadata"]["name"]
         .as_str()
         .unwrap()
@@ -380,19 +408,31 @@ fn job_success_failure_and_vanishing_end_the_backup_session() {
     let bc = kstash_api::client::ResourcesExt::must_get(&c.p, NS, "web-backup").unwrap();
     let second = kstash_controller::backup_configuration::trigger(&c.p, &bc, "frequent", 0).unwrap();
     let second = second.metadata.name.unwrap();
-    c.settle_until("second session's Job", |c| c.get("batch/v1", "Job", &second).is_some());
+    c.settle_until("second session's Job", |c| {
+        c.get("batch/v1", "Job", &second).is_some()
+    });
     c.finish_job(&second, false, "Job has reached the specified backoff limit");
     c.settle_until("second BackupSession Failed", |c| {
         phase(&c.must("core.kubestash.com/v1alpha1", "BackupSession", &second)) == "Failed"
     });
-    let failed = c.must("core.kubestash.com/v1alpha1", "BackupSession", &second).to_string();
-    assert!(failed.contains("backoff limit"), "the Job's message reaches the session: {failed}");
+    let failed = c
+        .list("storage.kubestash.com/v1alpha1", "Snapshot")
+        .into_iter()
+        .find(|s| s["spec"]["backupSession"] == second.as_str())
+        .unwrap();
+    assert_eq!(phase(&failed), "Failed");
+    assert!(
+        failed["status"].to_string().contains("backoff limit"),
+        "the Job's failure reaches the Snapshot: {failed}"
+    );
 
     // Vanished: the Job is deleted while the session runs.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let third = kstash_controller::backup_configuration::trigger(&c.p, &bc, "frequent", 0).unwrap();
     let third = third.metadata.name.unwrap();
-    c.settle_until("third session's Job", |c| c.get("batch/v1", "Job", &third).is_some());
+    c.settle_until("third session's Job", |c| {
+        c.get("batch/v1", "Job", &third).is_some()
+    });
     c.api.remove("batch/v1", "Job", NS, &third);
     c.settle_until("third BackupSession Failed as incomplete", |c| {
         phase(&c.must("core.kubestash.com/v1alpha1", "BackupSession", &third)) == "Failed"
@@ -416,7 +456,9 @@ fn restore_session_runs_a_restore_job_and_deleting_the_configuration_runs_its_fi
     write_data(&c.data);
     c.storage_and_workload();
     c.backup_configuration();
-    c.settle_until("the instant backup's Job", |c| !c.list("batch/v1", "Job").is_empty());
+    c.settle_until("the instant backup's Job", |c| {
+        !c.list("batch/v1", "Job").is_empty()
+    });
     let bs = c.list("core.kubestash.com/v1alpha1", "BackupSession")[0]["metadata"]["name"]
         .as_str()
         .unwrap()
@@ -462,8 +504,20 @@ spec:
     let args = job["spec"]["template"]["spec"]["containers"][0]["args"].clone();
     assert_eq!(args[1], "restore");
     assert_eq!(args[3], "--restoresession=web-restore");
-    let snapshot = args[4].as_str().unwrap().strip_prefix("--snapshot=").unwrap().to_string();
-    kstash_exec::run_restore(c.p.resources(), NS, "web-restore", &snapshot, &Cluster::exec_opts()).unwrap();
+    let snapshot = args[4]
+        .as_str()
+        .unwrap()
+        .strip_prefix("--snapshot=")
+        .unwrap()
+        .to_string();
+    kstash_exec::run_restore(
+        c.p.resources(),
+        NS,
+        "web-restore",
+        &snapshot,
+        &Cluster::exec_opts(),
+    )
+    .unwrap();
     c.finish_job(job["metadata"]["name"].as_str().unwrap(), true, "");
     c.settle_until("RestoreSession Succeeded", |c| {
         phase(&c.must("core.kubestash.com/v1alpha1", "RestoreSession", "web-restore")) == "Succeeded"
@@ -480,11 +534,16 @@ spec:
             .iter()
             .any(|f| f == "kubestash.com/cleanup")
     );
-    c.p.delete(&kstash_api::meta::BACKUP_CONFIGURATION, NS, "web-backup").unwrap();
+    c.p.delete(&kstash_api::meta::BACKUP_CONFIGURATION, NS, "web-backup")
+        .unwrap();
     c.settle_until("BackupConfiguration removed", |c| {
-        c.get("core.kubestash.com/v1alpha1", "BackupConfiguration", "web-backup").is_none()
+        c.get("core.kubestash.com/v1alpha1", "BackupConfiguration", "web-backup")
+            .is_none()
     });
-    assert!(c.get("batch/v1", "CronJob", "trigger-web-backup-frequent").is_none());
+    assert!(
+        c.get("batch/v1", "CronJob", "trigger-web-backup-frequent")
+            .is_none()
+    );
     // The backed-up data stays in the storage (deletionPolicy Delete keeps data).
     assert!(c.storage.join("deployment/web/repository.yaml").exists());
 }
