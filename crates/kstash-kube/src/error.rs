@@ -11,11 +11,12 @@ pub enum KubeError {
         "the Kubernetes API at {url} is unreachable: {message} (check the kubeconfig's server address and that the cluster is running)"
     )]
     Unreachable { url: String, message: String },
-    /// A CustomResourceDefinition kstash needs is not installed.
+    /// CustomResourceDefinitions kstash needs are not installed.
     #[error(
-        "CustomResourceDefinition {name} is not installed in the cluster; install the CRDs first: `kubectl apply -f deploy/crds/` (or the Helm chart in deploy/helm/kstash)"
+        "CustomResourceDefinitions not installed in the cluster: {}; install the CRDs first: `kubectl apply -f deploy/crds/` (or the Helm chart in deploy/helm/kstash)",
+        names.join(", ")
     )]
-    CrdMissing { name: String },
+    CrdMissing { names: Vec<String> },
     /// An API call failed.
     #[error("{object}: {message}")]
     Api { object: String, message: String },

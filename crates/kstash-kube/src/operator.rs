@@ -98,10 +98,11 @@ pub async fn check_api(client: &kube::Client, url: &str) -> Result<()> {
             "customresourcedefinitions",
         ),
     );
+    let mut missing = Vec::new();
     for name in required_crds() {
         match crds.get_opt(&name).await {
             Ok(Some(_)) => {}
-            Ok(None) => return Err(KubeError::CrdMissing { name }),
+            Ok(None) => missing.push(name),
             Err(e) => {
                 return Err(KubeError::Api {
                     object: format!("CustomResourceDefinition {name}"),
@@ -109,6 +110,9 @@ pub async fn check_api(client: &kube::Client, url: &str) -> Result<()> {
                 });
             }
         }
+    }
+    if !missing.is_empty() {
+        return Err(KubeError::CrdMissing { names: missing });
     }
     Ok(())
 }

@@ -1,0 +1,269 @@
+//! `kstash operator` as a real process against a kubeconfig. The API server is `FakeKubeApi`, an
+//! in-process FAKE of the Kubernetes API (kstash-testsupport): no real kube-apiserver can run on
+//! this machine. Checks: clear errors for an unreachable API and a missing CRD, health endpoints,
+//! reconciling through its watches (a BackupConfiguration gets its trigger CronJob), leader
+//! election over a Lease between two replicas, and a clean exit on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kstash_testsupport::FakeKubeApi;
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    kstash_api::manifest::parse_documents(&path.display().to_string(), &text).unwrap()
+}
+
+/// A fake API server with kstash's CRDs (unless `with_crds` is false) and the addon catalog.
+fn fake_cluster(with_crds: bool) -> FakeKubeApi {
+    let api = FakeKubeApi::start().unwrap();
+    if with_crds {
+        let mut crds = Vec::new();
+        for e in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
+            crds.extend(yaml_docs(&e.unwrap().path()));
+        }
+        api.install_crds(&crds);
+        for e in std::fs::read_dir(repo_root().join("catalog")).unwrap() {
+            for doc in yaml_docs(&e.unwrap().path()) {
+                api.put(doc);
+            }
+        }
+    }
+    api
+}
+
+/// One `kstash operator` process, its log, and its health port.
+struct Operator {
+    child: Option<Child>,
+    log: PathBuf,
+    health: u16,
+}
+
+impl Operator {
+    fn start(dir: &Path, kubeconfig: &Path, pod_name: &str) -> Operator {
+        let health = kstash_testsupport::ports::free_port().unwrap();
+        let log = dir.join(format!("{pod_name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_kstash"))
+            .args([
+                "operator",
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--health-addr",
+                &format!("127.0.0.1:{health}"),
+                "--metrics-addr",
+                "",
+                "--image",
+                "ghcr.io/kstash/kstash:test",
+            ])
+            .env("POD_NAME", pod_name)
+            .env("POD_NAMESPACE", "kstash")
+            .env("KSTASH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Operator {
+            child: Some(child),
+            log,
+            health,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn ready(&self) -> bool {
+        kstash_testsupport::http::get(&format!("http://127.0.0.1:{}/readyz", self.health))
+            .is_ok_and(|r| r.is_success())
+    }
+
+    /// SIGTERM and wait for the exit (at most 20 s).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let start = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "operator did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn lease_holder(api: &FakeKubeApi) -> Option<String> {
+    api.get("coordination.k8s.io/v1", "Lease", "kstash", "kstash-operator")?
+        .pointer("/spec/holderIdentity")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+#[test]
+fn operator_reports_an_unreachable_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = kstash_testsupport::ports::free_port().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\ncontexts:\n- name: c\n  context: {{cluster: c}}\ncurrent-context: c\nusers: []\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kstash"))
+        .args(["operator", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--health-addr", "", "--metrics-addr", ""])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the Kubernetes API at http://127.0.0.1:{port}/ is unreachable"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn operator_names_a_missing_crd_and_how_to_install_it() {
+    let api = fake_cluster(false);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "default").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kstash"))
+        .args(["operator", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--health-addr", "", "--metrics-addr", ""])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("CustomResourceDefinitions not installed in the cluster: ")
+            && stderr.contains("backupstorages.storage.kubestash.com, ")
+            && stderr.contains("kubectl apply -f deploy/crds/"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn operator_reconciles_through_its_watches_and_hands_over_the_lease_on_sigterm() {
+    let api = fake_cluster(true);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "default").unwrap();
+
+    let mut first = Operator::start(dir.path(), &kubeconfig, "operator-a");
+    wait_for(Duration::from_secs(30), "operator-a ready", || first.ready());
+    wait_for(Duration::from_secs(30), "operator-a to hold the Lease", || {
+        lease_holder(&api).as_deref() == Some("operator-a")
+    });
+    let mut second = Operator::start(dir.path(), &kubeconfig, "operator-b");
+    wait_for(Duration::from_secs(30), "operator-b ready", || second.ready());
+
+    // A user creates a storage and a configuration; the leader's watches reconcile them.
+    let storage = dir.path().join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let manifests = format!(
+        r#"
+apiVersion: storage.kubestash.com/v1alpha1
+kind: BackupStorage
+metadata: {{name: local-storage, namespace: demo}}
+spec:
+  storage:
+    provider: local
+    local: {{mountPath: {s}, hostPath: {{path: {s}}}}}
+  usagePolicy: {{allowedNamespaces: {{from: Same}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: encrypt-secret, namespace: demo}}
+stringData: {{RESTIC_PASSWORD: changeit}}
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupConfiguration
+metadata: {{name: nightly, namespace: demo}}
+spec:
+  target: {{apiGroup: apps, kind: Deployment, name: web, namespace: demo}}
+  backends:
+    - name: local
+      storageRef: {{name: local-storage, namespace: demo}}
+  sessions:
+    - name: full
+      scheduler: {{schedule: "0 2 * * *"}}
+      repositories:
+        - name: web-repo
+          backend: local
+          directory: web
+          encryptionSecret: {{name: encrypt-secret, namespace: demo}}
+      addon:
+        name: workload-addon
+        tasks: [{{name: logical-backup, params: {{paths: /data}}}}]
+"#,
+        s = storage.display()
+    );
+    for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
+        api.put(doc);
+    }
+    wait_for(Duration::from_secs(60), "the trigger CronJob", || {
+        api.get("batch/v1", "CronJob", "demo", "trigger-nightly-full")
+            .is_some()
+    });
+    let cron = api
+        .get("batch/v1", "CronJob", "demo", "trigger-nightly-full")
+        .unwrap();
+    assert_eq!(cron["spec"]["schedule"], "0 2 * * *");
+    assert!(
+        storage.join("metadata.yaml").exists(),
+        "the storage was initialised"
+    );
+    // Only the leader acted.
+    assert!(lease_holder(&api).as_deref() == Some("operator-a"));
+    assert!(
+        second.log_text().contains("waiting for the leader"),
+        "{}",
+        second.log_text()
+    );
+    assert!(!second.log_text().contains("reconcile"), "{}", second.log_text());
+
+    // SIGTERM: a clean exit that releases the Lease; the other replica takes over.
+    let status = first.terminate();
+    assert!(status.success(), "exit {status:?}\n{}", first.log_text());
+    assert!(
+        first.log_text().contains("operator stopped"),
+        "{}",
+        first.log_text()
+    );
+    wait_for(Duration::from_secs(30), "operator-b to take the Lease", || {
+        lease_holder(&api).as_deref() == Some("operator-b")
+    });
+    assert!(second.terminate().success(), "{}", second.log_text());
+}
