@@ -26,6 +26,8 @@
 //!   finalizers answers the object, now carrying `deletionTimestamp`);
 //! - adding a finalizer to an object being deleted answers 422 `Invalid` on `metadata.finalizers`;
 //! - `limit`/`continue` are ignored (a list is one page), `dryRun` is refused (400);
+//! - kube-rs retries 429/503/504 by default (15 times, backing off for minutes): to see
+//!   [`FakeKubeApi::set_unavailable`] fail fast, build the client with `Config::default_retry` off;
 //! - the whole watch history is kept, so a watch never gets `410 Gone`; a watch without
 //!   `resourceVersion` (or `"0"`) starts with synthetic `ADDED` events, as the real server does.
 //!
@@ -61,6 +63,17 @@ use tokio::sync::{oneshot, watch};
 use crate::error::{IoContext, Result};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// Metadata only the server sets; updates keep the stored values.
+const SERVER_OWNED: [&str; 8] = [
+    "name",
+    "namespace",
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "resourceVersion",
+];
 /// group, plural, namespace (`""` when cluster-scoped), name.
 type Key = (String, String, String, String);
 
@@ -601,19 +614,23 @@ fn validate(rt: &ResType, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Body `apiVersion`/`kind` must match the path (400 otherwise).
-fn check_type(rt: &ResType, obj: &Value) -> Result<(), ApiError> {
+/// Body `apiVersion`/`kind` must match the path (400 otherwise); when not `required` (all but
+/// apply), missing ones default to the path's.
+fn check_type(rt: &ResType, obj: &Value, required: bool) -> Result<(), ApiError> {
     if !obj.is_object() {
         return Err(bad_request("the body must be a JSON object"));
     }
     let (av, kind) = (str_at(obj, "/apiVersion"), str_at(obj, "/kind"));
-    if av != rt.api_version() {
+    if (av.is_empty() || kind.is_empty()) && required {
+        return Err(bad_request("apiVersion and kind must be set"));
+    }
+    if !av.is_empty() && av != rt.api_version() {
         return Err(bad_request(format!(
             "the API version in the data ({av}) does not match the expected API version ({})",
             rt.api_version()
         )));
     }
-    if kind != rt.kind {
+    if !kind.is_empty() && kind != rt.kind {
         return Err(bad_request(format!(
             "the kind in the data ({kind}) does not match the expected kind ({})",
             rt.kind
@@ -893,7 +910,7 @@ impl State {
         manager: Option<&str>,
     ) -> Result<Value, ApiError> {
         if mode != Mode::Force {
-            check_type(rt, &obj)?;
+            check_type(rt, &obj, false)?;
         }
         let meta = meta_mut(&mut obj);
         if rt.namespaced {
@@ -957,7 +974,7 @@ impl State {
         if let Some(manager) = manager {
             record_manager(&mut obj, manager, false, &rt.api_version());
         }
-        crd_defaults(&key, &mut obj);
+        server_defaults(&key, &mut obj);
         Ok(self.store(&key, obj, None))
     }
 
@@ -977,7 +994,7 @@ impl State {
             return Err(not_found(rt, &key.3));
         };
         if mode != Mode::Force {
-            check_type(rt, &new)?;
+            check_type(rt, &new, false)?;
         }
         let (name, ns) = (
             str_at(&new, "/metadata/name"),
@@ -1010,21 +1027,12 @@ impl State {
         };
         obj = rt.present(&obj);
         let meta = meta_mut(&mut obj);
-        let server_owned = [
-            "name",
-            "namespace",
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "generation",
-            "resourceVersion",
-        ];
-        for f in server_owned.iter().chain(if mode == Mode::Force {
-            &[][..]
-        } else {
-            &["managedFields"][..]
-        }) {
+        // A put may set managedFields; otherwise they stay as stored (apply records managers).
+        let keep_managed = mode == Mode::Force && meta.contains_key("managedFields");
+        for f in SERVER_OWNED
+            .iter()
+            .chain((!keep_managed).then_some(&"managedFields"))
+        {
             match old["metadata"].get(*f) {
                 Some(v) => meta.insert((*f).into(), v.clone()),
                 None => meta.remove(*f),
@@ -1058,7 +1066,7 @@ impl State {
                 .unwrap_or(0);
             meta_mut(&mut obj).insert("generation".into(), json!(generation + 1));
         }
-        crd_defaults(key, &mut obj);
+        server_defaults(key, &mut obj);
         if obj == old {
             return Ok(old);
         }
@@ -1240,8 +1248,12 @@ fn record_manager(obj: &mut Value, manager: &str, status: bool, api_version: &st
     }
 }
 
-/// What the CRD controller would set: the CRD is established at once.
-fn crd_defaults(key: &Key, obj: &mut Value) {
+/// What the server or a built-in controller would set: a Namespace is `Active`, a CRD is
+/// established at once.
+fn server_defaults(key: &Key, obj: &mut Value) {
+    if key.0.is_empty() && key.1 == "namespaces" && obj.pointer("/status/phase").is_none() {
+        obj["status"] = json!({"phase": "Active"});
+    }
     if !is_crd_key(key) {
         return;
     }
@@ -1657,7 +1669,7 @@ impl State {
         let mut applied: Value = serde_json::from_slice(&call.body)
             .or_else(|_| serde_yaml_ng::from_slice(&call.body))
             .map_err(|e| bad_request(format!("invalid apply patch: {e}")))?;
-        check_type(rt, &applied)?;
+        check_type(rt, &applied, true)?;
         let name = str_at(&applied, "/metadata/name");
         if name != key.3 {
             return Err(bad_request(format!(

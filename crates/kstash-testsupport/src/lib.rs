@@ -5,6 +5,9 @@
 //! `$KSTASH_INFRA_DIR`, default `~/.cache/kstash-infra`); see [`tools`]. PostgreSQL and MariaDB
 //! need root: they are started as the `postgres` and `mysql` users.
 //!
+//! [`FakeKubeApi`] is the exception: no real Kubernetes API server can run here, so it is an
+//! in-process fake (over real HTTP on loopback) that enforces the semantics the operator uses.
+//!
 //! Cleanup relies on `Drop` (also during a panic). A test process killed with SIGKILL leaves its
 //! servers running, because they live in their own process groups.
 //!
