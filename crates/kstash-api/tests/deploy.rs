@@ -732,28 +732,42 @@ fn chart_catalog_is_catalog_dir() {
 
 // --- Dockerfile ------------------------------------------------------------------------------
 
-/// What each driver of the exec crate needs in the image: the sources that implement it (under
-/// `crates/kstash-exec/src/`), the external tools it runs, and the Debian packages that carry
-/// them. Native drivers run no tool. A driver added to the exec crate fails the test until it is
-/// listed here.
-const DRIVERS: &[(&str, &[&str], &[&str], &[&str])] = &[
-    ("Volume", &["volume.rs"], &[], &[]),
-    (
-        "Postgres",
-        &["postgres.rs"],
-        &["pg_dump", "pg_dumpall", "psql"],
-        &[
+/// What a driver of the exec crate needs in the image.
+struct Driver {
+    /// `DriverKind::<name>` in the exec crate.
+    name: &'static str,
+    /// The sources that implement it, under `crates/kstash-exec/src/` (files or directories).
+    sources: &'static [&'static str],
+    /// The external programs it runs (none: native).
+    tools: &'static [&'static str],
+    /// The Debian packages that carry them.
+    packages: &'static [&'static str],
+}
+
+/// Every driver of the exec crate. A driver added there fails the test until it is listed here.
+const DRIVERS: &[Driver] = &[
+    Driver {
+        name: "Volume",
+        sources: &["volume.rs"],
+        tools: &[],
+        packages: &[],
+    },
+    Driver {
+        name: "Postgres",
+        sources: &["postgres.rs"],
+        tools: &["pg_dump", "pg_dumpall", "psql"],
+        packages: &[
             "postgresql-client-14",
             "postgresql-client-15",
             "postgresql-client-16",
             "postgresql-client-17",
             "postgresql-client-18",
         ],
-    ),
-    (
-        "MySql",
-        &["mysql.rs"],
-        &[
+    },
+    Driver {
+        name: "MySql",
+        sources: &["mysql.rs"],
+        tools: &[
             "mysqldump",
             "mariadb-dump",
             "mysql",
@@ -761,11 +775,26 @@ const DRIVERS: &[(&str, &[&str], &[&str], &[&str])] = &[
             "mysqladmin",
             "mariadb-admin",
         ],
-        &["mariadb-client"],
-    ),
-    ("Redis", &["redis.rs"], &[], &[]),
-    ("ZooKeeper", &["zookeeper.rs"], &[], &[]),
-    ("Elasticsearch", &["elasticsearch"], &[], &[]),
+        packages: &["mariadb-client"],
+    },
+    Driver {
+        name: "Redis",
+        sources: &["redis.rs"],
+        tools: &[],
+        packages: &[],
+    },
+    Driver {
+        name: "ZooKeeper",
+        sources: &["zookeeper.rs"],
+        tools: &[],
+        packages: &[],
+    },
+    Driver {
+        name: "Elasticsearch",
+        sources: &["elasticsearch"],
+        tools: &[],
+        packages: &[],
+    },
 ];
 
 fn exec_src() -> std::path::PathBuf {
@@ -857,8 +886,7 @@ fn installed_packages() -> BTreeSet<String> {
 #[test]
 fn runtime_image_installs_the_tools_of_every_catalog_function() {
     let functions = exec_functions();
-    let drivers: BTreeMap<&str, (&[&str], &[&str], &[&str])> =
-        DRIVERS.iter().map(|(d, s, t, p)| (*d, (*s, *t, *p))).collect();
+    let drivers: BTreeMap<&str, &Driver> = DRIVERS.iter().map(|d| (d.name, d)).collect();
     // Every driver of the exec crate is described above.
     for (f, d) in &functions {
         assert!(
@@ -883,16 +911,17 @@ fn runtime_image_installs_the_tools_of_every_catalog_function() {
     assert_eq!(catalog_functions.len(), 16);
     // The tables above are right: native drivers spawn nothing, tool drivers name their tools.
     let mut driver_files = BTreeSet::new();
-    for (driver, (srcs, tools, _)) in &drivers {
+    for d in DRIVERS {
+        let (driver, srcs) = (d.name, d.sources);
         let text: String = srcs.iter().map(|s| sources(s)).collect();
         driver_files.extend(srcs.iter().map(|s| s.to_string()));
-        if tools.is_empty() {
+        if d.tools.is_empty() {
             assert!(
                 !spawns_processes(&text),
                 "{driver} runs a process: list its tools in DRIVERS"
             );
         }
-        for t in *tools {
+        for t in d.tools {
             assert!(
                 text.contains(&format!("\"{t}\"")),
                 "{driver}: {srcs:?} never names {t}"
@@ -915,8 +944,7 @@ fn runtime_image_installs_the_tools_of_every_catalog_function() {
     // The image installs every package of every driver a catalog Function uses.
     let installed = installed_packages();
     for f in &catalog_functions {
-        let (_, _, packages) = drivers[functions[f].as_str()];
-        for p in packages {
+        for p in drivers[functions[f].as_str()].packages {
             assert!(installed.contains(*p), "{f} needs {p}; installed: {installed:?}");
         }
     }
