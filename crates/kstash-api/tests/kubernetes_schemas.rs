@@ -1,6 +1,10 @@
 //! Independent checks of what the types generate, with Kubernetes' own tooling (installed by
-//! `scripts/setup`): every CRD under `deploy/crds/` passes `kubernetes-validate --strict`, and every
-//! example custom resource validates against its CRD's OpenAPI v3 schema (python `jsonschema`).
+//! `scripts/setup`): every CRD under `deploy/crds/` passes `kubernetes-validate --strict`, every
+//! example custom resource validates against its CRD's OpenAPI v3 schema (python `jsonschema`),
+//! and every plain Kubernetes object of the examples (Secrets, and the workloads in `*.k8s.yaml`)
+//! passes `kubernetes-validate --strict`.
+
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -71,4 +75,44 @@ fn example_custom_resources_match_their_crd_schema() {
     assert!(!out.contains("INVALID"), "{out}");
     let checked: usize = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
     assert!(checked >= 30, "only {checked} custom resources checked: {out}");
+}
+
+#[test]
+fn example_kubernetes_objects_pass_kubernetes_validate_strict() {
+    let mut files = Vec::new();
+    let mut dirs = vec![repo_root().join("examples")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "yaml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut docs = Vec::new();
+    let mut k8s_files = 0;
+    for f in &files {
+        let all = support::yaml_docs(&std::fs::read_to_string(f).unwrap());
+        let plain: Vec<_> = all.iter().filter(|d| !support::is_custom(d)).cloned().collect();
+        // `*.k8s.yaml` holds only Kubernetes' own kinds (the embedded runtime skips them).
+        if f.to_string_lossy().ends_with(".k8s.yaml") {
+            k8s_files += 1;
+            assert_eq!(
+                plain.len(),
+                all.len(),
+                "{}: custom resources in a .k8s.yaml file",
+                f.display()
+            );
+        }
+        docs.extend(plain);
+    }
+    assert!(k8s_files >= 4, "{k8s_files} .k8s.yaml files");
+    let kinds: std::collections::BTreeSet<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    for kind in ["Secret", "Deployment", "StatefulSet", "Service", "Namespace"] {
+        assert!(kinds.contains(kind), "no example {kind}: {kinds:?}");
+    }
+    support::kubernetes_validate(&docs);
 }
