@@ -413,6 +413,54 @@ impl KubePlatform {
     }
 }
 
+impl KubePlatform {
+    /// Write a status; when the phase changes, record an Event about it (Warning for the bad
+    /// phases) carrying the first failed condition's message.
+    fn update_status_with_events(&self, obj: Value) -> ClientResult<Value> {
+        let text = |ptr: &str| obj.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string();
+        let (kind, ns, name) = (text("/kind"), text("/metadata/namespace"), text("/metadata/name"));
+        let new_phase = obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let rt = kstash_api::meta::ALL.iter().find(|rt| rt.kind == kind);
+        let old_phase = match (&new_phase, rt) {
+            (Some(_), Some(rt)) => self.res.get(rt, &ns, &name).ok().flatten().and_then(|o| {
+                o.pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }),
+            _ => None,
+        };
+        let stored = self.res.update_status(obj)?;
+        if let Some(new) = new_phase
+            && old_phase.as_deref() != Some(new.as_str())
+        {
+            let warning = matches!(new.as_str(), "Failed" | "Invalid" | "NotReady" | "Skipped");
+            let failed = stored
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|c| c["status"] == "False" || c["type"] == "BackupIncomplete")
+                .filter_map(|c| c["message"].as_str())
+                .find(|m| !m.is_empty())
+                .map(str::to_string);
+            let message = match failed {
+                Some(m) => format!("phase {new}: {m}"),
+                None => format!("phase {new}"),
+            };
+            let object = if ns.is_empty() {
+                format!("{kind} {name}")
+            } else {
+                format!("{kind} {ns}/{name}")
+            };
+            self.event(&object, warning, &format!("Phase{new}"), &message);
+        }
+        Ok(stored)
+    }
+}
+
 impl Resources for KubePlatform {
     fn get(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<Option<Value>> {
         self.res.get(rt, namespace, name)
@@ -432,7 +480,7 @@ impl Resources for KubePlatform {
         self.res.update(obj)
     }
     fn update_status(&self, obj: Value) -> ClientResult<Value> {
-        self.res.update_status(obj)
+        self.update_status_with_events(obj)
     }
     fn delete(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<()> {
         self.res.delete(rt, namespace, name)

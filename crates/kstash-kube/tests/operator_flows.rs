@@ -448,6 +448,22 @@ fn job_success_failure_and_vanishing_end_the_backup_session() {
         .iter()
         .any(|c| c["type"] == "BackupIncomplete" && c["status"] == "True");
     assert!(incomplete, "{vanished}");
+
+    // Every phase change left an Event on the session it happened to.
+    let events = c.list("v1", "Event");
+    let about = |name: &str, reason: &str| {
+        events
+            .iter()
+            .any(|e| e["involvedObject"]["name"] == name && e["reason"] == reason)
+    };
+    assert!(about(&first, "PhaseSucceeded"), "{events:?}");
+    assert!(about(&second, "PhaseFailed"), "{events:?}");
+    let failed_event = events
+        .iter()
+        .find(|e| e["involvedObject"]["name"] == third.as_str() && e["reason"] == "PhaseFailed")
+        .unwrap();
+    assert_eq!(failed_event["type"], "Warning");
+    assert_eq!(failed_event["involvedObject"]["kind"], "BackupSession");
 }
 
 #[test]
