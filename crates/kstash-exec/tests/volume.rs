@@ -765,3 +765,57 @@ fn storage_ops_errors_name_the_storage_and_operation() {
         "{e}"
     );
 }
+
+// ---- one job per replica ---------------------------------------------------------------------
+
+/// On Kubernetes a task that is not a singleton runs once per replica: each job writes and
+/// restores only its own component (`dump-pod-<n>`) of the same Snapshot.
+#[test]
+fn per_replica_jobs_write_and_restore_their_own_components() {
+    let world = world_with_sample_data();
+    let snapshot = world.trigger_backup_session("sample-backup-1");
+    let replica = |n: u32| ExecOptions {
+        component: Some(format!("dump-pod-{n}")),
+        total_components: Some(2),
+        ..world.opts()
+    };
+    run_backup(world.client(), NS, "sample-backup-1", &replica(0)).unwrap();
+    run_backup(world.client(), NS, "sample-backup-1", &replica(1)).unwrap();
+    let status = world.snapshot(&snapshot).status.unwrap();
+    assert_eq!(status.total_components, 2);
+    let names: Vec<&str> = status.components.keys().map(String::as_str).collect();
+    assert_eq!(names, ["dump-pod-0", "dump-pod-1"]);
+    for (name, c) in &status.components {
+        assert_eq!(c.phase, Some(ComponentPhase::Succeeded), "{name}: {c:?}");
+        assert_eq!(c.path, format!("repository/v1/{SESSION}/{name}"));
+    }
+
+    // Replica 1's restore job restores component dump-pod-1 only.
+    let target = world.scratch("replica-1");
+    world.create_restore_session("restore-replica", json!({"target": target.display().to_string()}));
+    let report = run_restore(world.client(), NS, "restore-replica", &snapshot, &replica(1)).unwrap();
+    let restored: Vec<&str> = report.components.iter().map(|c| c.component.as_str()).collect();
+    assert_eq!(restored, ["dump-pod-1"]);
+    assert_same_tree(
+        &world.data(),
+        &under(&target, &world.data()),
+        &["app/scratch.tmp"],
+    );
+    let rs: RestoreSession = world.store.must_get(NS, "restore-replica").unwrap();
+    let st = rs.status.unwrap();
+    assert_eq!(st.total_components, 2);
+    assert_eq!(st.components.keys().collect::<Vec<_>>(), ["dump-pod-1"]);
+
+    // A replica the Snapshot has no component for is refused, naming what it has.
+    world.create_restore_session(
+        "restore-replica-7",
+        json!({"target": target.display().to_string()}),
+    );
+    let err = run_restore(world.client(), NS, "restore-replica-7", &snapshot, &replica(7))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no component dump-pod-7") && err.contains("dump-pod-0, dump-pod-1"),
+        "{err}"
+    );
+}
