@@ -27,6 +27,9 @@ pub const MANAGED_BY: &str = "kubestash.com";
 pub const RUNTIME_ENV: &str = "KSTASH_RUNTIME";
 /// The executor ServiceAccount created in every namespace that runs executors.
 pub const EXECUTOR_SERVICE_ACCOUNT: &str = "kstash-executor";
+/// The ServiceAccount of trigger CronJob pods: it may only read BackupConfigurations and create
+/// BackupSessions (`kubestash-cron-job`).
+pub const TRIGGER_SERVICE_ACCOUNT: &str = "kstash-trigger";
 /// ClusterRole reading the cluster-scoped Addon catalog, bound per executor ServiceAccount.
 pub const CATALOG_READER_ROLE: &str = "kstash-catalog-reader";
 /// Maximum length of a CronJob name (the API server appends 11 characters to its Jobs' names).
@@ -652,30 +655,36 @@ pub fn trigger_cronjob(inp: &TriggerInputs<'_>) -> Value {
 }
 
 /// The executor ClusterRoles bound in every namespace that runs executors (KubeStash's names).
-pub const EXECUTOR_CLUSTER_ROLES: &[&str] = &[
-    "kubestash-backup-job",
-    "kubestash-restore-job",
-    "kubestash-cron-job",
-];
+pub const EXECUTOR_CLUSTER_ROLES: &[&str] = &["kubestash-backup-job", "kubestash-restore-job"];
+/// The ClusterRole of trigger CronJob pods.
+pub const TRIGGER_CLUSTER_ROLE: &str = "kubestash-cron-job";
 
-/// The ServiceAccount, RoleBindings (to the executor ClusterRoles) and the ClusterRoleBinding (to
-/// the catalog reader) that executors and trigger pods of `namespace` run with.
+/// The ServiceAccounts and bindings of `namespace`: executors (`kstash-executor`: RoleBindings to
+/// the backup and restore ClusterRoles, and a ClusterRoleBinding to the catalog reader, since
+/// Addons and Functions are cluster-scoped) and trigger pods (`kstash-trigger`: only
+/// `kubestash-cron-job`).
 pub fn executor_rbac(namespace: &str) -> Vec<Value> {
     let labels = json!({LABEL_MANAGED_BY: MANAGED_BY});
-    let subject =
-        json!([{"kind": "ServiceAccount", "name": EXECUTOR_SERVICE_ACCOUNT, "namespace": namespace}]);
-    let mut out = vec![json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": EXECUTOR_SERVICE_ACCOUNT, "namespace": namespace, "labels": labels},
-    })];
-    for role in EXECUTOR_CLUSTER_ROLES {
+    let subject = |sa: &str| json!([{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]);
+    let mut out = Vec::new();
+    for sa in [EXECUTOR_SERVICE_ACCOUNT, TRIGGER_SERVICE_ACCOUNT] {
+        out.push(json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": sa, "namespace": namespace, "labels": labels},
+        }));
+    }
+    let bindings = EXECUTOR_CLUSTER_ROLES
+        .iter()
+        .map(|r| (*r, EXECUTOR_SERVICE_ACCOUNT))
+        .chain([(TRIGGER_CLUSTER_ROLE, TRIGGER_SERVICE_ACCOUNT)]);
+    for (role, sa) in bindings {
         out.push(json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
             "metadata": {"name": format!("kstash-{}", role.trim_start_matches("kubestash-")), "namespace": namespace, "labels": labels},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": subject,
+            "subjects": subject(sa),
         }));
     }
     out.push(json!({
@@ -683,7 +692,7 @@ pub fn executor_rbac(namespace: &str) -> Vec<Value> {
         "kind": "ClusterRoleBinding",
         "metadata": {"name": shorten(&format!("{CATALOG_READER_ROLE}-{namespace}"), 253), "labels": labels},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CATALOG_READER_ROLE},
-        "subjects": subject,
+        "subjects": subject(EXECUTOR_SERVICE_ACCOUNT),
     }));
     out
 }

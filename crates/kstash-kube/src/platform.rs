@@ -569,7 +569,7 @@ impl Platform for KubePlatform {
             scheduler: &s.scheduler,
             owner: owner_of(&bc),
             image: &self.settings.image,
-            service_account: build::EXECUTOR_SERVICE_ACCOUNT,
+            service_account: build::TRIGGER_SERVICE_ACCOUNT,
         });
         self.res.apply(&cronjobs_ar(), &cron).map_err(perr)?;
         Ok(if s.suspend {

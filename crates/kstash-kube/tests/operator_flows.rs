@@ -313,7 +313,7 @@ fn backup_configuration_creates_repository_cronjob_rbac_and_its_instant_backup_j
         bc["metadata"]["uid"]
     );
     let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
-    assert_eq!(pod["serviceAccountName"], "kstash-executor");
+    assert_eq!(pod["serviceAccountName"], "kstash-trigger");
     assert_eq!(
         pod["containers"][0]["args"],
         json!([
@@ -328,9 +328,13 @@ fn backup_configuration_creates_repository_cronjob_rbac_and_its_instant_backup_j
     assert_eq!(pod["containers"][0]["image"], "ghcr.io/kstash/kstash:test");
     // Executor RBAC in the namespace.
     assert!(c.get("v1", "ServiceAccount", "kstash-executor").is_some());
-    for rb in ["kstash-backup-job", "kstash-restore-job", "kstash-cron-job"] {
+    for (rb, sa) in [
+        ("kstash-backup-job", "kstash-executor"),
+        ("kstash-restore-job", "kstash-executor"),
+        ("kstash-cron-job", "kstash-trigger"),
+    ] {
         let b = c.must("rbac.authorization.k8s.io/v1", "RoleBinding", rb);
-        assert_eq!(b["subjects"][0]["name"], "kstash-executor");
+        assert_eq!(b["subjects"][0]["name"], sa);
     }
     // The instant backup: a BackupSession, a Snapshot and the executor Job.
     let sessions = c.list("core.kubestash.com/v1alpha1", "BackupSession");

@@ -448,7 +448,7 @@ fn trigger_cronjob_copies_the_scheduler_fields() {
         scheduler: &sch,
         owner: owner.clone(),
         image: "ghcr.io/kstash/kstash:0.1.0",
-        service_account: EXECUTOR_SERVICE_ACCOUNT,
+        service_account: TRIGGER_SERVICE_ACCOUNT,
     });
     let expected = json!({
         "apiVersion": "batch/v1",
@@ -481,7 +481,7 @@ fn trigger_cronjob_copies_the_scheduler_fields() {
                         "spec": {
                             "nodeSelector": {"pool": "ops"},
                             "restartPolicy": "Never",
-                            "serviceAccountName": "kstash-executor",
+                            "serviceAccountName": "kstash-trigger",
                             "containers": [{
                                 "name": "trigger",
                                 "image": "ghcr.io/kstash/kstash:0.1.0",
@@ -498,29 +498,36 @@ fn trigger_cronjob_copies_the_scheduler_fields() {
 }
 
 #[test]
-fn executor_rbac_binds_kubestash_cluster_roles_to_one_service_account() {
+fn executor_rbac_binds_kubestash_cluster_roles_to_narrow_service_accounts() {
     let objs = executor_rbac("demo");
-    let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    let summary: Vec<String> = objs
+        .iter()
+        .map(|o| {
+            let who = match o["kind"].as_str().unwrap() {
+                "ServiceAccount" => o["metadata"]["name"].as_str().unwrap(),
+                _ => o["subjects"][0]["name"].as_str().unwrap(),
+            };
+            format!(
+                "{} {} {who}",
+                o["kind"].as_str().unwrap(),
+                o["roleRef"]["name"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
     assert_eq!(
-        kinds,
+        summary,
         [
-            "ServiceAccount",
-            "RoleBinding",
-            "RoleBinding",
-            "RoleBinding",
-            "ClusterRoleBinding"
+            "ServiceAccount - kstash-executor",
+            "ServiceAccount - kstash-trigger",
+            "RoleBinding kubestash-backup-job kstash-executor",
+            "RoleBinding kubestash-restore-job kstash-executor",
+            "RoleBinding kubestash-cron-job kstash-trigger",
+            "ClusterRoleBinding kstash-catalog-reader kstash-executor",
         ]
     );
-    let roles: Vec<&str> = objs[1..4]
-        .iter()
-        .map(|o| o["roleRef"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(roles, EXECUTOR_CLUSTER_ROLES);
-    for o in &objs[1..] {
-        assert_eq!(o["subjects"][0]["name"], EXECUTOR_SERVICE_ACCOUNT);
+    for o in &objs[2..] {
         assert_eq!(o["subjects"][0]["namespace"], "demo");
     }
-    assert_eq!(objs[4]["roleRef"]["name"], CATALOG_READER_ROLE);
 }
 
 /// Every object the builders produce passes the Kubernetes 1.32 schemas (`kubernetes-validate
