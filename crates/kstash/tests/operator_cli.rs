@@ -267,3 +267,172 @@ spec:
     });
     assert!(second.terminate().success(), "{}", second.log_text());
 }
+
+/// Run `kstash` as a pod the operator made would: `KSTASH_RUNTIME=kubernetes`, the API from
+/// `KUBECONFIG` (in a pod: the ServiceAccount), and the env of the Job's container.
+fn run_in_pod(kubeconfig: &Path, args: &[String], env: &[(String, String)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kstash"))
+        .args(args)
+        .env("KSTASH_RUNTIME", "kubernetes")
+        .env("KUBECONFIG", kubeconfig)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn executor_and_trigger_commands_work_through_the_api_as_in_their_pods() {
+    let api = fake_cluster(true);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "default").unwrap();
+    let storage = dir.path().join("storage");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&storage).unwrap();
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(data.join("sub/b.bin"), vec![3u8; 100_000]).unwrap();
+    let _operator = Operator::start(dir.path(), &kubeconfig, "operator-a");
+    let manifests = format!(
+        r#"
+apiVersion: storage.kubestash.com/v1alpha1
+kind: BackupStorage
+metadata: {{name: local-storage, namespace: demo}}
+spec:
+  storage:
+    provider: local
+    local: {{mountPath: {s}, hostPath: {{path: {s}}}}}
+  usagePolicy: {{allowedNamespaces: {{from: Same}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: encrypt-secret, namespace: demo}}
+stringData: {{RESTIC_PASSWORD: changeit}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - {{name: web, image: nginx, volumeMounts: [{{name: source-data, mountPath: {d}}}]}}
+      volumes: [{{name: source-data, hostPath: {{path: {d}}}}}]
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupConfiguration
+metadata: {{name: web-backup, namespace: demo}}
+spec:
+  target: {{apiGroup: apps, kind: Deployment, name: web, namespace: demo}}
+  backends:
+    - name: local
+      storageRef: {{name: local-storage, namespace: demo}}
+  sessions:
+    - name: frequent
+      scheduler: {{schedule: "*/5 * * * *"}}
+      repositories:
+        - name: web-repo
+          backend: local
+          directory: web
+          encryptionSecret: {{name: encrypt-secret, namespace: demo}}
+      addon:
+        name: workload-addon
+        tasks: [{{name: logical-backup, params: {{paths: {d}}}}}]
+"#,
+        s = storage.display(),
+        d = data.display()
+    );
+    for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
+        api.put(doc);
+    }
+    // The instant backup's executor Job appears; run its container's command as its pod would.
+    wait_for(Duration::from_secs(60), "the instant backup's Job", || {
+        !api.list("batch/v1", "Job", Some("demo")).is_empty()
+    });
+    let mut job = api.list("batch/v1", "Job", Some("demo")).remove(0);
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+        .collect();
+    let out = run_in_pod(&kubeconfig, &args, &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    job["status"] =
+        serde_json::json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]});
+    api.put(job.clone());
+    let bs_name = job["metadata"]["name"].as_str().unwrap().to_string();
+    wait_for(Duration::from_secs(60), "the BackupSession to succeed", || {
+        api.get("core.kubestash.com/v1alpha1", "BackupSession", "demo", &bs_name)
+            .is_some_and(|b| b["status"]["phase"] == "Succeeded")
+    });
+    assert!(storage.join("web/repository/v1/frequent/dump/config").exists());
+
+    // The trigger CronJob's command creates a BackupSession through the API.
+    let cron = api
+        .get("batch/v1", "CronJob", "demo", "trigger-web-backup-frequent")
+        .unwrap();
+    let trigger_args: Vec<String> = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        ["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let out = run_in_pod(&kubeconfig, &trigger_args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created = stdout
+        .trim()
+        .strip_prefix("backupsession.core.kubestash.com/")
+        .and_then(|s| s.strip_suffix(" created"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let bs = api
+        .get("core.kubestash.com/v1alpha1", "BackupSession", "demo", created)
+        .unwrap();
+    assert_eq!(bs["spec"]["session"], "frequent");
+    assert_eq!(bs["spec"]["invoker"]["name"], "web-backup");
+
+    // A paused configuration is not triggered; a missing one is named.
+    let mut bc = api
+        .get(
+            "core.kubestash.com/v1alpha1",
+            "BackupConfiguration",
+            "demo",
+            "web-backup",
+        )
+        .unwrap();
+    bc["spec"]["paused"] = serde_json::json!(true);
+    api.put(bc);
+    let before = api
+        .list("core.kubestash.com/v1alpha1", "BackupSession", Some("demo"))
+        .len();
+    let out = run_in_pod(&kubeconfig, &trigger_args, &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is paused"));
+    assert_eq!(
+        api.list("core.kubestash.com/v1alpha1", "BackupSession", Some("demo"))
+            .len(),
+        before
+    );
+    let missing: Vec<String> = ["trigger", "nope", "--namespace", "demo"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = run_in_pod(&kubeconfig, &missing, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("BackupConfiguration demo/nope not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
