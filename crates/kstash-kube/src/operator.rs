@@ -341,14 +341,40 @@ pub async fn run(
     let mut queue: BTreeMap<Key, Instant> = BTreeMap::new();
     let mut failures: BTreeMap<Key, u32> = BTreeMap::new();
     let mut resync = tokio::time::interval(RESYNC);
-    let mut renew = tokio::time::interval(
-        config
-            .lease
-            .as_ref()
-            .map(LeaseConfig::renew_every)
-            .unwrap_or(Duration::from_secs(3600)),
-    );
-    renew.tick().await;
+    // Renew the Lease on its own task, so a long reconcile cannot let it lapse unnoticed; losing
+    // it ends the loop before the next reconcile starts.
+    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel::<Option<String>>(None);
+    if let Some(lease) = config.lease.clone() {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease.renew_every());
+            tick.tick().await;
+            let mut last_ok = Instant::now();
+            loop {
+                tick.tick().await;
+                match leader::try_acquire(&client, &lease).await {
+                    Ok(Election::Leader) => last_ok = Instant::now(),
+                    Ok(Election::Follower { holder }) => {
+                        let _ = lost_tx.send(Some(format!(
+                            "lost the Lease {}/{} to {holder}",
+                            lease.namespace, lease.name
+                        )));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew the Lease; retrying");
+                        if last_ok.elapsed() >= lease.duration {
+                            let _ = lost_tx.send(Some(format!(
+                                "could not renew the Lease {}/{} for {:?}: {e}",
+                                lease.namespace, lease.name, lease.duration
+                            )));
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
     tracing::info!("operator loop started");
     let outcome = loop {
         let next = queue.values().min().copied();
@@ -369,16 +395,9 @@ pub async fn run(
                 }
                 continue;
             }
-            _ = renew.tick(), if config.lease.is_some() => {
-                let lease = config.lease.as_ref().expect("checked");
-                match leader::try_acquire(&client, lease).await {
-                    Ok(Election::Leader) => {}
-                    Ok(Election::Follower { holder }) => {
-                        break Err(KubeError::Other(format!("lost the Lease {}/{} to {holder}; exiting so a restart rejoins the election", lease.namespace, lease.name)));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot renew the Lease; retrying"),
-                }
-                continue;
+            Ok(()) = lost_rx.changed() => {
+                let why = lost_rx.borrow().clone().unwrap_or_default();
+                break Err(KubeError::Other(format!("{why}; exiting so a restart rejoins the election")));
             }
             () = tokio::time::sleep_until(sleep_until) => {}
         }
@@ -386,6 +405,9 @@ pub async fn run(
         let Some(key) = queue.iter().find(|(_, t)| **t <= now).map(|(k, _)| k.clone()) else {
             continue;
         };
+        if lost_rx.borrow().is_some() {
+            continue;
+        }
         queue.remove(&key);
         let p = platform.clone();
         let k = key.clone();

@@ -436,3 +436,51 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_operator_that_loses_its_lease_stops_acting_and_exits() {
+    let api = fake_cluster(true);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "default").unwrap();
+    let mut op = Operator::start(dir.path(), &kubeconfig, "operator-a");
+    wait_for(Duration::from_secs(30), "operator-a to hold the Lease", || {
+        lease_holder(&api).as_deref() == Some("operator-a")
+    });
+    // Another replica (say, after a network partition) holds a fresh Lease now.
+    let mut lease = api
+        .get("coordination.k8s.io/v1", "Lease", "kstash", "kstash-operator")
+        .unwrap();
+    lease["spec"]["holderIdentity"] = Value::from("operator-z");
+    lease["spec"]["leaseDurationSeconds"] = Value::from(300);
+    lease["spec"]["renewTime"] = Value::from(
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string(),
+    );
+    api.put(lease);
+    let mut child = op.child.take().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "operator kept running without its Lease"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1), "{}", op.log_text());
+    assert!(
+        op.log_text()
+            .contains("lost the Lease kstash/kstash-operator to operator-z"),
+        "{}",
+        op.log_text()
+    );
+    assert_eq!(
+        lease_holder(&api).as_deref(),
+        Some("operator-z"),
+        "the loser must not release another's Lease"
+    );
+}
