@@ -745,7 +745,10 @@ fn reconcile_target_with(
                     );
                 }
                 Some(mut cur) => {
+                    // `paused` belongs to the user (`kstash pause`), not to the template.
+                    let paused = cur.spec.paused;
                     cur.spec = desired.spec;
+                    cur.spec.paused = paused;
                     let labels = cur.metadata.labels.get_or_insert_with(BTreeMap::new);
                     labels.extend(desired.metadata.labels.unwrap_or_default());
                     p.update_as(&cur)?;
@@ -767,10 +770,13 @@ fn reconcile_target_with(
     Ok(Requeue::Idle)
 }
 
-/// Spec equal and every generated label in place (other metadata is the user's).
+/// Spec equal (but for `paused`, which is the user's) and every generated label in place
+/// (other metadata is the user's too).
 fn up_to_date(cur: &BackupConfiguration, desired: &BackupConfiguration) -> bool {
     let labels = cur.metadata.labels.clone().unwrap_or_default();
-    cur.spec == desired.spec
+    let mut spec = desired.spec.clone();
+    spec.paused = cur.spec.paused;
+    cur.spec == spec
         && desired
             .metadata
             .labels
