@@ -779,3 +779,42 @@ fn changes_wake_the_right_reconcilers() {
         [key("BackupBlueprint", "demo", "workload-blueprint")]
     );
 }
+
+#[test]
+fn the_shipped_example_generates_a_valid_configuration() {
+    use kstash_api::admission::admit;
+    use kstash_api::manifest::{parse_documents, sort_for_apply};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut docs = Vec::new();
+    for dir in ["postgres-s3", "blueprint"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            docs.extend(parse_documents(&path.display().to_string(), &text).unwrap());
+        }
+    }
+    sort_for_apply(&mut docs);
+    let mut stored: Vec<Object> = Vec::new();
+    for d in &docs {
+        stored.push(admit(d, &stored, None).unwrap().object);
+    }
+    let find = |kind: &str, name: &str| {
+        stored
+            .iter()
+            .find(|o| o.resource_type().kind == kind && o.name() == name)
+            .unwrap()
+            .to_value()
+    };
+    let deployment = find("Deployment", "blueprint-demo");
+    let bp: BackupBlueprint =
+        serde_json::from_value(find("BackupBlueprint", "workload-backup-blueprint")).unwrap();
+    let bc = plan_auto_backup(&deployment, |_, _| Some(bp), &stored)
+        .unwrap()
+        .unwrap();
+    assert_eq!(bc.metadata.name.as_deref(), Some("deployment-blueprint-demo"));
+    assert_eq!(bc.metadata.namespace.as_deref(), Some("demo"));
+    let s = &bc.spec.sessions[0];
+    assert_eq!(s.scheduler.as_ref().unwrap().schedule, "*/15 * * * *");
+    assert_eq!(s.repositories[0].name, "blueprint-demo-repo");
+    assert_eq!(s.repositories[0].directory, "demo/blueprint-demo");
+}
