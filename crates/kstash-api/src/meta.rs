@@ -220,11 +220,61 @@ pub const NAMESPACE: ResourceType = rt!(
     false
 );
 
+pub const DEPLOYMENT: ResourceType = rt!(
+    "apps",
+    "v1",
+    "Deployment",
+    "deployments",
+    "deployment",
+    ["deploy"],
+    true,
+    true
+);
+pub const STATEFUL_SET: ResourceType = rt!(
+    "apps",
+    "v1",
+    "StatefulSet",
+    "statefulsets",
+    "statefulset",
+    ["sts"],
+    true,
+    true
+);
+pub const DAEMON_SET: ResourceType = rt!(
+    "apps",
+    "v1",
+    "DaemonSet",
+    "daemonsets",
+    "daemonset",
+    ["ds"],
+    true,
+    true
+);
+pub const PERSISTENT_VOLUME_CLAIM: ResourceType = rt!(
+    "",
+    "v1",
+    "PersistentVolumeClaim",
+    "persistentvolumeclaims",
+    "persistentvolumeclaim",
+    ["pvc"],
+    true,
+    true
+);
+
+/// The built-in Kubernetes workload kinds kstash stores so they can be backup targets (and opt
+/// into auto-backup with BackupBlueprint annotations). They are not CRDs: kstash generates no
+/// schema for them and validates only their types.
+pub const WORKLOADS: &[ResourceType] = &[DEPLOYMENT, STATEFUL_SET, DAEMON_SET, PERSISTENT_VOLUME_CLAIM];
+
 /// Every kind kstash stores, in the order `kstash apply` creates them when a file mixes kinds
 /// (referents before referrers).
 pub const ALL: &[ResourceType] = &[
     NAMESPACE,
     SECRET,
+    PERSISTENT_VOLUME_CLAIM,
+    DEPLOYMENT,
+    STATEFUL_SET,
+    DAEMON_SET,
     APP_BINDING,
     FUNCTION,
     ADDON,
@@ -334,6 +384,10 @@ mod tests {
         );
         assert!(lookup("snapshots.core.kubestash.com").is_none());
         assert!(lookup("pods").is_none());
+        assert_eq!(lookup("deploy").unwrap().kind, "Deployment");
+        assert_eq!(lookup("statefulsets.apps").unwrap().kind, "StatefulSet");
+        assert_eq!(lookup("pvc").unwrap().kind, "PersistentVolumeClaim");
+        assert!(lookup("deployments.core.kubestash.com").is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A typed view of any stored object: parse a JSON/YAML document into the right kind, with
 //! type errors that carry the JSON path, and warnings for fields kstash does not know.
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -57,6 +58,10 @@ pub enum Object {
     AppBinding(AppBinding),
     Secret(Secret),
     Namespace(Namespace),
+    Deployment(Deployment),
+    StatefulSet(StatefulSet),
+    DaemonSet(DaemonSet),
+    PersistentVolumeClaim(PersistentVolumeClaim),
 }
 
 macro_rules! each_kind {
@@ -76,6 +81,10 @@ macro_rules! each_kind {
             Object::AppBinding($o) => $e,
             Object::Secret($o) => $e,
             Object::Namespace($o) => $e,
+            Object::Deployment($o) => $e,
+            Object::StatefulSet($o) => $e,
+            Object::DaemonSet($o) => $e,
+            Object::PersistentVolumeClaim($o) => $e,
         }
     };
 }
@@ -116,6 +125,10 @@ impl Object {
             Object::AppBinding(_) => &meta::APP_BINDING,
             Object::Secret(_) => &meta::SECRET,
             Object::Namespace(_) => &meta::NAMESPACE,
+            Object::Deployment(_) => &meta::DEPLOYMENT,
+            Object::StatefulSet(_) => &meta::STATEFUL_SET,
+            Object::DaemonSet(_) => &meta::DAEMON_SET,
+            Object::PersistentVolumeClaim(_) => &meta::PERSISTENT_VOLUME_CLAIM,
         }
     }
 
@@ -208,6 +221,10 @@ impl Object {
             "AppBinding" => Object::AppBinding(typed(value).map_err(err)?),
             "Secret" => Object::Secret(typed(value).map_err(err)?),
             "Namespace" => Object::Namespace(typed(value).map_err(err)?),
+            "Deployment" => Object::Deployment(typed(value).map_err(err)?),
+            "StatefulSet" => Object::StatefulSet(typed(value).map_err(err)?),
+            "DaemonSet" => Object::DaemonSet(typed(value).map_err(err)?),
+            "PersistentVolumeClaim" => Object::PersistentVolumeClaim(typed(value).map_err(err)?),
             other => unreachable!("registry kind {other} has no typed variant"),
         })
     }

@@ -119,7 +119,12 @@ pub fn validate(obj: &Object, ctx: Context<'_>) -> Vec<FieldError> {
         Object::Addon(o) => addon(o, &mut e),
         Object::Function(o) => function(o, &mut e),
         Object::AppBinding(o) => app_binding(o, &mut e),
-        Object::Secret(_) | Object::Namespace(_) => {}
+        Object::Secret(_)
+        | Object::Namespace(_)
+        | Object::Deployment(_)
+        | Object::StatefulSet(_)
+        | Object::DaemonSet(_)
+        | Object::PersistentVolumeClaim(_) => {}
     }
     e.list
 }

@@ -62,6 +62,8 @@ fn every_example_is_valid_and_has_no_unknown_fields() {
         .iter()
         .map(|t| t.kind)
         .filter(|k| *k != "Namespace")
+        // Built-in workloads: their examples are `*.k8s.yaml` (checked by kubernetes_schemas.rs).
+        .filter(|k| kstash_api::meta::WORKLOADS.iter().all(|w| w.kind != *k))
     {
         assert!(kinds.contains(kind), "no example of {kind}");
     }
@@ -153,5 +155,37 @@ fn every_invalid_manifest_is_rejected_at_the_named_field() {
         "{} corpus cases failed:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+#[test]
+fn workload_examples_are_stored_kinds_and_round_trip_without_unknown_fields() {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for file in std::fs::read_dir(repo_root().join("examples"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).into_iter().flatten())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".k8s.yaml"))
+    {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for doc in parse_documents(&file.display().to_string(), &text).unwrap() {
+            let kind = doc["kind"].as_str().unwrap_or("").to_string();
+            if kstash_api::meta::WORKLOADS.iter().all(|w| w.kind != kind) {
+                continue;
+            }
+            match admit(&doc, &[], None) {
+                Ok(a) => {
+                    problems.extend(a.warnings.iter().map(ToString::to_string));
+                    seen.insert(kind);
+                }
+                Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        seen.contains("Deployment") && seen.contains("PersistentVolumeClaim"),
+        "{seen:?}"
     );
 }

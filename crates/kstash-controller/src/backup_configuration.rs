@@ -423,6 +423,15 @@ fn ensure_repository(
             st.phase = created.status.and_then(|s| s.phase);
             st.reason = "created".into();
         }
+        Some(existing) if util::is_deleting(&existing.metadata) => {
+            // A Repository of a deleted configuration of the same name (e.g. a regenerated
+            // auto-backup configuration) is still being cleaned up; a backup into it now would
+            // lose its Snapshot with it. Not Ready until it is gone and recreated.
+            st.reason = format!(
+                "Repository {ns}/{} is being deleted; it is recreated once its cleanup is done",
+                info.name
+            );
+        }
         Some(mut existing) => {
             if existing.spec.storage_ref != desired.spec.storage_ref
                 || existing.spec.path != desired.spec.path

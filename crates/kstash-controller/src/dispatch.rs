@@ -20,10 +20,18 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// Kinds that have a reconciler, in the order a full resync visits them.
+/// Kinds that have a reconciler, in the order a full resync visits them (blueprints and their
+/// targets before BackupConfigurations, so a generated configuration is reconciled in the same
+/// pass).
 pub const RECONCILED: &[&ResourceType] = &[
     &meta::BACKUP_STORAGE,
     &meta::REPOSITORY,
+    &meta::BACKUP_BLUEPRINT,
+    &meta::APP_BINDING,
+    &meta::DEPLOYMENT,
+    &meta::STATEFUL_SET,
+    &meta::DAEMON_SET,
+    &meta::PERSISTENT_VOLUME_CLAIM,
     &meta::BACKUP_CONFIGURATION,
     &meta::BACKUP_SESSION,
     &meta::SNAPSHOT,
@@ -40,6 +48,10 @@ pub fn reconcile(p: &dyn Platform, key: &Key) -> Result<Requeue> {
         "BackupConfiguration" => crate::backup_configuration::reconcile_backup_configuration(p, ns, name),
         "BackupSession" => crate::backup_session::reconcile_backup_session(p, ns, name),
         "RestoreSession" => crate::restore_session::reconcile_restore_session(p, ns, name),
+        "BackupBlueprint" => crate::blueprint::reconcile_backup_blueprint(p, ns, name),
+        kind if crate::blueprint::target_type(kind).is_some() => {
+            crate::blueprint::reconcile_target(p, kind, ns, name)
+        }
         _ => Ok(Requeue::Idle),
     }
 }
@@ -49,7 +61,10 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
 }
 
 /// The keys a changed object wakes: itself (when reconciled) and the objects whose status
-/// depends on it.
+/// depends on it. A BackupBlueprint wakes only itself: its reconcile re-plans every target
+/// annotated with it (finding them needs a list, which this pure function cannot do); a
+/// BackupConfiguration generated from a blueprint also wakes its target, so a deleted or edited
+/// generated configuration is restored.
 pub fn keys_for_change(obj: &Value) -> Vec<Key> {
     let kind = s(obj, "/kind");
     let ns = s(obj, "/metadata/namespace").to_string();
@@ -88,6 +103,11 @@ pub fn keys_for_change(obj: &Value) -> Vec<Key> {
             let inv = s(obj, "/spec/invoker/name");
             if !inv.is_empty() {
                 out.push(key("BackupConfiguration", &ns, inv));
+            }
+        }
+        "BackupConfiguration" => {
+            if let Some((kind, tns, tname)) = crate::blueprint::target_of_generated(obj) {
+                out.push(key(kind, &tns, &tname));
             }
         }
         _ => {}

@@ -4,6 +4,7 @@
 
 pub mod backup_configuration;
 pub mod backup_session;
+pub mod blueprint;
 pub mod dispatch;
 pub mod hooks;
 pub mod metrics;

@@ -146,19 +146,17 @@ fn set_default_namespace(doc: &mut Value, namespace: Option<&str>) {
     }
 }
 
-/// Built-in Kubernetes kinds that only make sense on a cluster (`Kind name`), or `None`.
+/// Built-in Kubernetes kinds that only make sense on a cluster (`Kind name`), or `None`. The
+/// workload kinds of `meta::WORKLOADS` (Deployment, StatefulSet, DaemonSet, PersistentVolumeClaim)
+/// are stored: they are backup targets and carry auto-backup annotations.
 fn kubernetes_only(doc: &Value) -> Option<String> {
     let api = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     let cluster_kinds: &[(&str, &[&str])] = &[
-        (
-            "apps/v1",
-            &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"],
-        ),
+        ("apps/v1", &["ReplicaSet"]),
         (
             "v1",
             &[
-                "PersistentVolumeClaim",
                 "PersistentVolume",
                 "Pod",
                 "Service",
@@ -201,7 +199,7 @@ fn apply(store: &Store, files: &[String], namespace: Option<&str>) -> Result<Exi
     for mut doc in docs {
         if let Some(what) = kubernetes_only(&doc) {
             eprintln!(
-                "warning: skipped {what}: the embedded runtime does not run Kubernetes workloads (apply it to a cluster; embedded targets are AppBindings and host paths)"
+                "warning: skipped {what}: a Kubernetes kind the embedded runtime does not store (apply it to a cluster)"
             );
             continue;
         }
