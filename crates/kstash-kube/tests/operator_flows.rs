@@ -567,3 +567,85 @@ spec:
     // The backed-up data stays in the storage (deletionPolicy Delete keeps data).
     assert!(c.storage.join("deployment/web/repository.yaml").exists());
 }
+
+#[test]
+fn an_annotated_deployment_gets_a_backup_configuration_from_its_blueprint() {
+    let c = Cluster::new();
+    c.storage_and_workload();
+    c.create(
+        r#"
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupBlueprint
+metadata: {name: workload-blueprint, namespace: demo}
+spec:
+  usagePolicy: {allowedNamespaces: {from: Same}}
+  subjects: [{apiVersion: apps/v1, kind: Deployment}]
+  backupConfigurationTemplate:
+    deletionPolicy: OnDelete
+    backends:
+      - name: local
+        storageRef: {name: local-storage, namespace: demo}
+        retentionPolicy: {name: keep-5, namespace: demo}
+    sessions:
+      - name: frequent
+        scheduler: {schedule: "${schedule}"}
+        repositories:
+          - name: ${repoName}
+            backend: local
+            directory: ${namespace}/${targetName}
+            encryptionSecret: {name: encrypt-secret, namespace: demo}
+        addon:
+          name: workload-addon
+          tasks: [{name: logical-backup, params: {paths: "${paths}"}}]
+"#,
+    );
+    let mut web = c.must("apps/v1", "Deployment", "web");
+    web["metadata"]["annotations"] = json!({
+        "blueprint.kubestash.com/name": "workload-blueprint",
+        "blueprint.kubestash.com/namespace": "demo",
+        "variables.kubestash.com/schedule": "*/30 * * * *",
+        "variables.kubestash.com/repoName": "web-auto",
+        "variables.kubestash.com/namespace": "demo",
+        "variables.kubestash.com/targetName": "web",
+        "variables.kubestash.com/paths": c.data.display().to_string(),
+    });
+    c.api.put(web);
+    c.settle_until("the generated BackupConfiguration and its CronJob", |c| {
+        c.get("batch/v1", "CronJob", "trigger-deployment-web-frequent")
+            .is_some()
+    });
+    let bc = c.must(
+        "core.kubestash.com/v1alpha1",
+        "BackupConfiguration",
+        "deployment-web",
+    );
+    assert_eq!(bc["spec"]["target"]["kind"], "Deployment");
+    assert_eq!(bc["spec"]["target"]["name"], "web");
+    assert_eq!(bc["spec"]["sessions"][0]["scheduler"]["schedule"], "*/30 * * * *");
+    assert_eq!(bc["spec"]["sessions"][0]["repositories"][0]["name"], "web-auto");
+    assert_eq!(
+        bc["spec"]["sessions"][0]["repositories"][0]["directory"],
+        "demo/web"
+    );
+    assert_eq!(
+        bc["metadata"]["labels"]["kubestash.com/invoker-kind"],
+        "BackupBlueprint"
+    );
+
+    // Removing the annotations removes the generated configuration (and its CronJob).
+    let mut web = c.must("apps/v1", "Deployment", "web");
+    web["metadata"]["annotations"] = json!({});
+    c.api.put(web);
+    c.settle_until("the generated BackupConfiguration removed", |c| {
+        c.get(
+            "core.kubestash.com/v1alpha1",
+            "BackupConfiguration",
+            "deployment-web",
+        )
+        .is_none()
+    });
+    assert!(
+        c.get("batch/v1", "CronJob", "trigger-deployment-web-frequent")
+            .is_none()
+    );
+}
