@@ -36,24 +36,10 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn yaml_docs(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap();
-    kstash_api::manifest::parse_documents(&path.display().to_string(), &text).unwrap()
-}
-
 impl Cluster {
     fn new() -> Cluster {
         let api = FakeKubeApi::start().unwrap();
-        let mut crds = Vec::new();
-        for e in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
-            crds.extend(yaml_docs(&e.unwrap().path()));
-        }
-        api.install_crds(&crds);
-        for e in std::fs::read_dir(repo_root().join("catalog")).unwrap() {
-            for doc in yaml_docs(&e.unwrap().path()) {
-                api.put(doc);
-            }
-        }
+        api.install_kstash(&repo_root());
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         api.write_kubeconfig(&kubeconfig, NS).unwrap();

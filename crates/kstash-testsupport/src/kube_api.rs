@@ -295,6 +295,38 @@ impl FakeKubeApi {
             }
         });
     }
+
+    /// What `helm install` of kstash puts into a cluster, read from the repository at `root`: the
+    /// CRDs of `deploy/crds/` and the Addons and Functions of `catalog/`.
+    ///
+    /// # Panics
+    /// If a file cannot be read or parsed.
+    pub fn install_kstash(&self, root: &Path) {
+        let docs = |dir: &str| -> Vec<Value> {
+            let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
+                .unwrap_or_else(|e| panic!("{dir}: {e}"))
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                .collect();
+            files.sort();
+            let mut out = Vec::new();
+            for f in files {
+                let text = std::fs::read_to_string(&f).unwrap();
+                for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                    let v: Value = serde::Deserialize::deserialize(doc)
+                        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                    if !v.is_null() {
+                        out.push(v);
+                    }
+                }
+            }
+            out
+        };
+        self.install_crds(&docs("deploy/crds"));
+        for doc in docs("catalog") {
+            self.put(doc);
+        }
+    }
 }
 
 impl std::fmt::Debug for FakeKubeApi {

@@ -15,25 +15,11 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn yaml_docs(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap();
-    kstash_api::manifest::parse_documents(&path.display().to_string(), &text).unwrap()
-}
-
 /// A fake API server with kstash's CRDs (unless `with_crds` is false) and the addon catalog.
 fn fake_cluster(with_crds: bool) -> FakeKubeApi {
     let api = FakeKubeApi::start().unwrap();
     if with_crds {
-        let mut crds = Vec::new();
-        for e in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
-            crds.extend(yaml_docs(&e.unwrap().path()));
-        }
-        api.install_crds(&crds);
-        for e in std::fs::read_dir(repo_root().join("catalog")).unwrap() {
-            for doc in yaml_docs(&e.unwrap().path()) {
-                api.put(doc);
-            }
-        }
+        api.install_kstash(&repo_root());
     }
     api
 }
@@ -119,6 +105,28 @@ fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A local BackupStorage on `storage` and the repositories' encryption Secret, in `demo`.
+fn storage_manifests(storage: &Path) -> String {
+    format!(
+        r#"
+apiVersion: storage.kubestash.com/v1alpha1
+kind: BackupStorage
+metadata: {{name: local-storage, namespace: demo}}
+spec:
+  storage:
+    provider: local
+    local: {{mountPath: {s}, hostPath: {{path: {s}}}}}
+  usagePolicy: {{allowedNamespaces: {{from: Same}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: encrypt-secret, namespace: demo}}
+stringData: {{RESTIC_PASSWORD: changeit}}
+"#,
+        s = storage.display()
+    )
+}
+
 fn lease_holder(api: &FakeKubeApi) -> Option<String> {
     api.get("coordination.k8s.io/v1", "Lease", "kstash", "kstash-operator")?
         .pointer("/spec/holderIdentity")
@@ -192,21 +200,9 @@ fn operator_reconciles_through_its_watches_and_hands_over_the_lease_on_sigterm()
     // A user creates a storage and a configuration; the leader's watches reconcile them.
     let storage = dir.path().join("storage");
     std::fs::create_dir_all(&storage).unwrap();
-    let manifests = format!(
-        r#"
-apiVersion: storage.kubestash.com/v1alpha1
-kind: BackupStorage
-metadata: {{name: local-storage, namespace: demo}}
-spec:
-  storage:
-    provider: local
-    local: {{mountPath: {s}, hostPath: {{path: {s}}}}}
-  usagePolicy: {{allowedNamespaces: {{from: Same}}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: encrypt-secret, namespace: demo}}
-stringData: {{RESTIC_PASSWORD: changeit}}
+    let manifests = storage_manifests(&storage)
+        + &format!(
+            r#"
 ---
 apiVersion: core.kubestash.com/v1alpha1
 kind: BackupConfiguration
@@ -227,9 +223,8 @@ spec:
       addon:
         name: workload-addon
         tasks: [{{name: logical-backup, params: {{paths: /data}}}}]
-"#,
-        s = storage.display()
-    );
+"#
+        );
     for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
         api.put(doc);
     }
@@ -293,21 +288,9 @@ fn executor_and_trigger_commands_work_through_the_api_as_in_their_pods() {
     std::fs::write(data.join("a.txt"), "alpha\n").unwrap();
     std::fs::write(data.join("sub/b.bin"), vec![3u8; 100_000]).unwrap();
     let _operator = Operator::start(dir.path(), &kubeconfig, "operator-a");
-    let manifests = format!(
-        r#"
-apiVersion: storage.kubestash.com/v1alpha1
-kind: BackupStorage
-metadata: {{name: local-storage, namespace: demo}}
-spec:
-  storage:
-    provider: local
-    local: {{mountPath: {s}, hostPath: {{path: {s}}}}}
-  usagePolicy: {{allowedNamespaces: {{from: Same}}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: encrypt-secret, namespace: demo}}
-stringData: {{RESTIC_PASSWORD: changeit}}
+    let manifests = storage_manifests(&storage)
+        + &format!(
+            r#"
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -341,9 +324,8 @@ spec:
         name: workload-addon
         tasks: [{{name: logical-backup, params: {{paths: {d}}}}}]
 "#,
-        s = storage.display(),
-        d = data.display()
-    );
+            d = data.display()
+        );
     for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
         api.put(doc);
     }
