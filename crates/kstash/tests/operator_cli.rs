@@ -201,30 +201,28 @@ fn operator_reconciles_through_its_watches_and_hands_over_the_lease_on_sigterm()
     let storage = dir.path().join("storage");
     std::fs::create_dir_all(&storage).unwrap();
     let manifests = storage_manifests(&storage)
-        + &format!(
-            r#"
+        + r#"
 ---
 apiVersion: core.kubestash.com/v1alpha1
 kind: BackupConfiguration
-metadata: {{name: nightly, namespace: demo}}
+metadata: {name: nightly, namespace: demo}
 spec:
-  target: {{apiGroup: apps, kind: Deployment, name: web, namespace: demo}}
+  target: {apiGroup: apps, kind: Deployment, name: web, namespace: demo}
   backends:
     - name: local
-      storageRef: {{name: local-storage, namespace: demo}}
+      storageRef: {name: local-storage, namespace: demo}
   sessions:
     - name: full
-      scheduler: {{schedule: "0 2 * * *"}}
+      scheduler: {schedule: "0 2 * * *"}
       repositories:
         - name: web-repo
           backend: local
           directory: web
-          encryptionSecret: {{name: encrypt-secret, namespace: demo}}
+          encryptionSecret: {name: encrypt-secret, namespace: demo}
       addon:
         name: workload-addon
-        tasks: [{{name: logical-backup, params: {{paths: /data}}}}]
-"#
-        );
+        tasks: [{name: logical-backup, params: {paths: /data}}]
+"#;
     for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
         api.put(doc);
     }
