@@ -73,7 +73,11 @@ fn apply_get_and_reapply_keeps_resource_versions() {
     let first = k.ok(&["apply", "-f", &examples()]);
     assert!(first.lines().all(|l| l.ends_with(" created")), "{first}");
     let before = resource_versions(&k);
-    assert_eq!(before.len(), 7, "one BackupConfiguration per example scenario: {before:?}");
+    assert_eq!(
+        before.len(),
+        7,
+        "one BackupConfiguration per example scenario: {before:?}"
+    );
 
     let again = k.ok(&["apply", "-f", &examples()]);
     assert!(again.lines().all(|l| l.ends_with(" unchanged")), "{again}");
