@@ -282,10 +282,32 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
         return post_and_finish(p, bs, st, &bc, &session);
     }
 
-    // 5. Wait for the snapshots.
+    // 5. Wait for the snapshots. One deleted underneath the session can never complete: it
+    // counts as Failed, so the session ends instead of running forever.
     let snapshots = session_snapshots(p, ns, &st)?;
+    let deleted: Vec<String> = st
+        .snapshots
+        .iter()
+        .filter(|s| !snapshots.iter().any(|x| util::name(&x.metadata) == s.name))
+        .map(|s| s.name.clone())
+        .collect();
     refresh_snapshot_status(&mut st, &snapshots);
-    let all_terminal = !snapshots.is_empty() && snapshots.iter().all(snapshot_terminal);
+    let all_terminal = !st.snapshots.is_empty() && snapshots.iter().all(snapshot_terminal);
+    if all_terminal && !deleted.is_empty() {
+        let message = format!(
+            "Snapshot {} deleted before the backup completed",
+            deleted.join(", ")
+        );
+        p.event(
+            &format!("BackupSession {ns}/{name}"),
+            true,
+            "SnapshotDeleted",
+            &message,
+        );
+        if p.job_state(ns, name) == JobState::Running {
+            p.stop_job(ns, name, &message)?;
+        }
+    }
     let components_done = |s: &Snapshot| {
         s.status.as_ref().is_some_and(|x| {
             cond(&x.conditions, c::BACKUP_INCOMPLETE) == Some(true)
@@ -367,10 +389,12 @@ fn session_snapshots(p: &dyn Platform, ns: &str, st: &BackupSessionStatus) -> Re
     Ok(out)
 }
 
+/// Copy the Snapshots' phases into the session's list; one that no longer exists is Failed.
 fn refresh_snapshot_status(st: &mut BackupSessionStatus, snapshots: &[Snapshot]) {
     for s in st.snapshots.iter_mut() {
-        if let Some(snap) = snapshots.iter().find(|x| util::name(&x.metadata) == s.name) {
-            s.phase = snap.status.as_ref().and_then(|x| x.phase);
+        match snapshots.iter().find(|x| util::name(&x.metadata) == s.name) {
+            Some(snap) => s.phase = snap.status.as_ref().and_then(|x| x.phase),
+            None => s.phase = Some(SnapshotPhase::Failed),
         }
     }
 }

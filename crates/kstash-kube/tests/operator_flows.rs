@@ -439,6 +439,36 @@ fn job_success_failure_and_vanishing_end_the_backup_session() {
         .any(|c| c["type"] == "BackupIncomplete" && c["status"] == "True");
     assert!(incomplete, "{vanished}");
 
+    // A Snapshot deleted underneath a running session fails it (never stuck in Running) and
+    // stops its executor.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let fourth = kstash_controller::backup_configuration::trigger(&c.p, &bc, "frequent", 0).unwrap();
+    let fourth = fourth.metadata.name.unwrap();
+    c.settle_until("fourth session's Job", |c| {
+        c.get("batch/v1", "Job", &fourth).is_some()
+    });
+    let snap = c
+        .list("storage.kubestash.com/v1alpha1", "Snapshot")
+        .into_iter()
+        .find(|s| s["spec"]["backupSession"] == fourth.as_str())
+        .unwrap();
+    let snap_name = snap["metadata"]["name"].as_str().unwrap().to_string();
+    c.p.delete(&kstash_api::meta::SNAPSHOT, NS, &snap_name).unwrap();
+    c.settle_until(
+        "fourth BackupSession Failed after its Snapshot was deleted",
+        |c| phase(&c.must("core.kubestash.com/v1alpha1", "BackupSession", &fourth)) == "Failed",
+    );
+    assert!(
+        c.get("batch/v1", "Job", &fourth).is_none(),
+        "the executor was stopped"
+    );
+    let events = c.list("v1", "Event");
+    let deleted = events
+        .iter()
+        .find(|e| e["involvedObject"]["name"] == fourth.as_str() && e["reason"] == "SnapshotDeleted")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(deleted["message"].as_str().unwrap().contains(&snap_name));
+
     // Every phase change left an Event on the session it happened to.
     let events = c.list("v1", "Event");
     let about = |name: &str, reason: &str| {
