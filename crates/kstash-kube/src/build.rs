@@ -697,5 +697,22 @@ pub fn executor_rbac(namespace: &str) -> Vec<Value> {
     out
 }
 
+/// A RoleBinding in `foreign_ns` (where a session's BackupStorage, encryption Secret or target
+/// lives) granting `role` to the executor ServiceAccount of `session_ns`, so an executor can read
+/// what its session references across namespaces (the storage's usage policy already allowed it).
+pub fn foreign_binding(session_ns: &str, foreign_ns: &str, role: &str) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": shorten(&format!("kstash-{}-{session_ns}", role.trim_start_matches("kubestash-")), 253),
+            "namespace": foreign_ns,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY, "kstash.dev/executor-namespace": session_ns},
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": EXECUTOR_SERVICE_ACCOUNT, "namespace": session_ns}],
+    })
+}
+
 #[cfg(test)]
 mod tests;

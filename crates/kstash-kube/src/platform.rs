@@ -178,6 +178,16 @@ impl KubePlatform {
 
     /// Build the executor Jobs of `job` from its session, the Addon task and the Function.
     pub fn plan_executor(&self, job: &JobSpec) -> Result<Vec<Value>, PlatformError> {
+        self.plan_executor_with_namespaces(job).map(|(jobs, _)| jobs)
+    }
+
+    /// The executor Jobs, and the other namespaces whose objects (BackupStorage, encryption
+    /// Secret, target, Repository) the executor must read.
+    pub fn plan_executor_with_namespaces(
+        &self,
+        job: &JobSpec,
+    ) -> Result<(Vec<Value>, std::collections::BTreeSet<String>), PlatformError> {
+        let mut foreign = std::collections::BTreeSet::new();
         let ns = job.namespace.as_str();
         let (session_obj, addon, task_ref, repos, target, vars): (
             Value,
@@ -226,6 +236,11 @@ impl KubePlatform {
                     .filter_map(|b| b.storage_ref.as_ref())
                     .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(ns), r.name))
                     .collect();
+                for r in &session.repositories {
+                    if let Some(ns) = r.encryption_secret.as_ref().and_then(|e| e.namespace.clone()) {
+                        foreign.insert(ns);
+                    }
+                }
                 let vars = BTreeMap::from([
                     ("namespace".to_string(), ns.to_string()),
                     ("backupSession".to_string(), backup_session.clone()),
@@ -292,7 +307,17 @@ impl KubePlatform {
                 )));
             }
         };
-        self.plan_from(
+        for r in &repos {
+            if let Some((sns, _)) = r.split_once('/') {
+                foreign.insert(sns.to_string());
+            }
+        }
+        if let Some(tns) = target.as_ref().and_then(|t| t.namespace.clone()) {
+            foreign.insert(tns);
+        }
+        foreign.remove(ns);
+        foreign.remove("");
+        let jobs = self.plan_from(
             job,
             &session_obj,
             &addon,
@@ -300,7 +325,8 @@ impl KubePlatform {
             &repos,
             target.as_ref(),
             vars,
-        )
+        )?;
+        Ok((jobs, foreign))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -500,8 +526,21 @@ impl Platform for KubePlatform {
         {
             return Ok(());
         }
-        let jobs = self.plan_executor(job)?;
+        let (jobs, foreign) = self.plan_executor_with_namespaces(job)?;
         self.ensure_executor_rbac(&job.namespace)?;
+        let role = match job.purpose() {
+            JobPurpose::Restore { .. } => "kubestash-restore-job",
+            _ => "kubestash-backup-job",
+        };
+        let rolebindings = builtin("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings");
+        for other in &foreign {
+            self.res
+                .apply(
+                    &rolebindings,
+                    &build::foreign_binding(&job.namespace, other, role),
+                )
+                .map_err(perr)?;
+        }
         for j in &jobs {
             self.res.apply(&jobs_ar(), j).map_err(perr)?;
         }

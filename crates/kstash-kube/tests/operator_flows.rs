@@ -665,3 +665,76 @@ spec:
             .is_none()
     );
 }
+
+#[test]
+fn executors_are_granted_the_other_namespaces_their_session_reads() {
+    let c = Cluster::new();
+    c.storage_and_workload(); // the target Deployment (and an unused storage in demo)
+    let storage = c.storage.display();
+    let data = c.data.display();
+    c.create(&format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: shared-encryption, namespace: secrets}}
+stringData: {{RESTIC_PASSWORD: changeit}}
+---
+apiVersion: storage.kubestash.com/v1alpha1
+kind: BackupStorage
+metadata: {{name: shared-storage, namespace: infra}}
+spec:
+  storage:
+    provider: local
+    local: {{mountPath: {storage}, hostPath: {{path: {storage}}}}}
+  usagePolicy: {{allowedNamespaces: {{from: All}}}}
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupConfiguration
+metadata: {{name: web-backup, namespace: demo}}
+spec:
+  target: {{apiGroup: apps, kind: Deployment, name: web, namespace: demo}}
+  backends:
+    - name: shared
+      storageRef: {{name: shared-storage, namespace: infra}}
+  sessions:
+    - name: frequent
+      scheduler: {{schedule: "*/5 * * * *"}}
+      repositories:
+        - name: web-repo
+          backend: shared
+          directory: demo/web
+          encryptionSecret: {{name: shared-encryption, namespace: secrets}}
+      addon:
+        name: workload-addon
+        tasks: [{{name: logical-backup, params: {{paths: {data}}}}}]
+"#
+    ));
+    c.settle_until("the instant backup's Job", |c| {
+        !c.list("batch/v1", "Job").is_empty()
+    });
+    for ns in ["infra", "secrets"] {
+        let rb = c
+            .api
+            .get(
+                "rbac.authorization.k8s.io/v1",
+                "RoleBinding",
+                ns,
+                "kstash-backup-job-demo",
+            )
+            .unwrap_or_else(|| panic!("no RoleBinding for the executor in {ns}"));
+        assert_eq!(rb["roleRef"]["name"], "kubestash-backup-job");
+        assert_eq!(rb["subjects"][0]["name"], "kstash-executor");
+        assert_eq!(rb["subjects"][0]["namespace"], "demo");
+    }
+    assert!(
+        c.api
+            .get(
+                "rbac.authorization.k8s.io/v1",
+                "RoleBinding",
+                "demo",
+                "kstash-backup-job-demo"
+            )
+            .is_none(),
+        "the session's own namespace has the plain binding"
+    );
+}
