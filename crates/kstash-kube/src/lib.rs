@@ -6,11 +6,14 @@
 //!   and its Function, trigger CronJobs `trigger-<bc>-<session>`, and per-namespace RBAC.
 //! - [`platform::KubePlatform`]: the `Platform` seam (jobs, schedules, targets, Events), applying
 //!   owned objects with server-side apply under one field manager.
+//! - [`defaulting`]: KubeStash's mutating-webhook defaults, applied by the operator since kstash
+//!   installs no admission webhook.
 //! - [`leader`]: Lease-based leader election, so two operator replicas never act at once.
 //! - [`operator`]: the operator loop — CRD check, watches with backoff, a de-duplicating work
 //!   queue over the shared reconcilers, health endpoints, clean shutdown on SIGTERM.
 
 pub mod build;
+pub mod defaulting;
 pub mod error;
 pub mod leader;
 pub mod operator;

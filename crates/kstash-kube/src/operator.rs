@@ -190,6 +190,13 @@ fn spawn_watch(
     });
 }
 
+/// One reconcile as the operator runs it: the webhook defaults first (kstash installs no
+/// admission webhook), then the shared reconciler.
+pub fn reconcile(p: &KubePlatform, key: &Key) -> std::result::Result<Requeue, ReconcileError> {
+    crate::defaulting::apply_defaults(p, key)?;
+    dispatch::reconcile(p, key)
+}
+
 /// Every object of the reconciled kinds, as keys.
 fn all_keys(p: &KubePlatform) -> Vec<Key> {
     let mut out = Vec::new();
@@ -414,7 +421,7 @@ pub async fn run(
         let result = tokio::task::spawn_blocking(move || {
             let span = tracing::info_span!("reconcile", object = %k);
             let _g = span.enter();
-            dispatch::reconcile(&*p, &k)
+            reconcile(&p, &k)
         })
         .await;
         let result = match result {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kstash_api::client::Resources;
-use kstash_controller::dispatch::{self, Key, RECONCILED};
+use kstash_controller::dispatch::{Key, RECONCILED};
 use kstash_exec::{ExecOptions, LocalMode, StorageOpsImpl};
 use kstash_kube::platform::{KubePlatform, KubeSettings};
 use kstash_kube::{KubeResources, operator};
@@ -108,7 +108,7 @@ impl Cluster {
                 return;
             }
             for key in self.keys() {
-                if let Err(e) = dispatch::reconcile(&self.p, &key) {
+                if let Err(e) = operator::reconcile(&self.p, &key) {
                     eprintln!("reconcile {key}: {e}");
                 }
             }
@@ -737,4 +737,74 @@ spec:
             .is_none(),
         "the session's own namespace has the plain binding"
     );
+}
+
+/// kstash installs no admission webhook: the operator applies KubeStash's webhook defaults itself,
+/// so a configuration relying on them (no backends: the namespace's default storage and policy)
+/// works as it does with KubeStash.
+#[test]
+fn webhook_defaults_are_applied_by_the_operator() {
+    let c = Cluster::new();
+    c.storage_and_workload();
+    let default_dir = c.dir.path().join("default-storage");
+    std::fs::create_dir_all(&default_dir).unwrap();
+    let data = c.data.display();
+    c.create(&format!(
+        r#"
+apiVersion: storage.kubestash.com/v1alpha1
+kind: BackupStorage
+metadata: {{name: default-storage, namespace: demo}}
+spec:
+  default: true
+  storage:
+    provider: local
+    local: {{mountPath: {d}, hostPath: {{path: {d}}}}}
+---
+apiVersion: storage.kubestash.com/v1alpha1
+kind: RetentionPolicy
+metadata: {{name: default-policy, namespace: demo}}
+spec:
+  default: true
+  successfulSnapshots: {{last: 3}}
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupConfiguration
+metadata: {{name: defaulted, namespace: demo}}
+spec:
+  target: {{apiGroup: apps, kind: Deployment, name: web, namespace: demo}}
+  sessions:
+    - name: daily
+      scheduler: {{schedule: "0 1 * * *"}}
+      repositories:
+        - name: defaulted-repo
+          directory: demo/defaulted
+          encryptionSecret: {{name: encrypt-secret, namespace: demo}}
+      addon:
+        name: workload-addon
+        tasks: [{{name: logical-backup, params: {{paths: {data}}}}}]
+"#,
+        d = default_dir.display()
+    ));
+    c.settle_until("the defaulted configuration Ready", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "BackupConfiguration", "defaulted")) == "Ready"
+    });
+    let storage = c.must(
+        "storage.kubestash.com/v1alpha1",
+        "BackupStorage",
+        "default-storage",
+    );
+    assert_eq!(
+        storage["spec"]["usagePolicy"]["allowedNamespaces"]["from"],
+        "Same"
+    );
+    assert_eq!(storage["spec"]["deletionPolicy"], "Delete");
+    let bc = c.must("core.kubestash.com/v1alpha1", "BackupConfiguration", "defaulted");
+    let backend = &bc["spec"]["backends"][0];
+    assert_eq!(backend["storageRef"]["name"], "default-storage");
+    assert_eq!(backend["retentionPolicy"]["name"], "default-policy");
+    assert_eq!(
+        bc["spec"]["sessions"][0]["repositories"][0]["backend"],
+        backend["name"]
+    );
+    assert!(default_dir.join("metadata.yaml").exists());
 }
