@@ -285,12 +285,7 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
         // Write the status first so the session sees the configuration Ready.
         let bc2 = write_status(p, bc.clone(), status.clone())?;
         for s in sessions_to_trigger {
-            let res = trigger(
-                p,
-                &bc2,
-                &s.name,
-                s.retry_config.as_ref().and_then(|r| r.max_retry).unwrap_or(0),
-            );
+            let res = trigger(p, &bc2, &s.name, retry_budget(&bc2, &s.name));
             if let Some(st) = status.sessions.iter_mut().find(|x| x.name == s.name) {
                 match res {
                     Ok(bs) => set_cond(
@@ -496,6 +491,18 @@ fn delete_backup_configuration(p: &dyn Platform, mut bc: BackupConfiguration) ->
     util::remove_finalizer(&mut bc.metadata);
     p.update_as(&bc)?;
     Ok(Requeue::Idle)
+}
+
+/// The retries a scheduled BackupSession of `session` starts with (`retryConfig.maxRetry`, 0
+/// without a retry config).
+pub fn retry_budget(bc: &BackupConfiguration, session: &str) -> i32 {
+    bc.spec
+        .sessions
+        .iter()
+        .find(|s| s.name == session)
+        .and_then(|s| s.retry_config.as_ref())
+        .and_then(|r| r.max_retry)
+        .unwrap_or(0)
 }
 
 /// Create a BackupSession `<bc>-<session>-<unix seconds>` for one session of `bc` (the next free

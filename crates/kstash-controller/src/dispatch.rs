@@ -14,6 +14,17 @@ pub struct Key {
     pub name: String,
 }
 
+impl Key {
+    /// The key of a stored object of `kind` (its namespace and name).
+    pub fn of(kind: &'static str, obj: &Value) -> Key {
+        Key {
+            kind,
+            namespace: s(obj, "/metadata/namespace").to_string(),
+            name: s(obj, "/metadata/name").to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}/{}", self.kind, self.namespace, self.name)

@@ -72,6 +72,23 @@ pub struct StateObjects {
     pub snapshots: Vec<Snapshot>,
 }
 
+impl StateObjects {
+    /// Every object the state metrics are derived from, read from `r` (all namespaces).
+    pub fn collect(
+        r: &dyn kstash_api::client::Resources,
+    ) -> Result<StateObjects, kstash_api::client::ClientError> {
+        use kstash_api::client::ResourcesExt as _;
+        Ok(StateObjects {
+            backup_configurations: r.list_as(None, &[])?,
+            backup_sessions: r.list_as(None, &[])?,
+            restore_sessions: r.list_as(None, &[])?,
+            backup_storages: r.list_as(None, &[])?,
+            repositories: r.list_as(None, &[])?,
+            snapshots: r.list_as(None, &[])?,
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Stash v1 session metrics (spec §5.2)
 // ---------------------------------------------------------------------------------------------------

@@ -9,22 +9,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kstash_api::client::ResourcesExt;
 use kstash_controller::metrics::{StateObjects, state_metrics};
 
 use crate::store::Store;
 
 /// Every object the state metrics are derived from.
 pub fn collect_state(store: &Store) -> Result<StateObjects, String> {
-    let e = |e: kstash_api::client::ClientError| e.to_string();
-    Ok(StateObjects {
-        backup_configurations: store.list_as(None, &[]).map_err(e)?,
-        backup_sessions: store.list_as(None, &[]).map_err(e)?,
-        restore_sessions: store.list_as(None, &[]).map_err(e)?,
-        backup_storages: store.list_as(None, &[]).map_err(e)?,
-        repositories: store.list_as(None, &[]).map_err(e)?,
-        snapshots: store.list_as(None, &[]).map_err(e)?,
-    })
+    StateObjects::collect(store).map_err(|e| e.to_string())
 }
 
 async fn metrics(State(store): State<Arc<Store>>) -> impl IntoResponse {

@@ -230,21 +230,7 @@ fn enqueue_all(p: &EmbeddedPlatform, queue: &mut BTreeMap<Key, Instant>) -> Resu
     let now = Instant::now();
     for rt in RECONCILED {
         for obj in p.store.list(rt, None, &LabelSelector::everything())? {
-            queue
-                .entry(Key {
-                    kind: rt.kind,
-                    namespace: obj
-                        .pointer("/metadata/namespace")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                    name: obj
-                        .pointer("/metadata/name")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                })
-                .or_insert(now);
+            queue.entry(Key::of(rt.kind, &obj)).or_insert(now);
         }
     }
     Ok(())
@@ -259,14 +245,7 @@ fn fire(p: &EmbeddedPlatform, ns: &str, invoker: &str, session: &str, at: Timest
     if bc.spec.paused {
         return;
     }
-    let retry = bc
-        .spec
-        .sessions
-        .iter()
-        .find(|s| s.name == session)
-        .and_then(|s| s.retry_config.as_ref())
-        .and_then(|r| r.max_retry)
-        .unwrap_or(0);
+    let retry = backup_configuration::retry_budget(&bc, session);
     let lag = Timestamp::now().duration_since(at);
     match backup_configuration::trigger(p, &bc, session, retry) {
         Ok(bs) => tracing::info!(

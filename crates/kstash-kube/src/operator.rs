@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kstash_api::client::ResourcesExt;
 use kstash_controller::dispatch::{self, Key, RECONCILED};
 use kstash_controller::metrics::{StateObjects, state_metrics};
 use kstash_controller::platform::StorageOps;
@@ -204,37 +203,13 @@ fn all_keys(p: &KubePlatform) -> Vec<Key> {
         match kstash_api::client::Resources::list(p, rt, None, &[]) {
             Ok(objs) => {
                 for o in objs {
-                    out.push(Key {
-                        kind: rt.kind,
-                        namespace: o
-                            .pointer("/metadata/namespace")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                        name: o
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                    });
+                    out.push(Key::of(rt.kind, &o));
                 }
             }
             Err(e) => tracing::warn!(kind = rt.kind, error = %e, "resync list failed"),
         }
     }
     out
-}
-
-fn collect_state(p: &KubePlatform) -> std::result::Result<StateObjects, String> {
-    let e = |e: kstash_api::client::ClientError| e.to_string();
-    Ok(StateObjects {
-        backup_configurations: p.list_as(None, &[]).map_err(e)?,
-        backup_sessions: p.list_as(None, &[]).map_err(e)?,
-        restore_sessions: p.list_as(None, &[]).map_err(e)?,
-        backup_storages: p.list_as(None, &[]).map_err(e)?,
-        repositories: p.list_as(None, &[]).map_err(e)?,
-        snapshots: p.list_as(None, &[]).map_err(e)?,
-    })
 }
 
 async fn serve(addr: SocketAddr, router: axum::Router) -> Result<SocketAddr> {
@@ -296,8 +271,12 @@ pub async fn run(
             axum::routing::get(move || {
                 let p = p.clone();
                 async move {
-                    match tokio::task::spawn_blocking(move || collect_state(&p).map(|o| state_metrics(&o)))
-                        .await
+                    match tokio::task::spawn_blocking(move || {
+                        StateObjects::collect(&*p)
+                            .map(|o| state_metrics(&o))
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
                     {
                         Ok(Ok(body)) => (axum::http::StatusCode::OK, body),
                         Ok(Err(e)) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e),

@@ -62,33 +62,23 @@ fn perr(e: impl std::fmt::Display) -> PlatformError {
     PlatformError::new(e.to_string())
 }
 
-/// The owner reference of a stored object.
+/// The controller owner reference of a stored object (the reconcilers' `owner_ref`, as JSON).
 fn owner_of(obj: &Value) -> Value {
-    json!({
-        "apiVersion": obj.pointer("/apiVersion").cloned().unwrap_or(Value::Null),
-        "kind": obj.pointer("/kind").cloned().unwrap_or(Value::Null),
-        "name": obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
-        "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
-        "controller": true,
-        "blockOwnerDeletion": true,
-    })
+    let text = |ptr: &str| obj.pointer(ptr).and_then(Value::as_str).unwrap_or("");
+    let meta = serde_json::from_value(obj["metadata"].clone()).unwrap_or_default();
+    let owner = kstash_controller::util::owner_ref(text("/apiVersion").to_string(), text("/kind"), &meta);
+    serde_json::to_value(owner).unwrap_or(Value::Null)
 }
 
-/// The API resource of a target kind (`apiGroup` + `kind`), for the kinds backups target.
+/// The API resource of a target kind (`apiGroup` + `kind`) kstash knows (workloads, PVCs,
+/// AppBindings); other kinds are found through discovery.
 pub fn target_resource(target: &TypedObjectReference) -> Option<ApiResource> {
     let group = target.api_group.as_deref().unwrap_or("");
-    let kind = target.kind.as_deref().unwrap_or("");
-    let (api_version, plural) = match (group, kind) {
-        ("apps", "Deployment") => ("apps/v1", "deployments"),
-        ("apps", "StatefulSet") => ("apps/v1", "statefulsets"),
-        ("apps", "DaemonSet") => ("apps/v1", "daemonsets"),
-        ("apps", "ReplicaSet") => ("apps/v1", "replicasets"),
-        ("", "PersistentVolumeClaim") => ("v1", "persistentvolumeclaims"),
-        ("", "Pod") => ("v1", "pods"),
-        ("appcatalog.appscode.com", "AppBinding") => ("appcatalog.appscode.com/v1alpha1", "appbindings"),
-        _ => return None,
-    };
-    Some(builtin(api_version, kind, plural))
+    let kind = target.kind.as_deref()?;
+    kstash_api::meta::ALL
+        .iter()
+        .find(|rt| rt.group == group && rt.kind == kind)
+        .map(|rt| crate::resources::api_resource(rt))
 }
 
 /// The state of a group of executor Jobs: Failed when one failed, Succeeded when all completed,

@@ -301,13 +301,10 @@ impl Resources for KubeResources {
 fn resource_type_of(obj: &Value) -> ClientResult<&'static ResourceType> {
     let api_version = str_at(obj, "/apiVersion");
     let kind = str_at(obj, "/kind");
-    kstash_api::meta::ALL
-        .iter()
-        .find(|rt| rt.kind == kind && rt.api_version() == api_version)
-        .ok_or_else(|| ClientError::Invalid {
-            object: format!("{kind} {}", str_at(obj, "/metadata/name")),
-            message: format!("apiVersion {api_version:?} kind {kind:?} is not a kind kstash manages"),
-        })
+    kstash_api::meta::by_api_version_kind(api_version, kind).ok_or_else(|| ClientError::Invalid {
+        object: format!("{kind} {}", str_at(obj, "/metadata/name")),
+        message: format!("apiVersion {api_version:?} kind {kind:?} is not a kind kstash manages"),
+    })
 }
 
 #[cfg(test)]

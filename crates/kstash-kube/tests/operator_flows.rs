@@ -121,11 +121,7 @@ impl Cluster {
         let mut keys = Vec::new();
         for rt in RECONCILED {
             for o in self.p.list(rt, None, &[]).unwrap() {
-                keys.push(Key {
-                    kind: rt.kind,
-                    namespace: o["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
-                    name: o["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                });
+                keys.push(Key::of(rt.kind, &o));
             }
         }
         keys

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use kstash_api::client::ResourcesExt;
 use kstash_api::core::BackupConfiguration;
+use kstash_controller::backup_configuration;
 use kstash_exec::{ExecOptions, LocalMode, StorageOpsImpl};
 use kstash_kube::KubeResources;
 use kstash_kube::leader::LeaseConfig;
@@ -165,16 +166,8 @@ pub fn trigger(a: TriggerArgs) -> Result<ExitCode> {
         a.sessions.clone()
     };
     for s in &sessions {
-        let retry = bc
-            .spec
-            .sessions
-            .iter()
-            .find(|x| &x.name == s)
-            .and_then(|x| x.retry_config.as_ref())
-            .and_then(|r| r.max_retry)
-            .unwrap_or(0);
-        let bs =
-            kstash_controller::backup_configuration::trigger(&p, &bc, s, retry).map_err(|e| anyhow!(e))?;
+        let retry = backup_configuration::retry_budget(&bc, s);
+        let bs = backup_configuration::trigger(&p, &bc, s, retry).map_err(|e| anyhow!(e))?;
         println!(
             "backupsession.core.kubestash.com/{} created",
             bs.metadata.name.unwrap_or_default()
