@@ -38,6 +38,20 @@ pub fn defaulted(doc: &Value, existing: &[Object]) -> Option<Value> {
     Some(out)
 }
 
+/// Whether a BackupConfiguration lacks what the default lookups fill in (backends, or a backend's
+/// retention policy); only then are the candidates listed, so a configured object costs one read.
+fn needs_default_lookup(doc: &Value) -> bool {
+    match doc.pointer("/spec/backends").and_then(Value::as_array) {
+        None => true,
+        Some(backends) => {
+            backends.is_empty()
+                || backends
+                    .iter()
+                    .any(|b| b.get("retentionPolicy").is_none_or(Value::is_null))
+        }
+    }
+}
+
 /// Default the object `key` names in place; true when it was written.
 pub fn apply_defaults(p: &dyn Resources, key: &Key) -> ClientResult<bool> {
     let Some(rt) = DEFAULTED.iter().find(|rt| rt.kind == key.kind) else {
@@ -52,7 +66,7 @@ pub fn apply_defaults(p: &dyn Resources, key: &Key) -> ClientResult<bool> {
     // The default BackupStorage/RetentionPolicy lookups need the candidates and, for selector
     // usage policies, the namespaces' labels.
     let mut existing = Vec::new();
-    if rt.kind == "BackupConfiguration" {
+    if rt.kind == "BackupConfiguration" && needs_default_lookup(&doc) {
         for kind in [&meta::BACKUP_STORAGE, &meta::RETENTION_POLICY, &meta::NAMESPACE] {
             for v in p.list(kind, None, &[])? {
                 if let Ok(o) = Object::from_value(&v) {

@@ -41,7 +41,13 @@ pub struct KubePlatform {
     settings: KubeSettings,
     /// Namespaces whose executor RBAC was applied by this process.
     rbac_done: Mutex<std::collections::BTreeSet<String>>,
+    /// The last phase this process wrote per object uid, so a phase change is noticed without
+    /// reading the object before every status write.
+    phases: Mutex<std::collections::HashMap<String, Option<String>>>,
 }
+
+/// Objects whose last phase is remembered (then the memory starts over).
+const PHASE_CACHE_MAX: usize = 10_000;
 
 impl std::fmt::Debug for KubePlatform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,6 +130,7 @@ impl KubePlatform {
             storage,
             settings,
             rbac_done: Mutex::new(Default::default()),
+            phases: Mutex::new(Default::default()),
         }
     }
 
@@ -439,16 +446,34 @@ impl KubePlatform {
             .pointer("/status/phase")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let uid = text("/metadata/uid");
+        let cached = self
+            .phases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&uid)
+            .cloned();
         let rt = kstash_api::meta::ALL.iter().find(|rt| rt.kind == kind);
-        let old_phase = match (&new_phase, rt) {
-            (Some(_), Some(rt)) => self.res.get(rt, &ns, &name).ok().flatten().and_then(|o| {
+        let old_phase = match (&new_phase, cached, rt) {
+            (None, _, _) => None,
+            (Some(_), Some(known), _) => known,
+            // First status write of this object by this process: read the stored phase once.
+            (Some(_), None, Some(rt)) => self.res.get(rt, &ns, &name).ok().flatten().and_then(|o| {
                 o.pointer("/status/phase")
                     .and_then(Value::as_str)
                     .map(str::to_string)
             }),
-            _ => None,
+            (Some(_), None, None) => None,
         };
         let stored = self.res.update_status(obj)?;
+        if new_phase.is_some() && !uid.is_empty() {
+            let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+            if phases.len() >= PHASE_CACHE_MAX {
+                // Bounded: sessions come and go; forgetting costs one read per object.
+                phases.clear();
+            }
+            phases.insert(uid, new_phase.clone());
+        }
         if let Some(new) = new_phase
             && old_phase.as_deref() != Some(new.as_str())
         {
