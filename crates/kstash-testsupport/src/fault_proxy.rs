@@ -20,12 +20,10 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
-use std::net::TcpListener as StdTcpListener;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -39,9 +37,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 /// What the proxy does to a request its [`FaultPlan`] picks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,8 +171,8 @@ impl PlanState {
 pub struct FaultProxy {
     url: String,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Stops the server when the handle is dropped.
+    _server: crate::loopback::LoopbackServer,
 }
 
 /// State shared by the proxy handle and its connection tasks.
@@ -202,22 +199,8 @@ impl FaultProxy {
     /// Starts the proxy in front of `upstream` (`"http://127.0.0.1:PORT"`) with `plan`.
     pub fn start(upstream: &str, plan: FaultPlan) -> Result<FaultProxy> {
         let authority = parse_upstream(upstream)?;
-        let listener =
-            StdTcpListener::bind(("127.0.0.1", 0)).context(|| "fault proxy: binding 127.0.0.1:0".into())?;
-        let addr = listener
-            .local_addr()
-            .context(|| "fault proxy: local_addr".into())?;
-        listener
-            .set_nonblocking(true)
-            .context(|| "fault proxy: non-blocking listener".into())?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context(|| "fault proxy: building the tokio runtime".into())?;
-        let listener = {
-            let _entered = runtime.enter();
-            TcpListener::from_std(listener).context(|| "fault proxy: registering the listener".into())?
-        };
+        let bound = crate::loopback::Bound::new("fault proxy")?;
+        let addr = bound.addr();
 
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -237,28 +220,15 @@ impl FaultProxy {
             connections: AtomicU64::new(0),
         });
 
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("fault-proxy-{}", addr.port()))
-            .spawn({
-                let shared = Arc::clone(&shared);
-                move || {
-                    runtime.block_on(async move {
-                        tokio::spawn(accept_loop(listener, shared));
-                        // Also returns when the handle is gone (sender dropped).
-                        let _ = stopped.await;
-                    });
-                    // Dropping the runtime drops every task: the listener and all connections close.
-                    drop(runtime);
-                }
-            })
-            .context(|| "fault proxy: spawning its thread".into())?;
+        let server = bound.serve({
+            let shared = Arc::clone(&shared);
+            move |listener| accept_loop(listener, shared)
+        })?;
 
         Ok(FaultProxy {
             url: format!("http://{addr}"),
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -310,17 +280,6 @@ impl fmt::Debug for FaultProxy {
             .field("requests", &self.requests())
             .field("faults_injected", &self.faults_injected())
             .finish()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -713,6 +672,7 @@ mod tests {
 
     use std::collections::VecDeque;
     use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener as StdTcpListener;
     use std::net::TcpStream as StdTcpStream;
     use std::sync::mpsc;
 
@@ -734,59 +694,40 @@ mod tests {
     struct Upstream {
         url: String,
         seen: Arc<Mutex<Vec<Seen>>>,
-        stop: Option<oneshot::Sender<()>>,
-        thread: Option<JoinHandle<()>>,
+        _server: crate::loopback::LoopbackServer,
     }
 
     impl Upstream {
         fn start() -> Upstream {
-            let listener = StdTcpListener::bind(("127.0.0.1", 0)).unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            listener.set_nonblocking(true).unwrap();
+            let bound = crate::loopback::Bound::new("upstream").unwrap();
+            let url = format!("http://{}", bound.addr());
             let seen = Arc::new(Mutex::new(Vec::new()));
-            let (stop, stopped) = oneshot::channel::<()>();
-            let thread = std::thread::spawn({
-                let seen = Arc::clone(&seen);
-                move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    runtime.block_on(async move {
-                        let listener = TcpListener::from_std(listener).unwrap();
-                        tokio::spawn(async move {
-                            loop {
-                                let Ok((stream, _)) = listener.accept().await else {
-                                    continue;
-                                };
-                                let seen = Arc::clone(&seen);
-                                let service = service_fn(move |req| echo(Arc::clone(&seen), req));
-                                tokio::spawn(
-                                    http1::Builder::new().serve_connection(TokioIo::new(stream), service),
-                                );
-                            }
-                        });
-                        let _ = stopped.await;
-                    });
-                }
-            });
+            let server = bound
+                .serve({
+                    let seen = Arc::clone(&seen);
+                    move |listener| async move {
+                        loop {
+                            let Ok((stream, _)) = listener.accept().await else {
+                                continue;
+                            };
+                            let seen = Arc::clone(&seen);
+                            let service = service_fn(move |req| echo(Arc::clone(&seen), req));
+                            tokio::spawn(
+                                http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                            );
+                        }
+                    }
+                })
+                .unwrap();
             Upstream {
                 url,
                 seen,
-                stop: Some(stop),
-                thread: Some(thread),
+                _server: server,
             }
         }
 
         fn seen(&self) -> Vec<Seen> {
             self.seen.lock().unwrap().clone()
-        }
-    }
-
-    impl Drop for Upstream {
-        fn drop(&mut self) {
-            let _ = self.stop.take().unwrap().send(());
-            self.thread.take().unwrap().join().unwrap();
         }
     }
 

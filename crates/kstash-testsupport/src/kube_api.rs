@@ -41,11 +41,9 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::convert::Infallible;
-use std::net::TcpListener as StdTcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use http_body_util::combinators::UnsyncBoxBody;
@@ -58,7 +56,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::error::{IoContext, Result};
 
@@ -92,8 +90,8 @@ const VERBS: [&str; 8] = [
 pub struct FakeKubeApi {
     url: String,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Stops the server when the handle is dropped.
+    _server: crate::loopback::LoopbackServer,
 }
 
 struct Shared {
@@ -128,22 +126,8 @@ impl Shared {
 impl FakeKubeApi {
     /// Starts the server on 127.0.0.1 on a free port, with the built-in kinds registered.
     pub fn start() -> Result<FakeKubeApi> {
-        let listener =
-            StdTcpListener::bind(("127.0.0.1", 0)).context(|| "fake kube api: binding 127.0.0.1:0".into())?;
-        let addr = listener
-            .local_addr()
-            .context(|| "fake kube api: local_addr".into())?;
-        listener
-            .set_nonblocking(true)
-            .context(|| "fake kube api: non-blocking listener".into())?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context(|| "fake kube api: building the tokio runtime".into())?;
-        let listener = {
-            let _entered = runtime.enter();
-            TcpListener::from_std(listener).context(|| "fake kube api: registering the listener".into())?
-        };
+        let bound = crate::loopback::Bound::new("fake kube api")?;
+        let addr = bound.addr();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
             changed: watch::channel(0).0,
@@ -151,26 +135,14 @@ impl FakeKubeApi {
             unavailable: AtomicBool::new(false),
             address: addr.to_string(),
         });
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-kube-api-{}", addr.port()))
-            .spawn({
-                let shared = Arc::clone(&shared);
-                move || {
-                    runtime.block_on(async move {
-                        tokio::spawn(accept_loop(listener, shared));
-                        let _ = stopped.await;
-                    });
-                    // Dropping the runtime drops every task: the listener and all connections close.
-                    drop(runtime);
-                }
-            })
-            .context(|| "fake kube api: spawning its thread".into())?;
+        let server = bound.serve({
+            let shared = Arc::clone(&shared);
+            move |listener| accept_loop(listener, shared)
+        })?;
         Ok(FakeKubeApi {
             url: format!("http://{addr}"),
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -332,17 +304,6 @@ impl FakeKubeApi {
 impl std::fmt::Debug for FakeKubeApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeKubeApi").field("url", &self.url).finish()
-    }
-}
-
-impl Drop for FakeKubeApi {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

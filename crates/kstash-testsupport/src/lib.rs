@@ -24,6 +24,7 @@ mod fault_proxy;
 mod gcs;
 pub mod http;
 mod kube_api;
+mod loopback;
 mod mariadb;
 pub mod ports;
 mod postgres;
