@@ -84,7 +84,7 @@ pub fn target_resource(target: &TypedObjectReference) -> Option<ApiResource> {
     kstash_api::meta::ALL
         .iter()
         .find(|rt| rt.group == group && rt.kind == kind)
-        .map(|rt| crate::resources::api_resource(rt))
+        .map(crate::resources::api_resource)
 }
 
 /// The state of a group of executor Jobs: Failed when one failed, Succeeded when all completed,

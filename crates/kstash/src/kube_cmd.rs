@@ -111,19 +111,7 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
             .ok()
             .and_then(|n| n.parse().ok()),
     };
-    let result = match &a.job {
-        ExecJob::Backup {
-            namespace,
-            backupsession,
-        } => kstash_exec::run_backup(&res, namespace, backupsession, &opts).map(|r| format!("{r:?}")),
-        ExecJob::Restore {
-            namespace,
-            restoresession,
-            snapshot,
-        } => kstash_exec::run_restore(&res, namespace, restoresession, snapshot, &opts)
-            .map(|r| format!("{r:?}")),
-        ExecJob::StreamDump(_) | ExecJob::StreamLoad(_) => unreachable!("handled above"),
-    };
+    let result = crate::ops::run_exec_job(&res, &a.job, &opts);
     match result {
         Ok(report) => {
             tracing::info!(%report, "executor finished");

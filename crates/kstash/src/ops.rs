@@ -107,6 +107,28 @@ pub fn server(home: Option<&Path>, a: ServerArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Run a backup or restore job against `client` (the embedded store, or the Kubernetes API in an
+/// operator-made pod); the report as text.
+pub fn run_exec_job(
+    client: &dyn kstash_api::client::Resources,
+    job: &ExecJob,
+    opts: &ExecOptions,
+) -> kstash_exec::Result<String> {
+    match job {
+        ExecJob::Backup {
+            namespace,
+            backupsession,
+        } => kstash_exec::run_backup(client, namespace, backupsession, opts).map(|r| format!("{r:?}")),
+        ExecJob::Restore {
+            namespace,
+            restoresession,
+            snapshot,
+        } => kstash_exec::run_restore(client, namespace, restoresession, snapshot, opts)
+            .map(|r| format!("{r:?}")),
+        ExecJob::StreamDump(_) | ExecJob::StreamLoad(_) => unreachable!("stream jobs need no resources"),
+    }
+}
+
 /// `kstash exec backup|restore`: run one executor job and record its exit for the runner.
 pub fn exec(home: Option<&Path>, a: ExecArgs) -> Result<ExitCode> {
     if let ExecJob::StreamDump(s) | ExecJob::StreamLoad(s) = &a.job {
@@ -114,19 +136,7 @@ pub fn exec(home: Option<&Path>, a: ExecArgs) -> Result<ExitCode> {
     }
     let store = crate::resources::open_store(home)?;
     let opts = ExecOptions::embedded();
-    let result = match &a.job {
-        ExecJob::Backup {
-            namespace,
-            backupsession,
-        } => kstash_exec::run_backup(&store, namespace, backupsession, &opts).map(|r| format!("{r:?}")),
-        ExecJob::Restore {
-            namespace,
-            restoresession,
-            snapshot,
-        } => kstash_exec::run_restore(&store, namespace, restoresession, snapshot, &opts)
-            .map(|r| format!("{r:?}")),
-        ExecJob::StreamDump(_) | ExecJob::StreamLoad(_) => unreachable!("handled above"),
-    };
+    let result = run_exec_job(&store, &a.job, &opts);
     let (code, message) = match &result {
         Ok(_) => (0, String::new()),
         Err(e) => (1, e.to_string()),
