@@ -36,6 +36,17 @@ impl ClientError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, ClientError::Conflict { .. })
     }
+    /// What kind of failure this is: a store that cannot be reached or answers garbage is
+    /// transient, a document that does not decode is invalid.
+    pub fn category(&self) -> crate::ErrorCategory {
+        use crate::ErrorCategory as C;
+        match self {
+            ClientError::NotFound(_) => C::NotFound,
+            ClientError::Conflict { .. } => C::Conflict,
+            ClientError::Invalid { .. } | ClientError::Decode { .. } => C::Invalid,
+            ClientError::Other(_) => C::Transient,
+        }
+    }
 }
 
 /// Result of resource operations.

@@ -4,6 +4,7 @@
 pub mod addons;
 pub mod admission;
 pub mod appcatalog;
+pub mod category;
 pub mod client;
 pub mod common;
 pub mod core;
@@ -20,4 +21,5 @@ pub mod storage;
 pub mod usage;
 pub mod validation;
 
+pub use category::ErrorCategory;
 pub use object::{FieldError, Object};
