@@ -21,6 +21,8 @@ use kstash_api::storage::{
 };
 use std::time::Duration;
 
+use jiff::Timestamp;
+
 use crate::platform::{Platform, ScheduleSpec};
 use crate::util::{self, ReconcileError, Requeue, Result, cond, set_cond};
 
@@ -505,13 +507,14 @@ pub fn retry_budget(bc: &BackupConfiguration, session: &str) -> i32 {
         .unwrap_or(0)
 }
 
-/// Create a BackupSession `<bc>-<session>-<unix seconds>` for one session of `bc` (the next free
-/// second when that name is taken), owned by the configuration.
-pub fn trigger(
-    p: &dyn Platform,
+/// The BackupSession a trigger of `session` creates at `now` (named
+/// `<configuration>-<session>-<unix seconds>`), with KubeStash's labels, its owner reference and
+/// the retry budget `retry_left`. Pure: creating it is the caller's.
+pub fn new_backup_session(
     bc: &BackupConfiguration,
     session: &str,
     retry_left: i32,
+    now: Timestamp,
 ) -> Result<BackupSession> {
     let ns = util::namespace(&bc.metadata);
     let bc_name = util::name(&bc.metadata);
@@ -521,7 +524,7 @@ pub fn trigger(
         .iter()
         .find(|s| s.name == session)
         .ok_or_else(|| {
-            ReconcileError::Other(format!(
+            ReconcileError::Invalid(format!(
                 "BackupConfiguration {ns}/{bc_name} has no session \"{session}\"; sessions: {}",
                 bc.spec
                     .sessions
@@ -531,48 +534,62 @@ pub fn trigger(
                     .join(", ")
             ))
         })?;
-    let mut secs = p.now().as_second();
+    let name = kstash_api::names::name_with_prefix_and_suffix(
+        &format!("{bc_name}-{session}"),
+        &now.as_second().to_string(),
+    );
+    let mut bs = BackupSession::new(
+        &name,
+        BackupSessionSpec {
+            invoker: Some(TypedLocalObjectReference {
+                api_group: Some(meta::CORE_GROUP.to_string()),
+                kind: "BackupConfiguration".into(),
+                name: bc_name.to_string(),
+            }),
+            session: session.to_string(),
+            retry_left,
+            backup_timeout: s.backup_timeout.clone(),
+        },
+    );
+    bs.metadata.namespace = Some(ns.to_string());
+    bs.metadata.labels = Some(util::labels(&[
+        (util::LABEL_MANAGED_BY, util::MANAGED_BY),
+        (util::LABEL_INVOKER_KIND, "BackupConfiguration"),
+        (util::LABEL_INVOKER_NAME, bc_name),
+        (util::LABEL_INVOKER_NAMESPACE, ns),
+        (util::LABEL_SESSION_NAME, session),
+    ]));
+    bs.metadata.owner_references = Some(vec![util::owner_ref(
+        meta::BACKUP_CONFIGURATION.api_version(),
+        "BackupConfiguration",
+        &bc.metadata,
+    )]);
+    Ok(bs)
+}
+
+/// Create a BackupSession of `session` now; when the second's name is taken (two triggers in
+/// one second), the next free second is used.
+pub fn trigger(
+    p: &dyn Platform,
+    bc: &BackupConfiguration,
+    session: &str,
+    retry_left: i32,
+) -> Result<BackupSession> {
+    let ns = util::namespace(&bc.metadata);
+    let bc_name = util::name(&bc.metadata);
+    let mut at = p.now();
     for _ in 0..120 {
-        let name = kstash_api::names::name_with_prefix_and_suffix(
-            &format!("{bc_name}-{session}"),
-            &secs.to_string(),
-        );
-        let mut bs = BackupSession::new(
-            &name,
-            BackupSessionSpec {
-                invoker: Some(TypedLocalObjectReference {
-                    api_group: Some(meta::CORE_GROUP.to_string()),
-                    kind: "BackupConfiguration".into(),
-                    name: bc_name.to_string(),
-                }),
-                session: session.to_string(),
-                retry_left,
-                backup_timeout: s.backup_timeout.clone(),
-            },
-        );
-        bs.metadata.namespace = Some(ns.to_string());
-        bs.metadata.labels = Some(util::labels(&[
-            (util::LABEL_MANAGED_BY, util::MANAGED_BY),
-            (util::LABEL_INVOKER_KIND, "BackupConfiguration"),
-            (util::LABEL_INVOKER_NAME, bc_name),
-            (util::LABEL_INVOKER_NAMESPACE, ns),
-            (util::LABEL_SESSION_NAME, session),
-        ]));
-        bs.metadata.owner_references = Some(vec![util::owner_ref(
-            meta::BACKUP_CONFIGURATION.api_version(),
-            "BackupConfiguration",
-            &bc.metadata,
-        )]);
+        let bs = new_backup_session(bc, session, retry_left, at)?;
         match p.create_as(&bs) {
             Ok(created) => {
-                tracing::info!(backupsession = %format!("{ns}/{name}"), "triggered backup");
+                tracing::info!(backupsession = %format!("{ns}/{}", util::name(&created.metadata)), "triggered backup");
                 return Ok(created);
             }
-            Err(e) if e.is_conflict() => secs += 1,
+            Err(e) if e.is_conflict() => at = util::add(at, Duration::from_secs(1)),
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ReconcileError::Other(format!(
+    Err(ReconcileError::NameExhausted(format!(
         "could not find a free BackupSession name for {ns}/{bc_name}"
     )))
 }

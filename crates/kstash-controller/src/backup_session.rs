@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kstash_api::client::ResourcesExt;
-use kstash_api::common::{
-    HookExecutionPhase, HookExecutionStatus, HookInfo, ObjectReference, TypedObjectReference,
-};
+use kstash_api::common::{ObjectReference, TypedObjectReference};
 use kstash_api::core::{
     BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase, BackupSessionStatus,
-    HookTemplate, RetentionPolicyApplyPhase, RetentionPolicyApplyStatus, SessionSnapshotStatus,
+    RetentionPolicyApplyPhase, RetentionPolicyApplyStatus, SessionSnapshotStatus,
 };
 use kstash_api::duration::parse_go_duration;
 use kstash_api::meta;
@@ -22,7 +20,8 @@ use kstash_api::storage::{
     SnapshotStatus,
 };
 
-use crate::hooks::{self, Summary, SummaryRef, SummaryStatus};
+use crate::hook_steps::{self, HOOK_POLL};
+use crate::hooks::{Summary, SummaryRef, SummaryStatus};
 use crate::platform::{JobSpec, JobState, Platform};
 use crate::retention;
 use crate::util::{self, Requeue, Result, cond, set_cond};
@@ -158,39 +157,30 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
         return finish(p, bs, st, Some(&bc));
     };
 
-    // 2. Pre-backup hooks.
+    // 2. Pre-backup hooks, each a tracked task: the worker does not wait for them.
     if cond(&st.conditions, c::PRE_BACKUP_HOOKS_SUCCEEDED).is_none() {
         let pre = session
             .hooks
             .as_ref()
             .map(|h| h.pre_backup.clone())
             .unwrap_or_default();
+        let prefix = hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "pre");
         let summary = summary(&bs, &bc, "Running", "");
-        let (results, err) = run_hooks(p, ns, &pre, &summary, None);
+        let (results, step) = hook_steps::run_step(p, ns, &pre, &st.hooks.pre_hooks, &summary, None, &prefix);
         st.hooks.pre_hooks = results;
-        match err {
-            None => set_cond(
-                &mut st.conditions,
-                now,
-                c::PRE_BACKUP_HOOKS_SUCCEEDED,
-                true,
-                "SuccessfullyExecutedPreBackupHooks",
-                "",
-            ),
-            Some(e) => {
-                set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::PRE_BACKUP_HOOKS_SUCCEEDED,
-                    false,
-                    "FailedToExecutePreBackupHooks",
-                    e,
-                );
-                bs = save(p, bs, &st)?;
-                return post_and_finish(p, bs, st, &bc, &session);
-            }
-        }
+        let finished = hook_steps::set_stage_condition(
+            &mut st.conditions,
+            now,
+            c::PRE_BACKUP_HOOKS_SUCCEEDED,
+            &step,
+            "SuccessfullyExecutedPreBackupHooks",
+            "FailedToExecutePreBackupHooks",
+        );
         bs = save(p, bs, &st)?;
+        hook_steps::forget_finished(p.tasks(), &pre, &prefix);
+        if !finished {
+            return Ok(Requeue::After(HOOK_POLL));
+        }
     }
     if cond(&st.conditions, c::PRE_BACKUP_HOOKS_SUCCEEDED) == Some(false) {
         return post_and_finish(p, bs, st, &bc, &session);
@@ -308,67 +298,115 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
             p.stop_job(ns, name, &message)?;
         }
     }
-    let components_done = |s: &Snapshot| {
-        s.status.as_ref().is_some_and(|x| {
-            cond(&x.conditions, c::BACKUP_INCOMPLETE) == Some(true)
-                || matches!(
-                    phase::snapshot_components(x),
-                    SnapshotPhase::Succeeded | SnapshotPhase::Failed
-                )
-        })
+    let observed = ExecutorWait {
+        executor: "backup",
+        timeout_field: "spec.backupTimeout",
+        all_final: all_terminal,
+        all_reported: !snapshots.is_empty() && snapshots.iter().all(components_reported),
+        job: p.job_state(ns, name),
+        deadline: st.backup_deadline.as_ref().map(|d| d.0),
+        now,
     };
-    if !all_terminal && !snapshots.is_empty() && snapshots.iter().all(components_done) {
-        // Every component reported; the Snapshot reconciler is finalising them.
-        save(p, bs, &st)?;
-        return Ok(Requeue::After(Duration::from_millis(200)));
-    }
-    if !all_terminal {
-        let deadline_passed = st.backup_deadline.as_ref().is_some_and(|d| now >= d.0);
-        match p.job_state(ns, name) {
-            JobState::Running if deadline_passed => {
-                p.stop_job(ns, name, "deadline exceeded")?;
-                mark_incomplete(
-                    p,
-                    &snapshots,
-                    now,
-                    "deadline exceeded or signal terminated (spec.backupTimeout)",
-                )?;
-            }
-            JobState::Running => {
-                save(p, bs, &st)?;
-                let wait = st
-                    .backup_deadline
-                    .as_ref()
-                    .map(|d| util::elapsed(now, d.0).max(Duration::from_millis(100)))
-                    .unwrap_or(POLL);
-                return Ok(Requeue::After(wait.min(POLL)));
-            }
-            JobState::Succeeded => {
-                // The executor exited; give the last status writes a moment, then call it incomplete.
-                mark_incomplete(
-                    p,
-                    &snapshots,
-                    now,
-                    "backup executor exited without reporting every component",
-                )?;
-            }
-            JobState::Failed(msg) => {
-                mark_incomplete(p, &snapshots, now, &format!("backup executor failed: {msg}"))?;
-            }
-            JobState::Missing => {
-                mark_incomplete(
-                    p,
-                    &snapshots,
-                    now,
-                    "backup executor terminated before completion (process gone)",
-                )?;
-            }
+    match plan_executor_wait(&observed) {
+        WaitStep::Done => {}
+        WaitStep::Wait(after) => {
+            save(p, bs, &st)?;
+            return Ok(Requeue::After(after));
         }
-        save(p, bs, &st)?;
-        return Ok(Requeue::After(Duration::from_millis(200)));
+        WaitStep::Incomplete { stop, message } => {
+            if stop {
+                p.stop_job(ns, name, "deadline exceeded")?;
+            }
+            mark_incomplete(p, &snapshots, now, &message)?;
+            save(p, bs, &st)?;
+            return Ok(Requeue::After(FINALISE_POLL));
+        }
     }
     bs = save(p, bs, &st)?;
     post_and_finish(p, bs, st, &bc, &session)
+}
+
+/// Whether every component of the Snapshot reported (or it was marked incomplete): what is left
+/// is the Snapshot reconciler's finalising.
+fn components_reported(s: &Snapshot) -> bool {
+    s.status.as_ref().is_some_and(|x| {
+        cond(&x.conditions, c::BACKUP_INCOMPLETE) == Some(true)
+            || matches!(
+                phase::snapshot_components(x),
+                SnapshotPhase::Succeeded | SnapshotPhase::Failed
+            )
+    })
+}
+
+/// How soon a session whose Snapshots are being finalised looks again.
+const FINALISE_POLL: Duration = Duration::from_millis(200);
+
+/// What the executor-wait step observed: the session's Snapshots, its executor and its deadline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutorWait {
+    /// `backup` or `restore`, for messages.
+    pub executor: &'static str,
+    /// The session's timeout field, for messages (`spec.backupTimeout`).
+    pub timeout_field: &'static str,
+    /// Every Snapshot (restore: component) is final (phase set and metadata uploaded).
+    pub all_final: bool,
+    /// Every Snapshot's components reported, not yet finalised (restore: never).
+    pub all_reported: bool,
+    pub job: JobState,
+    pub deadline: Option<Timestamp>,
+    pub now: Timestamp,
+}
+
+/// The executor-wait step's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitStep {
+    /// Every Snapshot is final: go on to the post-backup steps.
+    Done,
+    /// Look again after this long.
+    Wait(Duration),
+    /// The executor will not report the rest: mark the unfinished Snapshots incomplete with the
+    /// message (stopping the executor first when `stop`).
+    Incomplete { stop: bool, message: String },
+}
+
+/// Decide the executor-wait step (pure).
+pub fn plan_executor_wait(o: &ExecutorWait) -> WaitStep {
+    if o.all_final {
+        return WaitStep::Done;
+    }
+    if o.all_reported {
+        return WaitStep::Wait(FINALISE_POLL);
+    }
+    let deadline_passed = o.deadline.is_some_and(|d| o.now >= d);
+    let incomplete = |stop: bool, message: &str| WaitStep::Incomplete {
+        stop,
+        message: message.to_string(),
+    };
+    match &o.job {
+        JobState::Running if deadline_passed => incomplete(
+            true,
+            &format!("deadline exceeded or signal terminated ({})", o.timeout_field),
+        ),
+        JobState::Running => {
+            let until_deadline = o
+                .deadline
+                .map(|d| util::elapsed(o.now, d).max(Duration::from_millis(100)))
+                .unwrap_or(POLL);
+            WaitStep::Wait(until_deadline.min(POLL))
+        }
+        JobState::Succeeded => incomplete(
+            false,
+            &format!("{} executor exited without reporting every component", o.executor),
+        ),
+        JobState::Failed(msg) => incomplete(false, &format!("{} executor failed: {msg}", o.executor)),
+        JobState::Missing => incomplete(
+            false,
+            &format!(
+                "{} executor terminated before completion (process gone)",
+                o.executor
+            ),
+        ),
+    }
 }
 
 fn snapshot_terminal(s: &Snapshot) -> bool {
@@ -660,54 +698,6 @@ pub(crate) fn session_summary(
     }
 }
 
-/// Run hooks in order; the first failure stops the rest. `outcome` filters post hooks by their
-/// executionPolicy (`Some(succeeded)`); pre hooks pass `None`.
-pub fn run_hooks(
-    p: &dyn Platform,
-    ns: &str,
-    hooks_list: &[HookInfo],
-    summary: &Summary,
-    outcome: Option<bool>,
-) -> (Vec<HookExecutionStatus>, Option<String>) {
-    let mut results = Vec::new();
-    for h in hooks_list {
-        if let Some(ok) = outcome
-            && !hooks::should_run(h.execution_policy, ok)
-        {
-            continue;
-        }
-        let res = (|| -> std::result::Result<(), String> {
-            let r = h
-                .hook_template
-                .as_ref()
-                .ok_or_else(|| format!("hook \"{}\": hookTemplate is required", h.name))?;
-            let tns = util::ns_or(&r.namespace, ns);
-            let template = p
-                .get_as::<HookTemplate>(tns, &r.name)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("hook \"{}\": HookTemplate {tns}/{} not found", h.name, r.name))?;
-            let exec = |cmd: &[String],
-                        env: &std::collections::BTreeMap<String, String>,
-                        timeout: Duration| { p.exec_hook(ns, cmd, env, timeout) };
-            hooks::execute(h, &template, summary, &exec).map_err(|e| e.to_string())
-        })();
-        let failed = res.is_err();
-        results.push(HookExecutionStatus {
-            name: h.name.clone(),
-            phase: Some(if failed {
-                HookExecutionPhase::Failed
-            } else {
-                HookExecutionPhase::Succeeded
-            }),
-        });
-        if let Err(e) = res {
-            p.event(&format!("hook {ns}/{}", h.name), true, "HookFailed", &e);
-            return (results, Some(e));
-        }
-    }
-    (results, None)
-}
-
 /// Steps after the snapshots are final (or an earlier step failed): post-backup hooks, retention,
 /// history cleanup, then the final phase.
 fn post_and_finish(
@@ -740,27 +730,30 @@ fn post_and_finish(
                 if succeeded_so_far { "Succeeded" } else { "Failed" },
                 &error,
             );
-            let (results, err) = run_hooks(p, &ns, &post, &sum, Some(succeeded_so_far));
+            let prefix = hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "post");
+            let (results, step) = hook_steps::run_step(
+                p,
+                &ns,
+                &post,
+                &st.hooks.post_hooks,
+                &sum,
+                Some(succeeded_so_far),
+                &prefix,
+            );
             st.hooks.post_hooks = results;
-            match err {
-                None => set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::POST_BACKUP_HOOKS_SUCCEEDED,
-                    true,
-                    "SuccessfullyExecutedPostBackupHooks",
-                    "",
-                ),
-                Some(e) => set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::POST_BACKUP_HOOKS_SUCCEEDED,
-                    false,
-                    "FailedToExecutePostBackupHooks",
-                    e,
-                ),
-            }
+            let finished = hook_steps::set_stage_condition(
+                &mut st.conditions,
+                now,
+                c::POST_BACKUP_HOOKS_SUCCEEDED,
+                &step,
+                "SuccessfullyExecutedPostBackupHooks",
+                "FailedToExecutePostBackupHooks",
+            );
             bs = save(p, bs, &st)?;
+            hook_steps::forget_finished(p.tasks(), &post, &prefix);
+            if !finished {
+                return Ok(Requeue::After(HOOK_POLL));
+            }
         }
     }
 
@@ -975,7 +968,7 @@ fn finish(
         &format!("{ph:?}"),
         &msg,
     );
-    if let (Some(url), Some(bc)) = (p.pushgateway_url(), bc)
+    if let (Some(pusher), Some(bc)) = (p.pusher(), bc)
         && ph != BackupSessionPhase::Skipped
     {
         let snapshots = session_snapshots(p, &ns, &st).unwrap_or_default();
@@ -985,23 +978,14 @@ fn finish(
             .filter_map(|s| p.get_as::<Repository>(&ns, &s.repository).ok().flatten())
             .collect();
         let body = crate::metrics::backup_session_metrics(bc, &bs, &snapshots, &repos);
-        let invoker = util::name(&bc.metadata);
-        if let Err(e) = crate::metrics::push(
-            &url,
-            "kstash-backup",
-            &[
-                ("namespace", &ns),
-                ("invoker_name", invoker),
-                ("session", &bs.spec.session),
-            ],
-            &body,
-        ) {
-            p.event(
-                &format!("BackupSession {ns}/{name}"),
-                true,
-                "MetricsPushFailed",
-                &e.to_string(),
-            );
+        let object = format!("BackupSession {ns}/{name}");
+        let grouping = [
+            ("namespace", ns.as_str()),
+            ("invoker_name", util::name(&bc.metadata)),
+            ("session", bs.spec.session.as_str()),
+        ];
+        if let Err(e) = pusher.enqueue(&object, "kstash-backup", &grouping, body) {
+            p.event(&object, true, "MetricsPushFailed", &e.to_string());
         }
     }
     retry_if_needed(p, &bs)
@@ -1062,3 +1046,6 @@ fn retry_if_needed(p: &dyn Platform, bs: &BackupSession) -> Result<Requeue> {
 pub fn target_of(bc: &BackupConfiguration) -> TypedObjectReference {
     bc.spec.target.clone().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,13 +6,18 @@ pub mod backup_configuration;
 pub mod backup_session;
 pub mod blueprint;
 pub mod dispatch;
+pub mod hook_steps;
 pub mod hooks;
 pub mod metrics;
 pub mod platform;
+pub mod pushgateway;
+pub mod queue;
 pub mod restore_session;
 pub mod retention;
 pub mod storage;
+pub mod tasks;
 pub mod util;
 
 pub use dispatch::{Key, keys_for_change, reconcile};
+pub use queue::WorkQueue;
 pub use util::{ReconcileError, Requeue};

@@ -4,22 +4,44 @@
 //! (API server, Jobs, CronJobs).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
+use kstash_api::ErrorCategory;
 use kstash_api::client::Resources;
 use kstash_api::common::TypedObjectReference;
 use kstash_api::storage::{BackupStorage, Repository, Snapshot};
 
-/// Why a platform operation failed (a readable message naming the object and the cause).
+use crate::pushgateway::Pusher;
+use crate::tasks::TaskTracker;
+
+/// Why a platform operation failed: a readable message naming the object and the cause, and the
+/// category that decides what the caller does next.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PlatformError(pub String);
+#[error("{message}")]
+pub struct PlatformError {
+    pub category: ErrorCategory,
+    pub message: String,
+}
 
 impl PlatformError {
+    /// A failure that may go away by itself (the usual case for I/O on a platform).
     pub fn new(msg: impl Into<String>) -> Self {
-        PlatformError(msg.into())
+        PlatformError::of(ErrorCategory::Transient, msg)
+    }
+
+    /// A failure of a known category.
+    pub fn of(category: ErrorCategory, msg: impl Into<String>) -> Self {
+        PlatformError {
+            category,
+            message: msg.into(),
+        }
+    }
+
+    pub fn category(&self) -> ErrorCategory {
+        self.category
     }
 }
 
@@ -174,6 +196,18 @@ pub trait StorageOps: Send + Sync {
     fn wipe_storage(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError>;
 }
 
+/// Runs hooks' `exec.command`s where a platform runs commands.
+pub trait HookCommands: Send + Sync {
+    /// Run `command` with `env` added, killed after `timeout`.
+    fn exec(
+        &self,
+        namespace: &str,
+        command: &[String],
+        env: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, PlatformError>;
+}
+
 /// The runtime a reconciler runs on.
 pub trait Platform: Resources {
     /// Now (tests may move it).
@@ -196,21 +230,18 @@ pub trait Platform: Resources {
     /// Whether a backup or restore target exists (`None`: cannot tell on this platform).
     fn target_found(&self, target: &TypedObjectReference) -> Result<Option<bool>, PlatformError>;
 
-    /// Run a hook's `exec.command` where this platform runs commands (a local process embedded,
-    /// a pod exec on Kubernetes), with `env` added and killed after `timeout`.
-    fn exec_hook(
-        &self,
-        namespace: &str,
-        command: &[String],
-        env: &BTreeMap<String, String>,
-        timeout: Duration,
-    ) -> Result<CommandOutput, PlatformError>;
+    /// Where hooks' `exec.command`s run (a local process embedded, a pod exec on Kubernetes);
+    /// shared with the hook tasks' threads.
+    fn hook_commands(&self) -> Arc<dyn HookCommands>;
+
+    /// The tracked tasks of this runtime (hooks, wipe-outs): slow work off the reconcile workers.
+    fn tasks(&self) -> &TaskTracker;
 
     /// Storage metadata operations.
-    fn storage(&self) -> &dyn StorageOps;
+    fn storage(&self) -> Arc<dyn StorageOps>;
 
-    /// Pushgateway base URL for session metrics, when configured.
-    fn pushgateway_url(&self) -> Option<String> {
+    /// The Pushgateway queue for session metrics, when one is configured.
+    fn pusher(&self) -> Option<&Pusher> {
         None
     }
 

@@ -16,7 +16,8 @@ use kstash_api::meta;
 use kstash_api::phase::{self, conditions as c};
 use kstash_api::storage::{Repository, Snapshot, SnapshotPhase};
 
-use crate::backup_session::run_hooks;
+use crate::backup_session::{ExecutorWait, WaitStep, plan_executor_wait};
+use crate::hook_steps::{self, HOOK_POLL, HookStep};
 use crate::hooks::Summary;
 use crate::platform::{JobSpec, JobState, Platform};
 use crate::util::{self, Requeue, Result, cond, set_cond};
@@ -173,7 +174,7 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
         }
         rs = save(p, rs, &st)?;
 
-        // 5. Pre-restore hooks.
+        // 5. Pre-restore hooks, each a tracked task: the worker does not wait for them.
         if cond(&st.conditions, c::PRE_RESTORE_HOOKS_SUCCEEDED).is_none() {
             let pre = rs
                 .spec
@@ -181,28 +182,26 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                 .as_ref()
                 .map(|h| h.pre_restore.clone())
                 .unwrap_or_default();
-            let (results, err) = run_hooks(p, ns, &pre, &summary(&rs, "Running", ""), None);
+            let prefix = hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "pre");
+            let summary = summary(&rs, "Running", "");
+            let (results, step) =
+                hook_steps::run_step(p, ns, &pre, &st.hooks.pre_hooks, &summary, None, &prefix);
             st.hooks.pre_hooks = results;
-            match err {
-                None => set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::PRE_RESTORE_HOOKS_SUCCEEDED,
-                    true,
-                    "SuccessfullyExecutedPreRestoreHooks",
-                    "",
-                ),
-                Some(e) => {
-                    set_cond(
-                        &mut st.conditions,
-                        now,
-                        c::PRE_RESTORE_HOOKS_SUCCEEDED,
-                        false,
-                        "FailedToExecutePreRestoreHooks",
-                        e,
-                    );
-                    return post_and_finish(p, rs, st);
-                }
+            let finished = hook_steps::set_stage_condition(
+                &mut st.conditions,
+                now,
+                c::PRE_RESTORE_HOOKS_SUCCEEDED,
+                &step,
+                "SuccessfullyExecutedPreRestoreHooks",
+                "FailedToExecutePreRestoreHooks",
+            );
+            rs = save(p, rs, &st)?;
+            hook_steps::forget_finished(p.tasks(), &pre, &prefix);
+            if !finished {
+                return Ok(Requeue::After(HOOK_POLL));
+            }
+            if matches!(step, HookStep::Failed(_)) {
+                return post_and_finish(p, rs, st);
             }
         }
         let args = vec![
@@ -260,19 +259,23 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
         && st.components.len() as i32 >= st.total_components
         && st.components.values().all(terminal);
     if !done {
-        let deadline_passed = st.restore_deadline.as_ref().is_some_and(|d| now >= d.0);
-        let incomplete = match p.job_state(ns, &job_name) {
-            JobState::Running if deadline_passed => {
-                p.stop_job(ns, &job_name, "deadline exceeded")?;
-                Some("deadline exceeded or signal terminated (spec.restoreTimeout)".to_string())
-            }
-            JobState::Running => return Ok(Requeue::After(Duration::from_secs(1))),
-            JobState::Succeeded => {
-                Some("restore executor exited without reporting every component".to_string())
-            }
-            JobState::Failed(m) => Some(format!("restore executor failed: {m}")),
-            JobState::Missing => {
-                Some("restore executor terminated before completion (process gone)".to_string())
+        let observed = ExecutorWait {
+            executor: "restore",
+            timeout_field: "spec.restoreTimeout",
+            all_final: false,
+            all_reported: false,
+            job: p.job_state(ns, &job_name),
+            deadline: st.restore_deadline.as_ref().map(|d| d.0),
+            now,
+        };
+        let incomplete = match plan_executor_wait(&observed) {
+            WaitStep::Done => None,
+            WaitStep::Wait(after) => return Ok(Requeue::After(after)),
+            WaitStep::Incomplete { stop, message } => {
+                if stop {
+                    p.stop_job(ns, &job_name, "deadline exceeded")?;
+                }
+                Some(message)
             }
         };
         if let Some(msg) = incomplete {
@@ -473,7 +476,11 @@ fn save(p: &dyn Platform, mut rs: RestoreSession, st: &RestoreSessionStatus) -> 
     Ok(p.update_status_as(&rs)?)
 }
 
-fn post_and_finish(p: &dyn Platform, rs: RestoreSession, mut st: RestoreSessionStatus) -> Result<Requeue> {
+fn post_and_finish(
+    p: &dyn Platform,
+    mut rs: RestoreSession,
+    mut st: RestoreSessionStatus,
+) -> Result<Requeue> {
     let ns = util::namespace(&rs.metadata).to_string();
     let now = p.now();
     let mut probe = st.clone();
@@ -488,31 +495,23 @@ fn post_and_finish(p: &dyn Platform, rs: RestoreSession, mut st: RestoreSessionS
             .unwrap_or_default();
         if !post.is_empty() {
             let err = failure_message(&probe);
-            let (results, e) = run_hooks(
-                p,
-                &ns,
-                &post,
-                &summary(&rs, if ok { "Succeeded" } else { "Failed" }, &err),
-                Some(ok),
-            );
+            let prefix = hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "post");
+            let sum = summary(&rs, if ok { "Succeeded" } else { "Failed" }, &err);
+            let (results, step) =
+                hook_steps::run_step(p, &ns, &post, &st.hooks.post_hooks, &sum, Some(ok), &prefix);
             st.hooks.post_hooks = results;
-            match e {
-                None => set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::POST_RESTORE_HOOKS_SUCCEEDED,
-                    true,
-                    "SuccessfullyExecutedPostRestoreHooks",
-                    "",
-                ),
-                Some(e) => set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::POST_RESTORE_HOOKS_SUCCEEDED,
-                    false,
-                    "FailedToExecutePostRestoreHooks",
-                    e,
-                ),
+            let finished = hook_steps::set_stage_condition(
+                &mut st.conditions,
+                now,
+                c::POST_RESTORE_HOOKS_SUCCEEDED,
+                &step,
+                "SuccessfullyExecutedPostRestoreHooks",
+                "FailedToExecutePostRestoreHooks",
+            );
+            rs = save(p, rs, &st)?;
+            hook_steps::forget_finished(p.tasks(), &post, &prefix);
+            if !finished {
+                return Ok(Requeue::After(HOOK_POLL));
             }
         }
     }
@@ -536,20 +535,12 @@ fn post_and_finish(p: &dyn Platform, rs: RestoreSession, mut st: RestoreSessionS
         &format!("{ph:?}"),
         &failure_message(&st),
     );
-    if let Some(url) = p.pushgateway_url() {
+    if let Some(pusher) = p.pusher() {
         let body = crate::metrics::restore_session_metrics(&rs);
-        if let Err(e) = crate::metrics::push(
-            &url,
-            "kstash-restore",
-            &[("namespace", &ns), ("invoker_name", name)],
-            &body,
-        ) {
-            p.event(
-                &format!("RestoreSession {ns}/{name}"),
-                true,
-                "MetricsPushFailed",
-                &e.to_string(),
-            );
+        let object = format!("RestoreSession {ns}/{name}");
+        let grouping = [("namespace", ns.as_str()), ("invoker_name", name)];
+        if let Err(e) = pusher.enqueue(&object, "kstash-restore", &grouping, body) {
+            p.event(&object, true, "MetricsPushFailed", &e.to_string());
         }
     }
     Ok(Requeue::Idle)

@@ -11,6 +11,7 @@ use kstash_api::storage::{
 };
 
 use crate::platform::Platform;
+use crate::tasks::TaskState;
 use crate::util::{self, Requeue, Result, cond, set_cond};
 
 /// The credentials Secret of a BackupStorage: `Ok(None)` when none is configured, `Err(message)`
@@ -450,20 +451,31 @@ pub fn reconcile_snapshot(p: &dyn Platform, ns: &str, name: &str) -> Result<Requ
             return Ok(Requeue::Idle);
         }
         let repo_deleting = repo.as_ref().is_none_or(|r| util::is_deleting(&r.metadata));
+        let wipe_task = format!("Snapshot/{}/wipe-out", util::uid(&snap.metadata));
         if snap.spec.deletion_policy == Some(DeletionPolicy::WipeOut)
             && !repo_deleting
             && let Some(repo) = &repo
         {
-            match wipe_snapshot(p, repo, &snap)? {
-                Ok(()) => {}
-                Err(e) => {
+            // Forget + prune can take minutes: it runs as a tracked task, not on this worker.
+            // After a restart the task is unknown and simply runs again (forgetting snapshots
+            // that are gone already is a no-op).
+            match p.tasks().state(&wipe_task) {
+                TaskState::Running => return Ok(Requeue::After(WIPE_POLL)),
+                TaskState::Finished(Ok(_)) => {}
+                TaskState::Finished(Err(e)) => {
                     p.event(&format!("Snapshot {ns}/{name}"), true, "WipeOutFailed", &e);
+                    p.tasks().forget(&wipe_task);
                     return Ok(Requeue::After(std::time::Duration::from_secs(15)));
+                }
+                TaskState::Unknown => {
+                    start_wipe(p, repo, &snap, &wipe_task)?;
+                    return Ok(Requeue::After(WIPE_POLL));
                 }
             }
         }
         util::remove_finalizer(&mut snap.metadata);
         p.update_as(&snap)?;
+        p.tasks().forget(&wipe_task);
         return Ok(Requeue::Idle);
     }
     if util::add_finalizer(&mut snap.metadata) {
@@ -547,18 +559,26 @@ fn finalize_snapshot_fields(status: &mut kstash_api::storage::SnapshotStatus, _n
     status.integrity = phase::snapshot_integrity(status);
 }
 
-fn wipe_snapshot(p: &dyn Platform, repo: &Repository, snap: &Snapshot) -> Result<Result<(), String>> {
-    let (bs, secret) = match repository_storage(p, repo)? {
-        Ok(x) => x,
-        Err(e) => return Ok(Err(e)),
+/// How soon a Snapshot being wiped out looks at its task again.
+const WIPE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Read what the wipe-out needs (quick reads, here) and start forget + prune as task `id`; a
+/// reference that cannot be resolved finishes the task failed at once, so it is reported the same
+/// way as a failed prune.
+fn start_wipe(p: &dyn Platform, repo: &Repository, snap: &Snapshot, id: &str) -> Result<()> {
+    let prepared = match (repository_storage(p, repo)?, repository_password(p, repo)?) {
+        (Ok(storage), Ok(password)) => Ok((storage, password)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let password = match repository_password(p, repo)? {
-        Ok(pw) => pw,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(p.storage()
-        .wipe_snapshot(&bs, secret.as_ref(), repo, snap, &password)
-        .map_err(|e| e.to_string()))
+    let ops = p.storage();
+    let (repo, snap) = (repo.clone(), snap.clone());
+    p.tasks().start(id, move || {
+        let ((bs, secret), password) = prepared?;
+        ops.wipe_snapshot(&bs, secret.as_ref(), &repo, &snap, &password)
+            .map(|()| String::new())
+            .map_err(|e| e.to_string())
+    });
+    Ok(())
 }
 
 /// `RESTIC_PASSWORD` of the repository's encryption Secret.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kstash_api::ErrorCategory;
 use kstash_api::client::ClientError;
 use kstash_api::common::Condition;
 use kstash_api::phase;
@@ -25,15 +26,31 @@ pub const LABEL_APP_REF_KIND: &str = "kubestash.com/app-ref-kind";
 pub const LABEL_APP_REF_NAME: &str = "kubestash.com/app-ref-name";
 pub const LABEL_APP_REF_NAMESPACE: &str = "kubestash.com/app-ref-namespace";
 
-/// Why a reconcile step failed; the reconcile is retried with backoff.
+/// Why a reconcile step failed; the work queue retries it with the backoff of its category.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// The object asks for something that cannot work; the message names the field and the fix.
     #[error("{0}")]
-    Other(String),
+    Invalid(String),
+    /// No free name for a generated object (every candidate was taken).
+    #[error("{0}")]
+    NameExhausted(String),
+}
+
+impl ReconcileError {
+    /// What kind of failure this is (drives the requeue backoff).
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            ReconcileError::Client(e) => e.category(),
+            ReconcileError::Platform(e) => e.category(),
+            ReconcileError::Invalid(_) => ErrorCategory::Invalid,
+            ReconcileError::NameExhausted(_) => ErrorCategory::Transient,
+        }
+    }
 }
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
@@ -91,6 +108,11 @@ pub fn is_deleting(meta: &ObjectMeta) -> bool {
 
 pub fn name(meta: &ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or("")
+}
+
+/// The object's uid (names its tracked tasks); empty before it is stored.
+pub fn uid(meta: &ObjectMeta) -> &str {
+    meta.uid.as_deref().unwrap_or("")
 }
 
 pub fn namespace(meta: &ObjectMeta) -> &str {

@@ -1,5 +1,6 @@
 //! Typed errors of the embedded store; every message names the object concerned and says what to do.
 
+use kstash_api::ErrorCategory;
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -114,6 +115,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What kind of failure this is: a busy or failing database file is transient, a schema from a
+    /// newer kstash is permanent.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            StoreError::NotFound { .. } => ErrorCategory::NotFound,
+            StoreError::AlreadyExists { .. } | StoreError::Conflict { .. } => ErrorCategory::Conflict,
+            StoreError::Invalid { .. } | StoreError::Json { .. } => ErrorCategory::Invalid,
+            StoreError::Gone { .. } | StoreError::Sqlite { .. } | StoreError::Io { .. } => {
+                ErrorCategory::Transient
+            }
+            StoreError::SchemaTooNew { .. } => ErrorCategory::Permanent,
+        }
+    }
+
     /// True for [`StoreError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })

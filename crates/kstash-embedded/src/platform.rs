@@ -13,8 +13,10 @@ use kstash_api::client::{ClientResult, Resources};
 use kstash_api::common::TypedObjectReference;
 use kstash_api::meta::{self, ResourceType};
 use kstash_controller::platform::{
-    CommandOutput, JobSpec, JobState, Platform, PlatformError, ScheduleSpec, StorageOps,
+    CommandOutput, HookCommands, JobSpec, JobState, Platform, PlatformError, ScheduleSpec, StorageOps,
 };
+use kstash_controller::pushgateway::Pusher;
+use kstash_controller::tasks::TaskTracker;
 use serde_json::Value;
 
 use crate::runner::JobRunner;
@@ -27,8 +29,25 @@ pub struct EmbeddedPlatform {
     pub runner: JobRunner,
     pub scheduler: Scheduler,
     storage: Arc<dyn StorageOps>,
-    pushgateway: Option<String>,
+    pusher: Option<Pusher>,
     home: PathBuf,
+    workers: usize,
+    tasks: TaskTracker,
+}
+
+/// Hooks' commands run as local processes.
+struct LocalCommands;
+
+impl HookCommands for LocalCommands {
+    fn exec(
+        &self,
+        _namespace: &str,
+        command: &[String],
+        env: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, PlatformError> {
+        run_local_command(command, env, timeout)
+    }
 }
 
 impl std::fmt::Debug for EmbeddedPlatform {
@@ -58,8 +77,10 @@ impl EmbeddedPlatform {
             scheduler: Scheduler::default(),
             store,
             storage,
-            pushgateway,
+            pusher: pushgateway.map(Pusher::start),
             home,
+            workers: kstash_controller::queue::DEFAULT_WORKERS,
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -67,6 +88,17 @@ impl EmbeddedPlatform {
     pub fn with_max_executors(mut self, max: usize) -> Self {
         self.runner = self.runner.with_max_running(max);
         self
+    }
+
+    /// Reconcile this many objects at once (default [`kstash_controller::queue::DEFAULT_WORKERS`]).
+    pub fn with_reconcile_workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// How many objects the daemon reconciles at once.
+    pub fn reconcile_workers(&self) -> usize {
+        self.workers
     }
 
     /// The data directory.
@@ -147,22 +179,20 @@ impl Platform for EmbeddedPlatform {
         }
     }
 
-    fn exec_hook(
-        &self,
-        _namespace: &str,
-        command: &[String],
-        env: &BTreeMap<String, String>,
-        timeout: Duration,
-    ) -> Result<CommandOutput, PlatformError> {
-        run_local_command(command, env, timeout)
+    fn hook_commands(&self) -> Arc<dyn HookCommands> {
+        Arc::new(LocalCommands)
     }
 
-    fn storage(&self) -> &dyn StorageOps {
-        &*self.storage
+    fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 
-    fn pushgateway_url(&self) -> Option<String> {
-        self.pushgateway.clone()
+    fn storage(&self) -> Arc<dyn StorageOps> {
+        self.storage.clone()
+    }
+
+    fn pusher(&self) -> Option<&Pusher> {
+        self.pusher.as_ref()
     }
 }
 

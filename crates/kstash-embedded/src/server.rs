@@ -3,7 +3,6 @@
 //! everything every 10 s, and stops between reconciles when asked to. Also the single-daemon lock
 //! and the addon catalog installation.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +12,10 @@ use jiff::Timestamp;
 use kstash_api::client::ResourcesExt;
 use kstash_api::core::BackupConfiguration;
 use kstash_controller::dispatch::{self, Key, RECONCILED};
-use kstash_controller::{Requeue, backup_configuration};
+use kstash_controller::{ReconcileError, WorkQueue, backup_configuration};
 
 use crate::platform::EmbeddedPlatform;
+use crate::scheduler::Due;
 use crate::store::Store;
 use crate::{LabelSelector, StoreError};
 
@@ -126,14 +126,42 @@ impl std::fmt::Debug for StopWhen<'_> {
     }
 }
 
-/// Run the reconcile loop until `shutdown` is set (or `stop` says so).
+/// Run the daemon until `shutdown` is set (or `stop` says so): this thread follows the change log,
+/// starts queued executors, fires due schedules and resyncs; `p.reconcile_workers()` worker
+/// threads reconcile from the shared [`WorkQueue`], one object at a time each, so a slow reconcile
+/// holds up only its own object.
 pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> Result<(), StoreError> {
-    let mut queue: BTreeMap<Key, Instant> = BTreeMap::new();
-    let mut failures: BTreeMap<Key, u32> = BTreeMap::new();
-    let mut revision = p.store.current_revision()?;
-    enqueue_all(p, &mut queue)?;
+    let queue = WorkQueue::new();
+    let revision = p.store.current_revision()?;
+    enqueue_all(p, &queue)?;
+    tracing::info!(
+        objects = queue.len(),
+        workers = p.reconcile_workers(),
+        "reconcile loop started"
+    );
+    let outcome = std::thread::scope(|scope| {
+        let workers = scope.spawn(|| {
+            queue.run_workers(p.reconcile_workers(), |key| dispatch::reconcile(p, key));
+        });
+        let outcome = follow(p, &queue, revision, shutdown, &stop);
+        // Workers finish the reconcile they are in, then stop.
+        queue.shut_down();
+        let _ = workers.join();
+        outcome
+    });
+    tracing::info!("reconcile loop stopped");
+    outcome
+}
+
+/// The feeding side of the loop: changes → keys, executor slots, schedules, resync.
+fn follow(
+    p: &EmbeddedPlatform,
+    queue: &WorkQueue,
+    mut revision: u64,
+    shutdown: &AtomicBool,
+    stop: &StopWhen<'_>,
+) -> Result<(), StoreError> {
     let mut last_resync = Instant::now();
-    tracing::info!(objects = queue.len(), "reconcile loop started");
     while !shutdown.load(Ordering::SeqCst) {
         // Changes from every process.
         match p.store.changes_since(revision) {
@@ -141,118 +169,108 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
                 for ev in events {
                     revision = ev.revision;
                     for key in dispatch::keys_for_change(&ev.object) {
-                        queue.insert(key, Instant::now());
+                        queue.add(key);
                     }
                 }
             }
             Err(StoreError::Gone { .. }) => {
                 revision = p.store.current_revision()?;
-                enqueue_all(p, &mut queue)?;
+                enqueue_all(p, queue)?;
             }
             Err(e) => return Err(e),
         }
         // Queued executors whose slot came free.
         p.runner.pump();
-        // Schedules.
-        for due in p.scheduler.due(Timestamp::now()) {
-            fire(p, &due.namespace, &due.invoker, &due.session, due.at);
+        // Schedules: every session due at this tick is created in one transaction.
+        let due = p.scheduler.due(Timestamp::now());
+        if !due.is_empty() {
+            fire(p, &due);
         }
         if last_resync.elapsed() >= RESYNC {
-            enqueue_all(p, &mut queue)?;
+            enqueue_all(p, queue)?;
             last_resync = Instant::now();
         }
-        // Reconcile what is due.
-        let now = Instant::now();
-        let ready: Vec<Key> = queue
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in ready {
-            if shutdown.load(Ordering::SeqCst) {
-                break;
-            }
-            // Schedules fire on time even while a long resync is being worked through.
-            for due in p.scheduler.due(Timestamp::now()) {
-                fire(p, &due.namespace, &due.invoker, &due.session, due.at);
-            }
-            queue.remove(&key);
-            let span = tracing::info_span!("reconcile", object = %key);
-            let _g = span.enter();
-            match dispatch::reconcile(p, &key) {
-                Ok(Requeue::Idle) => {
-                    failures.remove(&key);
-                }
-                Ok(Requeue::After(d)) => {
-                    failures.remove(&key);
-                    let at = Instant::now() + d;
-                    let slot = queue.entry(key).or_insert(at);
-                    *slot = (*slot).min(at);
-                }
-                Err(e) => {
-                    let n = failures.entry(key.clone()).or_insert(0);
-                    *n += 1;
-                    let conflict =
-                        matches!(&e, kstash_controller::ReconcileError::Client(c) if c.is_conflict());
-                    if conflict {
-                        tracing::debug!(error = %e, "conflict; retrying");
-                    } else {
-                        tracing::warn!(error = %e, attempt = *n, "reconcile failed");
-                    }
-                    let backoff = if conflict {
-                        Duration::from_millis(50)
-                    } else {
-                        Duration::from_millis(500 * u64::from((*n).min(20)))
-                    };
-                    queue.insert(key, Instant::now() + backoff);
-                }
-            }
-        }
-        if let StopWhen::Done(f) = &stop
+        if let StopWhen::Done(f) = stop
             && f(p)
         {
             break;
         }
-        let next = queue.values().min().copied();
-        let wait = next
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_millis(200))
-            .min(Duration::from_millis(200));
+        // Sleep until the next schedule is due, at most a short poll of the change log.
+        let mut wait = POLL;
+        if let Some(next) = p.scheduler.next_due() {
+            let until = Timestamp::now().duration_until(next);
+            if let Ok(until) = Duration::try_from(until) {
+                wait = wait.min(until);
+            } else {
+                wait = Duration::ZERO;
+            }
+        }
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
     }
-    tracing::info!("reconcile loop stopped");
     Ok(())
 }
 
-fn enqueue_all(p: &EmbeddedPlatform, queue: &mut BTreeMap<Key, Instant>) -> Result<(), StoreError> {
-    let now = Instant::now();
+/// How often the change log is read when nothing is due.
+const POLL: Duration = Duration::from_millis(100);
+
+fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue) -> Result<(), StoreError> {
     for rt in RECONCILED {
         for obj in p.store.list(rt, None, &LabelSelector::everything())? {
-            queue.entry(Key::of(rt.kind, &obj)).or_insert(now);
+            queue.add_if_absent(Key::of(rt.kind, &obj));
         }
     }
     Ok(())
 }
 
-/// A schedule fired: create the BackupSession (the retry budget comes from `retryConfig`).
-fn fire(p: &EmbeddedPlatform, ns: &str, invoker: &str, session: &str, at: Timestamp) {
-    let bc = match p.get_as::<BackupConfiguration>(ns, invoker) {
-        Ok(Some(bc)) => bc,
-        _ => return,
-    };
-    if bc.spec.paused {
+/// Schedules fired: create their BackupSessions, all of one tick in one transaction (the retry
+/// budget comes from `retryConfig`). A session whose name is taken (triggered by hand in the same
+/// second) is created on its own at the next free second.
+fn fire(p: &EmbeddedPlatform, due: &[Due]) {
+    let mut batch = Vec::with_capacity(due.len());
+    let mut fired = Vec::with_capacity(due.len());
+    for d in due {
+        let bc = match p.get_as::<BackupConfiguration>(&d.namespace, &d.invoker) {
+            Ok(Some(bc)) if !bc.spec.paused => bc,
+            _ => continue,
+        };
+        let retry = backup_configuration::retry_budget(&bc, &d.session);
+        let bs = backup_configuration::new_backup_session(&bc, &d.session, retry, Timestamp::now())
+            .and_then(|bs| serde_json::to_value(&bs).map_err(|e| ReconcileError::Invalid(e.to_string())));
+        match bs {
+            Ok(bs) => {
+                batch.push(bs);
+                fired.push((d, bc));
+            }
+            Err(e) => tracing::warn!(error = %e, "schedule fired but the BackupSession could not be built"),
+        }
+    }
+    if batch.is_empty() {
         return;
     }
-    let retry = backup_configuration::retry_budget(&bc, session);
-    let lag = Timestamp::now().duration_since(at);
-    match backup_configuration::trigger(p, &bc, session, retry) {
-        Ok(bs) => tracing::info!(
-            backupsession = %bs.metadata.name.unwrap_or_default(),
-            lag_ms = lag.as_millis(),
-            "schedule fired"
-        ),
-        Err(e) => tracing::warn!(error = %e, "schedule fired but the BackupSession could not be created"),
+    let outcomes = match p.store.create_all(batch) {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(error = %e, sessions = fired.len(), "schedules fired but the BackupSessions could not be created");
+            return;
+        }
+    };
+    for ((d, bc), outcome) in fired.into_iter().zip(outcomes) {
+        let lag = Timestamp::now().duration_since(d.at);
+        let created = match outcome {
+            Ok(obj) => Ok(Key::of("BackupSession", &obj).name),
+            Err(StoreError::AlreadyExists { .. }) => {
+                let retry = backup_configuration::retry_budget(&bc, &d.session);
+                backup_configuration::trigger(p, &bc, &d.session, retry)
+                    .map(|bs| bs.metadata.name.unwrap_or_default())
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match created {
+            Ok(name) => tracing::info!(backupsession = %name, lag_ms = lag.as_millis(), "schedule fired"),
+            Err(e) => tracing::warn!(error = %e, "schedule fired but the BackupSession could not be created"),
+        }
     }
 }

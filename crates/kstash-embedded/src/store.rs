@@ -277,6 +277,13 @@ impl Store {
         self.write(|w| w.create(obj))
     }
 
+    /// Create several objects in one transaction (one fsync, one lock hold): each gets its own
+    /// outcome, so a taken name fails only that object. The scheduler creates the sessions of one
+    /// tick this way.
+    pub fn create_all(&self, objs: Vec<Value>) -> Result<Vec<Result<Value>>> {
+        self.write(|w| Ok(objs.into_iter().map(|o| w.create(o)).collect()))
+    }
+
     /// The object `name` of kind `rt` in `namespace` (ignored for cluster-scoped kinds; empty means
     /// `default` for namespaced kinds).
     pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value> {

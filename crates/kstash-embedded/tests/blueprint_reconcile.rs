@@ -25,7 +25,23 @@ use serde_json::{Value, json};
 struct TestPlatform {
     store: Store,
     events: Mutex<Vec<(String, bool, String, String)>>,
+    tasks: kstash_controller::tasks::TaskTracker,
     _dir: tempfile::TempDir,
+}
+
+/// Blueprints run no hooks.
+struct NoHooks;
+
+impl kstash_controller::platform::HookCommands for NoHooks {
+    fn exec(
+        &self,
+        _: &str,
+        _: &[String],
+        _: &std::collections::BTreeMap<String, String>,
+        _: Duration,
+    ) -> Result<CommandOutput, PlatformError> {
+        Err(unsupported())
+    }
 }
 
 struct NoStorage;
@@ -147,17 +163,14 @@ impl Platform for TestPlatform {
     fn target_found(&self, _: &TypedObjectReference) -> Result<Option<bool>, PlatformError> {
         Err(unsupported())
     }
-    fn exec_hook(
-        &self,
-        _: &str,
-        _: &[String],
-        _: &std::collections::BTreeMap<String, String>,
-        _: Duration,
-    ) -> Result<CommandOutput, PlatformError> {
-        Err(unsupported())
+    fn hook_commands(&self) -> std::sync::Arc<dyn kstash_controller::platform::HookCommands> {
+        std::sync::Arc::new(NoHooks)
     }
-    fn storage(&self) -> &dyn StorageOps {
-        &NoStorage
+    fn tasks(&self) -> &kstash_controller::tasks::TaskTracker {
+        &self.tasks
+    }
+    fn storage(&self) -> std::sync::Arc<dyn StorageOps> {
+        std::sync::Arc::new(NoStorage)
     }
     fn event(&self, object: &str, warning: bool, reason: &str, message: &str) {
         self.events
@@ -174,6 +187,7 @@ impl TestPlatform {
         TestPlatform {
             store,
             events: Mutex::new(Vec::new()),
+            tasks: Default::default(),
             _dir: dir,
         }
     }

@@ -1,5 +1,6 @@
 //! The executor's error type: every failure names the object, the field or file, and how to fix it.
 
+use kstash_api::ErrorCategory;
 use kstash_api::client::ClientError;
 use kstash_storage::StorageError;
 
@@ -138,6 +139,26 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// What kind of failure this is (decides whether a caller retries).
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            ExecError::Client(e) => e.category(),
+            ExecError::Invalid { .. }
+            | ExecError::SecretKeyMissing { .. }
+            | ExecError::TaskNotFound { .. }
+            | ExecError::UnsupportedFunction { .. }
+            | ExecError::WrongPassword { .. }
+            | ExecError::PathMissing { .. } => ErrorCategory::Invalid,
+            ExecError::SecretNotFound { .. } => ErrorCategory::NotFound,
+            ExecError::Storage { source, .. } => source.category(),
+            ExecError::Repo { source, .. } => kstash_storage::repo_error_category(source),
+            ExecError::NotReady { .. } => ErrorCategory::Transient,
+            ExecError::Tool { .. } | ExecError::DeadlineExceeded { .. } | ExecError::Failed(_) => {
+                ErrorCategory::Permanent
+            }
+        }
+    }
+
     /// A storage error about `object`.
     pub fn storage(object: impl Into<String>, source: StorageError) -> ExecError {
         ExecError::Storage {

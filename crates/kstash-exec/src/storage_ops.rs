@@ -4,6 +4,7 @@
 //! component repository, then its YAML).
 
 use k8s_openapi::api::core::v1::Secret;
+use kstash_api::ErrorCategory;
 use kstash_api::storage::{BackupStorage, Repository, Snapshot};
 use kstash_controller::platform::{PlatformError, StorageOps};
 use kstash_repo::forget::{ForgetOptions, forget_snapshots};
@@ -47,8 +48,39 @@ impl StorageOpsImpl {
     }
 }
 
-/// `BackupStorage ns/name: <op>: <cause>`.
-fn fail(storage: &BackupStorage, op: &str, cause: impl std::fmt::Display) -> PlatformError {
+/// A failure cause that knows its category.
+trait Cause: std::fmt::Display {
+    fn category(&self) -> ErrorCategory;
+}
+
+impl Cause for kstash_storage::StorageError {
+    fn category(&self) -> ErrorCategory {
+        kstash_storage::StorageError::category(self)
+    }
+}
+
+impl Cause for kstash_repo::Error {
+    fn category(&self) -> ErrorCategory {
+        kstash_storage::repo_error_category(self)
+    }
+}
+
+/// A limitation of the storage kind: never goes away.
+impl Cause for &str {
+    fn category(&self) -> ErrorCategory {
+        ErrorCategory::Permanent
+    }
+}
+
+impl Cause for crate::error::ExecError {
+    fn category(&self) -> ErrorCategory {
+        crate::error::ExecError::category(self)
+    }
+}
+
+/// `BackupStorage ns/name: <op>: <cause>`, in the cause's category.
+fn fail(storage: &BackupStorage, op: &str, cause: impl Cause) -> PlatformError {
+    let category = cause.category();
     let object = refs::describe("BackupStorage", &storage.metadata);
     let cause = cause.to_string();
     // Storage errors already start with the object; do not say it twice.
@@ -56,16 +88,16 @@ fn fail(storage: &BackupStorage, op: &str, cause: impl std::fmt::Display) -> Pla
         .strip_prefix(&format!("{object}: "))
         .map(str::to_string)
         .unwrap_or(cause);
-    PlatformError::new(format!("{object}: {op}: {cause}"))
+    PlatformError::of(category, format!("{object}: {op}: {cause}"))
 }
 
 /// Whether an engine error is about a repository lock (KubeStash retries `forget` once after
-/// `restic unlock` when its error mentions a lock).
+/// `restic unlock` when its error mentions a lock); decided by the error's variant, not its text.
 fn is_lock_error(e: &kstash_repo::Error) -> bool {
     matches!(
         e,
         kstash_repo::Error::Locked { .. } | kstash_repo::Error::LockLost(_)
-    ) || e.to_string().contains("lock")
+    )
 }
 
 impl StorageOps for StorageOpsImpl {

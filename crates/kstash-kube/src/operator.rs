@@ -4,7 +4,6 @@
 //! from a de-duplicating delay queue, resyncing every 10 s. Serves `/healthz`, `/readyz` and
 //! `/metrics`, and stops cleanly when the shutdown future resolves (SIGTERM in the binary).
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +15,7 @@ use futures::StreamExt;
 use kstash_controller::dispatch::{self, Key, RECONCILED};
 use kstash_controller::metrics::{StateObjects, state_metrics};
 use kstash_controller::platform::StorageOps;
-use kstash_controller::{ReconcileError, Requeue};
+use kstash_controller::{ReconcileError, Requeue, WorkQueue};
 use kube::api::ApiResource;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
@@ -42,6 +41,8 @@ pub struct OperatorConfig {
     pub health_addr: Option<SocketAddr>,
     /// Where `/metrics` is served (`None`: not served).
     pub metrics_addr: Option<SocketAddr>,
+    /// Reconcile workers (one object at a time each).
+    pub workers: usize,
     pub settings: KubeSettings,
 }
 
@@ -324,14 +325,16 @@ pub async fn run(
         tx.clone(),
     );
 
-    let mut queue: BTreeMap<Key, Instant> = BTreeMap::new();
-    let mut failures: BTreeMap<Key, u32> = BTreeMap::new();
     let mut resync = tokio::time::interval(RESYNC);
+    // The shared work queue: watches and the resync feed it from this task; the workers run the
+    // blocking reconcilers on their own threads, one object at a time each.
+    let queue = Arc::new(WorkQueue::new());
     // Renew the Lease on its own task, so a long reconcile cannot let it lapse unnoticed; losing
     // it ends the loop before the next reconcile starts.
     let (lost_tx, mut lost_rx) = tokio::sync::watch::channel::<Option<String>>(None);
     if let Some(lease) = config.lease.clone() {
         let client = client.clone();
+        let queue = queue.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(lease.renew_every());
             tick.tick().await;
@@ -341,6 +344,7 @@ pub async fn run(
                 match leader::try_acquire(&client, &lease).await {
                     Ok(Election::Leader) => last_ok = Instant::now(),
                     Ok(Election::Follower { holder }) => {
+                        queue.shut_down();
                         let _ = lost_tx.send(Some(format!(
                             "lost the Lease {}/{} to {holder}",
                             lease.namespace, lease.name
@@ -350,6 +354,7 @@ pub async fn run(
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot renew the Lease; retrying");
                         if last_ok.elapsed() >= lease.duration {
+                            queue.shut_down();
                             let _ = lost_tx.send(Some(format!(
                                 "could not renew the Lease {}/{} for {:?}: {e}",
                                 lease.namespace, lease.name, lease.duration
@@ -361,80 +366,33 @@ pub async fn run(
             }
         });
     }
-    tracing::info!("operator loop started");
+    let workers = {
+        let (queue, p) = (queue.clone(), platform.clone());
+        let n = config.workers;
+        tokio::task::spawn_blocking(move || queue.run_workers(n, |key| reconcile(&p, key)))
+    };
+    tracing::info!(workers = config.workers, "operator loop started");
     let outcome = loop {
-        let next = queue.values().min().copied();
-        let sleep_until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
             () = &mut shutdown => break Ok(()),
-            Some(key) = rx.recv() => {
-                queue.insert(key, Instant::now());
-                continue;
-            }
+            Some(key) = rx.recv() => queue.add(key),
             _ = resync.tick() => {
                 let p = platform.clone();
                 if let Ok(keys) = tokio::task::spawn_blocking(move || all_keys(&p)).await {
-                    let now = Instant::now();
                     for k in keys {
-                        queue.entry(k).or_insert(now);
+                        queue.add_if_absent(k);
                     }
                 }
-                continue;
             }
             Ok(()) = lost_rx.changed() => {
                 let why = lost_rx.borrow().clone().unwrap_or_default();
                 break Err(KubeError::Other(format!("{why}; exiting so a restart rejoins the election")));
             }
-            () = tokio::time::sleep_until(sleep_until) => {}
-        }
-        let now = Instant::now();
-        let Some(key) = queue.iter().find(|(_, t)| **t <= now).map(|(k, _)| k.clone()) else {
-            continue;
-        };
-        if lost_rx.borrow().is_some() {
-            continue;
-        }
-        queue.remove(&key);
-        let p = platform.clone();
-        let k = key.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let span = tracing::info_span!("reconcile", object = %k);
-            let _g = span.enter();
-            reconcile(&p, &k)
-        })
-        .await;
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => Err(ReconcileError::Other(format!("reconciler panicked: {e}"))),
-        };
-        match result {
-            Ok(Requeue::Idle) => {
-                failures.remove(&key);
-            }
-            Ok(Requeue::After(d)) => {
-                failures.remove(&key);
-                let at = Instant::now() + d;
-                let slot = queue.entry(key).or_insert(at);
-                *slot = (*slot).min(at);
-            }
-            Err(e) => {
-                let n = failures.entry(key.clone()).or_insert(0);
-                *n += 1;
-                let conflict = matches!(&e, ReconcileError::Client(c) if c.is_conflict());
-                if conflict {
-                    tracing::debug!(object = %key, error = %e, "conflict; retrying");
-                } else {
-                    tracing::warn!(object = %key, error = %e, attempt = *n, "reconcile failed");
-                }
-                let backoff = if conflict {
-                    Duration::from_millis(50)
-                } else {
-                    Duration::from_millis(500 * u64::from((*n).min(20)))
-                };
-                queue.insert(key, Instant::now() + backoff);
-            }
         }
     };
+    // No reconcile starts after this; the ones running finish first.
+    queue.shut_down();
+    let _ = workers.await;
     if let Some(lease) = &config.lease
         && let Err(e) = leader::release(&client, lease).await
     {

@@ -17,8 +17,11 @@ use kstash_api::meta::ResourceType;
 use kstash_api::schedule::Schedule;
 use kstash_api::storage::{BackupStorage, Repository};
 use kstash_controller::platform::{
-    CommandOutput, JobPurpose, JobSpec, JobState, Platform, PlatformError, ScheduleSpec, StorageOps,
+    CommandOutput, HookCommands, JobPurpose, JobSpec, JobState, Platform, PlatformError, ScheduleSpec,
+    StorageOps,
 };
+use kstash_controller::pushgateway::Pusher;
+use kstash_controller::tasks::TaskTracker;
 use kube::api::ApiResource;
 use serde_json::{Value, json};
 
@@ -44,6 +47,27 @@ pub struct KubePlatform {
     /// The last phase this process wrote per object uid, so a phase change is noticed without
     /// reading the object before every status write.
     phases: Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// Hooks and other slow work, off the reconcile workers.
+    tasks: TaskTracker,
+    /// The Pushgateway queue (when `settings.pushgateway` is set).
+    pusher: Option<Pusher>,
+}
+
+/// Exec hooks on Kubernetes need a pod exec, which the operator does not do yet.
+struct NoPodExec;
+
+impl HookCommands for NoPodExec {
+    fn exec(
+        &self,
+        namespace: &str,
+        command: &[String],
+        _env: &BTreeMap<String, String>,
+        _timeout: Duration,
+    ) -> Result<CommandOutput, PlatformError> {
+        Err(perr(format!(
+            "hook in namespace {namespace}: exec hooks ({command:?}) are not supported by the kstash operator yet; use an httpGet/httpPost/tcpSocket hook (HookTemplate spec.action) or run the command from a Function hook"
+        )))
+    }
 }
 
 /// Objects whose last phase is remembered (then the memory starts over).
@@ -128,9 +152,11 @@ impl KubePlatform {
         KubePlatform {
             res,
             storage,
-            settings,
             rbac_done: Mutex::new(Default::default()),
             phases: Mutex::new(Default::default()),
+            tasks: TaskTracker::new(),
+            pusher: settings.pushgateway.clone().map(Pusher::start),
+            settings,
         }
     }
 
@@ -688,24 +714,20 @@ impl Platform for KubePlatform {
         ))
     }
 
-    fn exec_hook(
-        &self,
-        namespace: &str,
-        command: &[String],
-        _env: &BTreeMap<String, String>,
-        _timeout: Duration,
-    ) -> Result<CommandOutput, PlatformError> {
-        Err(perr(format!(
-            "hook in namespace {namespace}: exec hooks ({command:?}) are not supported by the kstash operator yet; use an httpGet/httpPost/tcpSocket hook (HookTemplate spec.action) or run the command from a Function hook"
-        )))
+    fn hook_commands(&self) -> Arc<dyn HookCommands> {
+        Arc::new(NoPodExec)
     }
 
-    fn storage(&self) -> &dyn StorageOps {
-        &*self.storage
+    fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 
-    fn pushgateway_url(&self) -> Option<String> {
-        self.settings.pushgateway.clone()
+    fn storage(&self) -> Arc<dyn StorageOps> {
+        self.storage.clone()
+    }
+
+    fn pusher(&self) -> Option<&Pusher> {
+        self.pusher.as_ref()
     }
 
     fn event(&self, object: &str, warning: bool, reason: &str, message: &str) {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use kstash_api::ErrorCategory;
+
 /// Result with the storage crate's [`StorageError`].
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
@@ -104,7 +106,43 @@ pub enum StorageError {
     Repo(#[from] kstash_repo::Error),
 }
 
+/// What kind of failure an engine error is: storage I/O and locks may go away by themselves, a
+/// wrong password or a bad key is the user's to fix, a missing file or snapshot is not found, and
+/// damaged data or a failed input stays failed.
+pub fn repo_error_category(e: &kstash_repo::Error) -> ErrorCategory {
+    use kstash_repo::Error as E;
+    match e {
+        E::Backend { .. } | E::Locked { .. } | E::LockLost(_) => ErrorCategory::Transient,
+        E::Storage(inner) => match inner.downcast_ref::<StorageError>() {
+            Some(s) => s.category(),
+            None => ErrorCategory::Transient,
+        },
+        E::NotFound(_) | E::SnapshotNotFound(_) | E::PathNotFound { .. } => ErrorCategory::NotFound,
+        E::AlreadyExists(_) | E::AlreadyInitialised(_) => ErrorCategory::Conflict,
+        E::WrongPassword { .. } | E::Key(_) | E::AmbiguousSnapshot(_) | E::NotAFile { .. } => {
+            ErrorCategory::Invalid
+        }
+        _ => ErrorCategory::Permanent,
+    }
+}
+
 impl StorageError {
+    /// What kind of failure this is: a network or server failure is transient, a refused
+    /// credential or a bad field is the user's to fix, a missing object is not found.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            StorageError::Config { .. } | StorageError::Unsupported { .. } => ErrorCategory::Invalid,
+            StorageError::Remote { kind, .. } => match kind {
+                RemoteKind::Auth | RemoteKind::BucketMissing => ErrorCategory::Invalid,
+                RemoteKind::NotFound => ErrorCategory::NotFound,
+                RemoteKind::Network | RemoteKind::Unavailable | RemoteKind::Other => ErrorCategory::Transient,
+            },
+            StorageError::Yaml { .. } => ErrorCategory::Permanent,
+            StorageError::Io { .. } => ErrorCategory::Transient,
+            StorageError::Repo(e) => repo_error_category(e),
+        }
+    }
+
     /// The class of a remote failure, if this is one.
     pub fn remote_kind(&self) -> Option<RemoteKind> {
         match self {

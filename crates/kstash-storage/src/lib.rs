@@ -24,7 +24,7 @@ pub use config::{
     AzureLocation, B2Location, DEFAULT_MAX_CONNECTIONS, GcsLocation, LocalMode, Location, RestLocation,
     S3Credentials, S3Location, SecretData, StorageConfig, SwiftLocation, Tuning,
 };
-pub use error::{RemoteKind, Result, StorageError};
+pub use error::{RemoteKind, Result, StorageError, repo_error_category};
 pub use object::{ObjectEntry, ObjectStore};
 pub use repo_backend::ObjectBackend;
 pub use rest::RestBackend;

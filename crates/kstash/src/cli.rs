@@ -74,6 +74,9 @@ pub struct ServerArgs {
     /// At most this many executors run at once; more wait in a queue.
     #[arg(long, default_value_t = 8, env = "KSTASH_MAX_EXECUTORS")]
     pub max_executors: usize,
+    /// Reconcile this many objects at once (one at a time per object).
+    #[arg(long, default_value_t = kstash_controller::queue::DEFAULT_WORKERS, env = "KSTASH_WORKERS")]
+    pub workers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +105,9 @@ pub struct OperatorArgs {
     /// The operator's own ServiceAccount (informational; executors get their own per namespace).
     #[arg(long, default_value = "kstash")]
     pub service_account: String,
+    /// Reconcile this many objects at once (one at a time per object).
+    #[arg(long, default_value_t = kstash_controller::queue::DEFAULT_WORKERS, env = "KSTASH_WORKERS")]
+    pub workers: usize,
 }
 
 #[derive(Debug, Args)]

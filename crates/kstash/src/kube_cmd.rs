@@ -73,6 +73,7 @@ pub fn operator(a: OperatorArgs) -> Result<ExitCode> {
         }),
         health_addr: addr(&a.health_addr, "--health-addr")?,
         metrics_addr: addr(&a.metrics_addr, "--metrics-addr")?,
+        workers: a.workers,
         settings: KubeSettings {
             image: a.image.clone(),
             pushgateway: a.pushgateway.clone(),

@@ -87,7 +87,9 @@ pub fn server(home: Option<&Path>, a: ServerArgs) -> Result<ExitCode> {
         let n = server::install_catalog(&store, CATALOG).map_err(|e| anyhow!(e))?;
         tracing::info!(objects = n, "addon catalog installed");
     }
-    let p = platform(&home, store.clone(), a.pushgateway.clone())?.with_max_executors(a.max_executors);
+    let p = platform(&home, store.clone(), a.pushgateway.clone())?
+        .with_max_executors(a.max_executors)
+        .with_reconcile_workers(a.workers);
     if !a.metrics_addr.is_empty() {
         let addr = kstash_embedded::http::serve(store, &a.metrics_addr).map_err(|e| anyhow!(e))?;
         eprintln!("kstash server: metrics at http://{addr}/metrics");
