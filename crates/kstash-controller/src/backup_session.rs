@@ -22,7 +22,7 @@ use kstash_api::storage::{
 
 use crate::hook_steps::{self, HOOK_POLL};
 use crate::hooks::{Summary, SummaryRef, SummaryStatus};
-use crate::platform::{JobSpec, JobState, Platform};
+use crate::platform::{JobPurpose, JobSpec, JobState, Platform};
 use crate::retention;
 use crate::util::{self, Requeue, Result, cond, set_cond};
 
@@ -74,11 +74,8 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
         bs = p.update_as(&bs)?;
     }
     let mut st = bs.status.clone().unwrap_or_default();
-    let phase_now = st.phase.unwrap_or(BackupSessionPhase::Pending);
-    if phase::backup_session_completed(phase_now) && cond(&st.conditions, c::METRICS_PUSHED).is_some() {
-        return retry_if_needed(p, &bs);
-    }
-    let now = p.now();
+
+    // Resolve: the configuration and its session entry, once per reconcile.
     let invoker = bs
         .spec
         .invoker
@@ -86,202 +83,371 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
         .map(|i| i.name.clone())
         .unwrap_or_default();
     let bc = p.get_as::<BackupConfiguration>(ns, &invoker)?;
+    let session = bc
+        .as_ref()
+        .and_then(|bc| bc.spec.sessions.iter().find(|s| s.name == bs.spec.session))
+        .cloned();
+    let mut facts = Facts {
+        resolved: session.is_some(),
+        has_post_hooks: session
+            .as_ref()
+            .and_then(|s| s.hooks.as_ref())
+            .is_some_and(|h| !h.post_backup.is_empty()),
+        executor_done: false,
+    };
 
-    // 1. Pre-checks, once.
-    if st.phase.is_none()
-        || phase_now == BackupSessionPhase::Pending && cond(&st.conditions, c::BACKUP_SKIPPED).is_none()
-    {
-        let reason = skip_reason(p, &bs, bc.as_ref())?;
-        if let Some(msg) = reason {
-            set_cond(
-                &mut st.conditions,
-                now,
-                c::BACKUP_SKIPPED,
-                true,
-                "PreRequisitesNotSatisfied",
-                msg,
-            );
-            return finish(p, bs, st, bc.as_ref());
+    // Plan → apply, one step at a time, until a step waits or the session is settled.
+    loop {
+        let now = p.now();
+        let step = next_step(&st, &facts);
+        tracing::debug!(?step, "backup session step");
+        match step {
+            Step::Retry => return retry_if_needed(p, &bs),
+            Step::Prepare => bs = prepare(p, bs, &mut st, bc.as_ref(), now)?,
+            Step::Unresolved => {
+                let (reason, message) = match &bc {
+                    None => (
+                        "InvokerNotFound",
+                        format!("BackupConfiguration {ns}/{invoker} does not exist"),
+                    ),
+                    Some(_) => (
+                        "SessionNotFound",
+                        format!(
+                            "BackupConfiguration {ns}/{invoker} has no session \"{}\"",
+                            bs.spec.session
+                        ),
+                    ),
+                };
+                set_cond(
+                    &mut st.conditions,
+                    now,
+                    c::SNAPSHOTS_ENSURED,
+                    false,
+                    reason,
+                    message,
+                );
+            }
+            Step::Finish => return finish(p, bs, st, bc.as_ref()),
+            // The steps below run only for a resolved session (the plan says so).
+            _ => {
+                let (Some(bc), Some(session)) = (bc.as_ref(), session.as_ref()) else {
+                    return finish(p, bs, st, bc.as_ref());
+                };
+                let outcome = match step {
+                    Step::PreHooks => pre_hooks(p, &mut bs, &mut st, bc, session, now)?,
+                    Step::Snapshots => snapshots(p, &mut bs, &mut st, bc, session, now)?,
+                    Step::Executor => executor(p, &mut bs, &mut st, &invoker, now)?,
+                    Step::Wait => {
+                        let outcome = wait_for_executor(p, &mut bs, &mut st, now)?;
+                        facts.executor_done = outcome.is_none();
+                        outcome
+                    }
+                    Step::PostHooks => post_hooks(p, &mut bs, &mut st, bc, session, now)?,
+                    Step::Retention => {
+                        st.retention_policies = apply_retention(p, bc, session, &st, now)?;
+                        set_cond(
+                            &mut st.conditions,
+                            now,
+                            c::RETENTION_POLICY_EXECUTOR_ENSURED,
+                            true,
+                            "SuccessfullyEnsuredRetentionPolicyExecutor",
+                            "",
+                        );
+                        bs = save(p, bs, &st)?;
+                        None
+                    }
+                    Step::History => {
+                        match clean_history(p, &bs, session.session_history_limit.unwrap_or(1)) {
+                            Ok(()) => set_cond(
+                                &mut st.conditions,
+                                now,
+                                c::SESSION_HISTORY_CLEANED,
+                                true,
+                                "SuccessfullyCleanedSessionHistory",
+                                "",
+                            ),
+                            Err(e) => set_cond(
+                                &mut st.conditions,
+                                now,
+                                c::SESSION_HISTORY_CLEANED,
+                                false,
+                                "FailedToCleanSessionHistory",
+                                e,
+                            ),
+                        }
+                        None
+                    }
+                    Step::Retry | Step::Prepare | Step::Unresolved | Step::Finish => None,
+                };
+                if let Some(requeue) = outcome {
+                    return Ok(requeue);
+                }
+            }
         }
+    }
+}
+
+/// What the plan knows besides the status: whether the session resolved, whether it has post
+/// hooks, and whether the executor-wait step found every Snapshot final in this reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub resolved: bool,
+    pub has_post_hooks: bool,
+    pub executor_done: bool,
+}
+
+/// The steps of a BackupSession, in order. Each records its outcome as a condition, so a
+/// restarted daemon resumes at the step it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Skip check (configuration not Ready, another session running), deadline, Running.
+    Prepare,
+    /// The configuration or its session entry does not exist: record it, then finish.
+    Unresolved,
+    PreHooks,
+    /// Create one Snapshot per repository (waiting for Repositories still initialising).
+    Snapshots,
+    /// Start the executor job.
+    Executor,
+    /// Wait for the executor's Snapshots (deadline, vanished or failed executor).
+    Wait,
+    PostHooks,
+    Retention,
+    History,
+    /// Final phase, duration, event, metrics push, then retry if failed.
+    Finish,
+    /// Completed: create the retry session when one is due.
+    Retry,
+}
+
+/// The next step of a session (pure): from its recorded conditions and the facts.
+pub fn next_step(st: &BackupSessionStatus, facts: &Facts) -> Step {
+    let phase_now = st.phase.unwrap_or(BackupSessionPhase::Pending);
+    let done = |t: &str| cond(&st.conditions, t);
+    if phase::backup_session_completed(phase_now) && done(c::METRICS_PUSHED).is_some() {
+        return Step::Retry;
+    }
+    if st.phase.is_none() || phase_now == BackupSessionPhase::Pending && done(c::BACKUP_SKIPPED).is_none() {
+        return Step::Prepare;
+    }
+    if done(c::BACKUP_SKIPPED) == Some(true) {
+        return Step::Finish;
+    }
+    if !facts.resolved {
+        return match done(c::SNAPSHOTS_ENSURED) {
+            None => Step::Unresolved,
+            Some(_) => Step::Finish,
+        };
+    }
+    let pre = done(c::PRE_BACKUP_HOOKS_SUCCEEDED);
+    if pre.is_none() {
+        return Step::PreHooks;
+    }
+    let failed_early = pre == Some(false)
+        || done(c::SNAPSHOTS_ENSURED) == Some(false)
+        || done(c::BACKUP_EXECUTOR_ENSURED) == Some(false);
+    if !failed_early {
+        if done(c::SNAPSHOTS_ENSURED).is_none() {
+            return Step::Snapshots;
+        }
+        if done(c::BACKUP_EXECUTOR_ENSURED).is_none() {
+            return Step::Executor;
+        }
+        if !facts.executor_done {
+            return Step::Wait;
+        }
+    }
+    if facts.has_post_hooks && done(c::POST_BACKUP_HOOKS_SUCCEEDED).is_none() {
+        return Step::PostHooks;
+    }
+    if done(c::RETENTION_POLICY_EXECUTOR_ENSURED).is_none() && !st.snapshots.is_empty() {
+        return Step::Retention;
+    }
+    if done(c::SESSION_HISTORY_CLEANED).is_none() {
+        return Step::History;
+    }
+    Step::Finish
+}
+
+/// Skip check, then deadline and Running; a skipped session gets `BackupSkipped` True.
+fn prepare(
+    p: &dyn Platform,
+    bs: BackupSession,
+    st: &mut BackupSessionStatus,
+    bc: Option<&BackupConfiguration>,
+    now: Timestamp,
+) -> Result<BackupSession> {
+    if let Some(msg) = skip_reason(p, &bs, bc)? {
         set_cond(
             &mut st.conditions,
             now,
             c::BACKUP_SKIPPED,
-            false,
-            "PreRequisitesSatisfied",
-            "",
+            true,
+            "PreRequisitesNotSatisfied",
+            msg,
         );
-        if let Some(t) = &bs.spec.backup_timeout
-            && let Ok(d) = parse_go_duration(t)
-        {
-            let created = bs
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0)
-                .unwrap_or(now);
-            st.backup_deadline = Some(util::time(util::add(created, d)));
-        }
-        st.phase = Some(BackupSessionPhase::Running);
-        bs = save(p, bs, &st)?;
+        // Leave Pending: the plan finishes a skipped session.
+        st.phase = Some(BackupSessionPhase::Pending);
+        return Ok(bs);
     }
-    let Some(bc) = bc else {
-        set_cond(
-            &mut st.conditions,
-            now,
-            c::SNAPSHOTS_ENSURED,
-            false,
-            "InvokerNotFound",
-            format!("BackupConfiguration {ns}/{invoker} does not exist"),
-        );
-        return finish(p, bs, st, None);
-    };
-    let Some(session) = bc
-        .spec
-        .sessions
-        .iter()
-        .find(|s| s.name == bs.spec.session)
-        .cloned()
-    else {
-        set_cond(
-            &mut st.conditions,
-            now,
-            c::SNAPSHOTS_ENSURED,
-            false,
-            "SessionNotFound",
-            format!(
-                "BackupConfiguration {ns}/{invoker} has no session \"{}\"",
-                bs.spec.session
-            ),
-        );
-        return finish(p, bs, st, Some(&bc));
-    };
-
-    // 2. Pre-backup hooks, each a tracked task: the worker does not wait for them.
-    if cond(&st.conditions, c::PRE_BACKUP_HOOKS_SUCCEEDED).is_none() {
-        let pre = session
-            .hooks
+    set_cond(
+        &mut st.conditions,
+        now,
+        c::BACKUP_SKIPPED,
+        false,
+        "PreRequisitesSatisfied",
+        "",
+    );
+    if let Some(t) = &bs.spec.backup_timeout
+        && let Ok(d) = parse_go_duration(t)
+    {
+        let created = bs
+            .metadata
+            .creation_timestamp
             .as_ref()
-            .map(|h| h.pre_backup.clone())
-            .unwrap_or_default();
-        let prefix = hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "pre");
-        let summary = summary(&bs, &bc, "Running", "");
-        let (results, step) = hook_steps::run_step(p, ns, &pre, &st.hooks.pre_hooks, &summary, None, &prefix);
-        st.hooks.pre_hooks = results;
-        let finished = hook_steps::set_stage_condition(
-            &mut st.conditions,
-            now,
-            c::PRE_BACKUP_HOOKS_SUCCEEDED,
-            &step,
-            "SuccessfullyExecutedPreBackupHooks",
-            "FailedToExecutePreBackupHooks",
-        );
-        bs = save(p, bs, &st)?;
-        hook_steps::forget_finished(p.tasks(), &pre, &prefix);
-        if !finished {
-            return Ok(Requeue::After(HOOK_POLL));
-        }
+            .map(|t| t.0)
+            .unwrap_or(now);
+        st.backup_deadline = Some(util::time(util::add(created, d)));
     }
-    if cond(&st.conditions, c::PRE_BACKUP_HOOKS_SUCCEEDED) == Some(false) {
-        return post_and_finish(p, bs, st, &bc, &session);
-    }
+    st.phase = Some(BackupSessionPhase::Running);
+    save(p, bs, st)
+}
 
-    // 3. Snapshots, one per repository.
-    if cond(&st.conditions, c::SNAPSHOTS_ENSURED).is_none() {
-        match ensure_snapshots(p, &bs, &bc, &session, now) {
-            Ok(snaps) => {
-                st.total_snapshots = Some(snaps.len() as i32);
-                st.snapshots = snaps;
-                set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::SNAPSHOTS_ENSURED,
-                    true,
-                    "SuccessfullyEnsuredSnapshots",
-                    "",
-                );
-            }
-            Err(e) if e.waiting && util::age(&bs.metadata, now) < REPOSITORY_WAIT => {
-                // A Repository still being initialised (e.g. a session triggered right after the
-                // configuration was applied): wait a little instead of failing.
-                tracing::info!(reason = %e.message, "waiting for the session's repositories");
-                return Ok(Requeue::After(POLL));
-            }
-            Err(e) => {
-                set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::SNAPSHOTS_ENSURED,
-                    false,
-                    "FailedToEnsureSnapshots",
-                    e.message,
-                );
-                bs = save(p, bs, &st)?;
-                return post_and_finish(p, bs, st, &bc, &session);
-            }
-        }
-        bs = save(p, bs, &st)?;
-    }
-    if cond(&st.conditions, c::SNAPSHOTS_ENSURED) == Some(false) {
-        return post_and_finish(p, bs, st, &bc, &session);
-    }
+/// Pre-backup hooks, each a tracked task: the worker does not wait for them.
+fn pre_hooks(
+    p: &dyn Platform,
+    bs: &mut BackupSession,
+    st: &mut BackupSessionStatus,
+    bc: &BackupConfiguration,
+    session: &kstash_api::core::Session,
+    now: Timestamp,
+) -> Result<Option<Requeue>> {
+    let ns = util::namespace(&bs.metadata).to_string();
+    let pre = session
+        .hooks
+        .as_ref()
+        .map(|h| h.pre_backup.clone())
+        .unwrap_or_default();
+    let prefix = hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "pre");
+    let summary = summary(bs, bc, "Running", "");
+    let (results, step) = hook_steps::run_step(p, &ns, &pre, &st.hooks.pre_hooks, &summary, None, &prefix);
+    st.hooks.pre_hooks = results;
+    let finished = hook_steps::set_stage_condition(
+        &mut st.conditions,
+        now,
+        c::PRE_BACKUP_HOOKS_SUCCEEDED,
+        &step,
+        "SuccessfullyExecutedPreBackupHooks",
+        "FailedToExecutePreBackupHooks",
+    );
+    *bs = save(p, bs.clone(), st)?;
+    hook_steps::forget_finished(p.tasks(), &pre, &prefix);
+    Ok((!finished).then_some(Requeue::After(HOOK_POLL)))
+}
 
-    // 4. Executor.
-    if cond(&st.conditions, c::BACKUP_EXECUTOR_ENSURED).is_none() {
-        let job = JobSpec {
-            name: name.to_string(),
-            namespace: ns.to_string(),
-            args: vec![
-                "backup".into(),
-                "--namespace".into(),
-                ns.to_string(),
-                "--backupsession".into(),
-                name.to_string(),
-            ],
-            labels: util::labels(&[
-                (util::LABEL_INVOKER_NAME, &invoker),
-                (util::LABEL_SESSION_NAME, &bs.spec.session),
-            ]),
-            deadline: st.backup_deadline.as_ref().map(|t| t.0),
-        };
-        match p.start_job(&job) {
-            Ok(()) => set_cond(
+/// One Snapshot per repository; waits a little for Repositories still being initialised.
+fn snapshots(
+    p: &dyn Platform,
+    bs: &mut BackupSession,
+    st: &mut BackupSessionStatus,
+    bc: &BackupConfiguration,
+    session: &kstash_api::core::Session,
+    now: Timestamp,
+) -> Result<Option<Requeue>> {
+    match ensure_snapshots(p, bs, bc, session, now) {
+        Ok(snaps) => {
+            st.total_snapshots = Some(snaps.len() as i32);
+            st.snapshots = snaps;
+            set_cond(
                 &mut st.conditions,
                 now,
-                c::BACKUP_EXECUTOR_ENSURED,
+                c::SNAPSHOTS_ENSURED,
                 true,
-                "SuccessfullyEnsuredBackupExecutor",
+                "SuccessfullyEnsuredSnapshots",
                 "",
-            ),
-            Err(e) => {
-                set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::BACKUP_EXECUTOR_ENSURED,
-                    false,
-                    "FailedToEnsureBackupExecutor",
-                    e.to_string(),
-                );
-                bs = save(p, bs, &st)?;
-                return post_and_finish(p, bs, st, &bc, &session);
-            }
+            );
         }
-        bs = save(p, bs, &st)?;
+        Err(e) if e.waiting && util::age(&bs.metadata, now) < REPOSITORY_WAIT => {
+            // A Repository still being initialised (e.g. a session triggered right after the
+            // configuration was applied): wait a little instead of failing.
+            tracing::info!(reason = %e.message, "waiting for the session's repositories");
+            return Ok(Some(Requeue::After(POLL)));
+        }
+        Err(e) => set_cond(
+            &mut st.conditions,
+            now,
+            c::SNAPSHOTS_ENSURED,
+            false,
+            "FailedToEnsureSnapshots",
+            e.message,
+        ),
     }
-    if cond(&st.conditions, c::BACKUP_EXECUTOR_ENSURED) == Some(false) {
-        return post_and_finish(p, bs, st, &bc, &session);
-    }
+    *bs = save(p, bs.clone(), st)?;
+    Ok(None)
+}
 
-    // 5. Wait for the snapshots. One deleted underneath the session can never complete: it
-    // counts as Failed, so the session ends instead of running forever.
-    let snapshots = session_snapshots(p, ns, &st)?;
+/// Start the executor job (a no-op when it exists).
+fn executor(
+    p: &dyn Platform,
+    bs: &mut BackupSession,
+    st: &mut BackupSessionStatus,
+    invoker: &str,
+    now: Timestamp,
+) -> Result<Option<Requeue>> {
+    let job = JobSpec {
+        name: util::name(&bs.metadata).to_string(),
+        namespace: util::namespace(&bs.metadata).to_string(),
+        purpose: JobPurpose::Backup {
+            backup_session: util::name(&bs.metadata).to_string(),
+        },
+        labels: util::labels(&[
+            (util::LABEL_INVOKER_NAME, invoker),
+            (util::LABEL_SESSION_NAME, &bs.spec.session),
+        ]),
+        deadline: st.backup_deadline.as_ref().map(|t| t.0),
+    };
+    match p.start_job(&job) {
+        Ok(()) => set_cond(
+            &mut st.conditions,
+            now,
+            c::BACKUP_EXECUTOR_ENSURED,
+            true,
+            "SuccessfullyEnsuredBackupExecutor",
+            "",
+        ),
+        Err(e) => set_cond(
+            &mut st.conditions,
+            now,
+            c::BACKUP_EXECUTOR_ENSURED,
+            false,
+            "FailedToEnsureBackupExecutor",
+            e.to_string(),
+        ),
+    }
+    *bs = save(p, bs.clone(), st)?;
+    Ok(None)
+}
+
+/// Wait for the Snapshots; `None` once every one is final. One deleted underneath the session
+/// can never complete: it counts as Failed, so the session ends instead of running forever.
+fn wait_for_executor(
+    p: &dyn Platform,
+    bs: &mut BackupSession,
+    st: &mut BackupSessionStatus,
+    now: Timestamp,
+) -> Result<Option<Requeue>> {
+    let (ns, name) = (
+        util::namespace(&bs.metadata).to_string(),
+        util::name(&bs.metadata).to_string(),
+    );
+    let snapshots = session_snapshots(p, &ns, st)?;
     let deleted: Vec<String> = st
         .snapshots
         .iter()
         .filter(|s| !snapshots.iter().any(|x| util::name(&x.metadata) == s.name))
         .map(|s| s.name.clone())
         .collect();
-    refresh_snapshot_status(&mut st, &snapshots);
+    refresh_snapshot_status(st, &snapshots);
     let all_terminal = !st.snapshots.is_empty() && snapshots.iter().all(snapshot_terminal);
     if all_terminal && !deleted.is_empty() {
         let message = format!(
@@ -294,8 +460,8 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
             "SnapshotDeleted",
             &message,
         );
-        if p.job_state(ns, name) == JobState::Running {
-            p.stop_job(ns, name, &message)?;
+        if p.job_state(&ns, &name) == JobState::Running {
+            p.stop_job(&ns, &name, &message)?;
         }
     }
     let observed = ExecutorWait {
@@ -303,27 +469,77 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
         timeout_field: "spec.backupTimeout",
         all_final: all_terminal,
         all_reported: !snapshots.is_empty() && snapshots.iter().all(components_reported),
-        job: p.job_state(ns, name),
+        job: p.job_state(&ns, &name),
         deadline: st.backup_deadline.as_ref().map(|d| d.0),
         now,
     };
-    match plan_executor_wait(&observed) {
-        WaitStep::Done => {}
-        WaitStep::Wait(after) => {
-            save(p, bs, &st)?;
-            return Ok(Requeue::After(after));
-        }
+    let outcome = match plan_executor_wait(&observed) {
+        WaitStep::Done => None,
+        WaitStep::Wait(after) => Some(Requeue::After(after)),
         WaitStep::Incomplete { stop, message } => {
             if stop {
-                p.stop_job(ns, name, "deadline exceeded")?;
+                p.stop_job(&ns, &name, "deadline exceeded")?;
             }
             mark_incomplete(p, &snapshots, now, &message)?;
-            save(p, bs, &st)?;
-            return Ok(Requeue::After(FINALISE_POLL));
+            Some(Requeue::After(FINALISE_POLL))
         }
+    };
+    *bs = save(p, bs.clone(), st)?;
+    Ok(outcome)
+}
+
+/// Post-backup hooks (by executionPolicy against the outcome so far), each a tracked task.
+fn post_hooks(
+    p: &dyn Platform,
+    bs: &mut BackupSession,
+    st: &mut BackupSessionStatus,
+    bc: &BackupConfiguration,
+    session: &kstash_api::core::Session,
+    now: Timestamp,
+) -> Result<Option<Requeue>> {
+    let ns = util::namespace(&bs.metadata).to_string();
+    if !st.snapshots.is_empty() {
+        let snapshots = session_snapshots(p, &ns, st)?;
+        refresh_snapshot_status(st, &snapshots);
     }
-    bs = save(p, bs, &st)?;
-    post_and_finish(p, bs, st, &bc, &session)
+    // Outcome so far, as the phase would be computed with the final step done.
+    let mut probe = st.clone();
+    set_cond(&mut probe.conditions, now, c::METRICS_PUSHED, true, "", "");
+    let succeeded_so_far = phase::backup_session(&probe) == BackupSessionPhase::Succeeded;
+    let post = session
+        .hooks
+        .as_ref()
+        .map(|h| h.post_backup.clone())
+        .unwrap_or_default();
+    let error = phase::backup_session_failure(&probe).unwrap_or_default();
+    let sum = summary(
+        bs,
+        bc,
+        if succeeded_so_far { "Succeeded" } else { "Failed" },
+        &error,
+    );
+    let prefix = hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "post");
+    let (results, step) = hook_steps::run_step(
+        p,
+        &ns,
+        &post,
+        &st.hooks.post_hooks,
+        &sum,
+        Some(succeeded_so_far),
+        &prefix,
+    );
+    st.hooks.post_hooks = results;
+    let finished = hook_steps::set_stage_condition(
+        &mut st.conditions,
+        now,
+        c::POST_BACKUP_HOOKS_SUCCEEDED,
+        &step,
+        "SuccessfullyExecutedPostBackupHooks",
+        "FailedToExecutePostBackupHooks",
+    );
+    *bs = save(p, bs.clone(), st)?;
+    hook_steps::forget_finished(p.tasks(), &post, &prefix);
+    Ok((!finished).then_some(Requeue::After(HOOK_POLL)))
 }
 
 /// Whether every component of the Snapshot reported (or it was marked incomplete): what is left
@@ -698,103 +914,6 @@ pub(crate) fn session_summary(
     }
 }
 
-/// Steps after the snapshots are final (or an earlier step failed): post-backup hooks, retention,
-/// history cleanup, then the final phase.
-fn post_and_finish(
-    p: &dyn Platform,
-    mut bs: BackupSession,
-    mut st: BackupSessionStatus,
-    bc: &BackupConfiguration,
-    session: &kstash_api::core::Session,
-) -> Result<Requeue> {
-    let ns = util::namespace(&bs.metadata).to_string();
-    let now = p.now();
-    let snapshots = session_snapshots(p, &ns, &st)?;
-    refresh_snapshot_status(&mut st, &snapshots);
-    // Outcome so far, as the phase would be computed with the final step done.
-    let mut probe = st.clone();
-    set_cond(&mut probe.conditions, now, c::METRICS_PUSHED, true, "", "");
-    let succeeded_so_far = phase::backup_session(&probe) == BackupSessionPhase::Succeeded;
-
-    if cond(&st.conditions, c::POST_BACKUP_HOOKS_SUCCEEDED).is_none() {
-        let post = session
-            .hooks
-            .as_ref()
-            .map(|h| h.post_backup.clone())
-            .unwrap_or_default();
-        if !post.is_empty() {
-            let error = phase::backup_session_failure(&probe).unwrap_or_default();
-            let sum = summary(
-                &bs,
-                bc,
-                if succeeded_so_far { "Succeeded" } else { "Failed" },
-                &error,
-            );
-            let prefix = hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "post");
-            let (results, step) = hook_steps::run_step(
-                p,
-                &ns,
-                &post,
-                &st.hooks.post_hooks,
-                &sum,
-                Some(succeeded_so_far),
-                &prefix,
-            );
-            st.hooks.post_hooks = results;
-            let finished = hook_steps::set_stage_condition(
-                &mut st.conditions,
-                now,
-                c::POST_BACKUP_HOOKS_SUCCEEDED,
-                &step,
-                "SuccessfullyExecutedPostBackupHooks",
-                "FailedToExecutePostBackupHooks",
-            );
-            bs = save(p, bs, &st)?;
-            hook_steps::forget_finished(p.tasks(), &post, &prefix);
-            if !finished {
-                return Ok(Requeue::After(HOOK_POLL));
-            }
-        }
-    }
-
-    // Retention per repository, over the snapshots of this session.
-    if st.retention_policies.is_empty() && !st.snapshots.is_empty() {
-        st.retention_policies = apply_retention(p, bc, session, &st, now)?;
-        set_cond(
-            &mut st.conditions,
-            now,
-            c::RETENTION_POLICY_EXECUTOR_ENSURED,
-            true,
-            "SuccessfullyEnsuredRetentionPolicyExecutor",
-            "",
-        );
-        bs = save(p, bs, &st)?;
-    }
-
-    // Session history.
-    if cond(&st.conditions, c::SESSION_HISTORY_CLEANED).is_none() {
-        match clean_history(p, &bs, session.session_history_limit.unwrap_or(1)) {
-            Ok(()) => set_cond(
-                &mut st.conditions,
-                now,
-                c::SESSION_HISTORY_CLEANED,
-                true,
-                "SuccessfullyCleanedSessionHistory",
-                "",
-            ),
-            Err(e) => set_cond(
-                &mut st.conditions,
-                now,
-                c::SESSION_HISTORY_CLEANED,
-                false,
-                "FailedToCleanSessionHistory",
-                e,
-            ),
-        }
-    }
-    finish(p, bs, st, Some(bc))
-}
-
 fn apply_retention(
     p: &dyn Platform,
     bc: &BackupConfiguration,
@@ -943,6 +1062,10 @@ fn finish(
     let now = p.now();
     let ns = util::namespace(&bs.metadata).to_string();
     let name = util::name(&bs.metadata).to_string();
+    if !st.snapshots.is_empty() {
+        let snapshots = session_snapshots(p, &ns, &st)?;
+        refresh_snapshot_status(&mut st, &snapshots);
+    }
     set_cond(
         &mut st.conditions,
         now,

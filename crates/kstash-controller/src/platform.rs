@@ -45,59 +45,56 @@ impl PlatformError {
     }
 }
 
-/// What an executor job does; the runtime turns it into `kstash exec <args…>` (a child process
-/// embedded, a Job's container on Kubernetes).
+/// An executor job: what it is for, as a type. The embedded runtime runs it as
+/// `kstash exec <purpose.exec_args()>`; the Kubernetes runtime builds a Job from the purpose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
     /// Unique per namespace; a second `start_job` with the same name is a no-op.
     pub name: String,
     pub namespace: String,
-    /// Arguments after `kstash exec`, e.g. `["backup", "--namespace", "demo", "--backupsession", "x"]`.
-    pub args: Vec<String>,
+    pub purpose: JobPurpose,
     /// Labels (KubeStash's invoker/session labels), for listing and cleanup.
     pub labels: BTreeMap<String, String>,
     /// Kill the job when this time passes.
     pub deadline: Option<Timestamp>,
 }
 
-/// What an executor job is for, read back from its arguments (a runtime that builds its own job
-/// objects, like Kubernetes, needs the session it serves).
+/// What an executor job is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobPurpose {
-    /// `backup --namespace <ns> --backupsession <name>`.
+    /// Back up the BackupSession `backup_session` (of the job's namespace).
     Backup { backup_session: String },
-    /// `restore --namespace <ns> --restoresession <name> --snapshot <snapshot>`.
+    /// Restore `snapshot` for the RestoreSession `restore_session`.
     Restore {
         restore_session: String,
         snapshot: String,
     },
-    /// Anything else.
-    Other,
 }
 
-impl JobSpec {
-    /// The session this job serves, from its arguments.
-    pub fn purpose(&self) -> JobPurpose {
-        let flag = |name: &str| {
-            self.args
-                .iter()
-                .position(|a| a == name)
-                .and_then(|i| self.args.get(i + 1))
-                .cloned()
-        };
-        match self.args.first().map(String::as_str) {
-            Some("backup") => match flag("--backupsession") {
-                Some(backup_session) => JobPurpose::Backup { backup_session },
-                None => JobPurpose::Other,
-            },
-            Some("restore") => match (flag("--restoresession"), flag("--snapshot")) {
-                (Some(restore_session), Some(snapshot)) => JobPurpose::Restore {
-                    restore_session,
-                    snapshot,
-                },
-                _ => JobPurpose::Other,
-            },
-            _ => JobPurpose::Other,
+impl JobPurpose {
+    /// The arguments after `kstash exec` that run this purpose in `namespace` (the one place
+    /// they are written; the `kstash exec` parser reads them).
+    pub fn exec_args(&self, namespace: &str) -> Vec<String> {
+        match self {
+            JobPurpose::Backup { backup_session } => vec![
+                "backup".into(),
+                "--namespace".into(),
+                namespace.into(),
+                "--backupsession".into(),
+                backup_session.clone(),
+            ],
+            JobPurpose::Restore {
+                restore_session,
+                snapshot,
+            } => vec![
+                "restore".into(),
+                "--namespace".into(),
+                namespace.into(),
+                "--restoresession".into(),
+                restore_session.clone(),
+                "--snapshot".into(),
+                snapshot.clone(),
+            ],
         }
     }
 }

@@ -19,7 +19,7 @@ use kstash_api::storage::{Repository, Snapshot, SnapshotPhase};
 use crate::backup_session::{ExecutorWait, WaitStep, plan_executor_wait};
 use crate::hook_steps::{self, HOOK_POLL, HookStep};
 use crate::hooks::Summary;
-use crate::platform::{JobSpec, JobState, Platform};
+use crate::platform::{JobPurpose, JobSpec, JobState, Platform};
 use crate::util::{self, Requeue, Result, cond, set_cond};
 
 /// Pick the snapshot a data source names (pure): a Snapshot name, `latest` (the newest Succeeded
@@ -204,19 +204,13 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                 return post_and_finish(p, rs, st);
             }
         }
-        let args = vec![
-            "restore".to_string(),
-            "--namespace".into(),
-            ns.to_string(),
-            "--restoresession".into(),
-            name.to_string(),
-            "--snapshot".into(),
-            snapshot_name,
-        ];
         let job = JobSpec {
             name: job_name.clone(),
             namespace: ns.to_string(),
-            args,
+            purpose: JobPurpose::Restore {
+                restore_session: name.to_string(),
+                snapshot: snapshot_name,
+            },
             labels: util::labels(&[
                 (util::LABEL_INVOKER_KIND, "RestoreSession"),
                 (util::LABEL_INVOKER_NAME, name),

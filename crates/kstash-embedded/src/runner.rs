@@ -111,14 +111,7 @@ impl JobRunner {
             if !record.queued || self.result(&ns, &name).is_some() {
                 continue;
             }
-            let job = JobSpec {
-                name: record.name.clone(),
-                namespace: record.namespace.clone(),
-                args: record.args.clone(),
-                labels: record.labels.clone(),
-                deadline: record.deadline,
-            };
-            if let Err(e) = self.spawn(&job, record.started) {
+            if let Err(e) = self.spawn(record) {
                 tracing::error!(job = %format!("{ns}/{name}"), error = %e, "cannot start queued executor");
                 let _ = write_json(
                     &self.job_dir(&ns, &name).join("result.json"),
@@ -161,18 +154,18 @@ impl JobRunner {
         }
         fs::create_dir_all(&dir)
             .map_err(|e| err(format!("cannot create job directory {}: {e}", dir.display())))?;
+        let record = JobRecord {
+            name: job.name.clone(),
+            namespace: job.namespace.clone(),
+            args: job.purpose.exec_args(&job.namespace),
+            labels: job.labels.clone(),
+            pid: 0,
+            started: Timestamp::now(),
+            deadline: job.deadline,
+            queued: true,
+        };
         let waiting = !self.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
         if waiting || self.running() >= self.max_running {
-            let record = JobRecord {
-                name: job.name.clone(),
-                namespace: job.namespace.clone(),
-                args: job.args.clone(),
-                labels: job.labels.clone(),
-                pid: 0,
-                started: Timestamp::now(),
-                deadline: job.deadline,
-                queued: true,
-            };
             write_json(&dir.join("job.json"), &record)?;
             tracing::info!(job = %format!("{}/{}", job.namespace, job.name), "executor queued (all slots busy)");
             self.queue
@@ -182,17 +175,18 @@ impl JobRunner {
             self.pump();
             return Ok(());
         }
-        self.spawn(job, Timestamp::now())
+        self.spawn(record)
     }
 
-    fn spawn(&self, job: &JobSpec, started: Timestamp) -> Result<(), PlatformError> {
-        let dir = self.job_dir(&job.namespace, &job.name);
+    /// Run the recorded job now (`record.started` is kept: a queued job started when it was queued).
+    fn spawn(&self, mut record: JobRecord) -> Result<(), PlatformError> {
+        let dir = self.job_dir(&record.namespace, &record.name);
         let log = File::create(dir.join("log"))
             .map_err(|e| err(format!("cannot create job log in {}: {e}", dir.display())))?;
         let log2 = log.try_clone().map_err(|e| err(e.to_string()))?;
         let mut cmd = Command::new(&self.program);
         cmd.arg("exec")
-            .args(&job.args)
+            .args(&record.args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -204,33 +198,25 @@ impl JobRunner {
             err(format!(
                 "cannot start executor {} for job {}/{}: {e}",
                 self.program.display(),
-                job.namespace,
-                job.name
+                record.namespace,
+                record.name
             ))
         })?;
-        let record = JobRecord {
-            name: job.name.clone(),
-            namespace: job.namespace.clone(),
-            args: job.args.clone(),
-            labels: job.labels.clone(),
-            pid: child.id(),
-            started,
-            deadline: job.deadline,
-            queued: false,
-        };
+        record.pid = child.id();
+        record.queued = false;
         write_json(&dir.join("job.json"), &record)?;
-        tracing::info!(job = %format!("{}/{}", job.namespace, job.name), pid = child.id(), "executor started");
+        tracing::info!(job = %format!("{}/{}", record.namespace, record.name), pid = child.id(), "executor started");
         self.children
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((job.namespace.clone(), job.name.clone()), child.id());
+            .insert((record.namespace.clone(), record.name.clone()), child.id());
         let (children, key, deadline) = (
             self.children.clone(),
-            (job.namespace.clone(), job.name.clone()),
-            job.deadline,
+            (record.namespace.clone(), record.name.clone()),
+            record.deadline,
         );
         std::thread::Builder::new()
-            .name(format!("job-{}", job.name))
+            .name(format!("job-{}", record.name))
             .spawn(move || watch_child(child, &dir, deadline, &children, key))
             .map_err(|e| err(e.to_string()))?;
         Ok(())
@@ -430,13 +416,17 @@ pub fn process_alive(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use kstash_controller::platform::JobPurpose;
+
     use super::*;
 
     fn job(name: &str) -> JobSpec {
         JobSpec {
             name: name.into(),
             namespace: "demo".into(),
-            args: vec![],
+            purpose: JobPurpose::Backup {
+                backup_session: name.into(),
+            },
             labels: BTreeMap::new(),
             deadline: None,
         }

@@ -116,3 +116,59 @@ fn daemon_killed_mid_session_and_restarted_finishes_consistently() {
         1
     );
 }
+
+#[test]
+fn daemon_killed_while_a_retention_wipe_out_is_pending_finishes_it_after_restart() {
+    let env = Env::new();
+    write_tree(&env.data, 4096);
+    // Retention keeps the last Snapshot: the second backup's retention wipes out the first.
+    env.apply(&env.storage_manifests(1));
+    env.apply(&env.backup_configuration("kept", "0 0 1 1 *", &env.data.display().to_string(), ""));
+    let mut daemon = env.start_daemon(&[]);
+    let first = env.wait_sessions_done("kept", 1).remove(0);
+    assert_eq!(phase(&first), "Succeeded", "{first:#}");
+
+    // Hold a shared lock on the component repository: backups share it, but the wipe-out's
+    // forget + prune needs it exclusively, so it cannot finish while the lock is held.
+    let repo_dir = env.component_repo("demo/kept", "frequent");
+    let repo = kstash_repo::Repository::open(
+        std::sync::Arc::new(kstash_repo::LocalBackend::new(&repo_dir)),
+        "changeit",
+    )
+    .unwrap();
+    let held = kstash_repo::acquire_shared(&repo, Duration::ZERO).unwrap();
+
+    env.ok(&["trigger", "kept", "-n", "demo"]);
+    let first_snapshot = wait_some(
+        Duration::from_secs(120),
+        "retention to delete the first Snapshot",
+        || {
+            env.list("snapshots", "demo")
+                .into_iter()
+                .find(|s| s.pointer("/metadata/deletionTimestamp").is_some())
+                .map(|s| name(&s).to_string())
+        },
+    );
+
+    // Killed with the wipe-out still to do; the lock goes away; a new daemon finishes it.
+    daemon.kill();
+    drop(held);
+    let _daemon2 = env.start_daemon(&[]);
+    wait_some(Duration::from_secs(120), "the wiped-out Snapshot to go", || {
+        env.get("snapshot", "demo", &first_snapshot)
+            .is_none()
+            .then_some(())
+    });
+    let snaps = env.list("snapshots", "demo");
+    assert_eq!(snaps.len(), 1, "{snaps:#?}");
+    assert_eq!(phase(&snaps[0]), "Succeeded", "{:#}", snaps[0]);
+    assert_eq!(
+        restic_snapshot_count(&repo_dir),
+        1,
+        "restic agrees: one snapshot left"
+    );
+    let restic = Restic::new(repo_dir.display().to_string(), "changeit").unwrap();
+    restic
+        .run(&["check"])
+        .expect("restic check passes after the restarted wipe-out");
+}

@@ -113,3 +113,216 @@ fn restore_messages_name_the_restore_executor_and_its_timeout() {
         )
     );
 }
+
+/// A status in `phase` with these conditions (True/False) and `snapshots` Snapshots.
+fn status(
+    phase: Option<BackupSessionPhase>,
+    conditions: &[(&str, bool)],
+    snapshots: usize,
+) -> BackupSessionStatus {
+    let mut st = BackupSessionStatus {
+        phase,
+        ..Default::default()
+    };
+    for (t, ok) in conditions {
+        set_cond(&mut st.conditions, at(NOW), t, *ok, "Reason", "");
+    }
+    st.snapshots = (0..snapshots)
+        .map(|i| SessionSnapshotStatus {
+            name: format!("repo-{i}-session"),
+            phase: None,
+            app_ref: None,
+            repository: format!("repo-{i}"),
+        })
+        .collect();
+    st
+}
+
+fn facts(resolved: bool, has_post_hooks: bool, executor_done: bool) -> Facts {
+    Facts {
+        resolved,
+        has_post_hooks,
+        executor_done,
+    }
+}
+
+#[test]
+fn backup_session_step_plans() {
+    use BackupSessionPhase::{Failed, Pending, Running, Skipped, Succeeded};
+    const SKIPPED: &str = c::BACKUP_SKIPPED;
+    const PRE: &str = c::PRE_BACKUP_HOOKS_SUCCEEDED;
+    const SNAPS: &str = c::SNAPSHOTS_ENSURED;
+    const EXEC: &str = c::BACKUP_EXECUTOR_ENSURED;
+    const POST: &str = c::POST_BACKUP_HOOKS_SUCCEEDED;
+    const RETENTION: &str = c::RETENTION_POLICY_EXECUTOR_ENSURED;
+    const HISTORY: &str = c::SESSION_HISTORY_CLEANED;
+    const METRICS: &str = c::METRICS_PUSHED;
+    let resolved = facts(true, false, false);
+    let ran = [(SKIPPED, false), (PRE, true), (SNAPS, true), (EXEC, true)];
+    let cases: Vec<(&str, BackupSessionStatus, Facts, Step)> = vec![
+        (
+            "a new session is prepared",
+            status(None, &[], 0),
+            resolved.clone(),
+            Step::Prepare,
+        ),
+        (
+            "a Pending session not yet checked is prepared",
+            status(Some(Pending), &[], 0),
+            resolved.clone(),
+            Step::Prepare,
+        ),
+        (
+            "skipped (configuration not Ready / another session running): finish as Skipped",
+            status(Some(Pending), &[(SKIPPED, true)], 0),
+            resolved.clone(),
+            Step::Finish,
+        ),
+        (
+            "the configuration or its session is gone: record it",
+            status(Some(Running), &[(SKIPPED, false)], 0),
+            facts(false, true, false),
+            Step::Unresolved,
+        ),
+        (
+            "unresolved and recorded: finish (no hooks can run)",
+            status(Some(Running), &[(SKIPPED, false), (SNAPS, false)], 0),
+            facts(false, true, false),
+            Step::Finish,
+        ),
+        (
+            "running, nothing done: pre-backup hooks",
+            status(Some(Running), &[(SKIPPED, false)], 0),
+            resolved.clone(),
+            Step::PreHooks,
+        ),
+        (
+            "pre hooks succeeded: Snapshots",
+            status(Some(Running), &[(SKIPPED, false), (PRE, true)], 0),
+            resolved.clone(),
+            Step::Snapshots,
+        ),
+        (
+            "Snapshots ensured: executor",
+            status(Some(Running), &[(SKIPPED, false), (PRE, true), (SNAPS, true)], 1),
+            resolved.clone(),
+            Step::Executor,
+        ),
+        (
+            "executor ensured: wait for it",
+            status(Some(Running), &ran, 1),
+            resolved.clone(),
+            Step::Wait,
+        ),
+        (
+            "executor done, no post hooks: retention",
+            status(Some(Running), &ran, 1),
+            facts(true, false, true),
+            Step::Retention,
+        ),
+        (
+            "executor done with post hooks: post hooks first",
+            status(Some(Running), &ran, 1),
+            facts(true, true, true),
+            Step::PostHooks,
+        ),
+        (
+            "post hooks done: retention",
+            status(
+                Some(Running),
+                &[
+                    (SKIPPED, false),
+                    (PRE, true),
+                    (SNAPS, true),
+                    (EXEC, true),
+                    (POST, false),
+                ],
+                1,
+            ),
+            facts(true, true, true),
+            Step::Retention,
+        ),
+        (
+            "retention applied: history cleanup",
+            status(
+                Some(Running),
+                &[
+                    (SKIPPED, false),
+                    (PRE, true),
+                    (SNAPS, true),
+                    (EXEC, true),
+                    (RETENTION, true),
+                ],
+                1,
+            ),
+            facts(true, false, true),
+            Step::History,
+        ),
+        (
+            "history cleaned: finish",
+            status(
+                Some(Running),
+                &[
+                    (SKIPPED, false),
+                    (PRE, true),
+                    (SNAPS, true),
+                    (EXEC, true),
+                    (RETENTION, true),
+                    (HISTORY, true),
+                ],
+                1,
+            ),
+            facts(true, false, true),
+            Step::Finish,
+        ),
+        (
+            "pre hook failed: no Snapshots, no executor, post hooks still run",
+            status(Some(Running), &[(SKIPPED, false), (PRE, false)], 0),
+            facts(true, true, false),
+            Step::PostHooks,
+        ),
+        (
+            "pre hook failed, no post hooks and no Snapshots: no retention, history cleanup",
+            status(Some(Running), &[(SKIPPED, false), (PRE, false)], 0),
+            resolved.clone(),
+            Step::History,
+        ),
+        (
+            "Snapshots could not be created: skip the executor",
+            status(Some(Running), &[(SKIPPED, false), (PRE, true), (SNAPS, false)], 0),
+            resolved.clone(),
+            Step::History,
+        ),
+        (
+            "the executor could not start: no waiting, retention over the Snapshots",
+            status(
+                Some(Running),
+                &[(SKIPPED, false), (PRE, true), (SNAPS, true), (EXEC, false)],
+                1,
+            ),
+            resolved.clone(),
+            Step::Retention,
+        ),
+        (
+            "succeeded and finished: only a retry can follow",
+            status(Some(Succeeded), &[(METRICS, true)], 1),
+            resolved.clone(),
+            Step::Retry,
+        ),
+        (
+            "failed and finished: retry (when retries are left)",
+            status(Some(Failed), &[(METRICS, true)], 1),
+            resolved.clone(),
+            Step::Retry,
+        ),
+        (
+            "skipped and finished",
+            status(Some(Skipped), &[(SKIPPED, true), (METRICS, true)], 0),
+            resolved.clone(),
+            Step::Retry,
+        ),
+    ];
+    for (what, st, f, expected) in cases {
+        assert_eq!(next_step(&st, &f), expected, "{what}");
+    }
+}
