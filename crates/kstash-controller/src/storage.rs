@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use kstash_api::client::ResourcesExt;
 use kstash_api::phase::{self, conditions as c};
+use kstash_api::resolve::{self, ResolveError};
 use kstash_api::storage::{
     BackupStorage, BackupStorageStatus, DeletionPolicy, Repository, RepositoryInfo, RepositoryStatus,
     Snapshot, SnapshotInfo, SnapshotPhase,
@@ -14,40 +15,33 @@ use crate::platform::Platform;
 use crate::tasks::TaskState;
 use crate::util::{self, Requeue, Result, cond, set_cond};
 
-/// The credentials Secret of a BackupStorage: `Ok(None)` when none is configured, `Err(message)`
-/// when it is configured but missing.
-pub fn storage_secret(p: &dyn Platform, bs: &BackupStorage) -> Result<Result<Option<Secret>, String>> {
-    let ns = util::namespace(&bs.metadata);
-    let Some(name) = bs.spec.storage.secret_name() else {
-        return Ok(Ok(None));
-    };
-    match p.get_as::<Secret>(ns, name)? {
-        Some(s) => Ok(Ok(Some(s))),
-        None => Ok(Err(format!(
-            "Secret {ns}/{name} named by BackupStorage {ns}/{} spec.storage.*.secretName does not exist; fix: create it with the provider's credential keys",
-            util::name(&bs.metadata)
-        ))),
+/// A resolve step's answer for a reconcile: the store failing is the reconcile's error (retried),
+/// a missing or wrong reference is the object's problem (the inner message, for its status).
+fn split<T>(r: resolve::Result<T>) -> Result<Result<T, String>> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(ResolveError::Client(e)) => Err(e.into()),
+        Err(e) => Ok(Err(e.to_string())),
     }
 }
 
-/// The BackupStorage a Repository uses and its Secret, when the storage is usable.
+/// The credentials Secret of a BackupStorage: `Ok(None)` when none is configured, `Err(message)`
+/// when it is configured but missing.
+pub fn storage_secret(p: &dyn Platform, bs: &BackupStorage) -> Result<Result<Option<Secret>, String>> {
+    split(resolve::storage_secret(p, bs))
+}
+
+/// The BackupStorage a Repository uses and its Secret, when the storage is usable (the storage
+/// rule of [`kstash_api::resolve`]).
 pub fn repository_storage(
     p: &dyn Platform,
     repo: &Repository,
 ) -> Result<Result<(BackupStorage, Option<Secret>), String>> {
-    let r = &repo.spec.storage_ref;
-    let ns = util::ns_or(&r.namespace, util::namespace(&repo.metadata));
-    let Some(bs) = p.get_as::<BackupStorage>(ns, &r.name)? else {
-        return Ok(Err(format!(
-            "BackupStorage {ns}/{} (spec.storageRef) does not exist",
-            r.name
-        )));
-    };
-    let secret = match storage_secret(p, &bs)? {
-        Ok(s) => s,
+    let bs = match split(resolve::repository_storage(p, repo))? {
+        Ok((bs, _)) => bs,
         Err(e) => return Ok(Err(e)),
     };
-    Ok(Ok((bs, secret)))
+    Ok(storage_secret(p, &bs)?.map(|secret| (bs, secret)))
 }
 
 /// BackupStorage: finalizer, secret, initialise + sync once per generation, status.
@@ -566,7 +560,10 @@ const WIPE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// reference that cannot be resolved finishes the task failed at once, so it is reported the same
 /// way as a failed prune.
 fn start_wipe(p: &dyn Platform, repo: &Repository, snap: &Snapshot, id: &str) -> Result<()> {
-    let prepared = match (repository_storage(p, repo)?, repository_password(p, repo)?) {
+    // The password by the one rule (Repository, else the session entry that declares it).
+    let password =
+        split(resolve::repository(p, repo.clone()).and_then(|r| resolve::password(p, &r.password)))?;
+    let prepared = match (repository_storage(p, repo)?, password) {
         (Ok(storage), Ok(password)) => Ok((storage, password)),
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
@@ -579,24 +576,4 @@ fn start_wipe(p: &dyn Platform, repo: &Repository, snap: &Snapshot, id: &str) ->
             .map_err(|e| e.to_string())
     });
     Ok(())
-}
-
-/// `RESTIC_PASSWORD` of the repository's encryption Secret.
-pub fn repository_password(p: &dyn Platform, repo: &Repository) -> Result<Result<String, String>> {
-    let rns = util::namespace(&repo.metadata);
-    let Some(r) = &repo.spec.encryption_secret else {
-        return Ok(Err(format!(
-            "Repository {rns}/{} has no spec.encryptionSecret",
-            util::name(&repo.metadata)
-        )));
-    };
-    let ns = util::ns_or(&r.namespace, rns);
-    let Some(secret) = p.get_as::<Secret>(ns, &r.name)? else {
-        return Ok(Err(format!(
-            "encryption Secret {ns}/{} does not exist; fix: create it with key RESTIC_PASSWORD",
-            r.name
-        )));
-    };
-    Ok(util::secret_value(&secret, "RESTIC_PASSWORD")
-        .ok_or_else(|| format!("encryption Secret {ns}/{} has no key RESTIC_PASSWORD", r.name)))
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::resolve;
 use kstash_api::storage::{Repository, Snapshot};
 use kstash_repo::Repository as EngineRepo;
 use kstash_storage::layout::{DATA_DIR, DATA_VERSION, component_path};
@@ -55,11 +56,6 @@ impl ComponentRepo {
     }
 }
 
-/// The encryption password of `repo` (its `spec.encryptionSecret`, key `RESTIC_PASSWORD`).
-pub fn repository_password(client: &dyn Resources, repo: &Repository) -> Result<String> {
-    Ok(refs::repository_password(client, repo, None)?.0)
-}
-
 /// The component repositories of `repo`: those in `status.componentPaths`, or when it lists
 /// none, those found in the storage (every `repository/v1/<session>/<component>` holding a
 /// restic `config`).
@@ -68,23 +64,25 @@ pub fn component_repositories(
     repo: &Repository,
     opts: &ExecOptions,
 ) -> Result<Vec<ComponentRepo>> {
-    let repo_object = refs::describe("Repository", &repo.metadata);
-    let (password, password_from) = refs::repository_password(client, repo, None)?;
-    let layout = refs::repository_storage(client, repo, opts.local_mode)?;
+    let resolved = resolve::repository(client, repo.clone())?;
+    let repo_object = resolved.describe();
+    let password = resolve::password(client, &resolved.password)?;
+    let password_from = resolved.password.to_string();
+    let layout = refs::repository_layout(client, &resolved, opts.local_mode)?;
     let mut paths: Vec<String> = repo
         .status
         .as_ref()
         .map(|s| s.component_paths.clone())
         .unwrap_or_default();
     if paths.is_empty() {
-        paths = discover_components(layout.config(), &repo_object, &repo.spec.path)?;
+        paths = discover_components(layout.config(), &repo_object, &resolved.directory)?;
     }
     paths.sort();
     paths.dedup();
     paths
         .into_iter()
         .map(|path| {
-            let config = refs::component_config(&layout, &repo_object, &repo.spec.path, &path)?;
+            let config = refs::component_config(&layout, &repo_object, &resolved.directory, &path)?;
             Ok(ComponentRepo {
                 path,
                 config,
@@ -138,10 +136,11 @@ pub fn download_snapshot(
     let _span = tracing::info_span!("download", namespace, snapshot = snapshot_name).entered();
     let snap: Snapshot = client.must_get(namespace, snapshot_name)?;
     let snap_object = format!("Snapshot {namespace}/{snapshot_name}");
-    let repo: Repository = client.must_get(namespace, &snap.spec.repository)?;
-    let repo_object = refs::describe("Repository", &repo.metadata);
-    let (password, password_from) = refs::repository_password(client, &repo, None)?;
-    let layout = refs::repository_storage(client, &repo, opts.local_mode)?;
+    let repo = resolve::repository_named(client, namespace, &snap.spec.repository)?;
+    let repo_object = repo.describe();
+    let password = resolve::password(client, &repo.password)?;
+    let password_from = repo.password.to_string();
+    let layout = refs::repository_layout(client, &repo, opts.local_mode)?;
     let all = snap.status.as_ref().map(|s| &s.components);
     let wanted: Vec<String> = if components.is_empty() {
         all.map(|c| c.keys().cloned().collect()).unwrap_or_default()
@@ -176,7 +175,7 @@ pub fn download_snapshot(
         } else {
             comp.path.clone()
         };
-        let config = refs::component_config(&layout, &repo_object, &repo.spec.path, &path)?;
+        let config = refs::component_config(&layout, &repo_object, &repo.directory, &path)?;
         let engine = refs::open_repository(&config, &password, &password_from)?;
         let target: PathBuf = destination.join(snapshot_name).join(name);
         for id in ids {

@@ -9,13 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::client::Resources;
 use kstash_api::common::Driver;
-use kstash_api::core::{BackupConfiguration, BackupSession, Session};
+use kstash_api::core::Session;
 use kstash_api::phase::format_size;
-use kstash_api::storage::{
-    BackupProgress, Component, ComponentPhase, Repository, ResticStats, ResticSummary, Snapshot,
-};
+use kstash_api::resolve::{self, ResolvedBackup};
+use kstash_api::storage::{BackupProgress, Component, ComponentPhase, ResticStats, ResticSummary, Snapshot};
 use kstash_repo::check::{CheckOptions, check};
 use kstash_repo::repository::compression_level_of;
 use kstash_storage::layout::component_path;
@@ -25,7 +24,7 @@ use crate::error::{ExecError, Result};
 use crate::refs;
 use crate::status::{go_duration, k8s_time, update_status};
 use crate::stream::{self, StreamDriver, StreamSpec};
-use crate::task::{ResolvedTask, TaskKind, resolve_tasks};
+use crate::task::{ResolvedTask, resolve_tasks};
 use crate::volume::{PathBackup, PathBackupSpec, VolumeBackupParams, backup_path, find_session_snapshot};
 
 /// The component a volume backup writes (Deployments, PVCs: KubeStash's `dump`).
@@ -80,7 +79,8 @@ struct SessionCtx<'a> {
     namespace: &'a str,
     backup_session: &'a str,
     uid: String,
-    config: &'a BackupConfiguration,
+    /// The session, its configuration and repositories.
+    resolved: &'a ResolvedBackup,
     session: &'a Session,
     opts: &'a ExecOptions,
     /// The zstd level of the task's `compression` param (`auto`, `fast`, `max`), if set.
@@ -100,60 +100,27 @@ pub fn run_backup(
 ) -> Result<BackupReport> {
     let _span = tracing::info_span!("backup", namespace, backup_session).entered();
     let bs_object = format!("BackupSession {namespace}/{backup_session}");
-    let bs: BackupSession = client.must_get(namespace, backup_session)?;
+    let resolved = resolve::resolve_backup(client, namespace, backup_session)?;
+    let bs = &resolved.session;
     let uid = bs
         .metadata
         .uid
         .clone()
         .filter(|u| !u.is_empty())
         .ok_or_else(|| ExecError::invalid(&bs_object, "metadata.uid is empty (not a stored object?)"))?;
-    let invoker = bs
-        .spec
-        .invoker
-        .as_ref()
-        .ok_or_else(|| ExecError::invalid(&bs_object, "spec.invoker is not set"))?;
-    if invoker.kind != "BackupConfiguration" {
-        return Err(ExecError::invalid(
-            &bs_object,
-            format!(
-                "spec.invoker.kind {:?} is not supported; kstash runs BackupConfiguration sessions",
-                invoker.kind
-            ),
-        ));
-    }
-    let config: BackupConfiguration = client.must_get(namespace, &invoker.name)?;
-    let config_object = format!("BackupConfiguration {namespace}/{}", invoker.name);
-    let session = config
-        .spec
-        .sessions
-        .iter()
-        .find(|s| s.name == bs.spec.session)
-        .ok_or_else(|| {
-            ExecError::invalid(
-                &config_object,
-                format!("has no session {:?} (named by {bs_object})", bs.spec.session),
-            )
-        })?;
-    let addon = session
-        .addon
-        .as_ref()
-        .filter(|a| !a.name.is_empty() && !a.tasks.is_empty())
-        .ok_or_else(|| {
-            ExecError::invalid(
-                &config_object,
-                format!(
-                    "session {} has no addon with tasks; set sessions[].addon.name and tasks",
-                    session.name
-                ),
-            )
-        })?;
-    let tasks = resolve_tasks(client, &addon.name, &addon.tasks, TaskKind::Backup)?;
+    let config_object = resolve::describe("BackupConfiguration", &resolved.configuration.metadata);
+    let tasks = resolve_tasks(&resolved.addon)?;
     let task = single_task(&tasks, &config_object)?;
     let driver = stream::driver_for(
         client,
         task,
-        config.spec.target.as_ref(),
-        config.metadata.namespace.as_deref().unwrap_or(namespace),
+        resolved.target.as_ref(),
+        resolved
+            .configuration
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(namespace),
         &config_object,
         opts.local_mode,
     )?;
@@ -190,8 +157,8 @@ pub fn run_backup(
         namespace,
         backup_session,
         uid,
-        config: &config,
-        session,
+        resolved: &resolved,
+        session: &resolved.session_spec,
         opts,
         compression,
     };
@@ -372,19 +339,20 @@ fn open_component(
     if repo_name.is_empty() {
         return Err(ExecError::invalid(snapshot_object, "spec.repository is empty"));
     }
-    let repo: Repository = ctx.client.must_get(ctx.namespace, repo_name)?;
-    let repo_object = refs::describe("Repository", &repo.metadata);
-    let config_ns = ctx.config.metadata.namespace.as_deref().unwrap_or(ctx.namespace);
-    let fallback = ctx
-        .session
-        .repositories
-        .iter()
-        .find(|r| &r.name == repo_name)
-        .and_then(|r| r.encryption_secret.as_ref())
-        .map(|r| (r, config_ns));
-    let (password, password_from) = refs::repository_password(ctx.client, &repo, fallback)?;
-    let layout = refs::repository_storage(ctx.client, &repo, ctx.opts.local_mode)?;
-    let config = refs::component_config(&layout, &repo_object, &repo.spec.path, component_path)?;
+    let repo = ctx.resolved.repository(repo_name).ok_or_else(|| {
+        ExecError::invalid(
+            &snapshot_object,
+            format!(
+                "spec.repository {repo_name} is not a repository of session {} of {}",
+                ctx.session.name,
+                resolve::describe("BackupConfiguration", &ctx.resolved.configuration.metadata)
+            ),
+        )
+    })?;
+    let password = resolve::password(ctx.client, &repo.password)?;
+    let password_from = repo.password.to_string();
+    let layout = refs::repository_layout(ctx.client, repo, ctx.opts.local_mode)?;
+    let config = refs::component_config(&layout, &repo.describe(), &repo.directory, component_path)?;
     let (mut engine, created) = refs::open_or_init_repository(&config, &password, &password_from)?;
     if let Some(level) = ctx.compression {
         engine.set_compression_level(level);

@@ -2,6 +2,7 @@
 
 use kstash_api::ErrorCategory;
 use kstash_api::client::ClientError;
+use kstash_api::resolve::ResolveError;
 use kstash_storage::StorageError;
 
 /// Everything that can make a job program fail.
@@ -10,6 +11,9 @@ pub enum ExecError {
     /// A resource could not be read or written (missing object, conflict, decode error).
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The session, repository or one of their references could not be resolved.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     /// A resource asks for something that cannot work; says which field and what to do.
     #[error("{object}: {message}")]
     Invalid {
@@ -39,18 +43,6 @@ pub enum ExecError {
         key: String,
         /// What the key is for.
         purpose: String,
-    },
-    /// The Addon has no task of that name.
-    #[error("Addon {addon} has no {kind} task {task} (it has: {available})")]
-    TaskNotFound {
-        /// The Addon.
-        addon: String,
-        /// `backup` or `restore`.
-        kind: &'static str,
-        /// The task asked for.
-        task: String,
-        /// The tasks the Addon has.
-        available: String,
     },
     /// The task's function has no driver in kstash.
     #[error(
@@ -143,9 +135,9 @@ impl ExecError {
     pub fn category(&self) -> ErrorCategory {
         match self {
             ExecError::Client(e) => e.category(),
+            ExecError::Resolve(e) => e.category(),
             ExecError::Invalid { .. }
             | ExecError::SecretKeyMissing { .. }
-            | ExecError::TaskNotFound { .. }
             | ExecError::UnsupportedFunction { .. }
             | ExecError::WrongPassword { .. }
             | ExecError::PathMissing { .. } => ErrorCategory::Invalid,

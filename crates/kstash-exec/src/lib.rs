@@ -48,8 +48,9 @@ pub use backup::{
 };
 pub use direct::{DirectTarget, dump_stream, load_stream};
 pub use error::{ExecError, Result};
+pub use kstash_api::resolve::PASSWORD_KEY;
 pub use kstash_storage::LocalMode;
-pub use refs::{PASSWORD_KEY, secret_data};
+pub use refs::secret_data;
 pub use restore::{ComponentRestore, RestoreReport, run_restore};
 pub use status::go_duration;
 pub use storage_ops::StorageOpsImpl;

@@ -1,34 +1,20 @@
-//! What a job reads through the resource client before it touches data: Secrets (with `data`
-//! or `stringData`), encryption passwords, the storage of a Repository, and the restic
-//! repository of one component (opened, or created on first use).
+//! What a job reaches once its session is resolved ([`kstash_api::resolve`]): Secrets' keys
+//! (with `data` or `stringData`), the storage layout of a repository, and the restic repository
+//! of one component (opened, or created on first use).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kstash_api::client::{Resources, ResourcesExt};
-use kstash_api::common::ObjectReference;
-use kstash_api::storage::{BackupStorage, Repository};
+use kstash_api::client::Resources;
+pub(crate) use kstash_api::resolve::describe;
+use kstash_api::resolve::{self, ResolvedRepository};
+use kstash_api::storage::BackupStorage;
 use kstash_repo::{InitOptions, Repository as EngineRepo};
 use kstash_storage::layout::StorageLayout;
 use kstash_storage::{LocalMode, SecretData, StorageConfig};
 
 use crate::error::{ExecError, Result};
-
-/// The key of an encryption Secret that holds the restic password.
-pub const PASSWORD_KEY: &str = "RESTIC_PASSWORD";
-
-/// `Kind namespace/name` of a namespaced object's metadata, for messages.
-pub(crate) fn describe(
-    kind: &str,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> String {
-    format!(
-        "{kind} {}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
-}
 
 /// The keys of a Secret: `data` (already base64-decoded by the type) overlaid with
 /// `stringData`, as the API server merges them.
@@ -50,102 +36,14 @@ pub fn secret_data(secret: &Secret) -> SecretData {
     }
 }
 
-/// The encryption password in the Secret `reference` (its namespace defaulting to
-/// `default_namespace`), key `RESTIC_PASSWORD`. `purpose` says whose password it is.
-pub(crate) fn password_from(
+/// The layout of a resolved repository's BackupStorage, reached with its credentials Secret.
+pub(crate) fn repository_layout(
     client: &dyn Resources,
-    reference: &ObjectReference,
-    default_namespace: &str,
-    purpose: &str,
-) -> Result<String> {
-    let ns = reference
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(default_namespace);
-    let secret_name = format!("{ns}/{}", reference.name);
-    let purpose = format!("the encryption password of {purpose}");
-    let Some(secret) = client.get_as::<Secret>(ns, &reference.name)? else {
-        return Err(ExecError::SecretNotFound {
-            secret: secret_name,
-            key: PASSWORD_KEY.into(),
-            purpose,
-        });
-    };
-    secret_data(&secret)
-        .get(PASSWORD_KEY)
-        .ok_or(ExecError::SecretKeyMissing {
-            secret: secret_name,
-            key: PASSWORD_KEY.into(),
-            purpose,
-        })
-}
-
-/// The password of `repo` from its `spec.encryptionSecret` (namespace defaulting to the
-/// Repository's), or from `fallback` (with its default namespace) when the Repository names none.
-pub(crate) fn repository_password(
-    client: &dyn Resources,
-    repo: &Repository,
-    fallback: Option<(&ObjectReference, &str)>,
-) -> Result<(String, String)> {
-    let repo_ns = repo.metadata.namespace.as_deref().unwrap_or_default();
-    let object = describe("Repository", &repo.metadata);
-    let (reference, default_ns) = match (&repo.spec.encryption_secret, fallback) {
-        (Some(r), _) if !r.name.is_empty() => (r, repo_ns),
-        (_, Some((r, ns))) if !r.name.is_empty() => (r, ns),
-        _ => {
-            return Err(ExecError::invalid(
-                object,
-                "spec.encryptionSecret is not set; name a Secret holding RESTIC_PASSWORD",
-            ));
-        }
-    };
-    let ns = reference
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(default_ns);
-    let password = password_from(client, reference, default_ns, &object)?;
-    Ok((
-        password,
-        format!("key {PASSWORD_KEY} of Secret {ns}/{}", reference.name),
-    ))
-}
-
-/// The BackupStorage of a Repository (`spec.storageRef`, namespace defaulting to the
-/// Repository's) with its credentials Secret, as a [`StorageLayout`].
-pub(crate) fn repository_storage(
-    client: &dyn Resources,
-    repo: &Repository,
+    repo: &ResolvedRepository,
     local: LocalMode,
 ) -> Result<StorageLayout> {
-    let repo_ns = repo.metadata.namespace.as_deref().unwrap_or_default();
-    let r = &repo.spec.storage_ref;
-    if r.name.is_empty() {
-        return Err(ExecError::invalid(
-            describe("Repository", &repo.metadata),
-            "spec.storageRef.name is empty; name the BackupStorage the repository lives in",
-        ));
-    }
-    let ns = r
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(repo_ns);
-    let storage: BackupStorage = client.must_get(ns, &r.name)?;
-    let secret = storage_secret(client, &storage)?;
-    storage_layout(&storage, secret.as_ref(), local)
-}
-
-/// The credentials Secret of a BackupStorage (`spec.storage.<provider>.secretName`, in the
-/// BackupStorage's namespace), `None` when it names none or it does not exist (the storage
-/// config then says which Secret is missing).
-pub(crate) fn storage_secret(client: &dyn Resources, storage: &BackupStorage) -> Result<Option<Secret>> {
-    let Some(name) = storage.spec.storage.secret_name() else {
-        return Ok(None);
-    };
-    let ns = storage.metadata.namespace.as_deref().unwrap_or_default();
-    Ok(client.get_as::<Secret>(ns, name)?)
+    let secret = resolve::storage_secret(client, &repo.storage)?;
+    storage_layout(&repo.storage, secret.as_ref(), local)
 }
 
 /// The layout of a BackupStorage reached with its Secret.

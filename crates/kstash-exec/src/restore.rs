@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::client::Resources;
 use kstash_api::core::{ComponentRestoreStatus, RestorePhase, RestoreProgress, RestoreSession};
 use kstash_api::phase::format_size;
-use kstash_api::storage::{ComponentPhase, Repository, Snapshot};
+use kstash_api::resolve::{self, ResolvedRepository, ResolvedRestore};
+use kstash_api::storage::{ComponentPhase, Snapshot};
 use kstash_storage::layout::StorageLayout;
 use kstash_storage::layout::component_path;
 
@@ -20,7 +21,7 @@ use crate::error::{ExecError, Result};
 use crate::refs;
 use crate::status::{go_duration, update_status};
 use crate::stream::{self, StreamDriver};
-use crate::task::{ResolvedTask, TaskKind, resolve_tasks};
+use crate::task::{ResolvedTask, resolve_tasks};
 use crate::volume::{RestoreTotals, restore_snapshot};
 
 /// What a restore job did.
@@ -87,8 +88,9 @@ enum Destination {
 
 /// Where the data comes from, resolved once for every component.
 struct Source {
-    repo: Repository,
     repo_object: String,
+    /// The repository's directory inside the storage.
+    directory: String,
     layout: StorageLayout,
     password: String,
     password_from: String,
@@ -107,29 +109,9 @@ pub fn run_restore(
 ) -> Result<RestoreReport> {
     let _span = tracing::info_span!("restore", namespace, restore_session, snapshot).entered();
     let rs_object = format!("RestoreSession {namespace}/{restore_session}");
-    let rs: RestoreSession = client.must_get(namespace, restore_session)?;
-    let ds = rs
-        .spec
-        .data_source
-        .as_ref()
-        .ok_or_else(|| ExecError::invalid(&rs_object, "spec.dataSource is not set"))?;
-    let ds_namespace = if ds.namespace.is_empty() {
-        namespace
-    } else {
-        ds.namespace.as_str()
-    };
-    let addon = rs
-        .spec
-        .addon
-        .as_ref()
-        .filter(|a| !a.name.is_empty() && !a.tasks.is_empty())
-        .ok_or_else(|| {
-            ExecError::invalid(
-                &rs_object,
-                "spec.addon has no name or no tasks; set addon.name and tasks",
-            )
-        })?;
-    let tasks = resolve_tasks(client, &addon.name, &addon.tasks, TaskKind::Restore)?;
+    let resolved = resolve::resolve_restore(client, namespace, restore_session, snapshot)?;
+    let ds = &resolved.data_source;
+    let tasks = resolve_tasks(&resolved.addon)?;
     let task = match tasks.as_slice() {
         [one] => one,
         _ => {
@@ -139,18 +121,8 @@ pub fn run_restore(
             ));
         }
     };
-
-    let snap: Snapshot = client.must_get(ds_namespace, snapshot)?;
-    let snap_object = format!("Snapshot {ds_namespace}/{snapshot}");
-    if !ds.repository.is_empty() && ds.repository != snap.spec.repository {
-        return Err(ExecError::invalid(
-            &rs_object,
-            format!(
-                "{snap_object} belongs to Repository {}, not to spec.dataSource.repository {}",
-                snap.spec.repository, ds.repository
-            ),
-        ));
-    }
+    let snap = &resolved.snapshot;
+    let snap_object = resolve::describe("Snapshot", &snap.metadata);
     let components: Vec<String> = if ds.components.is_empty() {
         snap.status
             .as_ref()
@@ -188,10 +160,8 @@ pub fn run_restore(
     })?;
 
     let started = Instant::now();
-    let destination = destination(client, task, &rs, namespace, &rs_object, opts);
-    let source = match destination
-        .and_then(|d| resolve_source(client, namespace, ds_namespace, ds, &snap, d, opts))
-    {
+    let destination = destination(client, task, &resolved, &rs_object, opts);
+    let source = match destination.and_then(|d| resolve_source(client, &resolved.repository, d, opts)) {
         Ok(s) => s,
         Err(e) => {
             let message = e.to_string();
@@ -220,7 +190,7 @@ pub fn run_restore(
     for name in &components {
         let _span = tracing::info_span!("component", component = %name).entered();
         let started = Instant::now();
-        let result = restore_component(&source, &snap, &snap_object, name, opts);
+        let result = restore_component(&source, snap, &snap_object, name, opts);
         let elapsed = started.elapsed();
         let status = component_status(&result, elapsed);
         let write = update_status(client, namespace, restore_session, |r: &mut RestoreSession| {
@@ -293,8 +263,7 @@ fn component_status(result: &Result<ComponentRestore>, elapsed: Duration) -> Com
 fn destination(
     client: &dyn Resources,
     task: &ResolvedTask,
-    rs: &RestoreSession,
-    namespace: &str,
+    resolved: &ResolvedRestore,
     rs_object: &str,
     opts: &ExecOptions,
 ) -> Result<Destination> {
@@ -302,8 +271,8 @@ fn destination(
         match stream::driver_for(
             client,
             task,
-            rs.spec.target.as_ref(),
-            namespace,
+            resolved.target.as_ref(),
+            &resolved.namespace,
             rs_object,
             opts.local_mode,
         )? {
@@ -313,39 +282,21 @@ fn destination(
     )
 }
 
-/// The Repository, its storage, the password and where the data goes.
+/// The repository's storage and password, and where the data goes.
 fn resolve_source(
     client: &dyn Resources,
-    namespace: &str,
-    ds_namespace: &str,
-    ds: &kstash_api::core::RestoreDataSource,
-    snap: &Snapshot,
+    repo: &ResolvedRepository,
     destination: Destination,
     opts: &ExecOptions,
 ) -> Result<Source> {
-    let repo: Repository = client.must_get(ds_namespace, &snap.spec.repository)?;
-    let repo_object = refs::describe("Repository", &repo.metadata);
-    let (password, password_from) = match &ds.encryption_secret {
-        Some(r) if !r.name.is_empty() => {
-            let ns = r
-                .namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(namespace);
-            (
-                refs::password_from(client, r, namespace, &repo_object)?,
-                format!("key {} of Secret {ns}/{}", refs::PASSWORD_KEY, r.name),
-            )
-        }
-        _ => refs::repository_password(client, &repo, None)?,
-    };
-    let layout = refs::repository_storage(client, &repo, opts.local_mode)?;
+    let password = resolve::password(client, &repo.password)?;
+    let layout = refs::repository_layout(client, repo, opts.local_mode)?;
     Ok(Source {
-        repo,
-        repo_object,
+        repo_object: repo.describe(),
+        directory: repo.directory.clone(),
         layout,
         password,
-        password_from,
+        password_from: repo.password.to_string(),
         destination,
     })
 }
@@ -403,7 +354,7 @@ fn restore_component(
     } else {
         comp.path.clone()
     };
-    let config = refs::component_config(&source.layout, &source.repo_object, &source.repo.spec.path, &path)?;
+    let config = refs::component_config(&source.layout, &source.repo_object, &source.directory, &path)?;
     let engine = refs::open_repository(&config, &source.password, &source.password_from)?;
     let params = match &source.destination {
         Destination::Volume(p) => p,

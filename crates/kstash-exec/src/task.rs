@@ -4,30 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use kstash_api::addons::{Addon, Task};
-use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::addons::Task;
 use kstash_api::common::TaskReference;
+pub use kstash_api::resolve::TaskKind;
+use kstash_api::resolve::{AddonTask, ResolvedAddon};
 use serde_json::Value;
 
 use crate::error::{ExecError, Result};
-
-/// Whether a task backs up or restores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskKind {
-    /// `spec.backupTasks` of the Addon.
-    Backup,
-    /// `spec.restoreTasks` of the Addon.
-    Restore,
-}
-
-impl TaskKind {
-    fn word(self) -> &'static str {
-        match self {
-            TaskKind::Backup => "backup",
-            TaskKind::Restore => "restore",
-        }
-    }
-}
 
 /// The driver that runs a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,43 +146,17 @@ impl ResolvedTask {
     }
 }
 
-/// Resolve every task of `addon` (the Addon `addon_name`, cluster-scoped) named in `tasks`.
-pub fn resolve_tasks(
-    client: &dyn Resources,
-    addon_name: &str,
-    tasks: &[TaskReference],
-    kind: TaskKind,
-) -> Result<Vec<ResolvedTask>> {
-    let addon: Addon = client.must_get("", addon_name)?;
-    let defined = match kind {
-        TaskKind::Backup => &addon.spec.backup_tasks,
-        TaskKind::Restore => &addon.spec.restore_tasks,
-    };
-    tasks
+/// The driver and parameters of every task of a resolved Addon (the Addon and its tasks were
+/// looked up by [`kstash_api::resolve`]).
+pub fn resolve_tasks(addon: &ResolvedAddon) -> Result<Vec<ResolvedTask>> {
+    addon
+        .tasks
         .iter()
-        .map(|t| resolve_task(addon_name, defined, t, kind))
+        .map(|t: &AddonTask| resolve_task(addon.name(), &t.task, &t.reference, addon.kind))
         .collect()
 }
 
-fn resolve_task(
-    addon: &str,
-    defined: &[Task],
-    reference: &TaskReference,
-    kind: TaskKind,
-) -> Result<ResolvedTask> {
-    let Some(task) = defined.iter().find(|t| t.name == reference.name) else {
-        let available: Vec<&str> = defined.iter().map(|t| t.name.as_str()).collect();
-        return Err(ExecError::TaskNotFound {
-            addon: addon.into(),
-            kind: kind.word(),
-            task: reference.name.clone(),
-            available: if available.is_empty() {
-                "none".into()
-            } else {
-                available.join(", ")
-            },
-        });
-    };
+fn resolve_task(addon: &str, task: &Task, reference: &TaskReference, kind: TaskKind) -> Result<ResolvedTask> {
     let table = match kind {
         TaskKind::Backup => BACKUP_FUNCTIONS,
         TaskKind::Restore => RESTORE_FUNCTIONS,
@@ -302,7 +259,7 @@ mod tests {
     fn params_overlay_defaults_and_are_stringified() {
         let t = resolve_task(
             "workload-addon",
-            &[task("workload-backup")],
+            &task("workload-backup"),
             &reference(json!({"paths": "/a, /b,", "enableCache": false, "n": 3, "list": ["x", "y"]})),
             TaskKind::Backup,
         )
@@ -320,7 +277,7 @@ mod tests {
     fn refusals_name_addon_task_and_function() {
         let e = resolve_task(
             "mongodb-addon",
-            &[task("mongodb-backup")],
+            &task("mongodb-backup"),
             &reference(json!({"paths": "/a"})),
             TaskKind::Backup,
         )
@@ -336,7 +293,7 @@ mod tests {
 
         let t = resolve_task(
             "workload-addon",
-            &[task("workload-backup")],
+            &task("workload-backup"),
             &reference(json!({"paths": " "})),
             TaskKind::Backup,
         )
@@ -345,16 +302,6 @@ mod tests {
         assert!(
             e.contains("Addon workload-addon task logical-backup")
                 && e.contains("parameter paths is required (directories to back up)"),
-            "{e}"
-        );
-
-        let mut r = reference(json!({}));
-        r.name = "manifest-backup".into();
-        let e = resolve_task("workload-addon", &[task("workload-backup")], &r, TaskKind::Backup)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no backup task manifest-backup") && e.contains("logical-backup"),
             "{e}"
         );
     }

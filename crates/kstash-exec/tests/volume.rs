@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kstash_api::client::{Resources, ResourcesExt};
 use kstash_api::core::{RestorePhase, RestoreSession};
 use kstash_api::meta::{self, ResourceType};
+use kstash_api::resolve;
 use kstash_api::storage::{BackupStorage, ComponentPhase, Repository, Snapshot};
 use kstash_controller::platform::StorageOps;
 use kstash_embedded::Store;
@@ -573,7 +574,13 @@ fn download_puts_each_component_under_destination_snapshot_component() {
     // The CLI's view of the repository: one component, found in the storage.
     let repo: Repository = world.store.must_get(NS, REPO).unwrap();
     assert_eq!(
-        access::repository_password(world.client(), &repo).unwrap(),
+        resolve::password(
+            world.client(),
+            &resolve::repository(world.client(), repo.clone())
+                .unwrap()
+                .password
+        )
+        .unwrap(),
         PASSWORD
     );
     let components = access::component_repositories(world.client(), &repo, &world.opts()).unwrap();

@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kstash_api::addons::{Addon, Function};
-use kstash_api::client::{ClientResult, Resources, ResourcesExt};
-use kstash_api::common::{AddonInfo, TaskReference, TypedObjectReference};
-use kstash_api::core::{BackupConfiguration, BackupSession, RestoreSession};
+use kstash_api::client::{ClientResult, Resources};
+use kstash_api::common::TypedObjectReference;
 use kstash_api::meta::ResourceType;
+use kstash_api::resolve::{self, ResolvedAddon};
 use kstash_api::schedule::Schedule;
-use kstash_api::storage::{BackupStorage, Repository};
+use kstash_api::storage::BackupStorage;
 use kstash_controller::platform::{
     CommandOutput, HookCommands, JobPurpose, JobSpec, JobState, Platform, PlatformError, ScheduleSpec,
     StorageOps,
@@ -205,115 +204,30 @@ impl KubePlatform {
     }
 
     /// The executor Jobs, and the other namespaces whose objects (BackupStorage, encryption
-    /// Secret, target, Repository) the executor must read.
+    /// Secret, target, Repository) the executor must read. Built from the session's resolution
+    /// ([`kstash_api::resolve`]); nothing about the session is looked up twice.
     pub fn plan_executor_with_namespaces(
         &self,
         job: &JobSpec,
     ) -> Result<(Vec<Value>, std::collections::BTreeSet<String>), PlatformError> {
-        let mut foreign = std::collections::BTreeSet::new();
         let ns = job.namespace.as_str();
-        let (session_obj, addon, task_ref, repos, target, vars): (
-            Value,
-            AddonInfo,
-            TaskReference,
-            Vec<String>,
-            Option<TypedObjectReference>,
-            BTreeMap<String, String>,
-        ) = match job.purpose() {
+        let (owner, addon, repositories, target, vars) = match &job.purpose {
             JobPurpose::Backup { backup_session } => {
-                let obj = self
-                    .res
-                    .get(&kstash_api::meta::BACKUP_SESSION, ns, &backup_session)
-                    .map_err(perr)?
-                    .ok_or_else(|| perr(format!("BackupSession {ns}/{backup_session} not found")))?;
-                let bs: BackupSession = kstash_api::client::decode(obj.clone()).map_err(perr)?;
-                let invoker = bs
-                    .spec
-                    .invoker
-                    .as_ref()
-                    .map(|i| i.name.clone())
-                    .unwrap_or_default();
-                let bc: BackupConfiguration = self.res.must_get(ns, &invoker).map_err(perr)?;
-                let session = bc
-                    .spec
-                    .sessions
-                    .iter()
-                    .find(|s| s.name == bs.spec.session)
-                    .ok_or_else(|| {
-                        perr(format!(
-                            "BackupConfiguration {ns}/{invoker} has no session {:?}",
-                            bs.spec.session
-                        ))
-                    })?;
-                let addon = session.addon.clone().ok_or_else(|| {
-                    perr(format!(
-                        "BackupConfiguration {ns}/{invoker} session {}: spec.sessions[].addon is required",
-                        session.name
-                    ))
-                })?;
-                let storages = bc
-                    .spec
-                    .backends
-                    .iter()
-                    .filter(|b| session.repositories.iter().any(|r| r.backend == b.name))
-                    .filter_map(|b| b.storage_ref.as_ref())
-                    .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(ns), r.name))
-                    .collect();
-                for r in &session.repositories {
-                    if let Some(ns) = r.encryption_secret.as_ref().and_then(|e| e.namespace.clone()) {
-                        foreign.insert(ns);
-                    }
-                }
+                let r = resolve::resolve_backup(&self.res, ns, backup_session).map_err(perr)?;
                 let vars = BTreeMap::from([
                     ("namespace".to_string(), ns.to_string()),
                     ("backupSession".to_string(), backup_session.clone()),
                     ("invokerKind".to_string(), "BackupConfiguration".to_string()),
-                    ("invokerName".to_string(), invoker.clone()),
+                    ("invokerName".to_string(), r.configuration_name().to_string()),
                 ]);
-                let task = addon.tasks.first().cloned().ok_or_else(|| {
-                    perr(format!(
-                        "BackupConfiguration {ns}/{invoker} session {}: addon.tasks is empty",
-                        session.name
-                    ))
-                })?;
-                (obj, addon, task, storages, bc.spec.target.clone(), vars)
+                let owner = owner_of(&kstash_api::client::encode(&r.session));
+                (owner, r.addon, r.repositories, r.target, vars)
             }
             JobPurpose::Restore {
                 restore_session,
                 snapshot,
             } => {
-                let obj = self
-                    .res
-                    .get(&kstash_api::meta::RESTORE_SESSION, ns, &restore_session)
-                    .map_err(perr)?
-                    .ok_or_else(|| perr(format!("RestoreSession {ns}/{restore_session} not found")))?;
-                let rs: RestoreSession = kstash_api::client::decode(obj.clone()).map_err(perr)?;
-                let addon = rs.spec.addon.clone().ok_or_else(|| {
-                    perr(format!(
-                        "RestoreSession {ns}/{restore_session}: spec.addon is required"
-                    ))
-                })?;
-                let task = addon.tasks.first().cloned().ok_or_else(|| {
-                    perr(format!(
-                        "RestoreSession {ns}/{restore_session}: addon.tasks is empty"
-                    ))
-                })?;
-                let mut storages = Vec::new();
-                if let Some(ds) = &rs.spec.data_source {
-                    let repo_ns = if ds.namespace.is_empty() {
-                        ns
-                    } else {
-                        &ds.namespace
-                    };
-                    if let Ok(repo) = self.res.must_get::<Repository>(repo_ns, &ds.repository) {
-                        let sr = &repo.spec.storage_ref;
-                        storages.push(format!(
-                            "{}/{}",
-                            sr.namespace.as_deref().unwrap_or(repo_ns),
-                            sr.name
-                        ));
-                    }
-                }
+                let r = resolve::resolve_restore(&self.res, ns, restore_session, snapshot).map_err(perr)?;
                 let vars = BTreeMap::from([
                     ("namespace".to_string(), ns.to_string()),
                     ("restoreSession".to_string(), restore_session.clone()),
@@ -321,67 +235,57 @@ impl KubePlatform {
                     ("invokerKind".to_string(), "RestoreSession".to_string()),
                     ("invokerName".to_string(), restore_session.clone()),
                 ]);
-                (obj, addon, task, storages, rs.spec.target.clone(), vars)
-            }
-            JobPurpose::Other => {
-                return Err(perr(format!(
-                    "executor {ns}/{}: unknown job arguments {:?}",
-                    job.name, job.args
-                )));
+                let owner = owner_of(&kstash_api::client::encode(&r.session));
+                (owner, r.addon, vec![r.repository], r.target, vars)
             }
         };
-        for r in &repos {
-            if let Some((sns, _)) = r.split_once('/') {
-                foreign.insert(sns.to_string());
-            }
-        }
-        if let Some(tns) = target.as_ref().and_then(|t| t.namespace.clone()) {
-            foreign.insert(tns);
-        }
+        let mut foreign: std::collections::BTreeSet<String> =
+            repositories.iter().flat_map(|r| r.namespaces()).collect();
+        foreign.extend(target.as_ref().and_then(|t| t.namespace.clone()));
         foreign.remove(ns);
         foreign.remove("");
-        let jobs = self.plan_from(
-            job,
-            &session_obj,
-            &addon,
-            &task_ref,
-            &repos,
-            target.as_ref(),
-            vars,
-        )?;
+        let mut storages: Vec<&BackupStorage> = Vec::new();
+        for r in &repositories {
+            if !storages.iter().any(|s| s.metadata == r.storage.metadata) {
+                storages.push(&r.storage);
+            }
+        }
+        let jobs = self.plan_from(job, owner, &addon, storages, target.as_ref(), vars)?;
         Ok((jobs, foreign))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The executor Jobs of the session's first task.
     fn plan_from(
         &self,
         job: &JobSpec,
-        session_obj: &Value,
-        addon: &AddonInfo,
-        task_ref: &TaskReference,
-        storage_refs: &[String],
+        owner: Value,
+        addon: &ResolvedAddon,
+        storages: Vec<&BackupStorage>,
         target: Option<&TypedObjectReference>,
         mut vars: BTreeMap<String, String>,
     ) -> Result<Vec<Value>, PlatformError> {
         let ns = job.namespace.as_str();
-        let addon_obj: Addon = self.res.must_get("", &addon.name).map_err(perr)?;
-        let tasks = match job.purpose() {
-            JobPurpose::Restore { .. } => &addon_obj.spec.restore_tasks,
-            _ => &addon_obj.spec.backup_tasks,
-        };
-        let task = tasks.iter().find(|t| t.name == task_ref.name).ok_or_else(|| {
+        let first = addon.tasks.first().ok_or_else(|| {
             perr(format!(
-                "Addon {} has no task {:?}; it has: {}",
-                addon.name,
-                task_ref.name,
-                tasks
-                    .iter()
-                    .map(|t| t.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "executor {ns}/{}: the session's addon names no task",
+                job.name
             ))
         })?;
-        let function: Function = self.res.must_get("", &task.function).map_err(perr)?;
+        let (task_ref, task) = (&first.reference, &first.task);
+        let function = first.function.as_ref().ok_or_else(|| {
+            perr(format!(
+                "Addon {}: spec.{}Tasks[{}].function: Function \"{}\" not found; fix: install the addon catalog's Functions",
+                addon.name(),
+                addon.kind.word(),
+                addon
+                    .kind
+                    .tasks(&addon.addon)
+                    .iter()
+                    .position(|t| t.name == task.name)
+                    .unwrap_or(0),
+                task.function
+            ))
+        })?;
         for p in &task.parameters {
             if !p.default.is_empty() {
                 vars.entry(p.name.clone()).or_insert_with(|| p.default.clone());
@@ -437,24 +341,17 @@ impl KubePlatform {
                 }
             }
         }
-        let mut storages = Vec::new();
-        for r in storage_refs {
-            let (sns, sname) = r.split_once('/').unwrap_or((ns, r));
-            if let Some(s) = self.res.get_as::<BackupStorage>(sns, sname).map_err(perr)? {
-                storages.push(s);
-            }
-        }
         let inputs = ExecutorInputs {
             job,
-            owner: owner_of(session_obj),
-            addon,
+            owner,
+            addon: &addon.info,
             task_ref,
             task,
-            function: &function,
+            function,
             vars,
             target: target_obj.as_ref(),
             daemon_nodes,
-            storages: storages.iter().collect(),
+            storages,
             service_account: build::EXECUTOR_SERVICE_ACCOUNT.to_string(),
             now: Timestamp::now(),
         };
@@ -569,7 +466,7 @@ impl Platform for KubePlatform {
         }
         let (jobs, foreign) = self.plan_executor_with_namespaces(job)?;
         self.ensure_executor_rbac(&job.namespace)?;
-        let role = match job.purpose() {
+        let role = match &job.purpose {
             JobPurpose::Restore { .. } => "kubestash-restore-job",
             _ => "kubestash-backup-job",
         };

@@ -226,18 +226,7 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
         a.sessions.clone()
     };
     for s in &sessions {
-        if !bc.spec.sessions.iter().any(|x| &x.name == s) {
-            bail!(
-                "BackupConfiguration {ns}/{} has no session \"{s}\"; sessions: {}",
-                a.name,
-                bc.spec
-                    .sessions
-                    .iter()
-                    .map(|x| x.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        kstash_api::resolve::session_entry(&bc, s)?;
     }
     let p = platform(&home, store.clone(), std::env::var("KSTASH_PUSHGATEWAY").ok())?;
     let daemon = server::server_running(&home);

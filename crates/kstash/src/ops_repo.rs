@@ -17,6 +17,7 @@ use kstash_api::client::ResourcesExt;
 use kstash_api::common::{Condition, ConditionStatus, HookExecutionPhase, HookStatus};
 use kstash_api::core::{BackupConfiguration, BackupSession, RestoreSession};
 use kstash_api::phase::conditions as c;
+use kstash_api::resolve;
 use kstash_api::storage::{BackupStorage, Repository, Snapshot, SnapshotPhase};
 use kstash_controller::platform::StorageOps as _;
 use kstash_embedded::Store;
@@ -204,16 +205,13 @@ fn get_repository(store: &Store, ns: &str, name: &str) -> Result<Repository> {
         .with_context(|| format!("Repository {ns}/{name} not found (kstash get repo -n {ns})"))
 }
 
-/// The Secret that holds the Repository's password, for messages.
-fn encryption_secret(repo: &Repository, ns: &str) -> String {
-    match &repo.spec.encryption_secret {
-        Some(r) => format!(
-            "Secret {}/{}",
-            r.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(ns),
-            r.name
-        ),
-        None => "encryption Secret".to_string(),
-    }
+/// The Secret that holds the Repository's password (by the one rule of `kstash_api::resolve`),
+/// for messages.
+fn encryption_secret(store: &Store, repo: &Repository) -> Result<String> {
+    Ok(resolve::repository(store, repo.clone())?
+        .password
+        .secret
+        .to_string())
 }
 
 /// `wanted` as a component path: exact, or relative to `repository/v1/`.
@@ -477,7 +475,7 @@ fn password_add(store: &Store, t: &PasswordTarget) -> Result<ExitCode> {
     }
     eprintln!(
         "note: the {} still holds the old password, which keeps working and is what kstash uses; to switch, put the new password into its RESTIC_PASSWORD, then remove the old keys (kstash password remove {} -n {ns} --id-paths ID:PATH)",
-        encryption_secret(&repo, ns),
+        encryption_secret(store, &repo)?,
         t.repository
     );
     Ok(ExitCode::SUCCESS)
@@ -487,7 +485,7 @@ fn password_update(store: &Store, t: &PasswordTarget) -> Result<ExitCode> {
     let ns = t.namespace.as_str();
     let new = new_password(t, "update")?;
     let (repo, comps) = components(store, ns, &t.repository, &t.paths)?;
-    let secret = encryption_secret(&repo, ns);
+    let secret = encryption_secret(store, &repo)?;
     let mut changed: Vec<&str> = Vec::new();
     for comp in &comps {
         let result = (|| -> Result<kstash_repo::Id> {
@@ -575,7 +573,7 @@ fn password_remove(store: &Store, t: &PasswordTarget) -> Result<ExitCode> {
                 "key {} of {} is the one the password in the {} opens: removing it would lock kstash out; put another key's password into the Secret first (kstash password add/update), then remove this one",
                 key.id.short(),
                 comp.path,
-                encryption_secret(&repo, ns)
+                encryption_secret(store, &repo)?
             );
         }
         plan.push((comp, engine, key));
@@ -665,17 +663,7 @@ fn debug_backup(home: &Path, store: &Store, ns: &str, name: &str, only: &[String
         .with_context(|| format!("BackupConfiguration {ns}/{name} not found (kstash get bc -n {ns})"))?;
     let only: Vec<&String> = only.iter().filter(|s| !s.trim().is_empty()).collect();
     for s in &only {
-        if !bc.spec.sessions.iter().any(|x| &&x.name == s) {
-            bail!(
-                "BackupConfiguration {ns}/{name} has no session \"{s}\"; sessions: {}",
-                bc.spec
-                    .sessions
-                    .iter()
-                    .map(|x| x.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        resolve::session_entry(&bc, s)?;
     }
     let st = bc.status.clone().unwrap_or_default();
     outln!("BackupConfiguration {ns}/{name}");
@@ -983,17 +971,13 @@ fn debug_storage(store: &Store, ns: &str, name: &str) -> Result<ExitCode> {
         outln!("  Repositories with errors:");
         out!("{}", indented_table(&repo_rows, "    "));
     }
-    let secret = match bs.spec.storage.secret_name() {
-        None => None,
-        Some(s) => match store.get_as(ns, s)? {
-            Some(secret) => Some(secret),
-            None => {
-                outln!(
-                    "  Write probe: FAILED: Secret {ns}/{s} named by spec.storage.*.secretName does not exist; create it with the provider's credential keys"
-                );
-                return Ok(ExitCode::from(1));
-            }
-        },
+    let secret = match resolve::storage_secret(store, &bs) {
+        Ok(secret) => secret,
+        Err(e @ resolve::ResolveError::NotFound { .. }) => {
+            outln!("  Write probe: FAILED: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
     };
     let probe = StorageOpsImpl::new(LocalMode::Host).initialize(&bs, secret.as_ref());
     match probe {

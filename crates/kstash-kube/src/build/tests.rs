@@ -4,6 +4,7 @@
 use super::*;
 use kstash_api::addons::Addon;
 use kstash_api::common::AddonInfo;
+use kstash_controller::platform::JobPurpose;
 
 fn catalog(file: &str) -> Vec<Value> {
     let path = format!("{}/../../catalog/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -29,13 +30,9 @@ fn backup_job(name: &str) -> JobSpec {
     JobSpec {
         name: name.into(),
         namespace: "demo".into(),
-        args: vec![
-            "backup".into(),
-            "--namespace".into(),
-            "demo".into(),
-            "--backupsession".into(),
-            name.into(),
-        ],
+        purpose: JobPurpose::Backup {
+            backup_session: name.into(),
+        },
         labels: BTreeMap::from([
             ("kubestash.com/invoker-name".to_string(), "pg-backup".to_string()),
             ("kubestash.com/session-name".to_string(), "daily".to_string()),
