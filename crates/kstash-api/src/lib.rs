@@ -16,6 +16,7 @@ pub mod meta;
 pub mod names;
 pub mod object;
 pub mod phase;
+pub mod progress;
 pub mod schedule;
 pub mod storage;
 pub mod usage;
