@@ -465,12 +465,13 @@ mod tests {
         use ComponentPhase::*;
         let uploaded = || vec![cond(c::SNAPSHOT_METADATA_UPLOADED, true)];
         // (components, totalComponents, conditions) → phase
-        let table: Vec<(
-            Vec<(&str, ComponentPhase, Option<bool>)>,
+        type Row<'a> = (
+            Vec<(&'a str, ComponentPhase, Option<bool>)>,
             i32,
             Vec<Condition>,
             SnapshotPhase,
-        )> = vec![
+        );
+        let table: Vec<Row> = vec![
             (
                 vec![("a", Failed, None), ("b", Running, None)],
                 2,

@@ -238,7 +238,8 @@ mod tests {
     #[test]
     fn percent_speed_and_eta_come_from_done_total_and_elapsed() {
         // (done, total, seconds) → (percent, bytes/s, ETA seconds)
-        let table: [(u64, u64, u64, Option<f64>, Option<f64>, Option<u64>); 6] = [
+        type Row = (u64, u64, u64, Option<f64>, Option<f64>, Option<u64>);
+        let table: [Row; 6] = [
             (250, 1000, 10, Some(25.0), Some(25.0), Some(30)),
             (1000, 1000, 4, Some(100.0), Some(250.0), Some(0)),
             (500, 0, 5, None, Some(100.0), None),

@@ -237,7 +237,7 @@ mod tests {
                     "backupDone": "393.9MB", "total": "5.268GB", "percentDone": "7.48%",
                     "secondsElapsed": 60, "speed": "6.565MB/s", "totalFiles": 2, "filesDone": 1}}]},
                 "done": {"phase": "Succeeded", "resticStats": [{"progress": {"percentDone": "100.00%"}}]}}}});
-        let t = table(rt, &[snap.clone()], false, false);
+        let t = table(rt, std::slice::from_ref(&snap), false, false);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].contains("PROGRESS"), "{}", lines[0]);
         assert!(lines[1].contains("7.48% 6.565MB/s ETA 12m"), "{}", lines[1]);
