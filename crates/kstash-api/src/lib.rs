@@ -17,6 +17,7 @@ pub mod meta;
 pub mod names;
 pub mod object;
 pub mod phase;
+pub mod progress;
 pub mod resolve;
 pub mod schedule;
 pub mod storage;

@@ -101,14 +101,19 @@ pub fn snapshot_components(status: &SnapshotStatus) -> SnapshotPhase {
     }
 }
 
-/// Snapshot: Failed if metadata upload or the recent-list update failed or the backup is
-/// incomplete; Pending without components; the components' phase once metadata upload was
+/// Snapshot: Failed if metadata upload or the recent-list update failed, the backup is
+/// incomplete, or any component failed (KubeStash 2026: at once, while other components may
+/// still run); Pending without components; the components' phase once metadata upload was
 /// attempted; Running before that.
 pub fn snapshot(status: &SnapshotStatus) -> SnapshotPhase {
     let conds = &status.conditions;
     if is_false(conds, c::SNAPSHOT_METADATA_UPLOADED)
         || is_false(conds, c::RECENT_SNAPSHOT_LIST_UPDATED)
         || is_true(conds, c::BACKUP_INCOMPLETE)
+        || status
+            .components
+            .values()
+            .any(|x| x.phase == Some(ComponentPhase::Failed))
     {
         return SnapshotPhase::Failed;
     }
@@ -268,7 +273,7 @@ pub fn backup_session_completed(phase: BackupSessionPhase) -> bool {
     )
 }
 
-/// RestoreSession phase (spec §1.7).
+/// RestoreSession phase (spec §1.7; a failed component fails it at once, KubeStash 2026).
 pub fn restore_session(status: &RestoreSessionStatus) -> RestorePhase {
     let conds = &status.conditions;
     if is_false(conds, c::METRICS_PUSHED) {
@@ -312,8 +317,10 @@ pub fn restore_session(status: &RestoreSessionStatus) -> RestorePhase {
         RestorePhase::Running
     };
     match computed {
-        RestorePhase::Pending | RestorePhase::Unknown => computed,
-        RestorePhase::Succeeded | RestorePhase::Failed if !final_step_done => RestorePhase::Running,
+        // KubeStash 2026: one failed component fails the session at once, even while other
+        // components still run and before the final step.
+        RestorePhase::Pending | RestorePhase::Unknown | RestorePhase::Failed => computed,
+        RestorePhase::Succeeded if !final_step_done => RestorePhase::Running,
         other => other,
     }
 }
@@ -451,6 +458,62 @@ mod tests {
             snapshot(&snap(&[], 1, vec![cond(c::BACKUP_INCOMPLETE, true)])),
             SnapshotPhase::Failed
         );
+    }
+
+    #[test]
+    fn one_failed_component_fails_a_snapshot_at_once() {
+        use ComponentPhase::*;
+        let uploaded = || vec![cond(c::SNAPSHOT_METADATA_UPLOADED, true)];
+        // (components, totalComponents, conditions) → phase
+        type Row<'a> = (
+            Vec<(&'a str, ComponentPhase, Option<bool>)>,
+            i32,
+            Vec<Condition>,
+            SnapshotPhase,
+        );
+        let table: Vec<Row> = vec![
+            (
+                vec![("a", Failed, None), ("b", Running, None)],
+                2,
+                vec![],
+                SnapshotPhase::Failed,
+            ),
+            (
+                vec![("a", Failed, None), ("b", Pending, None)],
+                2,
+                vec![],
+                SnapshotPhase::Failed,
+            ),
+            (vec![("a", Failed, None)], 3, vec![], SnapshotPhase::Failed),
+            (
+                vec![("a", Running, None), ("b", Failed, None)],
+                2,
+                uploaded(),
+                SnapshotPhase::Failed,
+            ),
+            (
+                vec![("a", Succeeded, None), ("b", Running, None)],
+                2,
+                vec![],
+                SnapshotPhase::Running,
+            ),
+            (
+                vec![("a", Succeeded, None), ("b", Running, None)],
+                2,
+                uploaded(),
+                SnapshotPhase::Running,
+            ),
+            (
+                vec![("a", Succeeded, None), ("b", Succeeded, None)],
+                2,
+                uploaded(),
+                SnapshotPhase::Succeeded,
+            ),
+        ];
+        for (components, total, conds, want) in table {
+            let status = snap(&components, total, conds);
+            assert_eq!(snapshot(&status), want, "{components:?} of {total}");
+        }
     }
 
     #[test]
@@ -709,6 +772,27 @@ mod tests {
             )),
             Failed
         );
+    }
+
+    #[test]
+    fn one_failed_component_fails_a_restore_session_at_once() {
+        use RestorePhase::*;
+        let done = || cond(c::METRICS_PUSHED, true);
+        // (components, conditions) → phase; no final step yet unless `done()` is given.
+        let table: Vec<(Vec<RestorePhase>, Vec<Condition>, RestorePhase)> = vec![
+            (vec![Failed, Running], vec![], Failed),
+            (vec![Running, Failed, Pending], vec![], Failed),
+            (vec![Failed], vec![], Failed),
+            (vec![Failed, Succeeded], vec![], Failed),
+            (vec![Failed, Running], vec![done()], Failed),
+            (vec![Succeeded, Running], vec![], Running),
+            (vec![Succeeded, Succeeded], vec![], Running),
+            (vec![Succeeded, Succeeded], vec![done()], Succeeded),
+        ];
+        for (components, conds, want) in table {
+            let status = restore(&components, conds);
+            assert_eq!(restore_session(&status), want, "{components:?}");
+        }
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub fn download_snapshot(
         let target: PathBuf = destination.join(snapshot_name).join(name);
         for id in ids {
             let wait = opts.check_deadline(&format!("downloading snapshot {id} of component {name}"))?;
-            let t = restore_snapshot(&engine, id, &target, &[], &[], wait.min(MAX_LOCK_WAIT))?;
+            let t = restore_snapshot(&engine, id, &target, &[], &[], wait.min(MAX_LOCK_WAIT), None)?;
             tracing::info!(component = %name, snapshot = id, target = %target.display(), files = t.files, "downloaded");
         }
     }

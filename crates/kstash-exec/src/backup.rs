@@ -2,7 +2,8 @@
 //! configuration, resolves the Addon tasks to drivers, and for every Snapshot the controller
 //! created (one per repository) backs the target up into that repository's component repository
 //! (`<repo path>/repository/v1/<session>/<component>`), writing
-//! `Snapshot.status.components[<component>]` itself: Running, then Succeeded or Failed.
+//! `Snapshot.status.components[<component>]` itself: Running (with live progress in
+//! `resticStats[0].progress`), then Succeeded or Failed.
 //!
 //! A retried executor never adds a second restic snapshot: every snapshot is tagged with the
 //! BackupSession's uid, and a path that already has one is reused.
@@ -13,6 +14,7 @@ use kstash_api::client::Resources;
 use kstash_api::common::Driver;
 use kstash_api::core::Session;
 use kstash_api::phase::format_size;
+use kstash_api::progress::ProgressSample;
 use kstash_api::resolve::{self, ResolvedBackup};
 use kstash_api::storage::{BackupProgress, Component, ComponentPhase, ResticStats, ResticSummary, Snapshot};
 use kstash_repo::check::{CheckOptions, check};
@@ -21,6 +23,7 @@ use kstash_storage::layout::component_path;
 
 use crate::ExecOptions;
 use crate::error::{ExecError, Result};
+use crate::progress::{ProgressTarget, Tracker, reporting};
 use crate::refs;
 use crate::status::{go_duration, k8s_time, update_status};
 use crate::stream::{self, StreamDriver, StreamSpec};
@@ -231,7 +234,18 @@ fn backup_snapshot(ctx: &SessionCtx<'_>, task: &ResolvedTask, name: &str) -> Res
     let started = Instant::now();
     let path = component_path(&ctx.session.name, ctx.opts.backup_component());
     let snapshot = mark_running(ctx, name, &path)?;
-    let result = backup_component(ctx, task, &snapshot, &path);
+    let names = [name.to_string()];
+    let target = ProgressTarget::Snapshots {
+        names: &names,
+        component: ctx.opts.backup_component(),
+    };
+    let result = reporting(
+        ctx.client,
+        ctx.namespace,
+        target,
+        ctx.opts.progress_period,
+        |tracker| backup_component(ctx, task, &snapshot, &path, tracker),
+    );
     record_result(ctx, name, &path, started, result)
 }
 
@@ -383,6 +397,7 @@ fn backup_component(
     task: &ResolvedTask,
     snapshot: &Snapshot,
     component_path: &str,
+    tracker: &Tracker,
 ) -> Result<ComponentDone> {
     let params = VolumeBackupParams::from_task(task)?;
     params.check_paths_exist(task)?;
@@ -408,8 +423,8 @@ fn backup_component(
             excludes: &params.excludes,
             lock_wait: lock_wait.min(MAX_LOCK_WAIT),
         };
-        let done =
-            backup_path(&engine, path, &spec).map_err(|e| ExecError::repo(&location, e, &password_from))?;
+        let done = backup_path(&engine, path, &spec, tracker.part())
+            .map_err(|e| ExecError::repo(&location, e, &password_from))?;
         tracing::info!(
             path = %done.host_path,
             snapshot = %done.id.short(),
@@ -551,7 +566,18 @@ fn backup_stream_snapshots(
                     hostname: &ctx.opts.hostname,
                     lock_wait: left.min(MAX_LOCK_WAIT),
                 };
-                stream::backup_to_many(driver, &repos, &spec)
+                let running: Vec<String> = pending.iter().map(|(i, _)| names[*i].clone()).collect();
+                let target = ProgressTarget::Snapshots {
+                    names: &running,
+                    component: ctx.opts.backup_component(),
+                };
+                reporting(
+                    ctx.client,
+                    ctx.namespace,
+                    target,
+                    ctx.opts.progress_period,
+                    |tracker| stream::backup_to_many(driver, &repos, &spec, tracker.part()),
+                )
             });
         match outcome {
             Err(e) => {
@@ -621,15 +647,7 @@ fn stream_done(
             start_time: Some(k8s_time(done.start)),
             end_time: Some(k8s_time(done.end)),
         }),
-        progress: Some(BackupProgress {
-            seconds_elapsed: done.elapsed.as_secs() as i64,
-            percent_done: "100.00%".into(),
-            total_files: 1,
-            files_done: 1,
-            backup_done: format_size(done.size),
-            total: format_size(done.size),
-            speed: String::new(),
-        }),
+        progress: Some(completed(done.size, 1, done.elapsed)),
     }];
     Ok(ComponentDone {
         stats,
@@ -661,14 +679,22 @@ fn restic_stats(b: &PathBackup) -> ResticStats {
             start_time: Some(k8s_time(b.start)),
             end_time: Some(k8s_time(b.end)),
         }),
-        progress: Some(BackupProgress {
-            seconds_elapsed: b.elapsed.as_secs() as i64,
-            percent_done: "100.00%".into(),
-            total_files: b.files as i64,
-            files_done: b.files as i64,
-            backup_done: format_size(b.size),
-            total: format_size(b.size),
-            speed: String::new(),
-        }),
+        progress: Some(completed(b.size, b.files, b.elapsed)),
+    }
+}
+
+/// The progress of a finished backup of `bytes` in `files` that took `elapsed`: 100% (also
+/// when there was nothing to read).
+fn completed(bytes: u64, files: u64, elapsed: Duration) -> BackupProgress {
+    let sample = ProgressSample {
+        bytes_done: bytes,
+        bytes_total: bytes,
+        files_done: files,
+        files_total: files,
+        elapsed,
+    };
+    BackupProgress {
+        percent_done: "100.00%".into(),
+        ..sample.backup()
     }
 }

@@ -6,6 +6,9 @@
 //! - [`run_backup`]: a BackupSession's backup into every repository of the session
 //!   (`Snapshot.status.components`).
 //! - [`run_restore`]: a RestoreSession's restore (`RestoreSession.status.components`).
+//!
+//! Both write live progress into those components while they run (every
+//! [`ExecOptions::progress_period`]).
 //! - [`StorageOpsImpl`]: the controller's storage metadata operations and snapshot wipe-out.
 //! - [`access`]: component repositories, passwords and snapshot download for the CLI.
 //!
@@ -29,6 +32,7 @@ mod error;
 mod mysql;
 mod native;
 mod postgres;
+mod progress;
 mod redis;
 mod refs;
 mod restore;
@@ -50,6 +54,7 @@ pub use direct::{DirectTarget, dump_stream, load_stream};
 pub use error::{ExecError, Result};
 pub use kstash_api::resolve::PASSWORD_KEY;
 pub use kstash_storage::LocalMode;
+pub use progress::PROGRESS_PERIOD;
 pub use refs::secret_data;
 pub use restore::{ComponentRestore, RestoreReport, run_restore};
 pub use status::go_duration;
@@ -73,6 +78,8 @@ pub struct ExecOptions {
     pub component: Option<String>,
     /// How many components the session has in all (one job per replica writes one each).
     pub total_components: Option<i32>,
+    /// How often live progress is written into status ([`PROGRESS_PERIOD`], KubeStash's 10 s).
+    pub progress_period: Duration,
 }
 
 impl ExecOptions {
@@ -84,6 +91,7 @@ impl ExecOptions {
             deadline: None,
             component: None,
             total_components: None,
+            progress_period: PROGRESS_PERIOD,
         }
     }
 

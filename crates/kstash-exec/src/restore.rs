@@ -1,15 +1,15 @@
 //! `kstash exec restore`: the restore job of one RestoreSession. It resolves the data source
 //! (the Snapshot, its Repository, storage and encryption Secret) and the Addon task, then
 //! restores every requested component's restic snapshots (`resticStats[].summary.id`) and
-//! writes `RestoreSession.status.components[<component>]`: Running, then Succeeded or Failed
-//! with its duration and progress.
+//! writes `RestoreSession.status.components[<component>]`: Running (with live progress), then
+//! Succeeded or Failed with its duration and progress.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kstash_api::client::Resources;
 use kstash_api::core::{ComponentRestoreStatus, RestorePhase, RestoreProgress, RestoreSession};
-use kstash_api::phase::format_size;
+use kstash_api::progress::ProgressSample;
 use kstash_api::resolve::{self, ResolvedRepository, ResolvedRestore};
 use kstash_api::storage::{ComponentPhase, Snapshot};
 use kstash_storage::layout::StorageLayout;
@@ -18,6 +18,7 @@ use kstash_storage::layout::component_path;
 use crate::ExecOptions;
 use crate::backup::MAX_LOCK_WAIT;
 use crate::error::{ExecError, Result};
+use crate::progress::{ProgressTarget, Tracker, reporting};
 use crate::refs;
 use crate::status::{go_duration, update_status};
 use crate::stream::{self, StreamDriver};
@@ -190,7 +191,13 @@ pub fn run_restore(
     for name in &components {
         let _span = tracing::info_span!("component", component = %name).entered();
         let started = Instant::now();
-        let result = restore_component(&source, snap, &snap_object, name, opts);
+        let target = ProgressTarget::Restore {
+            name: restore_session,
+            component: name,
+        };
+        let result = reporting(client, namespace, target, opts.progress_period, |tracker| {
+            restore_component(&source, snap, &snap_object, name, opts, tracker)
+        });
         let elapsed = started.elapsed();
         let status = component_status(&result, elapsed);
         let write = update_status(client, namespace, restore_session, |r: &mut RestoreSession| {
@@ -233,20 +240,15 @@ fn component_status(result: &Result<ComponentRestore>, elapsed: Duration) -> Com
             duration: go_duration(elapsed),
             error: String::new(),
             progress: Some(RestoreProgress {
-                seconds_elapsed: elapsed.as_secs() as i64,
                 percent_done: "100.00%".into(),
-                total_files: done.files as i64,
-                files_done: done.files as i64,
-                restore_done: format_size(done.bytes),
-                total: format_size(done.bytes),
-                speed: if elapsed.as_secs_f64() > 0.0 {
-                    format!(
-                        "{}/s",
-                        format_size((done.bytes as f64 / elapsed.as_secs_f64()) as u64)
-                    )
-                } else {
-                    String::new()
-                },
+                ..ProgressSample {
+                    bytes_done: done.bytes,
+                    bytes_total: done.bytes,
+                    files_done: done.files,
+                    files_total: done.files,
+                    elapsed,
+                }
+                .restore()
             }),
         },
         Err(e) => ComponentRestoreStatus {
@@ -307,6 +309,7 @@ fn restore_component(
     snap_object: &str,
     name: &str,
     opts: &ExecOptions,
+    tracker: &Tracker,
 ) -> Result<ComponentRestore> {
     let status = snap.status.as_ref();
     let Some(comp) = status.and_then(|s| s.components.get(name)) else {
@@ -383,6 +386,7 @@ fn restore_component(
                 id,
                 &format!("/{file}"),
                 lock_wait.min(MAX_LOCK_WAIT),
+                &tracker.part(),
             )?;
             return Ok(ComponentRestore {
                 component: name.to_string(),
@@ -404,6 +408,7 @@ fn restore_component(
             &params.include,
             &params.exclude,
             lock_wait.min(MAX_LOCK_WAIT),
+            Some(tracker.part()),
         )?;
         tracing::info!(snapshot = %id, target = %target.display(), files = t.files, "restored");
         totals.files += t.files;

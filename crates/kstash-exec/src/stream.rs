@@ -4,6 +4,7 @@
 //! engine straight into the consumer. Nothing is staged on disk.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kstash_api::client::Resources;
@@ -12,6 +13,7 @@ use kstash_repo::Repository as EngineRepo;
 use kstash_repo::backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream_to_many};
 use kstash_repo::dump::{DumpOptions, dump_file_with, find_node};
 use kstash_repo::lock::{LockOptions, shared_and_fresh};
+use kstash_repo::progress::Progress;
 use kstash_repo::tree::NodeType;
 use kstash_storage::LocalMode;
 
@@ -115,22 +117,26 @@ pub(crate) struct StreamSpec<'a> {
     pub lock_wait: Duration,
 }
 
-/// Run the producer once and back its stream up into every repository of `repos`. The outer
-/// error is the producer's failure (then no repository got a snapshot); otherwise one result
-/// per repository.
+/// Run the producer once and back its stream up into every repository of `repos`, counting the
+/// bytes read in `progress` (one file of unknown size). The outer error is the producer's
+/// failure (then no repository got a snapshot); otherwise one result per repository.
 pub(crate) fn backup_to_many(
     driver: &dyn StreamDriver,
     repos: &[&EngineRepo],
     spec: &StreamSpec<'_>,
+    progress: Arc<Progress>,
 ) -> Result<Vec<kstash_repo::Result<StreamBackupSummary>>> {
     let mut producer = driver.produce()?;
+    progress.set_totals(0, 1);
     let options = StreamBackupOptions {
         tags: spec.tags.to_vec(),
         hostname: Some(spec.hostname.to_string()),
         lock: Some(LockOptions::waiting(spec.lock_wait)),
+        progress: Some(Arc::clone(&progress)),
         ..StreamBackupOptions::named(driver.file_name())
     };
     let results = backup_stream_to_many(repos, &mut producer, &options);
+    progress.add_item();
     // The tool's own verdict comes first: a failed dump explains the failed backups.
     let bytes = producer.finish()?;
     let results = results.map_err(|e| ExecError::invalid("stream backup", e.to_string()))?;
@@ -138,14 +144,15 @@ pub(crate) fn backup_to_many(
     Ok(results)
 }
 
-/// Write the file `path` of restic snapshot `id` of `repo` into the driver's consumer.
-/// Returns the bytes restored.
+/// Write the file `path` of restic snapshot `id` of `repo` into the driver's consumer,
+/// counting the bytes written in `progress`. Returns the bytes restored.
 pub(crate) fn restore_from(
     driver: &dyn StreamDriver,
     repo: &EngineRepo,
     id: &str,
     path: &str,
     lock_wait: Duration,
+    progress: &Progress,
 ) -> Result<u64> {
     let repo_err = |e: kstash_repo::Error| ExecError::Repo {
         repo: repo.location(),
@@ -164,12 +171,20 @@ pub(crate) fn restore_from(
                 ))
             });
         }
+        progress.set_totals(node.size, 1);
     }
     let mut consumer = driver.consume()?;
     let options = DumpOptions {
         lock: Some(LockOptions::waiting(lock_wait)),
     };
-    let dumped = dump_file_with(repo, id, path, &mut consumer, &options);
+    let counted = Counted {
+        inner: &mut consumer,
+        progress,
+    };
+    let dumped = dump_file_with(repo, id, path, counted, &options);
+    if dumped.is_ok() {
+        progress.add_item();
+    }
     // When the consumer stopped (psql hit an error), its message says why the dump broke off.
     let fed = consumer.finish()?;
     let dumped = dumped.map_err(|e| ExecError::Repo {
@@ -178,4 +193,22 @@ pub(crate) fn restore_from(
     })?;
     tracing::info!(bytes = dumped, fed, "stream restored");
     Ok(dumped)
+}
+
+/// A writer that counts what passes through it as progress.
+struct Counted<'a, W: Write + ?Sized> {
+    inner: &'a mut W,
+    progress: &'a Progress,
+}
+
+impl<W: Write + ?Sized> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.add_bytes(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

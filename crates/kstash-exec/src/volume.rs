@@ -5,10 +5,12 @@
 //! files land at `T/<original absolute path>`).
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kstash_repo::archiver::{TreeBackupOptions, backup_tree};
 use kstash_repo::lock::LockOptions;
+use kstash_repo::progress::Progress;
 use kstash_repo::{Id, Repository as EngineRepo, RestoreOptions};
 
 use crate::error::{ExecError, Result};
@@ -139,11 +141,13 @@ pub(crate) fn find_session_snapshot(
     }))
 }
 
-/// Back up `path` into `repo` unless a snapshot of it tagged with the session's tag exists.
+/// Back up `path` into `repo` unless a snapshot of it tagged with the session's tag exists,
+/// counting what is read in `progress`.
 pub(crate) fn backup_path(
     repo: &EngineRepo,
     path: &Path,
     spec: &PathBackupSpec<'_>,
+    progress: Arc<Progress>,
 ) -> kstash_repo::Result<PathBackup> {
     let host_path = path.display().to_string();
     if let Some(found) = find_session_snapshot(repo, &host_path, spec.session_tag)? {
@@ -163,6 +167,9 @@ pub(crate) fn backup_path(
             ),
             None => (0, 0, 0, sn.time.timestamp, sn.time.timestamp),
         };
+        progress.set_totals(size, files);
+        progress.add_bytes(size);
+        progress.add_items(files);
         return Ok(PathBackup {
             host_path,
             id: found.id,
@@ -182,6 +189,7 @@ pub(crate) fn backup_path(
         tags: spec.tags.to_vec(),
         hostname: Some(spec.hostname.to_string()),
         lock: Some(LockOptions::waiting(spec.lock_wait)),
+        progress: Some(progress),
         ..Default::default()
     };
     let summary = backup_tree(repo, &[path.to_path_buf()], &options)?;
@@ -210,8 +218,9 @@ pub(crate) struct RestoreTotals {
     pub bytes: u64,
 }
 
-/// Restore the snapshot `id` (full id or unique prefix) of `repo` into `target`. Items that
-/// could not be restored make it fail, naming the first few.
+/// Restore the snapshot `id` (full id or unique prefix) of `repo` into `target`, counting what
+/// is restored in `progress` (if any). Items that could not be restored make it fail, naming the
+/// first few.
 pub(crate) fn restore_snapshot(
     repo: &EngineRepo,
     id: &str,
@@ -219,11 +228,13 @@ pub(crate) fn restore_snapshot(
     include: &[String],
     exclude: &[String],
     lock_wait: Duration,
+    progress: Option<Arc<Progress>>,
 ) -> Result<RestoreTotals> {
     let options = RestoreOptions {
         include: include.to_vec(),
         exclude: exclude.to_vec(),
         lock: Some(LockOptions::waiting(lock_wait)),
+        progress,
         ..Default::default()
     };
     let summary = kstash_repo::restore(repo, id, target, &options).map_err(|e| ExecError::Repo {

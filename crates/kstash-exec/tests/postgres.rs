@@ -103,6 +103,7 @@ impl World {
             deadline: None,
             component: None,
             total_components: None,
+            progress_period: kstash_exec::PROGRESS_PERIOD,
         }
     }
 

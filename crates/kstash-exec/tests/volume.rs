@@ -12,7 +12,7 @@ use kstash_api::client::{Resources, ResourcesExt};
 use kstash_api::core::{RestorePhase, RestoreSession};
 use kstash_api::meta::{self, ResourceType};
 use kstash_api::resolve;
-use kstash_api::storage::{BackupStorage, ComponentPhase, Repository, Snapshot};
+use kstash_api::storage::{BackupProgress, BackupStorage, ComponentPhase, Repository, Snapshot};
 use kstash_controller::platform::StorageOps;
 use kstash_embedded::Store;
 use kstash_exec::{ExecError, ExecOptions, LocalMode, StorageOpsImpl, access, run_backup, run_restore};
@@ -60,6 +60,7 @@ impl World {
             deadline: None,
             component: None,
             total_components: None,
+            progress_period: kstash_exec::PROGRESS_PERIOD,
         }
     }
 
@@ -462,6 +463,67 @@ fn backup_records_the_component_and_restic_restores_the_same_tree() {
     world.restic().run(&["check", "--read-data"]).unwrap();
 }
 
+/// KubeStash 2026: while the backup runs, the executor writes live progress into the running
+/// component's `resticStats[0].progress`; the final status carries the completed progress.
+#[test]
+fn a_running_backup_writes_live_progress_into_the_snapshot_and_ends_at_100_percent() {
+    let world = world_with_sample_data();
+    for i in 0..8 {
+        std::fs::write(
+            world.data().join(format!("app/bulk-{i}.bin")),
+            kstash_testsupport::data::noise(4 << 20, 100 + i),
+        )
+        .unwrap();
+    }
+    let snapshot = world.trigger_backup_session("sample-backup-1");
+    let opts = ExecOptions {
+        progress_period: std::time::Duration::from_millis(2),
+        ..world.opts()
+    };
+    let events = world.store.watch();
+    run_backup(world.client(), NS, "sample-backup-1", &opts).unwrap();
+
+    let live: Vec<BackupProgress> = events
+        .try_iter()
+        .filter(|e| e.object["kind"] == "Snapshot" && e.object["metadata"]["name"] == snapshot.as_str())
+        .filter_map(|e| {
+            let snap: Snapshot = serde_json::from_value(e.object).unwrap();
+            let dump = snap.status?.components.remove("dump")?;
+            (dump.phase == Some(ComponentPhase::Running))
+                .then(|| dump.restic_stats.into_iter().next()?.progress)
+                .flatten()
+        })
+        .collect();
+    assert!(!live.is_empty(), "no progress was written while the backup ran");
+    for p in &live {
+        assert!(!p.backup_done.is_empty(), "{p:?}");
+        if p.total_files > 0 {
+            assert!(p.files_done <= p.total_files, "{p:?}");
+        }
+        if !p.percent_done.is_empty() {
+            let percent: f64 = p.percent_done.trim_end_matches('%').parse().unwrap();
+            assert!((0.0..=100.0).contains(&percent), "{p:?}");
+            assert!(!p.total.is_empty(), "a percentage needs a total: {p:?}");
+        }
+    }
+    let seconds: Vec<i64> = live.iter().map(|p| p.seconds_elapsed).collect();
+    assert!(seconds.is_sorted(), "elapsed time only grows: {seconds:?}");
+
+    let done = world
+        .snapshot(&snapshot)
+        .status
+        .unwrap()
+        .components
+        .remove("dump")
+        .unwrap();
+    assert_eq!(done.phase, Some(ComponentPhase::Succeeded));
+    let last = done.restic_stats[0].progress.as_ref().unwrap();
+    assert_eq!(last.percent_done, "100.00%");
+    assert_eq!((last.files_done, last.total_files), (12, 12), "{last:?}");
+    assert_eq!(last.backup_done, last.total);
+    assert!(last.total.ends_with("MB"), "36 MB of data: {last:?}");
+}
+
 #[test]
 fn a_retried_backup_session_reuses_its_snapshot() {
     let world = world_with_sample_data();
@@ -514,7 +576,8 @@ fn restore_session_restores_into_another_directory_and_include_selects_a_subset(
     assert_eq!(progress.percent_done, "100.00%");
     assert_eq!(progress.total_files, 4, "settings, deep, empty, random");
     assert_eq!(progress.files_done, 4);
-    assert!(progress.total.ends_with("MiB"), "{progress:?}");
+    // Progress sizes are KubeStash's (Go `units.HumanSize`, decimal): `3.151MB`.
+    assert!(progress.total.ends_with("MB"), "{progress:?}");
 
     // include: only the nested config directory (and the directories leading to it).
     let subset = world.scratch("subset");
@@ -699,6 +762,7 @@ fn a_passed_deadline_fails_the_component() {
         deadline: Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)),
         component: None,
         total_components: None,
+        progress_period: kstash_exec::PROGRESS_PERIOD,
         ..world.opts()
     };
     let e = run_backup(world.client(), NS, "sample-backup-1", &opts).unwrap_err();

@@ -149,6 +149,7 @@ impl Cluster {
             deadline: None,
             component: None,
             total_components: None,
+            progress_period: kstash_exec::PROGRESS_PERIOD,
         }
     }
 

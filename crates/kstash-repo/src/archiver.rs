@@ -11,6 +11,8 @@
 //!
 //! One file is read by one worker (files are the unit of parallelism). Items that cannot be read
 //! are counted and reported in the summary (and left out of the snapshot), never skipped silently.
+//! When progress counters are given, a scanner thread walks the paths ahead (as restic's scanner
+//! does) and sets their totals, so a front end can show a percentage.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -19,7 +21,7 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -426,6 +428,8 @@ pub fn backup_tree(
         pack_size: options.pack_size,
         uploaders: options.uploaders,
     };
+    // Set once the walker is done: the scanner's totals are no longer worth finishing.
+    let scan_stop = AtomicBool::new(false);
     let ((tree_id, counts, errors), stats) = with_saver(repo, &saver_options, |saver| {
         let ctx = Ctx {
             saver,
@@ -457,9 +461,19 @@ pub fn backup_tree(
                 );
             }
             drop(rx);
+            if let Some(progress) = ctx.progress.as_deref() {
+                let (targets, excludes, stop) = (&targets, &ctx.excludes, &scan_stop);
+                if let Err(e) = std::thread::Builder::new()
+                    .name("kstash-scan".into())
+                    .spawn_scoped(s, move || scan_totals(targets, excludes, progress, stop))
+                {
+                    tracing::warn!(error = %e, "cannot start the scanner; progress shows no totals");
+                }
+            }
             let walker = Walker { ctx: &ctx, jobs: tx };
             let res = walker.virtual_dir(&root, &base, parent_tree.as_ref());
             drop(walker);
+            scan_stop.store(true, Ordering::Relaxed);
             for h in handles {
                 match h {
                     Ok(h) => {
@@ -480,6 +494,10 @@ pub fn backup_tree(
     })?;
 
     let c = |a: &AtomicU64| a.load(Ordering::SeqCst);
+    if let Some(p) = &options.progress {
+        // What was backed up is the total now (files may have come or gone since the scan).
+        p.set_totals(c(&counts.total_bytes), c(&counts.total_files));
+    }
     let mut sn = Snapshot::new(tree_id, snapshot_paths);
     sn.time = time;
     sn.hostname = hostname;
@@ -725,6 +743,36 @@ impl Walker<'_, '_, '_> {
     }
 }
 
+/// Walk `targets` (skipping what `excludes` matches, not following symlinks) and set the number
+/// and bytes of their regular files as the totals of `progress`, once the walk is complete;
+/// give up when `stop` is set.
+fn scan_totals(targets: &[PathBuf], excludes: &PatternSet, progress: &Progress, stop: &AtomicBool) {
+    let (mut bytes, mut files) = (0u64, 0u64);
+    let mut stack: Vec<PathBuf> = targets.to_vec();
+    while let Some(path) = stack.pop() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_file() {
+            bytes += meta.len();
+            files += 1;
+        } else if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            for e in entries.flatten() {
+                let p = e.path();
+                if excludes.is_empty() || !excludes.matches(&p.to_string_lossy()) {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    progress.set_totals(bytes, files);
+}
+
 fn collect_files(
     rx: &Receiver<(usize, Option<Node>)>,
     nodes: &mut [Option<Node>],
@@ -892,6 +940,46 @@ mod tests {
 
     fn find(repo: &Repository, root: Id, path: &Path) -> Node {
         try_find(repo, root, path).unwrap_or_else(|| panic!("{} not in the snapshot", path.display()))
+    }
+
+    #[test]
+    fn progress_counts_every_file_and_ends_at_the_scanned_totals_and_a_restore_reports_the_same() {
+        let repo = repo();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("a"), vec![1u8; 70_000]).unwrap();
+        std::fs::write(d.join("sub/b"), vec![2u8; 30_000]).unwrap();
+        std::fs::write(d.join("skip.log"), b"x").unwrap();
+        let progress = Arc::new(Progress::new());
+        let options = TreeBackupOptions {
+            excludes: vec!["*.log".into()],
+            progress: Some(Arc::clone(&progress)),
+            ..opts()
+        };
+        let sum = backup_tree(&repo, &[d.to_path_buf()], &options).unwrap();
+        assert_eq!((progress.bytes(), progress.items()), (100_000, 2));
+        assert_eq!((progress.total_bytes(), progress.total_items()), (100_000, 2));
+
+        let scanned = Progress::new();
+        let excludes = PatternSet::new(&["*.log".to_string()]).unwrap();
+        scan_totals(&[d.to_path_buf()], &excludes, &scanned, &AtomicBool::new(false));
+        assert_eq!(
+            (scanned.total_bytes(), scanned.total_items()),
+            (100_000, 2),
+            "the scanner honours the excludes"
+        );
+
+        let restored = Arc::new(Progress::new());
+        let target = tempfile::tempdir().unwrap();
+        let ropts = crate::restore::RestoreOptions {
+            progress: Some(Arc::clone(&restored)),
+            lock: None,
+            ..Default::default()
+        };
+        crate::restore::restore(&repo, &sum.snapshot_id.to_hex(), target.path(), &ropts).unwrap();
+        assert_eq!((restored.total_bytes(), restored.total_items()), (100_000, 2));
+        assert_eq!((restored.bytes(), restored.items()), (100_000, 2));
     }
 
     #[test]

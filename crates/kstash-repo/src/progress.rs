@@ -25,7 +25,12 @@ impl Progress {
 
     /// Count one more item (file) done.
     pub fn add_item(&self) {
-        self.items.fetch_add(1, Ordering::Relaxed);
+        self.add_items(1);
+    }
+
+    /// Count `n` more items done.
+    pub fn add_items(&self, n: u64) {
+        self.items.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Set the expected totals (bytes, items), once known.

@@ -26,8 +26,8 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{AtFlags, CWD, FileType as NodKind, Mode, Timespec, Timestamps, XattrFlags};
 
@@ -39,6 +39,7 @@ use crate::index::BlobType;
 use crate::lock::{self, LockOptions, RepoLock};
 use crate::pack;
 use crate::pattern::PatternSet;
+use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::SnapshotEntry;
 use crate::tree::{Node, NodeType, mode};
@@ -67,7 +68,7 @@ pub enum ExistingFiles {
 }
 
 /// Options of [`restore`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// Restore only what matches one of these patterns (and the directories leading to it).
     pub include: Vec<String>,
@@ -81,6 +82,9 @@ pub struct RestoreOptions {
     pub threads: usize,
     /// Hold a shared lock while restoring (`None`: no lock, like restic's `--no-lock`).
     pub lock: Option<LockOptions>,
+    /// Counters to update as files are restored (bytes, files); the totals are set once the
+    /// restore is planned.
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl Default for RestoreOptions {
@@ -92,6 +96,7 @@ impl Default for RestoreOptions {
             sparse: true,
             threads: 0,
             lock: Some(LockOptions::default()),
+            progress: None,
         }
     }
 }
@@ -207,6 +212,10 @@ fn run(
         others = plan.others.len(),
         "restore planned"
     );
+    if let Some(p) = &options.progress {
+        let bytes = plan.files.iter().map(|f| f.node.size).sum();
+        p.set_totals(bytes, plan.files.len() as u64);
+    }
     r.write(&plan)?;
     let st = &r.stats;
     let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
@@ -667,6 +676,11 @@ impl Restorer<'_> {
                             match self.restore_file(item) {
                                 Ok(_) => done[i].store(true, Ordering::SeqCst),
                                 Err(e) => self.record(e),
+                            }
+                            // Failed files count as done too: the total is what was planned.
+                            if let Some(p) = &self.options.progress {
+                                p.add_item();
+                                p.add_bytes(item.node.size);
                             }
                         }
                     })

@@ -1,8 +1,11 @@
-//! Output: kubectl-style tables from each kind's print columns, ages, YAML/JSON rendering, and
-//! redaction of Secret data.
+//! Output: kubectl-style tables from each kind's print columns, ages, YAML/JSON rendering,
+//! redaction of Secret data, and the live progress of running Snapshots and RestoreSessions.
 
 use jiff::Timestamp;
+use kstash_api::core::RestoreProgress;
 use kstash_api::meta::{self, ResourceType};
+use kstash_api::progress::{backup_summary, eta, restore_summary};
+use kstash_api::storage::BackupProgress;
 use serde_json::Value;
 
 /// Replace every value of a Secret's `data`/`stringData` by a redaction marker (keys are kept).
@@ -58,12 +61,84 @@ fn cell(v: Option<&Value>, type_: &str, now: Timestamp) -> String {
     }
 }
 
-/// Columns of a kind: `(HEADER, jsonPath, type)`.
+/// Columns of a kind: `(HEADER, jsonPath, type)`; Snapshots and RestoreSessions also get
+/// kstash's `PROGRESS` (before `AGE`).
 fn columns(rt: &ResourceType) -> Vec<(String, &'static str, &'static str)> {
-    meta::print_columns(rt.kind)
+    let mut cols: Vec<_> = meta::print_columns(rt.kind)
         .iter()
         .map(|(n, p, t)| (n.to_uppercase(), *p, *t))
+        .collect();
+    if matches!(rt.kind, "Snapshot" | "RestoreSession") {
+        let at = cols.iter().position(|c| c.0 == "AGE").unwrap_or(cols.len());
+        cols.insert(at, ("PROGRESS".into(), PROGRESS, "string"));
+    }
+    cols
+}
+
+/// The pseudo path of the `PROGRESS` column.
+const PROGRESS: &str = "#progress";
+
+/// The live progress of each running component of a Snapshot or RestoreSession, as
+/// `(component, progress)`, in component order.
+pub fn progress(obj: &Value) -> Vec<(String, Progress)> {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some(Value::Object(components)) = obj.pointer("/status/components") else {
+        return Vec::new();
+    };
+    components
+        .iter()
+        .filter(|(_, c)| c.get("phase").and_then(Value::as_str) == Some("Running"))
+        .filter_map(|(name, c)| {
+            let p = match kind {
+                "Snapshot" => Progress::Backup(
+                    serde_json::from_value(c.pointer("/resticStats/0/progress")?.clone()).ok()?,
+                ),
+                "RestoreSession" => {
+                    Progress::Restore(serde_json::from_value(c.get("progress")?.clone()).ok()?)
+                }
+                _ => return None,
+            };
+            Some((name.clone(), p))
+        })
         .collect()
+}
+
+/// Live progress of one component.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Backup(BackupProgress),
+    Restore(RestoreProgress),
+}
+
+impl Progress {
+    /// The full line for `describe`: percent, done of total, files, speed, elapsed, ETA.
+    pub fn summary(&self) -> String {
+        match self {
+            Progress::Backup(p) => backup_summary(p),
+            Progress::Restore(p) => restore_summary(p),
+        }
+    }
+
+    /// The short cell for a table: percent (or bytes done when the total is unknown), speed, ETA.
+    pub fn cell(&self) -> String {
+        let (percent, done, speed, secs) = match self {
+            Progress::Backup(p) => (&p.percent_done, &p.backup_done, &p.speed, p.seconds_elapsed),
+            Progress::Restore(p) => (&p.percent_done, &p.restore_done, &p.speed, p.seconds_elapsed),
+        };
+        let mut parts = vec![if percent.is_empty() {
+            done.clone()
+        } else {
+            percent.clone()
+        }];
+        if !speed.is_empty() {
+            parts.push(speed.clone());
+        }
+        if let Some(left) = eta(percent, secs) {
+            parts.push(format!("ETA {}", human_duration(left.as_secs() as i64)));
+        }
+        parts.retain(|p| !p.is_empty());
+        parts.join(" ")
+    }
 }
 
 /// Render objects of one kind as a table.
@@ -96,7 +171,10 @@ pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: b
                 .to_string(),
         );
         for (_, path, type_) in &cols {
-            if *path == "#data" {
+            if *path == PROGRESS {
+                let cells: Vec<String> = progress(o).iter().map(|(_, p)| p.cell()).collect();
+                row.push(cells.join("; "));
+            } else if *path == "#data" {
                 row.push(
                     o.get("data")
                         .and_then(Value::as_object)
@@ -148,6 +226,30 @@ mod tests {
         assert_eq!(s["data"]["RESTIC_PASSWORD"], "<redacted>");
         let not_secret = redact(json!({"kind": "Repository", "data": {"x": "y"}}));
         assert_eq!(not_secret["data"]["x"], "y");
+    }
+
+    #[test]
+    fn running_components_show_their_progress_in_tables_and_describe() {
+        let rt = kstash_api::meta::lookup("snapshot").unwrap();
+        let snap = json!({"kind": "Snapshot", "metadata": {"name": "s1", "namespace": "demo"},
+            "status": {"phase": "Running", "components": {
+                "dump": {"phase": "Running", "resticStats": [{"progress": {
+                    "backupDone": "393.9MB", "total": "5.268GB", "percentDone": "7.48%",
+                    "secondsElapsed": 60, "speed": "6.565MB/s", "totalFiles": 2, "filesDone": 1}}]},
+                "done": {"phase": "Succeeded", "resticStats": [{"progress": {"percentDone": "100.00%"}}]}}}});
+        let t = table(rt, std::slice::from_ref(&snap), false, false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].contains("PROGRESS"), "{}", lines[0]);
+        assert!(lines[1].contains("7.48% 6.565MB/s ETA 12m"), "{}", lines[1]);
+        let p = progress(&snap);
+        assert_eq!(p.len(), 1, "only running components");
+        assert_eq!(
+            p[0].1.summary(),
+            "7.48%, 393.9MB of 5.268GB, 1/2 files, 6.565MB/s, 1m0s elapsed, ETA 12m22s"
+        );
+        let rs = json!({"kind": "RestoreSession", "status": {"components": {"dump": {
+            "phase": "Running", "progress": {"restoreDone": "1.3MB", "secondsElapsed": 10}}}}});
+        assert_eq!(progress(&rs)[0].1.cell(), "1.3MB");
     }
 
     #[test]

@@ -340,6 +340,13 @@ fn describe(store: &Store, args: crate::cli::DescribeArgs) -> Result<ExitCode> {
         );
     }
     let redacted = print::redact(obj.clone());
+    let running = print::progress(&obj);
+    if !running.is_empty() {
+        outln!("Progress:");
+        for (component, p) in running {
+            outln!("  {component}: {}", p.summary());
+        }
+    }
     for section in ["spec", "data", "type", "status"] {
         if let Some(v) = redacted.get(section) {
             let body = serde_yaml_ng::to_string(v).unwrap_or_default();

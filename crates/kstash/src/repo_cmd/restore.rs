@@ -60,6 +60,7 @@ pub fn run(args: &RepoArgs, r: &RestoreArgs) -> Result<ExitCode> {
         sparse: !r.no_sparse,
         threads: r.threads,
         lock: (!args.no_lock).then(|| super::lock_options(args)),
+        progress: None,
     };
     let s = restore(&repo, &r.snapshot, &r.target, &options)
         .with_context(|| format!("restoring {} to {}", r.snapshot, r.target.display()))?;
