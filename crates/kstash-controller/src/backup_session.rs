@@ -469,6 +469,7 @@ fn wait_for_executor(
         timeout_field: "spec.backupTimeout",
         all_final: all_terminal,
         all_reported: !snapshots.is_empty() && snapshots.iter().all(components_reported),
+        any_failed: snapshots.iter().any(component_failed),
         job: p.job_state(&ns, &name),
         deadline: st.backup_deadline.as_ref().map(|d| d.0),
         now,
@@ -554,6 +555,15 @@ fn components_reported(s: &Snapshot) -> bool {
     })
 }
 
+/// Whether a component of the Snapshot failed.
+fn component_failed(s: &Snapshot) -> bool {
+    s.status.as_ref().is_some_and(|x| {
+        x.components
+            .values()
+            .any(|c| c.phase == Some(kstash_api::storage::ComponentPhase::Failed))
+    })
+}
+
 /// How soon a session whose Snapshots are being finalised looks again.
 const FINALISE_POLL: Duration = Duration::from_millis(200);
 
@@ -568,6 +578,9 @@ pub struct ExecutorWait {
     pub all_final: bool,
     /// Every Snapshot's components reported, not yet finalised (restore: never).
     pub all_reported: bool,
+    /// A component failed: the Snapshot (restore: the session) is Failed already, so the
+    /// executor's other components are stopped rather than waited for (KubeStash 2026).
+    pub any_failed: bool,
     pub job: JobState,
     pub deadline: Option<Timestamp>,
     pub now: Timestamp,
@@ -599,6 +612,10 @@ pub fn plan_executor_wait(o: &ExecutorWait) -> WaitStep {
         message: message.to_string(),
     };
     match &o.job {
+        JobState::Running if o.any_failed => incomplete(
+            true,
+            &format!("stopped: another component failed, so the {} failed", o.executor),
+        ),
         JobState::Running if deadline_passed => incomplete(
             true,
             &format!("deadline exceeded or signal terminated ({})", o.timeout_field),

@@ -258,6 +258,10 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
             timeout_field: "spec.restoreTimeout",
             all_final: false,
             all_reported: false,
+            any_failed: st
+                .components
+                .values()
+                .any(|x| x.phase == Some(RestorePhase::Failed)),
             job: p.job_state(ns, &job_name),
             deadline: st.restore_deadline.as_ref().map(|d| d.0),
             now,

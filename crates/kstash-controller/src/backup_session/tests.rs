@@ -19,6 +19,7 @@ fn observed(job: JobState, all_final: bool, all_reported: bool, deadline: Option
         timeout_field: "spec.backupTimeout",
         all_final,
         all_reported,
+        any_failed: false,
         job,
         deadline: deadline.map(at),
         now: at(NOW),
@@ -90,6 +91,25 @@ fn executor_wait_plans() {
     for (what, o, expected) in cases {
         assert_eq!(plan_executor_wait(&o), expected, "{what}");
     }
+}
+
+#[test]
+fn a_failed_component_stops_the_executor_instead_of_waiting_for_the_others() {
+    let mut o = observed(JobState::Running, false, false, None);
+    o.any_failed = true;
+    assert_eq!(
+        plan_executor_wait(&o),
+        incomplete(true, "stopped: another component failed, so the backup failed")
+    );
+    // Once the executor is gone the usual rule applies.
+    o.job = JobState::Failed("exit status 1".into());
+    assert_eq!(
+        plan_executor_wait(&o),
+        incomplete(false, "backup executor failed: exit status 1")
+    );
+    // Final is final.
+    o.all_final = true;
+    assert_eq!(plan_executor_wait(&o), WaitStep::Done);
 }
 
 #[test]
