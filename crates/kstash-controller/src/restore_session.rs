@@ -17,7 +17,7 @@ use kstash_api::phase::{self, conditions as c};
 use kstash_api::storage::{Repository, Snapshot, SnapshotPhase};
 
 use crate::backup_session::{ExecutorWait, WaitStep, plan_executor_wait};
-use crate::hook_steps::{self, HOOK_POLL, HookStep};
+use crate::hook_steps::{self, HOOK_POLL};
 use crate::hooks::Summary;
 use crate::platform::{JobPurpose, JobSpec, JobState, Platform};
 use crate::util::{self, Requeue, Result, cond, set_cond};
@@ -98,211 +98,327 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
         rs = p.update_as(&rs)?;
     }
     let mut st = rs.status.clone().unwrap_or_default();
-    if matches!(st.phase, Some(RestorePhase::Succeeded | RestorePhase::Failed))
-        && cond(&st.conditions, c::METRICS_PUSHED).is_some()
-    {
-        return Ok(Requeue::Idle);
-    }
-    let now = p.now();
+    let mut facts = RestoreFacts {
+        has_post_hooks: rs.spec.hooks.as_ref().is_some_and(|h| !h.post_restore.is_empty()),
+        prepared: false,
+        executor_done: false,
+    };
+    // The Snapshot resolved by this reconcile's Prepare step (the executor restores it).
+    let mut snapshot_name = String::new();
 
-    // 1–2. Validate and resolve, until the executor is started.
-    if cond(&st.conditions, c::RESTORE_EXECUTOR_ENSURED).is_none() {
-        let snapshot_name;
-        match validate_and_resolve(p, &rs) {
-            Err(msg) => {
-                set_cond(
+    // Plan → apply, one step at a time, until a step waits or the session is settled.
+    loop {
+        let now = p.now();
+        let step = next_restore_step(&st, &facts);
+        tracing::debug!(?step, "restore session step");
+        match step {
+            RestoreStep::Settled => return Ok(Requeue::Idle),
+            RestoreStep::Prepare => match prepare(p, &rs, &mut st, now)? {
+                Ok(snapshot) => {
+                    snapshot_name = snapshot;
+                    facts.prepared = true;
+                    rs = save(p, rs, &st)?;
+                }
+                Err(()) => {
+                    save(p, rs, &st)?;
+                    return Ok(Requeue::After(Duration::from_secs(5)));
+                }
+            },
+            RestoreStep::PreHooks => {
+                let pre = rs
+                    .spec
+                    .hooks
+                    .as_ref()
+                    .map(|h| h.pre_restore.clone())
+                    .unwrap_or_default();
+                let prefix = hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "pre");
+                let summary = summary(&rs, "Running", "");
+                let (results, step) =
+                    hook_steps::run_step(p, ns, &pre, &st.hooks.pre_hooks, &summary, None, &prefix);
+                st.hooks.pre_hooks = results;
+                let finished = hook_steps::set_stage_condition(
                     &mut st.conditions,
                     now,
-                    c::VALIDATION_PASSED,
-                    false,
-                    "ResourceValidationFailed",
-                    msg,
+                    c::PRE_RESTORE_HOOKS_SUCCEEDED,
+                    &step,
+                    "SuccessfullyExecutedPreRestoreHooks",
+                    "FailedToExecutePreRestoreHooks",
                 );
-                st.phase = Some(RestorePhase::Invalid);
-                save(p, rs, &st)?;
-                return Ok(Requeue::After(Duration::from_secs(5)));
+                rs = save(p, rs, &st)?;
+                hook_steps::forget_finished(p.tasks(), &pre, &prefix);
+                if !finished {
+                    return Ok(Requeue::After(HOOK_POLL));
+                }
             }
-            Ok((snap, deps, total)) => {
-                set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::VALIDATION_PASSED,
-                    true,
-                    "ResourceValidationPassed",
-                    "",
-                );
-                snapshot_name = util::name(&snap.metadata).to_string();
-                st.dependencies = deps;
-                st.total_components = total;
-            }
-        }
-        // 3. Target.
-        if let Some(t) = &rs.spec.target {
-            match p.target_found(t)? {
-                Some(found) => {
-                    st.target_found = Some(found);
-                    set_cond(
+            RestoreStep::Executor => {
+                let job = JobSpec {
+                    name: job_name.clone(),
+                    namespace: ns.to_string(),
+                    purpose: JobPurpose::Restore {
+                        restore_session: name.to_string(),
+                        snapshot: snapshot_name.clone(),
+                    },
+                    labels: util::labels(&[
+                        (util::LABEL_INVOKER_KIND, "RestoreSession"),
+                        (util::LABEL_INVOKER_NAME, name),
+                    ]),
+                    deadline: st.restore_deadline.as_ref().map(|t| t.0),
+                };
+                match p.start_job(&job) {
+                    Ok(()) => set_cond(
                         &mut st.conditions,
                         now,
-                        c::RESTORE_TARGET_FOUND,
-                        found,
-                        if found {
-                            "TargetAvailable"
-                        } else {
-                            "TargetNotFound"
-                        },
-                        if found {
-                            String::new()
-                        } else {
-                            format!("{} {} not found", t.kind.as_deref().unwrap_or(""), t.name)
-                        },
-                    );
+                        c::RESTORE_EXECUTOR_ENSURED,
+                        true,
+                        "SuccessfullyEnsuredRestoreExecutor",
+                        "",
+                    ),
+                    Err(e) => set_cond(
+                        &mut st.conditions,
+                        now,
+                        c::RESTORE_EXECUTOR_ENSURED,
+                        false,
+                        "FailedToEnsureRestoreExecutor",
+                        e.to_string(),
+                    ),
                 }
-                None => st.target_found = None,
+                rs = save(p, rs, &st)?;
             }
+            RestoreStep::Wait => {
+                if let Some(requeue) = wait_for_executor(p, &mut rs, &mut st, &job_name, now)? {
+                    return Ok(requeue);
+                }
+                facts.executor_done = true;
+            }
+            RestoreStep::PostHooks => {
+                let mut probe = st.clone();
+                set_cond(&mut probe.conditions, now, c::METRICS_PUSHED, true, "", "");
+                let ok = phase::restore_session(&probe) == RestorePhase::Succeeded;
+                let post = rs
+                    .spec
+                    .hooks
+                    .as_ref()
+                    .map(|h| h.post_restore.clone())
+                    .unwrap_or_default();
+                let err = failure_message(&probe);
+                let prefix = hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "post");
+                let sum = summary(&rs, if ok { "Succeeded" } else { "Failed" }, &err);
+                let (results, step) =
+                    hook_steps::run_step(p, ns, &post, &st.hooks.post_hooks, &sum, Some(ok), &prefix);
+                st.hooks.post_hooks = results;
+                let finished = hook_steps::set_stage_condition(
+                    &mut st.conditions,
+                    now,
+                    c::POST_RESTORE_HOOKS_SUCCEEDED,
+                    &step,
+                    "SuccessfullyExecutedPostRestoreHooks",
+                    "FailedToExecutePostRestoreHooks",
+                );
+                rs = save(p, rs, &st)?;
+                hook_steps::forget_finished(p.tasks(), &post, &prefix);
+                if !finished {
+                    return Ok(Requeue::After(HOOK_POLL));
+                }
+            }
+            RestoreStep::Finish => return finish(p, rs, st),
         }
-        if let Some(t) = &rs.spec.restore_timeout
-            && st.restore_deadline.is_none()
-            && let Ok(d) = parse_go_duration(t)
-        {
-            st.restore_deadline = Some(util::time(util::add(now, d)));
-        }
-        st.phase = Some(RestorePhase::Running);
-        // 4. Pause backups of the same target.
-        if st.paused_backups.is_empty() {
-            st.paused_backups = pause_backups(p, &rs)?;
-        }
-        rs = save(p, rs, &st)?;
+    }
+}
 
-        // 5. Pre-restore hooks, each a tracked task: the worker does not wait for them.
-        if cond(&st.conditions, c::PRE_RESTORE_HOOKS_SUCCEEDED).is_none() {
-            let pre = rs
-                .spec
-                .hooks
-                .as_ref()
-                .map(|h| h.pre_restore.clone())
-                .unwrap_or_default();
-            let prefix = hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "pre");
-            let summary = summary(&rs, "Running", "");
-            let (results, step) =
-                hook_steps::run_step(p, ns, &pre, &st.hooks.pre_hooks, &summary, None, &prefix);
-            st.hooks.pre_hooks = results;
-            let finished = hook_steps::set_stage_condition(
-                &mut st.conditions,
-                now,
-                c::PRE_RESTORE_HOOKS_SUCCEEDED,
-                &step,
-                "SuccessfullyExecutedPreRestoreHooks",
-                "FailedToExecutePreRestoreHooks",
-            );
-            rs = save(p, rs, &st)?;
-            hook_steps::forget_finished(p.tasks(), &pre, &prefix);
-            if !finished {
-                return Ok(Requeue::After(HOOK_POLL));
-            }
-            if matches!(step, HookStep::Failed(_)) {
-                return post_and_finish(p, rs, st);
-            }
+/// What the restore plan knows besides the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreFacts {
+    pub has_post_hooks: bool,
+    /// This reconcile validated the session and resolved its Snapshot (the executor needs it).
+    pub prepared: bool,
+    /// This reconcile found every component final (or the executor gone).
+    pub executor_done: bool,
+}
+
+/// The steps of a RestoreSession, in order; each records its outcome as a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreStep {
+    /// Validate, resolve the Snapshot, check the target, set the deadline, pause backups of
+    /// the target; repeated until the executor starts (an Invalid session is re-validated).
+    Prepare,
+    PreHooks,
+    Executor,
+    /// Wait for the components (deadline, vanished or failed executor, a failed component).
+    Wait,
+    PostHooks,
+    /// Resume backups, final phase, event, metrics.
+    Finish,
+    /// Finished: nothing left to do.
+    Settled,
+}
+
+/// The next step of a restore (pure): from its recorded conditions and the facts.
+pub fn next_restore_step(st: &RestoreSessionStatus, facts: &RestoreFacts) -> RestoreStep {
+    let done = |t: &str| cond(&st.conditions, t);
+    if matches!(st.phase, Some(RestorePhase::Succeeded | RestorePhase::Failed))
+        && done(c::METRICS_PUSHED).is_some()
+    {
+        return RestoreStep::Settled;
+    }
+    let pre = done(c::PRE_RESTORE_HOOKS_SUCCEEDED);
+    let executor = done(c::RESTORE_EXECUTOR_ENSURED);
+    if executor.is_none() && pre != Some(false) {
+        if !facts.prepared {
+            return RestoreStep::Prepare;
         }
-        let job = JobSpec {
-            name: job_name.clone(),
-            namespace: ns.to_string(),
-            purpose: JobPurpose::Restore {
-                restore_session: name.to_string(),
-                snapshot: snapshot_name,
-            },
-            labels: util::labels(&[
-                (util::LABEL_INVOKER_KIND, "RestoreSession"),
-                (util::LABEL_INVOKER_NAME, name),
-            ]),
-            deadline: st.restore_deadline.as_ref().map(|t| t.0),
-        };
-        match p.start_job(&job) {
-            Ok(()) => set_cond(
+        if pre.is_none() {
+            return RestoreStep::PreHooks;
+        }
+        return RestoreStep::Executor;
+    }
+    if executor == Some(true) && !facts.executor_done {
+        return RestoreStep::Wait;
+    }
+    if facts.has_post_hooks && done(c::POST_RESTORE_HOOKS_SUCCEEDED).is_none() {
+        return RestoreStep::PostHooks;
+    }
+    RestoreStep::Finish
+}
+
+/// Validate and resolve (the Snapshot's name, or `Err` after recording Invalid), the target, the
+/// deadline, Running, and the paused backups of the target.
+fn prepare(
+    p: &dyn Platform,
+    rs: &RestoreSession,
+    st: &mut RestoreSessionStatus,
+    now: jiff::Timestamp,
+) -> Result<std::result::Result<String, ()>> {
+    let snapshot_name = match validate_and_resolve(p, rs) {
+        Err(msg) => {
+            set_cond(
                 &mut st.conditions,
                 now,
-                c::RESTORE_EXECUTOR_ENSURED,
+                c::VALIDATION_PASSED,
+                false,
+                "ResourceValidationFailed",
+                msg,
+            );
+            st.phase = Some(RestorePhase::Invalid);
+            return Ok(Err(()));
+        }
+        Ok((snap, deps, total)) => {
+            set_cond(
+                &mut st.conditions,
+                now,
+                c::VALIDATION_PASSED,
                 true,
-                "SuccessfullyEnsuredRestoreExecutor",
+                "ResourceValidationPassed",
                 "",
-            ),
-            Err(e) => {
+            );
+            st.dependencies = deps;
+            st.total_components = total;
+            util::name(&snap.metadata).to_string()
+        }
+    };
+    if let Some(t) = &rs.spec.target {
+        match p.target_found(t)? {
+            Some(found) => {
+                st.target_found = Some(found);
                 set_cond(
                     &mut st.conditions,
                     now,
-                    c::RESTORE_EXECUTOR_ENSURED,
-                    false,
-                    "FailedToEnsureRestoreExecutor",
-                    e.to_string(),
+                    c::RESTORE_TARGET_FOUND,
+                    found,
+                    if found {
+                        "TargetAvailable"
+                    } else {
+                        "TargetNotFound"
+                    },
+                    if found {
+                        String::new()
+                    } else {
+                        format!("{} {} not found", t.kind.as_deref().unwrap_or(""), t.name)
+                    },
                 );
-                return post_and_finish(p, rs, st);
             }
+            None => st.target_found = None,
         }
-        rs = save(p, rs, &st)?;
     }
-    if cond(&st.conditions, c::RESTORE_EXECUTOR_ENSURED) == Some(false)
-        || cond(&st.conditions, c::PRE_RESTORE_HOOKS_SUCCEEDED) == Some(false)
+    if let Some(t) = &rs.spec.restore_timeout
+        && st.restore_deadline.is_none()
+        && let Ok(d) = parse_go_duration(t)
     {
-        return post_and_finish(p, rs, st);
+        st.restore_deadline = Some(util::time(util::add(now, d)));
     }
+    st.phase = Some(RestorePhase::Running);
+    if st.paused_backups.is_empty() {
+        st.paused_backups = pause_backups(p, rs)?;
+    }
+    Ok(Ok(snapshot_name))
+}
 
-    // 6. Wait for the components.
+/// Wait for the components; `None` once every one is final (or marked failed because the
+/// executor will not report them).
+fn wait_for_executor(
+    p: &dyn Platform,
+    rs: &mut RestoreSession,
+    st: &mut RestoreSessionStatus,
+    job_name: &str,
+    now: jiff::Timestamp,
+) -> Result<Option<Requeue>> {
+    let (ns, name) = (
+        util::namespace(&rs.metadata).to_string(),
+        util::name(&rs.metadata).to_string(),
+    );
     let terminal =
         |x: &ComponentRestoreStatus| matches!(x.phase, Some(RestorePhase::Succeeded | RestorePhase::Failed));
-    let done = st.total_components > 0
-        && st.components.len() as i32 >= st.total_components
-        && st.components.values().all(terminal);
-    if !done {
-        let observed = ExecutorWait {
-            executor: "restore",
-            timeout_field: "spec.restoreTimeout",
-            all_final: false,
-            all_reported: false,
-            any_failed: st
-                .components
-                .values()
-                .any(|x| x.phase == Some(RestorePhase::Failed)),
-            job: p.job_state(ns, &job_name),
-            deadline: st.restore_deadline.as_ref().map(|d| d.0),
-            now,
-        };
-        let incomplete = match plan_executor_wait(&observed) {
-            WaitStep::Done => None,
-            WaitStep::Wait(after) => return Ok(Requeue::After(after)),
-            WaitStep::Incomplete { stop, message } => {
-                if stop {
-                    p.stop_job(ns, &job_name, "deadline exceeded")?;
-                }
-                Some(message)
+    let all_done = |st: &RestoreSessionStatus| {
+        st.total_components > 0
+            && st.components.len() as i32 >= st.total_components
+            && st.components.values().all(terminal)
+    };
+    if all_done(st) {
+        return Ok(None);
+    }
+    let observed = ExecutorWait {
+        executor: "restore",
+        timeout_field: "spec.restoreTimeout",
+        all_final: false,
+        all_reported: false,
+        any_failed: st
+            .components
+            .values()
+            .any(|x| x.phase == Some(RestorePhase::Failed)),
+        job: p.job_state(&ns, job_name),
+        deadline: st.restore_deadline.as_ref().map(|d| d.0),
+        now,
+    };
+    let message = match plan_executor_wait(&observed) {
+        WaitStep::Done => return Ok(None),
+        WaitStep::Wait(after) => return Ok(Some(Requeue::After(after))),
+        WaitStep::Incomplete { stop, message } => {
+            if stop {
+                p.stop_job(&ns, job_name, "deadline exceeded")?;
             }
-        };
-        if let Some(msg) = incomplete {
-            // Re-read: the executor may have written its last status just before exiting.
-            let fresh = p.must_get::<RestoreSession>(ns, name)?;
-            st = fresh.status.clone().unwrap_or_default();
-            rs = fresh;
-            let done_now = st.total_components > 0
-                && st.components.len() as i32 >= st.total_components
-                && st.components.values().all(terminal);
-            if !done_now {
-                set_cond(
-                    &mut st.conditions,
-                    now,
-                    c::RESTORE_INCOMPLETE,
-                    true,
-                    "RestoreExecutorTerminatedBeforeCompletion",
-                    msg.clone(),
-                );
-                for comp in st.components.values_mut() {
-                    if !terminal(comp) {
-                        comp.phase = Some(RestorePhase::Failed);
-                        comp.error = msg.clone();
-                    }
-                }
+            message
+        }
+    };
+    // Re-read: the executor may have written its last status just before exiting.
+    let fresh = p.must_get::<RestoreSession>(&ns, &name)?;
+    *st = fresh.status.clone().unwrap_or_default();
+    *rs = fresh;
+    if !all_done(st) {
+        set_cond(
+            &mut st.conditions,
+            now,
+            c::RESTORE_INCOMPLETE,
+            true,
+            "RestoreExecutorTerminatedBeforeCompletion",
+            message.clone(),
+        );
+        for comp in st.components.values_mut() {
+            if !terminal(comp) {
+                comp.phase = Some(RestorePhase::Failed);
+                comp.error = message.clone();
             }
         }
     }
-    post_and_finish(p, rs, st)
+    Ok(None)
 }
 
 fn validate_and_resolve(
@@ -474,45 +590,10 @@ fn save(p: &dyn Platform, mut rs: RestoreSession, st: &RestoreSessionStatus) -> 
     Ok(p.update_status_as(&rs)?)
 }
 
-fn post_and_finish(
-    p: &dyn Platform,
-    mut rs: RestoreSession,
-    mut st: RestoreSessionStatus,
-) -> Result<Requeue> {
+/// The final step: resume backups, MetricsPushed, phase, duration, event, metrics.
+fn finish(p: &dyn Platform, rs: RestoreSession, mut st: RestoreSessionStatus) -> Result<Requeue> {
     let ns = util::namespace(&rs.metadata).to_string();
     let now = p.now();
-    let mut probe = st.clone();
-    set_cond(&mut probe.conditions, now, c::METRICS_PUSHED, true, "", "");
-    let ok = phase::restore_session(&probe) == RestorePhase::Succeeded;
-    if cond(&st.conditions, c::POST_RESTORE_HOOKS_SUCCEEDED).is_none() {
-        let post = rs
-            .spec
-            .hooks
-            .as_ref()
-            .map(|h| h.post_restore.clone())
-            .unwrap_or_default();
-        if !post.is_empty() {
-            let err = failure_message(&probe);
-            let prefix = hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "post");
-            let sum = summary(&rs, if ok { "Succeeded" } else { "Failed" }, &err);
-            let (results, step) =
-                hook_steps::run_step(p, &ns, &post, &st.hooks.post_hooks, &sum, Some(ok), &prefix);
-            st.hooks.post_hooks = results;
-            let finished = hook_steps::set_stage_condition(
-                &mut st.conditions,
-                now,
-                c::POST_RESTORE_HOOKS_SUCCEEDED,
-                &step,
-                "SuccessfullyExecutedPostRestoreHooks",
-                "FailedToExecutePostRestoreHooks",
-            );
-            rs = save(p, rs, &st)?;
-            hook_steps::forget_finished(p.tasks(), &post, &prefix);
-            if !finished {
-                return Ok(Requeue::After(HOOK_POLL));
-            }
-        }
-    }
     resume_backups(p, &st)?;
     set_cond(
         &mut st.conditions,
@@ -561,3 +642,6 @@ pub fn failure_message(st: &RestoreSessionStatus) -> String {
         .map(|(k, x)| format!("component {k}: {}", x.error))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;
