@@ -328,20 +328,26 @@ fn pre_hooks(
         .as_ref()
         .map(|h| h.pre_backup.clone())
         .unwrap_or_default();
-    let prefix = hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "pre");
+    let stage = hook_steps::Stage {
+        hooks: &pre,
+        task_prefix: hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "pre"),
+        condition: c::PRE_BACKUP_HOOKS_SUCCEEDED,
+        ok_reason: "SuccessfullyExecutedPreBackupHooks",
+        failed_reason: "FailedToExecutePreBackupHooks",
+        outcome: None,
+    };
     let summary = summary(bs, bc, "Running", "");
-    let (results, step) = hook_steps::run_step(p, &ns, &pre, &st.hooks.pre_hooks, &summary, None, &prefix);
-    st.hooks.pre_hooks = results;
-    let finished = hook_steps::set_stage_condition(
+    let finished = hook_steps::drive(
+        p,
+        &ns,
+        &stage,
+        &summary,
+        &mut st.hooks.pre_hooks,
         &mut st.conditions,
         now,
-        c::PRE_BACKUP_HOOKS_SUCCEEDED,
-        &step,
-        "SuccessfullyExecutedPreBackupHooks",
-        "FailedToExecutePreBackupHooks",
     );
     *bs = save(p, bs.clone(), st)?;
-    hook_steps::forget_finished(p.tasks(), &pre, &prefix);
+    hook_steps::forget_finished(p.tasks(), &stage);
     Ok((!finished).then_some(Requeue::After(HOOK_POLL)))
 }
 
@@ -519,27 +525,25 @@ fn post_hooks(
         if succeeded_so_far { "Succeeded" } else { "Failed" },
         &error,
     );
-    let prefix = hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "post");
-    let (results, step) = hook_steps::run_step(
+    let stage = hook_steps::Stage {
+        hooks: &post,
+        task_prefix: hook_steps::task_prefix("BackupSession", util::uid(&bs.metadata), "post"),
+        condition: c::POST_BACKUP_HOOKS_SUCCEEDED,
+        ok_reason: "SuccessfullyExecutedPostBackupHooks",
+        failed_reason: "FailedToExecutePostBackupHooks",
+        outcome: Some(succeeded_so_far),
+    };
+    let finished = hook_steps::drive(
         p,
         &ns,
-        &post,
-        &st.hooks.post_hooks,
+        &stage,
         &sum,
-        Some(succeeded_so_far),
-        &prefix,
-    );
-    st.hooks.post_hooks = results;
-    let finished = hook_steps::set_stage_condition(
+        &mut st.hooks.post_hooks,
         &mut st.conditions,
         now,
-        c::POST_BACKUP_HOOKS_SUCCEEDED,
-        &step,
-        "SuccessfullyExecutedPostBackupHooks",
-        "FailedToExecutePostBackupHooks",
     );
     *bs = save(p, bs.clone(), st)?;
-    hook_steps::forget_finished(p.tasks(), &post, &prefix);
+    hook_steps::forget_finished(p.tasks(), &stage);
     Ok((!finished).then_some(Requeue::After(HOOK_POLL)))
 }
 

@@ -138,6 +138,52 @@ pub fn run_step(
     }
 }
 
+/// One hook stage of a session: which hooks, where their tasks live, which condition records it.
+#[derive(Debug, Clone)]
+pub struct Stage<'a> {
+    pub hooks: &'a [HookInfo],
+    /// From [`task_prefix`].
+    pub task_prefix: String,
+    /// The condition the finished stage sets, and its reasons.
+    pub condition: &'static str,
+    pub ok_reason: &'static str,
+    pub failed_reason: &'static str,
+    /// Post hooks: the session's outcome so far (filters by executionPolicy); pre hooks: `None`.
+    pub outcome: Option<bool>,
+}
+
+/// Drive one stage: start or look at its hooks, record their statuses in `recorded` and, once the
+/// stage finished, its condition. Returns whether it finished. The caller saves the status, then
+/// calls [`forget_finished`].
+pub fn drive(
+    p: &dyn Platform,
+    ns: &str,
+    stage: &Stage<'_>,
+    summary: &Summary,
+    recorded: &mut Vec<HookExecutionStatus>,
+    conditions: &mut Vec<kstash_api::common::Condition>,
+    now: jiff::Timestamp,
+) -> bool {
+    let (statuses, step) = run_step(
+        p,
+        ns,
+        stage.hooks,
+        recorded,
+        summary,
+        stage.outcome,
+        &stage.task_prefix,
+    );
+    *recorded = statuses;
+    set_stage_condition(
+        conditions,
+        now,
+        stage.condition,
+        &step,
+        stage.ok_reason,
+        stage.failed_reason,
+    )
+}
+
 /// Record a finished hook stage as its condition (True with `ok_reason`, or False with
 /// `failed_reason` and the failure); returns false, setting nothing, while the stage waits.
 pub fn set_stage_condition(
@@ -161,10 +207,10 @@ pub fn set_stage_condition(
     }
 }
 
-/// Forget the finished tasks of `hooks_list` once their outcome is saved in status.
-pub fn forget_finished(tasks: &TaskTracker, hooks_list: &[HookInfo], task_prefix: &str) {
-    for h in hooks_list {
-        tasks.forget(&format!("{task_prefix}/{}", h.name));
+/// Forget the finished tasks of a stage once their outcome is saved in status.
+pub fn forget_finished(tasks: &TaskTracker, stage: &Stage<'_>) {
+    for h in stage.hooks {
+        tasks.forget(&format!("{}/{}", stage.task_prefix, h.name));
     }
 }
 

@@ -131,21 +131,26 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                     .as_ref()
                     .map(|h| h.pre_restore.clone())
                     .unwrap_or_default();
-                let prefix = hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "pre");
+                let stage = hook_steps::Stage {
+                    hooks: &pre,
+                    task_prefix: hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "pre"),
+                    condition: c::PRE_RESTORE_HOOKS_SUCCEEDED,
+                    ok_reason: "SuccessfullyExecutedPreRestoreHooks",
+                    failed_reason: "FailedToExecutePreRestoreHooks",
+                    outcome: None,
+                };
                 let summary = summary(&rs, "Running", "");
-                let (results, step) =
-                    hook_steps::run_step(p, ns, &pre, &st.hooks.pre_hooks, &summary, None, &prefix);
-                st.hooks.pre_hooks = results;
-                let finished = hook_steps::set_stage_condition(
+                let finished = hook_steps::drive(
+                    p,
+                    ns,
+                    &stage,
+                    &summary,
+                    &mut st.hooks.pre_hooks,
                     &mut st.conditions,
                     now,
-                    c::PRE_RESTORE_HOOKS_SUCCEEDED,
-                    &step,
-                    "SuccessfullyExecutedPreRestoreHooks",
-                    "FailedToExecutePreRestoreHooks",
                 );
                 rs = save(p, rs, &st)?;
-                hook_steps::forget_finished(p.tasks(), &pre, &prefix);
+                hook_steps::forget_finished(p.tasks(), &stage);
                 if !finished {
                     return Ok(Requeue::After(HOOK_POLL));
                 }
@@ -201,21 +206,26 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                     .map(|h| h.post_restore.clone())
                     .unwrap_or_default();
                 let err = failure_message(&probe);
-                let prefix = hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "post");
+                let stage = hook_steps::Stage {
+                    hooks: &post,
+                    task_prefix: hook_steps::task_prefix("RestoreSession", util::uid(&rs.metadata), "post"),
+                    condition: c::POST_RESTORE_HOOKS_SUCCEEDED,
+                    ok_reason: "SuccessfullyExecutedPostRestoreHooks",
+                    failed_reason: "FailedToExecutePostRestoreHooks",
+                    outcome: Some(ok),
+                };
                 let sum = summary(&rs, if ok { "Succeeded" } else { "Failed" }, &err);
-                let (results, step) =
-                    hook_steps::run_step(p, ns, &post, &st.hooks.post_hooks, &sum, Some(ok), &prefix);
-                st.hooks.post_hooks = results;
-                let finished = hook_steps::set_stage_condition(
+                let finished = hook_steps::drive(
+                    p,
+                    ns,
+                    &stage,
+                    &sum,
+                    &mut st.hooks.post_hooks,
                     &mut st.conditions,
                     now,
-                    c::POST_RESTORE_HOOKS_SUCCEEDED,
-                    &step,
-                    "SuccessfullyExecutedPostRestoreHooks",
-                    "FailedToExecutePostRestoreHooks",
                 );
                 rs = save(p, rs, &st)?;
-                hook_steps::forget_finished(p.tasks(), &post, &prefix);
+                hook_steps::forget_finished(p.tasks(), &stage);
                 if !finished {
                     return Ok(Requeue::After(HOOK_POLL));
                 }
