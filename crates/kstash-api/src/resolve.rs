@@ -702,10 +702,15 @@ fn repository_with(
     })
 }
 
-/// Resolve BackupSession `namespace/name`: see the module documentation.
-pub fn resolve_backup(res: &dyn Resources, namespace: &str, name: &str) -> Result<ResolvedBackup> {
-    let session: BackupSession = res.must_get(namespace, name)?;
-    let object = format!("BackupSession {namespace}/{name}");
+/// The BackupConfiguration a BackupSession runs (`None` when it does not exist): the one place a
+/// session's configuration is looked up. An invoker that is not set or not a BackupConfiguration
+/// is invalid. The session's entry in it is [`session_entry`].
+pub fn session_configuration(
+    res: &dyn Resources,
+    session: &BackupSession,
+) -> Result<Option<BackupConfiguration>> {
+    let namespace = session.metadata.namespace.as_deref().unwrap_or_default();
+    let object = describe("BackupSession", &session.metadata);
     let Some(invoker) = session.spec.invoker.as_ref().filter(|i| !i.name.is_empty()) else {
         return Err(ResolveError::invalid(
             &object,
@@ -722,11 +727,24 @@ pub fn resolve_backup(res: &dyn Resources, namespace: &str, name: &str) -> Resul
             "kstash runs sessions of kind BackupConfiguration",
         ));
     }
-    let Some(configuration) = res.get_as::<BackupConfiguration>(namespace, &invoker.name)? else {
+    Ok(res.get_as::<BackupConfiguration>(namespace, &invoker.name)?)
+}
+
+/// Resolve BackupSession `namespace/name`: see the module documentation.
+pub fn resolve_backup(res: &dyn Resources, namespace: &str, name: &str) -> Result<ResolvedBackup> {
+    let session: BackupSession = res.must_get(namespace, name)?;
+    let object = format!("BackupSession {namespace}/{name}");
+    let Some(configuration) = session_configuration(res, &session)? else {
+        let invoker = session
+            .spec
+            .invoker
+            .as_ref()
+            .map(|i| i.name.as_str())
+            .unwrap_or("");
         return Err(ResolveError::not_found(
             &object,
             "spec.invoker.name",
-            format!("BackupConfiguration {namespace}/{}", invoker.name),
+            format!("BackupConfiguration {namespace}/{invoker}"),
             "create the BackupConfiguration or delete this session",
         ));
     };

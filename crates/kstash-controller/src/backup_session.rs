@@ -15,6 +15,7 @@ use kstash_api::core::{
 use kstash_api::duration::parse_go_duration;
 use kstash_api::meta;
 use kstash_api::phase::{self, conditions as c};
+use kstash_api::resolve::{self, ResolveError};
 use kstash_api::storage::{
     BackupType, DeletionPolicy, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotSpec,
     SnapshotStatus,
@@ -82,11 +83,7 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
         .as_ref()
         .map(|i| i.name.clone())
         .unwrap_or_default();
-    let bc = p.get_as::<BackupConfiguration>(ns, &invoker)?;
-    let session = bc
-        .as_ref()
-        .and_then(|bc| bc.spec.sessions.iter().find(|s| s.name == bs.spec.session))
-        .cloned();
+    let (bc, session) = configuration_of(p, &bs)?;
     let mut facts = Facts {
         resolved: session.is_some(),
         has_post_hooks: session
@@ -185,6 +182,25 @@ pub fn reconcile_backup_session(p: &dyn Platform, ns: &str, name: &str) -> Resul
             }
         }
     }
+}
+
+/// The session's BackupConfiguration and its entry for the session, through the one lookup in
+/// [`resolve`]; a missing or unusable invoker is `None` (the plan records it), a store failure is
+/// the reconcile's error.
+fn configuration_of(
+    p: &dyn Platform,
+    bs: &BackupSession,
+) -> Result<(Option<BackupConfiguration>, Option<kstash_api::core::Session>)> {
+    let bc = match resolve::session_configuration(p, bs) {
+        Ok(bc) => bc,
+        Err(ResolveError::Client(e)) => return Err(e.into()),
+        Err(_) => None,
+    };
+    let entry = bc
+        .as_ref()
+        .and_then(|bc| resolve::session_entry(bc, &bs.spec.session).ok())
+        .map(|(_, s)| s.clone());
+    Ok((bc, entry))
 }
 
 /// What the plan knows besides the status: whether the session resolved, whether it has post
@@ -1143,14 +1159,7 @@ fn retry_if_needed(p: &dyn Platform, bs: &BackupSession) -> Result<Requeue> {
     if st.phase != Some(BackupSessionPhase::Failed) || bs.spec.retry_left <= 0 || st.retried == Some(true) {
         return Ok(Requeue::Idle);
     }
-    let ns = util::namespace(&bs.metadata);
-    let invoker = bs
-        .spec
-        .invoker
-        .as_ref()
-        .map(|i| i.name.clone())
-        .unwrap_or_default();
-    let Some(bc) = p.get_as::<BackupConfiguration>(ns, &invoker)? else {
+    let (Some(bc), session) = configuration_of(p, bs)? else {
         return Ok(Requeue::Idle);
     };
     let now = p.now();
@@ -1158,11 +1167,8 @@ fn retry_if_needed(p: &dyn Platform, bs: &BackupSession) -> Result<Requeue> {
     let next = match &st.next_retry {
         Some(t) => t.0,
         None => {
-            let delay = bc
-                .spec
-                .sessions
-                .iter()
-                .find(|s| s.name == bs.spec.session)
+            let delay = session
+                .as_ref()
                 .and_then(|s| s.retry_config.as_ref())
                 .and_then(|r| r.delay.as_deref())
                 .and_then(|d| parse_go_duration(d).ok())

@@ -45,6 +45,13 @@ impl PlatformError {
     }
 }
 
+/// A reference that cannot be resolved keeps its category (not found, invalid, a store failure).
+impl From<kstash_api::resolve::ResolveError> for PlatformError {
+    fn from(e: kstash_api::resolve::ResolveError) -> Self {
+        PlatformError::of(e.category(), e.to_string())
+    }
+}
+
 /// An executor job: what it is for, as a type. The embedded runtime runs it as
 /// `kstash exec <purpose.exec_args()>`; the Kubernetes runtime builds a Job from the purpose.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -213,7 +213,7 @@ impl KubePlatform {
         let ns = job.namespace.as_str();
         let (owner, addon, repositories, target, vars) = match &job.purpose {
             JobPurpose::Backup { backup_session } => {
-                let r = resolve::resolve_backup(&self.res, ns, backup_session).map_err(perr)?;
+                let r = resolve::resolve_backup(&self.res, ns, backup_session)?;
                 let vars = BTreeMap::from([
                     ("namespace".to_string(), ns.to_string()),
                     ("backupSession".to_string(), backup_session.clone()),
@@ -227,7 +227,7 @@ impl KubePlatform {
                 restore_session,
                 snapshot,
             } => {
-                let r = resolve::resolve_restore(&self.res, ns, restore_session, snapshot).map_err(perr)?;
+                let r = resolve::resolve_restore(&self.res, ns, restore_session, snapshot)?;
                 let vars = BTreeMap::from([
                     ("namespace".to_string(), ns.to_string()),
                     ("restoreSession".to_string(), restore_session.clone()),

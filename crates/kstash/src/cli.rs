@@ -114,6 +114,10 @@ pub struct OperatorArgs {
 pub struct ExecArgs {
     #[command(subcommand)]
     pub job: ExecJob,
+    /// How often live progress is written into the Snapshot or RestoreSession status (Go
+    /// duration; KubeStash writes it every 10s). Executors inherit it from the daemon's env.
+    #[arg(long, global = true, env = "KSTASH_PROGRESS_PERIOD", default_value = "10s", value_parser = kstash_api::duration::parse_go_duration)]
+    pub progress_period: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

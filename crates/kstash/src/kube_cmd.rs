@@ -111,7 +111,7 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
         total_components: std::env::var("KSTASH_TOTAL_COMPONENTS")
             .ok()
             .and_then(|n| n.parse().ok()),
-        progress_period: kstash_exec::PROGRESS_PERIOD,
+        progress_period: a.progress_period,
     };
     let result = crate::ops::run_exec_job(&res, &a.job, &opts);
     match result {

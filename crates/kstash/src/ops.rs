@@ -137,7 +137,10 @@ pub fn exec(home: Option<&Path>, a: ExecArgs) -> Result<ExitCode> {
         return stream_job(matches!(a.job, ExecJob::StreamDump(_)), s);
     }
     let store = crate::resources::open_store(home)?;
-    let opts = ExecOptions::embedded();
+    let opts = ExecOptions {
+        progress_period: a.progress_period,
+        ..ExecOptions::embedded()
+    };
     let result = run_exec_job(&store, &a.job, &opts);
     let (code, message) = match &result {
         Ok(_) => (0, String::new()),

@@ -172,3 +172,37 @@ fn daemon_killed_while_a_retention_wipe_out_is_pending_finishes_it_after_restart
         .run(&["check"])
         .expect("restic check passes after the restarted wipe-out");
 }
+
+#[test]
+fn daemon_killed_while_the_executor_writes_progress_restarts_into_a_complete_snapshot() {
+    let env = Env::new();
+    write_tree(&env.data, 96 << 20);
+    env.apply(&env.storage_manifests(5));
+    env.apply(&env.backup_configuration("progress", "0 0 1 1 *", &env.data.display().to_string(), ""));
+    // Progress every 20 ms, so writes are in flight all through the backup.
+    let period = [("KSTASH_PROGRESS_PERIOD", "20ms")];
+    let mut daemon = env.start_daemon_with_env(&[], &period);
+
+    let (session, _pid) = executor_started(&env, "progress");
+    // A progress write seen while the component still runs.
+    let snapshot = wait_some(Duration::from_secs(60), "a live progress write", || {
+        env.list("snapshots", "demo").into_iter().find(|s| {
+            let dump = &s["status"]["components"]["dump"];
+            dump["phase"] == "Running" && dump.pointer("/resticStats/0/progress").is_some()
+        })
+    });
+    daemon.kill();
+
+    let _daemon2 = env.start_daemon_with_env(&[], &period);
+    let s = final_session(&env, &session);
+    assert_eq!(phase(&s), "Succeeded", "{s:#}");
+    let snap = env.get("snapshot", "demo", name(&snapshot)).unwrap();
+    assert_eq!(phase(&snap), "Succeeded", "{snap:#}");
+    let progress = &snap["status"]["components"]["dump"]["resticStats"][0]["progress"];
+    assert_eq!(progress["percentDone"], "100.00%", "final progress: {progress:#}");
+    assert_eq!(progress["filesDone"], progress["totalFiles"], "{progress:#}");
+    assert_eq!(
+        restic_snapshot_count(&env.component_repo("demo/progress", "frequent")),
+        1
+    );
+}

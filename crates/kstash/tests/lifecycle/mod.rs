@@ -86,12 +86,18 @@ impl Env {
 
     /// Start `kstash server` on this home.
     pub fn start_daemon(&self, extra: &[&str]) -> Daemon {
+        self.start_daemon_with_env(extra, &[])
+    }
+
+    /// Start `kstash server` on this home with `env` added (its executors inherit it).
+    pub fn start_daemon_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join(format!("daemon-{}.log", rand_suffix()));
         let f = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kstash"))
             .arg("server")
             .args(["--metrics-addr", ""])
             .args(extra)
+            .envs(env.iter().copied())
             .env("KSTASH_HOME", &self.home)
             .env("KSTASH_LOG", "info")
             .stdin(Stdio::null())
