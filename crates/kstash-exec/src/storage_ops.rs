@@ -72,9 +72,9 @@ impl Cause for &str {
     }
 }
 
-impl Cause for crate::error::ExecError {
+impl Cause for crate::ExecError {
     fn category(&self) -> ErrorCategory {
-        crate::error::ExecError::category(self)
+        crate::ExecError::category(self)
     }
 }
 
