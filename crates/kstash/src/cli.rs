@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::resources::{self, open_store};
-use crate::{kube_cmd, ops, ops_repo, repo_cmd};
+use crate::{kube_cmd, ops, repo_cmd, repositories};
 
 /// kstash: KubeStash-compatible backup and restore for databases and volumes.
 #[derive(Debug, Parser)]
@@ -87,11 +87,11 @@ impl Cli {
             Command::Pause(a) => ops::set_paused(home, a, true),
             Command::Resume(a) => ops::set_paused(home, a, false),
             Command::Logs(a) => ops::logs(home, a),
-            Command::Snapshots(a) => ops_repo::snapshots(&open_store(home)?, a),
-            Command::Unlock(a) => ops_repo::unlock(&open_store(home)?, a),
-            Command::Password(a) => ops_repo::password(&open_store(home)?, a),
-            Command::Download(a) => ops_repo::download(&open_store(home)?, a),
-            Command::Debug(a) => ops_repo::debug(home, &open_store(home)?, a),
+            Command::Snapshots(a) => repositories::snapshots(&open_store(home)?, a),
+            Command::Unlock(a) => repositories::unlock(&open_store(home)?, a),
+            Command::Password(a) => repositories::password(&open_store(home)?, a),
+            Command::Download(a) => repositories::download(&open_store(home)?, a),
+            Command::Debug(a) => repositories::debug(home, &open_store(home)?, a),
         }
     }
 }

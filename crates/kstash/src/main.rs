@@ -14,7 +14,7 @@ macro_rules! outln {
 mod cli;
 mod kube_cmd;
 mod ops;
-mod ops_repo;
+mod repositories;
 mod print;
 mod progress_bar;
 mod repo_cmd;
