@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::resources::{self, open_store};
-use crate::{kube_cmd, ops, repo_cmd, repositories};
+use crate::{debug_cmd, kube_cmd, ops, repo_cmd, repositories};
 
 /// kstash: KubeStash-compatible backup and restore for databases and volumes.
 #[derive(Debug, Parser)]
@@ -91,7 +91,7 @@ impl Cli {
             Command::Unlock(a) => repositories::unlock(&open_store(home)?, a),
             Command::Password(a) => repositories::password(&open_store(home)?, a),
             Command::Download(a) => repositories::download(&open_store(home)?, a),
-            Command::Debug(a) => repositories::debug(home, &open_store(home)?, a),
+            Command::Debug(a) => debug_cmd::debug(home, &open_store(home)?, a),
         }
     }
 }

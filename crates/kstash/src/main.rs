@@ -12,12 +12,13 @@ macro_rules! outln {
 }
 
 mod cli;
+mod debug_cmd;
 mod kube_cmd;
 mod ops;
-mod repositories;
 mod print;
 mod progress_bar;
 mod repo_cmd;
+mod repositories;
 mod resources;
 
 use std::process::ExitCode;
