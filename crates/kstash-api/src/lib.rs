@@ -21,6 +21,7 @@ pub mod progress;
 pub mod resolve;
 pub mod schedule;
 pub mod storage;
+pub mod storage_ops;
 pub mod usage;
 pub mod validation;
 

@@ -9,7 +9,7 @@
 //! `kubernetes-validate --strict` (Kubernetes' kinds) or its CRD's schema (Addons, Functions).
 //!
 //! No container runtime exists here, so the image is not built; its Dockerfile is checked
-//! against the exec crate's drivers instead (every catalog Function's tools are installed).
+//! against the addons crate's drivers instead (every catalog Function's tools are installed).
 
 mod support;
 
@@ -832,11 +832,11 @@ fn chart_catalog_is_catalog_dir() {
 
 // --- Dockerfile ------------------------------------------------------------------------------
 
-/// What a driver of the exec crate needs in the image.
+/// What a driver of the addons crate needs in the image.
 struct Driver {
-    /// `DriverKind::<name>` in the exec crate.
+    /// `DriverKind::<name>` in the addons crate.
     name: &'static str,
-    /// The sources that implement it, under `crates/kstash-exec/src/` (files or directories).
+    /// The sources that implement it, under `crates/kstash-addons/src/` (files or directories).
     sources: &'static [&'static str],
     /// The external programs it runs (none: native).
     tools: &'static [&'static str],
@@ -844,7 +844,7 @@ struct Driver {
     packages: &'static [&'static str],
 }
 
-/// Every driver of the exec crate. A driver added there fails the test until it is listed here.
+/// Every driver of the addons crate. A driver added there fails the test until it is listed here.
 const DRIVERS: &[Driver] = &[
     Driver {
         name: "Volume",
@@ -897,13 +897,13 @@ const DRIVERS: &[Driver] = &[
     },
 ];
 
-fn exec_src() -> std::path::PathBuf {
-    repo_root().join("crates/kstash-exec/src")
+fn addons_src() -> std::path::PathBuf {
+    repo_root().join("crates/kstash-addons/src")
 }
 
-/// `function -> driver` from the exec crate's `BACKUP_FUNCTIONS` / `RESTORE_FUNCTIONS` tables.
-fn exec_functions() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(exec_src().join("task.rs")).unwrap();
+/// `function -> driver` from the addons crate's `BACKUP_FUNCTIONS` / `RESTORE_FUNCTIONS` tables.
+fn driver_functions() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(addons_src().join("task.rs")).unwrap();
     let mut out = BTreeMap::new();
     for table in ["const BACKUP_FUNCTIONS", "const RESTORE_FUNCTIONS"] {
         let start = text
@@ -927,7 +927,7 @@ fn exec_functions() -> BTreeMap<String, String> {
 
 /// The text of a driver's sources (a file, or every file of a directory).
 fn sources(rel: &str) -> String {
-    let path = exec_src().join(rel);
+    let path = addons_src().join(rel);
     if path.is_dir() {
         yaml_or_rs(&path)
             .iter()
@@ -985,9 +985,9 @@ fn installed_packages() -> BTreeSet<String> {
 
 #[test]
 fn runtime_image_installs_the_tools_of_every_catalog_function() {
-    let functions = exec_functions();
+    let functions = driver_functions();
     let drivers: BTreeMap<&str, &Driver> = DRIVERS.iter().map(|d| (d.name, d)).collect();
-    // Every driver of the exec crate is described above.
+    // Every driver of the addons crate is described above.
     for (f, d) in &functions {
         assert!(
             drivers.contains_key(d.as_str()),
@@ -1002,7 +1002,7 @@ fn runtime_image_installs_the_tools_of_every_catalog_function() {
                 let name = doc["metadata"]["name"].as_str().unwrap().to_string();
                 assert!(
                     functions.contains_key(&name),
-                    "catalog Function {name} has no driver in kstash-exec"
+                    "catalog Function {name} has no driver in kstash-addons"
                 );
                 catalog_functions.insert(name);
             }
@@ -1028,9 +1028,13 @@ fn runtime_image_installs_the_tools_of_every_catalog_function() {
             );
         }
     }
-    // No other exec source starts tools (tool.rs and stream.rs are the generic plumbing the tool
-    // drivers use).
-    for p in yaml_or_rs(&exec_src()) {
+    // No other source of the drivers or the job programs starts tools (tool.rs and stream.rs are
+    // the generic plumbing the tool drivers use).
+    let job_programs = repo_root().join("crates/kstash-exec/src");
+    for p in yaml_or_rs(&addons_src())
+        .into_iter()
+        .chain(yaml_or_rs(&job_programs))
+    {
         let file = p.file_name().unwrap().to_string_lossy().into_owned();
         if !["tool.rs", "stream.rs"].contains(&file.as_str()) && !driver_files.contains(&file) {
             assert!(

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
 use kstash_api::ErrorCategory;
 use kstash_api::client::Resources;
 use kstash_api::common::TypedObjectReference;
-use kstash_api::storage::{BackupStorage, Repository, Snapshot};
+pub use kstash_api::storage_ops::{StorageOps, StorageOpsError};
 
 use crate::pushgateway::Pusher;
 use crate::tasks::TaskTracker;
@@ -49,6 +48,13 @@ impl PlatformError {
 impl From<kstash_api::resolve::ResolveError> for PlatformError {
     fn from(e: kstash_api::resolve::ResolveError) -> Self {
         PlatformError::of(e.category(), e.to_string())
+    }
+}
+
+/// A storage operation's failure, as a platform failure of the same category and message.
+impl From<StorageOpsError> for PlatformError {
+    fn from(e: StorageOpsError) -> Self {
+        PlatformError::of(e.category, e.message)
     }
 }
 
@@ -140,64 +146,6 @@ pub struct CommandOutput {
     pub success: bool,
     /// Exit status and the tail of stderr/stdout, for messages.
     pub message: String,
-}
-
-/// Metadata I/O on a backup storage (the bucket layout of KubeStash) and operations on the restic
-/// repositories inside it. Implemented by the executor crate; reconcilers call it directly for
-/// cloud storages and, on Kubernetes, through Jobs for local volumes.
-pub trait StorageOps: Send + Sync {
-    /// Write-probe the storage and write `metadata.yaml` when absent.
-    fn initialize(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError>;
-    /// The Repository documents mirrored in the bucket and the Snapshots of each (disaster recovery).
-    fn list_repositories(
-        &self,
-        storage: &BackupStorage,
-        secret: Option<&Secret>,
-    ) -> Result<Vec<(Repository, Vec<Snapshot>)>, PlatformError>;
-    /// Total bytes stored under the storage prefix.
-    fn storage_size(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<u64, PlatformError>;
-    /// Upload `repository.yaml` for `repo` (a no-op where the storage cannot mirror files).
-    fn write_repository(
-        &self,
-        storage: &BackupStorage,
-        secret: Option<&Secret>,
-        repo: &Repository,
-    ) -> Result<(), PlatformError>;
-    /// Bytes stored under the repository's path.
-    fn repository_size(
-        &self,
-        storage: &BackupStorage,
-        secret: Option<&Secret>,
-        repo: &Repository,
-    ) -> Result<u64, PlatformError>;
-    /// Upload `snapshots/<name>.yaml`.
-    fn write_snapshot(
-        &self,
-        storage: &BackupStorage,
-        secret: Option<&Secret>,
-        repo: &Repository,
-        snapshot: &Snapshot,
-    ) -> Result<(), PlatformError>;
-    /// Forget and prune the restic snapshots of every component of `snapshot` (ids from
-    /// `resticStats[].summary.id`), then delete its YAML. `password` is the repository's
-    /// `RESTIC_PASSWORD`.
-    fn wipe_snapshot(
-        &self,
-        storage: &BackupStorage,
-        secret: Option<&Secret>,
-        repo: &Repository,
-        snapshot: &Snapshot,
-        password: &str,
-    ) -> Result<(), PlatformError>;
-    /// Delete everything under the repository's path.
-    fn wipe_repository(
-        &self,
-        storage: &BackupStorage,
-        secret: Option<&Secret>,
-        repo: &Repository,
-    ) -> Result<(), PlatformError>;
-    /// Delete everything under the storage prefix.
-    fn wipe_storage(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError>;
 }
 
 /// Runs hooks' `exec.command`s where a platform runs commands.

@@ -15,7 +15,7 @@ use kstash_api::meta::{self, ResourceType};
 use kstash_api::storage::{BackupStorage, Repository, Snapshot};
 use kstash_controller::dispatch::{self, Key};
 use kstash_controller::platform::{
-    CommandOutput, JobSpec, JobState, Platform, PlatformError, ScheduleSpec, StorageOps,
+    CommandOutput, JobSpec, JobState, Platform, PlatformError, ScheduleSpec, StorageOps, StorageOpsError,
 };
 use kstash_controller::{Requeue, blueprint};
 use kstash_embedded::Store;
@@ -50,35 +50,39 @@ fn unsupported() -> PlatformError {
     PlatformError::new("not available in this test")
 }
 
+fn no_storage() -> StorageOpsError {
+    StorageOpsError::new("not available in this test")
+}
+
 impl StorageOps for NoStorage {
-    fn initialize(&self, _: &BackupStorage, _: Option<&Secret>) -> Result<(), PlatformError> {
-        Err(unsupported())
+    fn initialize(&self, _: &BackupStorage, _: Option<&Secret>) -> Result<(), StorageOpsError> {
+        Err(no_storage())
     }
     fn list_repositories(
         &self,
         _: &BackupStorage,
         _: Option<&Secret>,
-    ) -> Result<Vec<(Repository, Vec<Snapshot>)>, PlatformError> {
-        Err(unsupported())
+    ) -> Result<Vec<(Repository, Vec<Snapshot>)>, StorageOpsError> {
+        Err(no_storage())
     }
-    fn storage_size(&self, _: &BackupStorage, _: Option<&Secret>) -> Result<u64, PlatformError> {
-        Err(unsupported())
+    fn storage_size(&self, _: &BackupStorage, _: Option<&Secret>) -> Result<u64, StorageOpsError> {
+        Err(no_storage())
     }
     fn write_repository(
         &self,
         _: &BackupStorage,
         _: Option<&Secret>,
         _: &Repository,
-    ) -> Result<(), PlatformError> {
-        Err(unsupported())
+    ) -> Result<(), StorageOpsError> {
+        Err(no_storage())
     }
     fn repository_size(
         &self,
         _: &BackupStorage,
         _: Option<&Secret>,
         _: &Repository,
-    ) -> Result<u64, PlatformError> {
-        Err(unsupported())
+    ) -> Result<u64, StorageOpsError> {
+        Err(no_storage())
     }
     fn write_snapshot(
         &self,
@@ -86,8 +90,8 @@ impl StorageOps for NoStorage {
         _: Option<&Secret>,
         _: &Repository,
         _: &Snapshot,
-    ) -> Result<(), PlatformError> {
-        Err(unsupported())
+    ) -> Result<(), StorageOpsError> {
+        Err(no_storage())
     }
     fn wipe_snapshot(
         &self,
@@ -96,19 +100,19 @@ impl StorageOps for NoStorage {
         _: &Repository,
         _: &Snapshot,
         _: &str,
-    ) -> Result<(), PlatformError> {
-        Err(unsupported())
+    ) -> Result<(), StorageOpsError> {
+        Err(no_storage())
     }
     fn wipe_repository(
         &self,
         _: &BackupStorage,
         _: Option<&Secret>,
         _: &Repository,
-    ) -> Result<(), PlatformError> {
-        Err(unsupported())
+    ) -> Result<(), StorageOpsError> {
+        Err(no_storage())
     }
-    fn wipe_storage(&self, _: &BackupStorage, _: Option<&Secret>) -> Result<(), PlatformError> {
-        Err(unsupported())
+    fn wipe_storage(&self, _: &BackupStorage, _: Option<&Secret>) -> Result<(), StorageOpsError> {
+        Err(no_storage())
     }
 }
 

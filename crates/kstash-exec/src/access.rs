@@ -14,9 +14,9 @@ use kstash_storage::{Location, ObjectStore, StorageConfig};
 
 use crate::ExecOptions;
 use crate::backup::MAX_LOCK_WAIT;
-use crate::error::{ExecError, Result};
 use crate::refs;
-use crate::volume::restore_snapshot;
+use crate::{ExecError, Result};
+use kstash_addons::volume::restore_snapshot;
 
 /// One component repository of a Repository, with what it takes to open it.
 #[derive(Clone)]

@@ -22,13 +22,15 @@ use kstash_repo::repository::compression_level_of;
 use kstash_storage::layout::component_path;
 
 use crate::ExecOptions;
-use crate::error::{ExecError, Result};
 use crate::progress::{ProgressTarget, Tracker, reporting};
 use crate::refs;
 use crate::status::{go_duration, k8s_time, update_status};
-use crate::stream::{self, StreamDriver, StreamSpec};
-use crate::task::{ResolvedTask, resolve_tasks};
-use crate::volume::{PathBackup, PathBackupSpec, VolumeBackupParams, backup_path, find_session_snapshot};
+use crate::{ExecError, Result};
+use kstash_addons::stream::{self, StreamDriver, StreamSpec};
+use kstash_addons::volume::{
+    PathBackup, PathBackupSpec, VolumeBackupParams, backup_path, find_session_snapshot,
+};
+use kstash_addons::{ResolvedTask, resolve_tasks};
 
 /// The component a volume backup writes (Deployments, PVCs: KubeStash's `dump`).
 pub const VOLUME_COMPONENT: &str = "dump";

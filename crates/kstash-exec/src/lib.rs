@@ -12,54 +12,31 @@
 //! - [`StorageOpsImpl`]: the controller's storage metadata operations and snapshot wipe-out.
 //! - [`access`]: component repositories, passwords and snapshot download for the CLI.
 //!
-//! Drivers are chosen by the Addon task's `function`: `workload-backup`/`pvc-backup` and
-//! `workload-restore`/`pvc-restore` run the volume driver; `postgres-backup`/`postgres-restore`
-//! run the PostgreSQL stream driver (connection from the target AppBinding);
-//! `mysql-backup`/`mysql-restore` and `mariadb-backup`/`mariadb-restore` run the MySQL/MariaDB
-//! stream driver (`mysqldump`/`mariadb-dump` into `mysql`/`mariadb`); `redis-backup`/
-//! `redis-restore` run the native Redis driver (DUMP/RESTORE as a RESP stream);
-//! `zookeeper-backup`/`zookeeper-restore` run the native ZooKeeper stream driver;
-//! `elasticsearch-backup`/`elasticsearch-restore` (also `opensearch-…`) run the native
-//! Elasticsearch/OpenSearch driver, which also restores KubeStash's multielasticdump snapshots;
-//! other functions are refused with [`ExecError::UnsupportedFunction`].
+//! The drivers these jobs run (chosen by the Addon task's `function`) live in `kstash-addons`;
+//! its error type, [`ExecError`], is this crate's too.
 
 pub mod access;
-mod appbinding;
 mod backup;
-mod direct;
-mod elasticsearch;
-mod error;
-mod mysql;
-mod native;
-mod postgres;
 mod progress;
-mod redis;
 mod refs;
 mod restore;
 mod status;
 mod storage_ops;
-mod stream;
-mod task;
-mod tls;
-mod tool;
-mod volume;
-mod zookeeper;
 
 use std::time::Duration;
 
 pub use backup::{
     BackupReport, ResticSnapshotRef, SESSION_UID_TAG, SnapshotBackup, VOLUME_COMPONENT, run_backup,
 };
-pub use direct::{DirectTarget, dump_stream, load_stream};
-pub use error::{ExecError, Result};
+pub use kstash_addons::go_duration;
+pub use kstash_addons::{DirectTarget, ExecError, Result, dump_stream, load_stream};
+pub use kstash_addons::{DriverKind, ResolvedTask, TaskKind, resolve_tasks};
 pub use kstash_api::resolve::PASSWORD_KEY;
 pub use kstash_storage::LocalMode;
 pub use progress::PROGRESS_PERIOD;
 pub use refs::secret_data;
 pub use restore::{ComponentRestore, RestoreReport, run_restore};
-pub use status::go_duration;
 pub use storage_ops::StorageOpsImpl;
-pub use task::{DriverKind, ResolvedTask, TaskKind, resolve_tasks};
 
 /// How a job runs on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

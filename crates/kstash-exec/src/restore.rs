@@ -17,13 +17,13 @@ use kstash_storage::layout::component_path;
 
 use crate::ExecOptions;
 use crate::backup::MAX_LOCK_WAIT;
-use crate::error::{ExecError, Result};
 use crate::progress::{ProgressTarget, Tracker, reporting};
 use crate::refs;
 use crate::status::{go_duration, update_status};
-use crate::stream::{self, StreamDriver};
-use crate::task::{ResolvedTask, resolve_tasks};
-use crate::volume::{RestoreTotals, restore_snapshot};
+use crate::{ExecError, Result};
+use kstash_addons::stream::{self, StreamDriver};
+use kstash_addons::volume::{RestoreTotals, restore_snapshot};
+use kstash_addons::{ResolvedTask, resolve_tasks};
 
 /// What a restore job did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,12 @@
-//! [`StorageOpsImpl`]: the controller's storage metadata operations
-//! ([`kstash_controller::platform::StorageOps`]) on the KubeStash bucket layout of
+//! [`StorageOpsImpl`]: the storage metadata operations the reconcilers call
+//! ([`kstash_api::storage_ops::StorageOps`]) on the KubeStash bucket layout of
 //! `kstash-storage`, plus the wipe-out of a Snapshot's restic data (forget + prune in every
 //! component repository, then its YAML).
 
 use k8s_openapi::api::core::v1::Secret;
 use kstash_api::ErrorCategory;
 use kstash_api::storage::{BackupStorage, Repository, Snapshot};
-use kstash_controller::platform::{PlatformError, StorageOps};
+use kstash_api::storage_ops::{StorageOps, StorageOpsError};
 use kstash_repo::forget::{ForgetOptions, forget_snapshots};
 use kstash_repo::lock::{LockOptions, remove_stale_locks};
 use kstash_repo::prune::{PruneOptions, prune};
@@ -43,7 +43,7 @@ impl StorageOpsImpl {
         storage: &BackupStorage,
         secret: Option<&Secret>,
         op: &str,
-    ) -> Result<StorageLayout, PlatformError> {
+    ) -> Result<StorageLayout, StorageOpsError> {
         refs::storage_layout(storage, secret, self.local_mode).map_err(|e| fail(storage, op, e))
     }
 }
@@ -72,14 +72,14 @@ impl Cause for &str {
     }
 }
 
-impl Cause for crate::error::ExecError {
+impl Cause for crate::ExecError {
     fn category(&self) -> ErrorCategory {
-        crate::error::ExecError::category(self)
+        crate::ExecError::category(self)
     }
 }
 
 /// `BackupStorage ns/name: <op>: <cause>`, in the cause's category.
-fn fail(storage: &BackupStorage, op: &str, cause: impl Cause) -> PlatformError {
+fn fail(storage: &BackupStorage, op: &str, cause: impl Cause) -> StorageOpsError {
     let category = cause.category();
     let object = refs::describe("BackupStorage", &storage.metadata);
     let cause = cause.to_string();
@@ -88,7 +88,7 @@ fn fail(storage: &BackupStorage, op: &str, cause: impl Cause) -> PlatformError {
         .strip_prefix(&format!("{object}: "))
         .map(str::to_string)
         .unwrap_or(cause);
-    PlatformError::of(category, format!("{object}: {op}: {cause}"))
+    StorageOpsError::of(category, format!("{object}: {op}: {cause}"))
 }
 
 /// Whether an engine error is about a repository lock (KubeStash retries `forget` once after
@@ -101,7 +101,7 @@ fn is_lock_error(e: &kstash_repo::Error) -> bool {
 }
 
 impl StorageOps for StorageOpsImpl {
-    fn initialize(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError> {
+    fn initialize(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), StorageOpsError> {
         const OP: &str = "initialising the storage";
         let layout = self.layout(storage, secret, OP)?;
         let outcome = layout
@@ -115,7 +115,7 @@ impl StorageOps for StorageOpsImpl {
         &self,
         storage: &BackupStorage,
         secret: Option<&Secret>,
-    ) -> Result<Vec<(Repository, Vec<Snapshot>)>, PlatformError> {
+    ) -> Result<Vec<(Repository, Vec<Snapshot>)>, StorageOpsError> {
         const OP: &str = "listing the repositories stored in it";
         let layout = self.layout(storage, secret, OP)?;
         let listed = layout.list_repositories().map_err(|e| fail(storage, OP, e))?;
@@ -153,7 +153,7 @@ impl StorageOps for StorageOpsImpl {
         Ok(out)
     }
 
-    fn storage_size(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<u64, PlatformError> {
+    fn storage_size(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<u64, StorageOpsError> {
         const OP: &str = "measuring the storage";
         let layout = self.layout(storage, secret, OP)?;
         if let Location::Rest(_) = layout.config().location {
@@ -173,7 +173,7 @@ impl StorageOps for StorageOpsImpl {
         storage: &BackupStorage,
         secret: Option<&Secret>,
         repo: &Repository,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<(), StorageOpsError> {
         let op = format!(
             "storing repository.yaml of {}",
             refs::describe("Repository", &repo.metadata)
@@ -191,7 +191,7 @@ impl StorageOps for StorageOpsImpl {
         storage: &BackupStorage,
         secret: Option<&Secret>,
         repo: &Repository,
-    ) -> Result<u64, PlatformError> {
+    ) -> Result<u64, StorageOpsError> {
         let op = format!("measuring {}", refs::describe("Repository", &repo.metadata));
         let layout = self.layout(storage, secret, &op)?;
         layout
@@ -205,7 +205,7 @@ impl StorageOps for StorageOpsImpl {
         secret: Option<&Secret>,
         repo: &Repository,
         snapshot: &Snapshot,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<(), StorageOpsError> {
         let op = format!(
             "storing the metadata of {}",
             refs::describe("Snapshot", &snapshot.metadata)
@@ -227,7 +227,7 @@ impl StorageOps for StorageOpsImpl {
         repo: &Repository,
         snapshot: &Snapshot,
         password: &str,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<(), StorageOpsError> {
         let snapshot_object = refs::describe("Snapshot", &snapshot.metadata);
         let op = format!("wiping out {snapshot_object}");
         let layout = self.layout(storage, secret, &op)?;
@@ -300,7 +300,7 @@ impl StorageOps for StorageOpsImpl {
         storage: &BackupStorage,
         secret: Option<&Secret>,
         repo: &Repository,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<(), StorageOpsError> {
         let op = format!("wiping out {}", refs::describe("Repository", &repo.metadata));
         let layout = self.layout(storage, secret, &op)?;
         let n = layout
@@ -310,7 +310,7 @@ impl StorageOps for StorageOpsImpl {
         Ok(())
     }
 
-    fn wipe_storage(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), PlatformError> {
+    fn wipe_storage(&self, storage: &BackupStorage, secret: Option<&Secret>) -> Result<(), StorageOpsError> {
         const OP: &str = "wiping out the storage";
         let layout = self.layout(storage, secret, OP)?;
         let n = layout.wipe_out().map_err(|e| fail(storage, OP, e))?;

@@ -13,7 +13,7 @@ use kstash_api::core::{RestorePhase, RestoreSession};
 use kstash_api::meta::{self, ResourceType};
 use kstash_api::resolve;
 use kstash_api::storage::{BackupProgress, BackupStorage, ComponentPhase, Repository, Snapshot};
-use kstash_controller::platform::StorageOps;
+use kstash_api::storage_ops::StorageOps;
 use kstash_embedded::Store;
 use kstash_exec::{ExecError, ExecOptions, LocalMode, StorageOpsImpl, access, run_backup, run_restore};
 use kstash_testsupport::Restic;

@@ -1,8 +1,14 @@
-//! Command-line definitions (clap derive): kubectl-style resource commands.
+//! The command line: its definition (clap derive, kubectl-style resource commands) and
+//! [`Cli::run`], the one place that says which command runs which function.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::resources::{self, open_store};
+use crate::{debug_cmd, kube_cmd, ops, repo_cmd, repositories};
 
 /// kstash: KubeStash-compatible backup and restore for databases and volumes.
 #[derive(Debug, Parser)]
@@ -58,6 +64,47 @@ pub enum Command {
     Download(DownloadArgs),
     /// Explain why a backup, restore or storage is not working.
     Debug(DebugArgs),
+}
+
+impl Cli {
+    /// Run the command: each command and the function that runs it.
+    pub fn run(self) -> Result<ExitCode> {
+        let home = self.home.as_deref();
+        match self.command {
+            Command::Apply(a) => resources::apply(&open_store(home)?, &a.files.files, a.namespace.as_deref()),
+            Command::Get(g) => resources::get(&open_store(home)?, g),
+            Command::Describe(d) => resources::describe(&open_store(home)?, d),
+            Command::Delete(d) => resources::delete(&open_store(home)?, d),
+            Command::Validate(v) => resources::validate(&v.files),
+            Command::Crd(c) => resources::print_crds(c.kind.as_deref()),
+            Command::Repo(r) => repo_cmd::run(*r),
+            Command::Server(a) => ops::server(home, a),
+            Command::Operator(a) => kube_cmd::operator(a),
+            Command::Exec(a) if kube_cmd::in_cluster() => kube_cmd::exec(a),
+            Command::Exec(a) => ops::exec(home, a),
+            Command::Trigger(a) if kube_cmd::in_cluster() => kube_cmd::trigger(a),
+            Command::Trigger(a) => ops::trigger(home, a),
+            Command::Pause(a) => ops::set_paused(home, a, true),
+            Command::Resume(a) => ops::set_paused(home, a, false),
+            Command::Logs(a) => ops::logs(home, a),
+            Command::Snapshots(a) => repositories::snapshots(&open_store(home)?, a),
+            Command::Unlock(a) => repositories::unlock(&open_store(home)?, a),
+            Command::Password(a) => repositories::password(&open_store(home)?, a),
+            Command::Download(a) => repositories::download(&open_store(home)?, a),
+            Command::Debug(a) => debug_cmd::debug(home, &open_store(home)?, a),
+        }
+    }
+}
+
+impl Command {
+    /// The log level when `KSTASH_LOG` is unset: the daemon, the operator and executors log what
+    /// they do; other commands only warnings.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Server(_) | Command::Exec(_) | Command::Operator(_) => "info",
+            _ => "warn",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

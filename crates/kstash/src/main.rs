@@ -1,4 +1,4 @@
-//! The `kstash` binary: parses the command line and dispatches to the resource commands.
+//! The `kstash` binary: parses the command line and runs the command ([`cli::Cli::run`]).
 //! Exit codes: 0 success, 1 invalid input or failed operation, 2 usage error (from clap).
 
 /// `print!` to stdout that ends the process quietly when the reader went away (`kstash get | head`).
@@ -12,12 +12,13 @@ macro_rules! outln {
 }
 
 mod cli;
+mod debug_cmd;
 mod kube_cmd;
 mod ops;
-mod ops_repo;
 mod print;
 mod progress_bar;
 mod repo_cmd;
+mod repositories;
 mod resources;
 
 use std::process::ExitCode;
@@ -37,11 +38,7 @@ pub fn emit(text: &str) {
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    // The daemon and executors log what they do; other commands only warnings.
-    let default_level = match args.command {
-        cli::Command::Server(_) | cli::Command::Exec(_) | cli::Command::Operator(_) => "info",
-        _ => "warn",
-    };
+    let default_level = args.command.default_log_level();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -50,7 +47,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    match resources::run(args) {
+    match args.run() {
         Ok(code) => code,
         Err(e) => {
             // Library errors often repeat their source in their own message; print each cause once.

@@ -1,5 +1,7 @@
 //! Output: kubectl-style tables from each kind's print columns, ages, YAML/JSON rendering,
-//! redaction of Secret data, and the live progress of running Snapshots and RestoreSessions.
+//! redaction of Secret data, plain row tables for the commands that print their own, and the live progress of running Snapshots and RestoreSessions.
+
+use std::fmt::Debug;
 
 use jiff::Timestamp;
 use kstash_api::core::RestoreProgress;
@@ -202,6 +204,55 @@ pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: b
 /// YAML of one object (redacted).
 pub fn yaml(obj: &Value) -> String {
     serde_yaml_ng::to_string(&redact(obj.clone())).unwrap_or_default()
+}
+
+// ---- plain rows (commands that print their own tables) ------------------------------------
+
+/// Left-aligned columns separated by three spaces, as `kstash get` prints.
+pub(crate) fn rows_table(rows: &[Vec<String>]) -> String {
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let widths: Vec<usize> = (0..first.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// [`rows_table`] with every line indented.
+pub(crate) fn indented_table(rows: &[Vec<String>], indent: &str) -> String {
+    rows_table(rows)
+        .lines()
+        .map(|l| format!("{indent}{l}\n"))
+        .collect()
+}
+
+pub(crate) fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+/// A phase as kubectl prints it, or `<none>`.
+pub(crate) fn show<T: Debug>(phase: Option<T>) -> String {
+    phase.map_or_else(|| "<none>".to_string(), |p| format!("{p:?}"))
+}
+
+pub(crate) fn rfc3339(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub(crate) fn age(t: jiff::Timestamp) -> String {
+    human_duration(jiff::Timestamp::now().duration_since(t).as_secs())
 }
 
 #[cfg(test)]

@@ -12,41 +12,8 @@ use kstash_api::{Object, crd};
 use kstash_embedded::{ApplyOutcome, DeleteOutcome, LabelSelector, Store};
 use serde_json::Value;
 
-use crate::cli::{Cli, Command, Output};
+use crate::cli::Output;
 use crate::print;
-
-/// Run one command.
-pub fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
-        Command::Apply(a) => apply(
-            &open_store(cli.home.as_deref())?,
-            &a.files.files,
-            a.namespace.as_deref(),
-        ),
-        Command::Get(g) => get(&open_store(cli.home.as_deref())?, g),
-        Command::Describe(d) => describe(&open_store(cli.home.as_deref())?, d),
-        Command::Delete(d) => delete(&open_store(cli.home.as_deref())?, d),
-        Command::Validate(v) => validate(&v.files),
-        Command::Crd(c) => print_crds(c.kind.as_deref()),
-        Command::Repo(r) => crate::repo_cmd::run(*r),
-        Command::Server(a) => crate::ops::server(cli.home.as_deref(), a),
-        Command::Operator(a) => crate::kube_cmd::operator(a),
-        Command::Exec(a) if crate::kube_cmd::in_cluster() => crate::kube_cmd::exec(a),
-        Command::Exec(a) => crate::ops::exec(cli.home.as_deref(), a),
-        Command::Trigger(a) if crate::kube_cmd::in_cluster() => crate::kube_cmd::trigger(a),
-        Command::Trigger(a) => crate::ops::trigger(cli.home.as_deref(), a),
-        Command::Pause(a) => crate::ops::set_paused(cli.home.as_deref(), a, true),
-        Command::Resume(a) => crate::ops::set_paused(cli.home.as_deref(), a, false),
-        Command::Logs(a) => crate::ops::logs(cli.home.as_deref(), a),
-        Command::Snapshots(a) => crate::ops_repo::snapshots(&open_store(cli.home.as_deref())?, a),
-        Command::Unlock(a) => crate::ops_repo::unlock(&open_store(cli.home.as_deref())?, a),
-        Command::Password(a) => crate::ops_repo::password(&open_store(cli.home.as_deref())?, a),
-        Command::Download(a) => crate::ops_repo::download(&open_store(cli.home.as_deref())?, a),
-        Command::Debug(a) => {
-            crate::ops_repo::debug(cli.home.as_deref(), &open_store(cli.home.as_deref())?, a)
-        }
-    }
-}
 
 pub(crate) fn open_store(home: Option<&Path>) -> Result<Store> {
     let path = match home {
@@ -191,7 +158,7 @@ fn display_name(rt: &ResourceType, name: &str) -> String {
     }
 }
 
-fn apply(store: &Store, files: &[String], namespace: Option<&str>) -> Result<ExitCode> {
+pub(crate) fn apply(store: &Store, files: &[String], namespace: Option<&str>) -> Result<ExitCode> {
     let mut docs = read_documents(files)?;
     sort_for_apply(&mut docs);
     let mut stored = stored_objects(store)?;
@@ -246,7 +213,7 @@ fn apply(store: &Store, files: &[String], namespace: Option<&str>) -> Result<Exi
     })
 }
 
-fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> {
+pub(crate) fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> {
     let rt = resolve_kind(&args.kind)?;
     let ns = args.namespace.as_deref().unwrap_or("default");
     let selector = match &args.selector {
@@ -305,7 +272,7 @@ fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe(store: &Store, args: crate::cli::DescribeArgs) -> Result<ExitCode> {
+pub(crate) fn describe(store: &Store, args: crate::cli::DescribeArgs) -> Result<ExitCode> {
     let rt = resolve_kind(&args.kind)?;
     let obj = store.get(rt, args.namespace.as_deref().unwrap_or("default"), &args.name)?;
     let m = |p: &str| obj.pointer(p).cloned().unwrap_or(Value::Null);
@@ -366,7 +333,7 @@ fn capitalise(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn delete(store: &Store, args: crate::cli::DeleteArgs) -> Result<ExitCode> {
+pub(crate) fn delete(store: &Store, args: crate::cli::DeleteArgs) -> Result<ExitCode> {
     let ns = args.namespace.as_deref().unwrap_or("default").to_string();
     let mut targets: Vec<(&'static ResourceType, String, String)> = Vec::new();
     if !args.files.is_empty() {
@@ -427,7 +394,7 @@ fn delete(store: &Store, args: crate::cli::DeleteArgs) -> Result<ExitCode> {
     })
 }
 
-fn validate(files: &[String]) -> Result<ExitCode> {
+pub(crate) fn validate(files: &[String]) -> Result<ExitCode> {
     let mut docs = read_documents(files)?;
     sort_for_apply(&mut docs);
     let mut admitted_so_far: Vec<Object> = Vec::new();
@@ -466,7 +433,7 @@ fn validate(files: &[String]) -> Result<ExitCode> {
     }
 }
 
-fn print_crds(kind: Option<&str>) -> Result<ExitCode> {
+pub(crate) fn print_crds(kind: Option<&str>) -> Result<ExitCode> {
     let wanted = kind.map(resolve_kind).transpose()?;
     let mut docs = Vec::new();
     for c in crd::all() {

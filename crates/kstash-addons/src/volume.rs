@@ -18,7 +18,7 @@ use crate::task::ResolvedTask;
 
 /// The parameters of a volume backup task.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VolumeBackupParams {
+pub struct VolumeBackupParams {
     /// Absolute, lexically normalised directories (or files) to back up.
     pub paths: Vec<PathBuf>,
     /// restic exclude patterns.
@@ -88,7 +88,7 @@ pub(crate) fn absolute(path: &Path) -> std::io::Result<PathBuf> {
 
 /// How one path is backed up.
 #[derive(Debug, Clone)]
-pub(crate) struct PathBackupSpec<'a> {
+pub struct PathBackupSpec<'a> {
     /// Tags of the new snapshot (no commas).
     pub tags: &'a [String],
     /// The tag that identifies this BackupSession's snapshots (`session-uid=<uid>`).
@@ -103,7 +103,7 @@ pub(crate) struct PathBackupSpec<'a> {
 
 /// One path's snapshot.
 #[derive(Debug, Clone)]
-pub(crate) struct PathBackup {
+pub struct PathBackup {
     /// The path backed up.
     pub host_path: String,
     /// The restic snapshot.
@@ -125,7 +125,7 @@ pub(crate) struct PathBackup {
 }
 
 /// The snapshot of `path` carrying `session_tag`, if an earlier attempt wrote one.
-pub(crate) fn find_session_snapshot(
+pub fn find_session_snapshot(
     repo: &EngineRepo,
     path: &str,
     session_tag: &str,
@@ -143,7 +143,7 @@ pub(crate) fn find_session_snapshot(
 
 /// Back up `path` into `repo` unless a snapshot of it tagged with the session's tag exists,
 /// counting what is read in `progress`.
-pub(crate) fn backup_path(
+pub fn backup_path(
     repo: &EngineRepo,
     path: &Path,
     spec: &PathBackupSpec<'_>,
@@ -211,7 +211,7 @@ pub(crate) fn backup_path(
 
 /// What restoring some snapshots wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RestoreTotals {
+pub struct RestoreTotals {
     /// Files restored or already in place.
     pub files: u64,
     /// Bytes of those files.
@@ -221,7 +221,7 @@ pub(crate) struct RestoreTotals {
 /// Restore the snapshot `id` (full id or unique prefix) of `repo` into `target`, counting what
 /// is restored in `progress` (if any). Items that could not be restored make it fail, naming the
 /// first few.
-pub(crate) fn restore_snapshot(
+pub fn restore_snapshot(
     repo: &EngineRepo,
     id: &str,
     target: &Path,

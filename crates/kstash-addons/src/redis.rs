@@ -150,7 +150,7 @@ impl Redis {
         }
         Err(ExecError::NotReady {
             target: format!("Redis {}", self.context()),
-            waited: crate::status::go_duration(started.elapsed()),
+            waited: crate::duration::go_duration(started.elapsed()),
             detail: last,
         })
     }

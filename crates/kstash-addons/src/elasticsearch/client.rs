@@ -297,7 +297,7 @@ impl Client {
         }
         Err(ExecError::NotReady {
             target: self.target.clone(),
-            waited: crate::status::go_duration(started.elapsed()),
+            waited: crate::duration::go_duration(started.elapsed()),
             detail: last,
         })
     }

@@ -29,14 +29,14 @@ use crate::zookeeper::{self, ZooKeeper};
 
 /// The producing end of a backup stream: read it to its end, then [`Source::finish`] judges
 /// it (a dump tool's exit status, a native export's result).
-pub(crate) trait Source: Read + Send {
+pub trait Source: Read + Send {
     /// The bytes produced, or the producer's failure.
     fn finish(self: Box<Self>) -> Result<u64>;
 }
 
 /// The consuming end of a restore stream: write the stream into it, then [`Sink::finish`]
 /// closes it and judges the consumer.
-pub(crate) trait Sink: Write + Send {
+pub trait Sink: Write + Send {
     /// The bytes fed, or the consumer's failure.
     fn finish(self: Box<Self>) -> Result<u64>;
 }
@@ -54,7 +54,7 @@ impl Sink for Consumer {
 }
 
 /// A driver whose data is one byte stream.
-pub(crate) trait StreamDriver: Send + Sync {
+pub trait StreamDriver: Send + Sync {
     /// The file name of the stream inside the restic snapshot.
     fn file_name(&self) -> &str;
     /// Wait for the target and start producing the stream.
@@ -71,7 +71,7 @@ pub(crate) trait StreamDriver: Send + Sync {
 
 /// The stream driver of `task` for the target `target` of `owner` (its namespace defaulting to
 /// `namespace`); `None` when the task's driver is not a stream driver.
-pub(crate) fn driver_for(
+pub fn driver_for(
     client: &dyn Resources,
     task: &ResolvedTask,
     target: Option<&TypedObjectReference>,
@@ -111,7 +111,7 @@ pub(crate) fn driver_with(conn: Connection, task: &ResolvedTask) -> Result<Optio
 }
 
 /// How a stream backup is written.
-pub(crate) struct StreamSpec<'a> {
+pub struct StreamSpec<'a> {
     pub tags: &'a [String],
     pub hostname: &'a str,
     pub lock_wait: Duration,
@@ -120,7 +120,7 @@ pub(crate) struct StreamSpec<'a> {
 /// Run the producer once and back its stream up into every repository of `repos`, counting the
 /// bytes read in `progress` (one file of unknown size). The outer error is the producer's
 /// failure (then no repository got a snapshot); otherwise one result per repository.
-pub(crate) fn backup_to_many(
+pub fn backup_to_many(
     driver: &dyn StreamDriver,
     repos: &[&EngineRepo],
     spec: &StreamSpec<'_>,
@@ -146,7 +146,7 @@ pub(crate) fn backup_to_many(
 
 /// Write the file `path` of restic snapshot `id` of `repo` into the driver's consumer,
 /// counting the bytes written in `progress`. Returns the bytes restored.
-pub(crate) fn restore_from(
+pub fn restore_from(
     driver: &dyn StreamDriver,
     repo: &EngineRepo,
     id: &str,

@@ -12,7 +12,7 @@ use kstash_api::appcatalog::AppBinding;
 use kstash_api::client::{Resources, ResourcesExt};
 
 use crate::error::{ExecError, Result};
-use crate::refs::secret_data;
+use crate::secret::secret_data;
 
 /// Client certificate key of a TLS Secret.
 pub(crate) const CERT_KEY: &str = "tls.crt";

@@ -253,7 +253,7 @@ impl MySql {
         }
         Err(ExecError::NotReady {
             target: format!("{} {}", self.flavor.name(), self.context()),
-            waited: crate::status::go_duration(started.elapsed()),
+            waited: crate::duration::go_duration(started.elapsed()),
             detail: last,
         })
     }

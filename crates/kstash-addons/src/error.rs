@@ -1,4 +1,5 @@
-//! The executor's error type: every failure names the object, the field or file, and how to fix it.
+//! The error type of the drivers and of the job programs built on them (`kstash-exec` re-exports
+//! it): every failure names the object, the field or file, and how to fix it.
 
 use kstash_api::ErrorCategory;
 use kstash_api::client::ClientError;

@@ -9,7 +9,7 @@ use kstash_api::common::TypedObjectReference;
 use kstash_storage::LocalMode;
 
 use crate::error::{ExecError, Result};
-use crate::refs::secret_data;
+use crate::secret::secret_data;
 use crate::tls::{self, Tls};
 
 /// Where and as whom to connect to a database.

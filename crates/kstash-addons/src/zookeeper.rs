@@ -472,7 +472,7 @@ async fn connect(s: &Settings) -> Result<zk::Client> {
     }
     Err(ExecError::NotReady {
         target: format!("ZooKeeper {}", s.context),
-        waited: crate::status::go_duration(started.elapsed()),
+        waited: crate::duration::go_duration(started.elapsed()),
         detail: last,
     })
 }
@@ -595,7 +595,7 @@ async fn export(client: &zk::Client, s: &Settings, w: &mut ChannelWriter) -> Res
             ephemeral_skipped: ephemeral,
         },
     )?;
-    let elapsed = crate::status::go_duration(started.elapsed());
+    let elapsed = crate::duration::go_duration(started.elapsed());
     tracing::info!(root = %s.root, nodes, ephemeral_skipped = ephemeral, vanished, data_bytes = bytes, %elapsed, "zookeeper tree exported");
     Ok(())
 }
@@ -992,7 +992,7 @@ async fn import(client: &zk::Client, s: &Settings, r: &mut ChannelReader) -> Res
         kept = c.kept,
         overwritten = c.overwritten,
         acl_fixed = c.acl_fixed,
-        elapsed = %crate::status::go_duration(started.elapsed()),
+        elapsed = %crate::duration::go_duration(started.elapsed()),
         "zookeeper tree restored"
     );
     Ok(())

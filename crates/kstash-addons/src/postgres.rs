@@ -170,7 +170,7 @@ impl Postgres {
         }
         Err(ExecError::NotReady {
             target: format!("PostgreSQL {}", self.context()),
-            waited: crate::status::go_duration(started.elapsed()),
+            waited: crate::duration::go_duration(started.elapsed()),
             detail: last,
         })
     }
