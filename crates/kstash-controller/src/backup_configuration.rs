@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::platform::{Platform, ScheduleSpec};
+use crate::platform::{Platform, ScheduleSpec, TriggerTemplate};
 use crate::util::{self, ReconcileError, Requeue, Result, cond, set_cond};
 
 /// Problems a BackupConfiguration has beyond what admission checks (pure).
@@ -218,6 +218,11 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
             schedule: sch.schedule.clone(),
             suspend: bc.spec.paused || sch.suspend == Some(true),
             scheduler: sch.clone(),
+            trigger: TriggerTemplate {
+                invoker_uid: util::uid(&bc.metadata).to_string(),
+                backup_timeout: s.backup_timeout.clone(),
+                retry_left: retry_budget(&bc, &s.name),
+            },
         };
         match p.ensure_schedule(&spec) {
             Ok(next) => {
@@ -534,8 +539,25 @@ pub fn new_backup_session(
                     .join(", ")
             ))
         })?;
+    let template = TriggerTemplate {
+        invoker_uid: util::uid(&bc.metadata).to_string(),
+        backup_timeout: s.backup_timeout.clone(),
+        retry_left,
+    };
+    Ok(backup_session_from(ns, bc_name, session, &template, now))
+}
+
+/// The BackupSession of configuration `ns/invoker`, session `session`, triggered at `now`, from
+/// the parts of the configuration it needs (what a schedule carries). Pure.
+pub fn backup_session_from(
+    ns: &str,
+    invoker: &str,
+    session: &str,
+    template: &TriggerTemplate,
+    now: Timestamp,
+) -> BackupSession {
     let name = kstash_api::names::name_with_prefix_and_suffix(
-        &format!("{bc_name}-{session}"),
+        &format!("{invoker}-{session}"),
         &now.as_second().to_string(),
     );
     let mut bs = BackupSession::new(
@@ -544,27 +566,32 @@ pub fn new_backup_session(
             invoker: Some(TypedLocalObjectReference {
                 api_group: Some(meta::CORE_GROUP.to_string()),
                 kind: "BackupConfiguration".into(),
-                name: bc_name.to_string(),
+                name: invoker.to_string(),
             }),
             session: session.to_string(),
-            retry_left,
-            backup_timeout: s.backup_timeout.clone(),
+            retry_left: template.retry_left,
+            backup_timeout: template.backup_timeout.clone(),
         },
     );
     bs.metadata.namespace = Some(ns.to_string());
     bs.metadata.labels = Some(util::labels(&[
         (util::LABEL_MANAGED_BY, util::MANAGED_BY),
         (util::LABEL_INVOKER_KIND, "BackupConfiguration"),
-        (util::LABEL_INVOKER_NAME, bc_name),
+        (util::LABEL_INVOKER_NAME, invoker),
         (util::LABEL_INVOKER_NAMESPACE, ns),
         (util::LABEL_SESSION_NAME, session),
     ]));
+    let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(invoker.to_string()),
+        uid: Some(template.invoker_uid.clone()),
+        ..Default::default()
+    };
     bs.metadata.owner_references = Some(vec![util::owner_ref(
         meta::BACKUP_CONFIGURATION.api_version(),
         "BackupConfiguration",
-        &bc.metadata,
+        &owner,
     )]);
-    Ok(bs)
+    bs
 }
 
 /// Create a BackupSession of `session` now; when the second's name is taken (two triggers in

@@ -363,7 +363,7 @@ fn pre_hooks(
         now,
     );
     *bs = save(p, bs.clone(), st)?;
-    hook_steps::forget_finished(p.tasks(), &stage);
+    hook_steps::forget_finished(p.tasks(), &stage, &st.hooks.pre_hooks);
     Ok((!finished).then_some(Requeue::After(HOOK_POLL)))
 }
 
@@ -559,7 +559,7 @@ fn post_hooks(
         now,
     );
     *bs = save(p, bs.clone(), st)?;
-    hook_steps::forget_finished(p.tasks(), &stage);
+    hook_steps::forget_finished(p.tasks(), &stage, &st.hooks.post_hooks);
     Ok((!finished).then_some(Requeue::After(HOOK_POLL)))
 }
 
@@ -583,6 +583,11 @@ fn component_failed(s: &Snapshot) -> bool {
             .any(|c| c.phase == Some(kstash_api::storage::ComponentPhase::Failed))
     })
 }
+
+/// How often a running (or queued) executor is looked at. Its status writes wake the session at
+/// once; the poll only notices an executor that died or exited without writing, so it can be
+/// slow — thousands of sessions queued for an executor slot must not poll every second.
+const EXECUTOR_POLL: Duration = Duration::from_secs(5);
 
 /// How soon a session whose Snapshots are being finalised looks again.
 const FINALISE_POLL: Duration = Duration::from_millis(200);
@@ -644,8 +649,8 @@ pub fn plan_executor_wait(o: &ExecutorWait) -> WaitStep {
             let until_deadline = o
                 .deadline
                 .map(|d| util::elapsed(o.now, d).max(Duration::from_millis(100)))
-                .unwrap_or(POLL);
-            WaitStep::Wait(until_deadline.min(POLL))
+                .unwrap_or(EXECUTOR_POLL);
+            WaitStep::Wait(until_deadline.min(EXECUTOR_POLL))
         }
         JobState::Succeeded => incomplete(
             false,

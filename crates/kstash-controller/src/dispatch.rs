@@ -15,6 +15,13 @@ pub struct Key {
 }
 
 impl Key {
+    /// The smallest key (a lower bound for ordered sets of keys).
+    pub const MIN: Key = Key {
+        kind: "",
+        namespace: String::new(),
+        name: String::new(),
+    };
+
     /// The key of a stored object of `kind` (its namespace and name).
     pub fn of(kind: &'static str, obj: &Value) -> Key {
         Key {

@@ -207,10 +207,21 @@ pub fn set_stage_condition(
     }
 }
 
-/// Forget the finished tasks of a stage once their outcome is saved in status.
-pub fn forget_finished(tasks: &TaskTracker, stage: &Stage<'_>) {
+/// Forget the tasks of a stage whose outcome `saved` (the statuses just saved) records. A task
+/// that finished after the plan looked at it is kept: its outcome is not saved yet, and forgetting
+/// it would make it read as interrupted.
+pub fn forget_finished(tasks: &TaskTracker, stage: &Stage<'_>, saved: &[HookExecutionStatus]) {
     for h in stage.hooks {
-        tasks.forget(&format!("{}/{}", stage.task_prefix, h.name));
+        let recorded = saved.iter().any(|r| {
+            r.name == h.name
+                && matches!(
+                    r.phase,
+                    Some(HookExecutionPhase::Succeeded | HookExecutionPhase::Failed)
+                )
+        });
+        if recorded {
+            tasks.forget(&format!("{}/{}", stage.task_prefix, h.name));
+        }
     }
 }
 
@@ -293,6 +304,33 @@ mod tests {
     }
     fn err(m: &str) -> TaskState {
         TaskState::Finished(Err(m.into()))
+    }
+
+    #[test]
+    fn a_task_that_finishes_after_the_plan_is_not_forgotten_before_its_outcome_is_saved() {
+        let tasks = TaskTracker::new();
+        let hooks = [hook("a", None)];
+        let stage = Stage {
+            hooks: &hooks,
+            task_prefix: task_prefix("BackupSession", "uid", "post"),
+            condition: "PostBackupHooksExecutionSucceeded",
+            ok_reason: "ok",
+            failed_reason: "failed",
+            outcome: Some(true),
+        };
+        // Started and recorded Pending; the task finishes before the caller forgets.
+        tasks.start("BackupSession/uid/post/a", || Ok(String::new()));
+        while tasks.state("BackupSession/uid/post/a") == TaskState::Running {
+            std::thread::yield_now();
+        }
+        forget_finished(&tasks, &stage, &[rec("a", Pending)]);
+        assert_eq!(
+            tasks.state("BackupSession/uid/post/a"),
+            TaskState::Finished(Ok(String::new())),
+            "the outcome must survive until it is saved"
+        );
+        forget_finished(&tasks, &stage, &[rec("a", Succeeded)]);
+        assert_eq!(tasks.state("BackupSession/uid/post/a"), TaskState::Unknown);
     }
 
     #[test]

@@ -138,6 +138,21 @@ pub struct ScheduleSpec {
     /// The session's whole scheduler (history limits, concurrency policy, trigger job template),
     /// for runtimes that create a CronJob from it; the embedded cron uses only the fields above.
     pub scheduler: kstash_api::core::SchedulerSpec,
+    /// What a fired schedule needs to create its BackupSession without reading the
+    /// configuration again (the embedded cron creates thousands in one tick).
+    pub trigger: TriggerTemplate,
+}
+
+/// The configuration's parts a triggered BackupSession is made of (see
+/// `backup_configuration::backup_session_from`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TriggerTemplate {
+    /// The BackupConfiguration's uid, for the session's owner reference.
+    pub invoker_uid: String,
+    /// The session entry's `backupTimeout`.
+    pub backup_timeout: Option<String>,
+    /// The retry budget of a scheduled session (`retryConfig.maxRetry`).
+    pub retry_left: i32,
 }
 
 /// Outcome of a hook command run by the platform.

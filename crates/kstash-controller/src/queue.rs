@@ -8,7 +8,7 @@
 //! again once the running reconcile is done, so no change is lost and no object is reconciled by
 //! two workers at once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -36,10 +36,23 @@ pub fn backoff(category: ErrorCategory, failures: u32) -> Duration {
     base.saturating_mul(1 << doublings).min(cap)
 }
 
-#[derive(Debug, Default)]
+/// Which lane a waiting key is in: changes (and requeues) are handed out before keys that only the
+/// periodic resync queued, so a resync of thousands of objects never delays a new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Lane {
+    Change,
+    Resync,
+}
+
+#[derive(Debug)]
 struct State {
-    /// Keys waiting, with the instant they become ready.
-    waiting: BTreeMap<Key, Instant>,
+    /// When the queue was made: no key is ready before it (the lower bound of `order`).
+    epoch: Instant,
+    /// Keys waiting: their lane, ready instant and arrival number.
+    waiting: HashMap<Key, (Lane, Instant, u64)>,
+    /// The same keys in hand-out order: lane, then ready instant, then arrival (FIFO).
+    order: BTreeSet<(Lane, Instant, u64, Key)>,
+    arrivals: u64,
     /// Keys a worker is reconciling now.
     active: HashSet<Key>,
     /// Consecutive failures per key (reset by a success).
@@ -47,16 +60,86 @@ struct State {
     shutdown: bool,
 }
 
+impl State {
+    /// Queue `key` in `lane` at `at`, or move it to a better lane or an earlier instant.
+    fn put(&mut self, key: Key, lane: Lane, at: Instant) {
+        match self.waiting.get(&key).copied() {
+            Some((l, t, n)) => {
+                let (nl, nt) = (l.min(lane), t.min(at));
+                if (nl, nt) != (l, t) {
+                    self.order.remove(&(l, t, n, key.clone()));
+                    self.order.insert((nl, nt, n, key.clone()));
+                    self.waiting.insert(key, (nl, nt, n));
+                }
+            }
+            None => {
+                self.arrivals += 1;
+                let n = self.arrivals;
+                self.order.insert((lane, at, n, key.clone()));
+                self.waiting.insert(key, (lane, at, n));
+            }
+        }
+    }
+
+    /// Take the first ready key no worker holds (changes first, then resyncs; FIFO by ready
+    /// instant within a lane); else say when the soonest waiting key becomes ready.
+    fn take(&mut self, now: Instant) -> Result<Key, Option<Instant>> {
+        let mut soonest: Option<Instant> = None;
+        for lane in [Lane::Change, Lane::Resync] {
+            let first = (lane, self.epoch, 0, Key::MIN);
+            let mut found = None;
+            for (l, at, n, key) in self.order.range(first..) {
+                if *l != lane {
+                    break;
+                }
+                if *at > now {
+                    // Sorted by instant: the rest of this lane is later still.
+                    soonest = Some(soonest.map_or(*at, |s| s.min(*at)));
+                    break;
+                }
+                if !self.active.contains(key) {
+                    found = Some((*l, *at, *n, key.clone()));
+                    break;
+                }
+            }
+            if let Some(entry) = found {
+                self.order.remove(&entry);
+                self.waiting.remove(&entry.3);
+                self.active.insert(entry.3.clone());
+                return Ok(entry.3);
+            }
+        }
+        Err(soonest)
+    }
+}
+
 /// A de-duplicating delay queue of reconcile keys, shared by the workers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkQueue {
     state: Mutex<State>,
     wake: Condvar,
 }
 
+impl Default for WorkQueue {
+    fn default() -> Self {
+        WorkQueue::new()
+    }
+}
+
 impl WorkQueue {
     pub fn new() -> Self {
-        WorkQueue::default()
+        WorkQueue {
+            state: Mutex::new(State {
+                epoch: Instant::now(),
+                waiting: HashMap::new(),
+                order: BTreeSet::new(),
+                arrivals: 0,
+                active: HashSet::new(),
+                failures: HashMap::new(),
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -74,20 +157,18 @@ impl WorkQueue {
     }
 
     fn add_at(&self, key: Key, at: Instant) {
-        let mut st = self.lock();
-        let slot = st.waiting.entry(key).or_insert(at);
-        *slot = (*slot).min(at);
-        drop(st);
+        self.lock().put(key, Lane::Change, at);
         self.wake.notify_one();
     }
 
-    /// Queue `key` now unless it is queued already (a periodic resync must not undo a backoff).
+    /// Queue `key` now, behind every change, unless it is queued already (a periodic resync must
+    /// neither undo a backoff nor delay new work).
     pub fn add_if_absent(&self, key: Key) {
         let mut st = self.lock();
         if st.waiting.contains_key(&key) || st.active.contains(&key) {
             return;
         }
-        st.waiting.insert(key, Instant::now());
+        st.put(key, Lane::Resync, Instant::now());
         drop(st);
         self.wake.notify_one();
     }
@@ -121,23 +202,10 @@ impl WorkQueue {
                 return None;
             }
             let now = Instant::now();
-            let mut soonest: Option<Instant> = None;
-            let mut ready = None;
-            for (key, at) in &st.waiting {
-                if st.active.contains(key) {
-                    continue;
-                }
-                if *at <= now {
-                    ready = Some(key.clone());
-                    break;
-                }
-                soonest = Some(soonest.map_or(*at, |s| s.min(*at)));
-            }
-            if let Some(key) = ready {
-                st.waiting.remove(&key);
-                st.active.insert(key.clone());
-                return Some(key);
-            }
+            let soonest = match st.take(now) {
+                Ok(key) => return Some(key),
+                Err(soonest) => soonest,
+            };
             // Nothing ready: sleep until the soonest key is due (or a notification). The cap keeps
             // a worker responsive to shutdown even if a notification were missed.
             let wait = soonest
@@ -174,8 +242,7 @@ impl WorkQueue {
             }
         };
         if let Some(at) = at {
-            let slot = st.waiting.entry(key).or_insert(at);
-            *slot = (*slot).min(at);
+            st.put(key, Lane::Change, at);
         }
         drop(st);
         // Every worker may be waiting on this key (it was skipped while active).
@@ -303,6 +370,19 @@ mod tests {
         q.add(key("a"));
         q.done(key("b"), Ok(Requeue::Idle));
         assert_eq!(q.next(), Some(key("a")));
+    }
+
+    #[test]
+    fn changes_go_before_resyncs_and_each_lane_is_first_come_first_served() {
+        let q = WorkQueue::new();
+        q.add_if_absent(key("resync-1"));
+        q.add(key("z-change-1"));
+        q.add_if_absent(key("resync-2"));
+        q.add(key("a-change-2"));
+        // A resynced key that changes moves to the change lane, keeping its place in time.
+        q.add(key("resync-2"));
+        let order: Vec<String> = (0..4).map(|_| q.next().unwrap().name).collect();
+        assert_eq!(order, ["z-change-1", "resync-2", "a-change-2", "resync-1"]);
     }
 
     #[test]

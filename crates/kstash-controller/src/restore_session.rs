@@ -150,7 +150,7 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                     now,
                 );
                 rs = save(p, rs, &st)?;
-                hook_steps::forget_finished(p.tasks(), &stage);
+                hook_steps::forget_finished(p.tasks(), &stage, &st.hooks.pre_hooks);
                 if !finished {
                     return Ok(Requeue::After(HOOK_POLL));
                 }
@@ -225,7 +225,7 @@ pub fn reconcile_restore_session(p: &dyn Platform, ns: &str, name: &str) -> Resu
                     now,
                 );
                 rs = save(p, rs, &st)?;
-                hook_steps::forget_finished(p.tasks(), &stage);
+                hook_steps::forget_finished(p.tasks(), &stage, &st.hooks.post_hooks);
                 if !finished {
                     return Ok(Requeue::After(HOOK_POLL));
                 }

@@ -29,6 +29,8 @@ pub struct Due {
     pub invoker: String,
     pub session: String,
     pub at: Timestamp,
+    /// What the BackupSession is made of (no read of the configuration needed).
+    pub trigger: kstash_controller::platform::TriggerTemplate,
 }
 
 impl Scheduler {
@@ -78,6 +80,7 @@ impl Scheduler {
                     invoker: inv.clone(),
                     session: session.clone(),
                     at: next,
+                    trigger: e.spec.trigger.clone(),
                 });
             }
         }
@@ -111,6 +114,7 @@ mod tests {
 
     fn spec(schedule: &str, suspend: bool) -> ScheduleSpec {
         ScheduleSpec {
+            trigger: Default::default(),
             scheduler: Default::default(),
             namespace: "demo".into(),
             invoker: "bc".into(),

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use kstash_api::client::ResourcesExt;
 use kstash_api::core::BackupConfiguration;
 use kstash_controller::dispatch::{self, Key, RECONCILED};
-use kstash_controller::{ReconcileError, WorkQueue, backup_configuration};
+use kstash_controller::{WorkQueue, backup_configuration};
 
 use crate::platform::EmbeddedPlatform;
 use crate::scheduler::Due;
@@ -133,7 +133,7 @@ impl std::fmt::Debug for StopWhen<'_> {
 pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> Result<(), StoreError> {
     let queue = WorkQueue::new();
     let revision = p.store.current_revision()?;
-    enqueue_all(p, &queue)?;
+    enqueue_all(p, &queue, false)?;
     tracing::info!(
         objects = queue.len(),
         workers = p.reconcile_workers(),
@@ -175,7 +175,7 @@ fn follow(
             }
             Err(StoreError::Gone { .. }) => {
                 revision = p.store.current_revision()?;
-                enqueue_all(p, queue)?;
+                enqueue_all(p, queue, false)?;
             }
             Err(e) => return Err(e),
         }
@@ -187,7 +187,7 @@ fn follow(
             fire(p, &due);
         }
         if last_resync.elapsed() >= RESYNC {
-            enqueue_all(p, queue)?;
+            enqueue_all(p, queue, true)?;
             last_resync = Instant::now();
         }
         if let StopWhen::Done(f) = stop
@@ -215,33 +215,37 @@ fn follow(
 /// How often the change log is read when nothing is due.
 const POLL: Duration = Duration::from_millis(100);
 
-fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue) -> Result<(), StoreError> {
+/// Queue every reconciled object: at start (and after the change log was compacted away) as
+/// changes; on the periodic resync behind every change (`resync`).
+fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<(), StoreError> {
     for rt in RECONCILED {
         for obj in p.store.list(rt, None, &LabelSelector::everything())? {
-            queue.add_if_absent(Key::of(rt.kind, &obj));
+            let key = Key::of(rt.kind, &obj);
+            if resync {
+                queue.add_if_absent(key);
+            } else {
+                queue.add(key);
+            }
         }
     }
     Ok(())
 }
 
-/// Schedules fired: create their BackupSessions, all of one tick in one transaction (the retry
-/// budget comes from `retryConfig`). A session whose name is taken (triggered by hand in the same
-/// second) is created on its own at the next free second.
+/// Schedules fired: create their BackupSessions, all of one tick in one transaction, from what
+/// each schedule carries (no read of the configurations: a paused one has a suspended schedule).
+/// A session whose name is taken (triggered by hand in the same second) is created on its own at
+/// the next free second.
 fn fire(p: &EmbeddedPlatform, due: &[Due]) {
+    let now = Timestamp::now();
     let mut batch = Vec::with_capacity(due.len());
     let mut fired = Vec::with_capacity(due.len());
     for d in due {
-        let bc = match p.get_as::<BackupConfiguration>(&d.namespace, &d.invoker) {
-            Ok(Some(bc)) if !bc.spec.paused => bc,
-            _ => continue,
-        };
-        let retry = backup_configuration::retry_budget(&bc, &d.session);
-        let bs = backup_configuration::new_backup_session(&bc, &d.session, retry, Timestamp::now())
-            .and_then(|bs| serde_json::to_value(&bs).map_err(|e| ReconcileError::Invalid(e.to_string())));
-        match bs {
+        let bs =
+            backup_configuration::backup_session_from(&d.namespace, &d.invoker, &d.session, &d.trigger, now);
+        match serde_json::to_value(&bs) {
             Ok(bs) => {
                 batch.push(bs);
-                fired.push((d, bc));
+                fired.push(d);
             }
             Err(e) => tracing::warn!(error = %e, "schedule fired but the BackupSession could not be built"),
         }
@@ -256,15 +260,21 @@ fn fire(p: &EmbeddedPlatform, due: &[Due]) {
             return;
         }
     };
-    for ((d, bc), outcome) in fired.into_iter().zip(outcomes) {
+    for (d, outcome) in fired.into_iter().zip(outcomes) {
         let lag = Timestamp::now().duration_since(d.at);
         let created = match outcome {
             Ok(obj) => Ok(Key::of("BackupSession", &obj).name),
             Err(StoreError::AlreadyExists { .. }) => {
-                let retry = backup_configuration::retry_budget(&bc, &d.session);
-                backup_configuration::trigger(p, &bc, &d.session, retry)
-                    .map(|bs| bs.metadata.name.unwrap_or_default())
-                    .map_err(|e| e.to_string())
+                match p.get_as::<BackupConfiguration>(&d.namespace, &d.invoker) {
+                    Ok(Some(bc)) => backup_configuration::trigger(p, &bc, &d.session, d.trigger.retry_left)
+                        .map(|bs| bs.metadata.name.unwrap_or_default())
+                        .map_err(|e| e.to_string()),
+                    Ok(None) => Err(format!(
+                        "BackupConfiguration {}/{} is gone",
+                        d.namespace, d.invoker
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }
             }
             Err(e) => Err(e.to_string()),
         };

@@ -52,12 +52,12 @@ fn executor_wait_plans() {
             WaitStep::Wait(Duration::from_millis(200)),
         ),
         (
-            "executor running, no deadline: poll",
+            "executor running (or queued for a slot), no deadline: poll slowly (its writes wake us)",
             observed(JobState::Running, false, false, None),
-            WaitStep::Wait(Duration::from_secs(1)),
+            WaitStep::Wait(Duration::from_secs(5)),
         ),
         (
-            "executor running (or queued for a slot), deadline in 300 ms: look again at the deadline",
+            "executor running, deadline in 300 ms: look again at the deadline",
             observed(JobState::Running, false, false, Some("2026-12-07T10:00:00.3Z")),
             WaitStep::Wait(Duration::from_millis(300)),
         ),
