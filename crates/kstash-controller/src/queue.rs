@@ -151,11 +151,6 @@ impl WorkQueue {
         self.add_at(key, Instant::now());
     }
 
-    /// Queue `key` to run after `delay`, unless it is already queued sooner.
-    pub fn add_after(&self, key: Key, delay: Duration) {
-        self.add_at(key, Instant::now() + delay);
-    }
-
     fn add_at(&self, key: Key, at: Instant) {
         self.lock().put(key, Lane::Change, at);
         self.wake.notify_one();
@@ -187,10 +182,6 @@ impl WorkQueue {
     pub fn shut_down(&self) {
         self.lock().shutdown = true;
         self.wake.notify_all();
-    }
-
-    pub fn is_shut_down(&self) -> bool {
-        self.lock().shutdown
     }
 
     /// The next ready key that no worker holds, waiting for one; `None` once shut down. The caller

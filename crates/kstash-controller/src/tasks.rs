@@ -95,14 +95,6 @@ impl TaskTracker {
             tasks.remove(id);
         }
     }
-
-    /// Tasks running now.
-    pub fn running(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|e| matches!(e, Entry::Running))
-            .count()
-    }
 }
 
 #[cfg(test)]

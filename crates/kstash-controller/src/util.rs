@@ -217,25 +217,8 @@ pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The value of `key` in a Secret (`data` base64 or `stringData`).
-pub fn secret_value(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> Option<String> {
-    if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
-        return Some(v.clone());
-    }
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-}
-
-/// A reference's namespace, or `default` when it has none.
-pub fn ns_or<'a>(namespace: &'a Option<String>, default: &'a str) -> &'a str {
-    match namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => ns,
-        _ => default,
-    }
-}
+/// A reference's namespace, or `default` when it has none (the one helper, in the resolver).
+pub use kstash_api::resolve::ns_or;
 
 #[cfg(test)]
 mod tests {
