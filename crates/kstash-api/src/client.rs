@@ -95,6 +95,11 @@ kind!(BackupSession, meta::BACKUP_SESSION);
 kind!(RestoreSession, meta::RESTORE_SESSION);
 kind!(HookTemplate, meta::HOOK_TEMPLATE);
 kind!(BackupBlueprint, meta::BACKUP_BLUEPRINT);
+kind!(crate::verification::BackupVerifier, meta::BACKUP_VERIFIER);
+kind!(
+    crate::verification::BackupVerificationSession,
+    meta::BACKUP_VERIFICATION_SESSION
+);
 kind!(Addon, meta::ADDON);
 kind!(Function, meta::FUNCTION);
 kind!(AppBinding, meta::APP_BINDING);

@@ -4,7 +4,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{addons, appcatalog, core, storage};
+use crate::{addons, appcatalog, core, storage, verification};
 
 /// Every CRD kstash installs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
@@ -18,6 +18,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         core::RestoreSession::crd(),
         core::HookTemplate::crd(),
         core::BackupBlueprint::crd(),
+        verification::BackupVerifier::crd(),
+        verification::BackupVerificationSession::crd(),
         addons::Addon::crd(),
         addons::Function::crd(),
         appcatalog::AppBinding::crd(),

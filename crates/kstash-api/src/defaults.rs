@@ -71,6 +71,15 @@ pub fn apply(obj: &mut Object, existing: &[Object]) {
         Object::BackupBlueprint(bp) => {
             default_usage(&mut bp.spec.usage_policy);
         }
+        Object::BackupVerifier(v) => {
+            // KubeStash: `+kubebuilder:default=1`; an explicit 0 cannot survive its omitempty.
+            if v.spec.session_history_limit == 0 {
+                v.spec.session_history_limit = 1;
+            }
+            if let Some(rc) = v.spec.retry_config.as_mut() {
+                rc.max_retry.get_or_insert(1);
+            }
+        }
         Object::Repository(r) => {
             r.spec.deletion_policy.get_or_insert(DeletionPolicy::Delete);
         }

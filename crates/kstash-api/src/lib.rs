@@ -24,6 +24,7 @@ pub mod storage;
 pub mod storage_ops;
 pub mod usage;
 pub mod validation;
+pub mod verification;
 
 pub use category::ErrorCategory;
 pub use object::{FieldError, Object};

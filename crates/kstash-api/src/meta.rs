@@ -178,6 +178,29 @@ pub const BACKUP_BLUEPRINT: ResourceType = rt!(
     true,
     false
 );
+/// KubeStash's CRD path is literally the singular (`backupverifier`); the plural users type is a
+/// short name.
+pub const BACKUP_VERIFIER: ResourceType = rt!(
+    CORE_GROUP,
+    V1ALPHA1,
+    "BackupVerifier",
+    "backupverifier",
+    "backupverifier",
+    ["backupverifiers"],
+    true,
+    false
+);
+/// As for BackupVerifier, KubeStash's CRD path is the singular.
+pub const BACKUP_VERIFICATION_SESSION: ResourceType = rt!(
+    CORE_GROUP,
+    V1ALPHA1,
+    "BackupVerificationSession",
+    "backupverificationsession",
+    "backupverificationsession",
+    ["backupverificationsessions", "bvs"],
+    true,
+    true
+);
 pub const ADDON: ResourceType = rt!(
     ADDONS_GROUP,
     V1ALPHA1,
@@ -283,10 +306,12 @@ pub const ALL: &[ResourceType] = &[
     BACKUP_STORAGE,
     REPOSITORY,
     BACKUP_BLUEPRINT,
+    BACKUP_VERIFIER,
     BACKUP_CONFIGURATION,
     BACKUP_SESSION,
     SNAPSHOT,
     RESTORE_SESSION,
+    BACKUP_VERIFICATION_SESSION,
 ];
 
 /// A column of `kstash get` (a CRD `additionalPrinterColumn`): header, JSONPath, type.
@@ -330,6 +355,12 @@ pub fn print_columns(kind: &str) -> &'static [PrintColumn] {
         "BackupConfiguration" => &[
             ("Phase", ".status.phase", "string"),
             ("Paused", ".spec.paused", "boolean"),
+            AGE,
+        ],
+        "BackupVerifier" => &[AGE],
+        "BackupVerificationSession" => &[
+            ("Phase", ".status.phase", "string"),
+            ("Duration", ".status.duration", "string"),
             AGE,
         ],
         "BackupSession" => &[

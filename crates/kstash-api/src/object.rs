@@ -13,6 +13,7 @@ use crate::appcatalog::AppBinding;
 use crate::core::{BackupBlueprint, BackupConfiguration, BackupSession, HookTemplate, RestoreSession};
 use crate::meta::{self, ResourceType};
 use crate::storage::{BackupStorage, Repository, RetentionPolicy, Snapshot};
+use crate::verification::{BackupVerificationSession, BackupVerifier};
 
 /// One problem with one field of one object. Displays as
 /// `BackupConfiguration demo/sample: spec.sessions[0].scheduler.schedule: <message>; fix: <hint>`.
@@ -53,6 +54,8 @@ pub enum Object {
     RestoreSession(RestoreSession),
     HookTemplate(HookTemplate),
     BackupBlueprint(BackupBlueprint),
+    BackupVerifier(BackupVerifier),
+    BackupVerificationSession(BackupVerificationSession),
     Addon(Addon),
     Function(Function),
     AppBinding(AppBinding),
@@ -76,6 +79,8 @@ macro_rules! each_kind {
             Object::RestoreSession($o) => $e,
             Object::HookTemplate($o) => $e,
             Object::BackupBlueprint($o) => $e,
+            Object::BackupVerifier($o) => $e,
+            Object::BackupVerificationSession($o) => $e,
             Object::Addon($o) => $e,
             Object::Function($o) => $e,
             Object::AppBinding($o) => $e,
@@ -120,6 +125,8 @@ impl Object {
             Object::RestoreSession(_) => &meta::RESTORE_SESSION,
             Object::HookTemplate(_) => &meta::HOOK_TEMPLATE,
             Object::BackupBlueprint(_) => &meta::BACKUP_BLUEPRINT,
+            Object::BackupVerifier(_) => &meta::BACKUP_VERIFIER,
+            Object::BackupVerificationSession(_) => &meta::BACKUP_VERIFICATION_SESSION,
             Object::Addon(_) => &meta::ADDON,
             Object::Function(_) => &meta::FUNCTION,
             Object::AppBinding(_) => &meta::APP_BINDING,
@@ -216,6 +223,8 @@ impl Object {
             "RestoreSession" => Object::RestoreSession(typed(value).map_err(err)?),
             "HookTemplate" => Object::HookTemplate(typed(value).map_err(err)?),
             "BackupBlueprint" => Object::BackupBlueprint(typed(value).map_err(err)?),
+            "BackupVerifier" => Object::BackupVerifier(typed(value).map_err(err)?),
+            "BackupVerificationSession" => Object::BackupVerificationSession(typed(value).map_err(err)?),
             "Addon" => Object::Addon(typed(value).map_err(err)?),
             "Function" => Object::Function(typed(value).map_err(err)?),
             "AppBinding" => Object::AppBinding(typed(value).map_err(err)?),

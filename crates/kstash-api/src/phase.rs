@@ -7,6 +7,7 @@ use crate::core::{
     BackupSessionStatus, RestorePhase, RestoreSessionStatus, RetentionPolicyApplyPhase,
 };
 use crate::storage::{BackupStoragePhase, ComponentPhase, RepositoryPhase, SnapshotPhase, SnapshotStatus};
+use crate::verification::{BackupVerificationSessionPhase, BackupVerificationSessionStatus};
 
 /// Condition types and reasons used across kinds.
 pub mod conditions {
@@ -41,11 +42,11 @@ pub fn find<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conds.iter().find(|x| x.type_ == type_)
 }
 
-fn is_true(conds: &[Condition], t: &str) -> bool {
+pub(crate) fn is_true(conds: &[Condition], t: &str) -> bool {
     find(conds, t).is_some_and(|x| x.status == ConditionStatus::True)
 }
 
-fn is_false(conds: &[Condition], t: &str) -> bool {
+pub(crate) fn is_false(conds: &[Condition], t: &str) -> bool {
     find(conds, t).is_some_and(|x| x.status == ConditionStatus::False)
 }
 
@@ -323,6 +324,31 @@ pub fn restore_session(status: &RestoreSessionStatus) -> RestorePhase {
         RestorePhase::Succeeded if !final_step_done => RestorePhase::Running,
         other => other,
     }
+}
+
+/// KubeStash's `CalculatePhase`, conditions checked in its order: history cleanup failed →
+/// Failed; skipped → Skipped; history cleaned after a failed restore or verification → Failed;
+/// history cleaned → Succeeded; otherwise Running.
+pub fn backup_verification_session(
+    status: &BackupVerificationSessionStatus,
+) -> BackupVerificationSessionPhase {
+    use crate::verification::conditions as c;
+    use BackupVerificationSessionPhase as P;
+    let conds = &status.conditions;
+    if is_false(conds, c::HISTORY_CLEANED) {
+        return P::Failed;
+    }
+    if is_true(conds, c::SKIPPED) {
+        return P::Skipped;
+    }
+    let cleaned = is_true(conds, c::HISTORY_CLEANED);
+    if cleaned && (is_false(conds, c::RESTORE_SUCCEEDED) || is_false(conds, c::BACKUP_VERIFIED)) {
+        return P::Failed;
+    }
+    if cleaned {
+        return P::Succeeded;
+    }
+    P::Running
 }
 
 #[cfg(test)]
@@ -802,5 +828,61 @@ mod tests {
         set_condition(&mut conds, cond(c::INITIAL_BACKUP_TRIGGERED, true));
         assert_eq!(conds.len(), 2);
         assert_eq!(conds[0].status, ConditionStatus::True);
+    }
+
+    fn verification_status(conds: &[(&str, bool)]) -> crate::verification::BackupVerificationSessionStatus {
+        crate::verification::BackupVerificationSessionStatus {
+            conditions: conds
+                .iter()
+                .map(|(t, s)| Condition::new(t, *s, "Test", ""))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn phase_follows_kubestash_condition_order() {
+        use crate::verification::BackupVerificationSessionPhase as P;
+        use crate::verification::conditions as c;
+        let table: &[(&[(&str, bool)], P)] = &[
+            (&[], P::Running),
+            (&[(c::RESTORE_SUCCEEDED, true)], P::Running),
+            (&[(c::RESTORE_SUCCEEDED, false)], P::Running),
+            (&[(c::SKIPPED, true)], P::Skipped),
+            (&[(c::SKIPPED, true), (c::HISTORY_CLEANED, true)], P::Skipped),
+            (&[(c::SKIPPED, true), (c::HISTORY_CLEANED, false)], P::Failed),
+            (
+                &[(c::RESTORE_SUCCEEDED, true), (c::HISTORY_CLEANED, true)],
+                P::Succeeded,
+            ),
+            (
+                &[
+                    (c::RESTORE_SUCCEEDED, true),
+                    (c::BACKUP_VERIFIED, true),
+                    (c::HISTORY_CLEANED, true),
+                ],
+                P::Succeeded,
+            ),
+            (
+                &[(c::RESTORE_SUCCEEDED, false), (c::HISTORY_CLEANED, true)],
+                P::Failed,
+            ),
+            (
+                &[
+                    (c::RESTORE_SUCCEEDED, true),
+                    (c::BACKUP_VERIFIED, false),
+                    (c::HISTORY_CLEANED, true),
+                ],
+                P::Failed,
+            ),
+            (&[(c::BACKUP_VERIFIED, false)], P::Running),
+        ];
+        for (conds, want) in table {
+            assert_eq!(
+                backup_verification_session(&verification_status(conds)),
+                *want,
+                "conditions {conds:?}"
+            );
+        }
     }
 }

@@ -17,6 +17,9 @@ use crate::object::{FieldError, Object};
 use crate::schedule::Schedule;
 use crate::storage::{BackupStorage, Repository, RetentionPolicy, Snapshot, StorageProvider};
 use crate::usage;
+use crate::verification::{
+    self, BackupVerificationSession, BackupVerificationSessionSpec, BackupVerifier, VerificationType,
+};
 
 /// What validation may look at besides the object: what the store holds, and the old version
 /// when the object is being updated.
@@ -116,6 +119,8 @@ pub fn validate(obj: &Object, ctx: Context<'_>) -> Vec<FieldError> {
         Object::RestoreSession(o) => restore_session(o, ctx, &mut e),
         Object::HookTemplate(o) => hook_template(o, &mut e),
         Object::BackupBlueprint(o) => backup_blueprint(o, ctx, &mut e),
+        Object::BackupVerifier(o) => backup_verifier(o, ctx, &mut e),
+        Object::BackupVerificationSession(o) => backup_verification_session(o, ctx, &mut e),
         Object::Addon(o) => addon(o, &mut e),
         Object::Function(o) => function(o, &mut e),
         Object::AppBinding(o) => app_binding(o, &mut e),
@@ -871,6 +876,7 @@ fn backup_configuration(bc: &BackupConfiguration, ctx: Context<'_>, e: &mut Erro
         }
     }
     sessions(e, &bc.spec.sessions, &backend_names, &ctx, &ns, false);
+    verifiers_restore_elsewhere(e, bc, &ns, &ctx);
     // Repositories this configuration will create must not collide with existing ones.
     for (i, s) in bc.spec.sessions.iter().enumerate() {
         for (j, r) in s.repositories.iter().enumerate() {
@@ -1012,6 +1018,194 @@ fn restore_session(rs: &RestoreSession, ctx: Context<'_>, e: &mut Errors) {
     }
     if let Some(t) = &rs.spec.target {
         e.required("spec.target.name", &t.name, "name the restore target");
+    }
+}
+
+/// A verifier must never restore over the data it verifies: each `backupVerifier` of `bc` that
+/// is stored must restore into another target than `bc`'s own.
+fn verifiers_restore_elsewhere(e: &mut Errors, bc: &BackupConfiguration, ns: &str, ctx: &Context<'_>) {
+    let Some(own) = &bc.spec.target else { return };
+    for (i, s) in bc.spec.sessions.iter().enumerate() {
+        for (j, r) in s.repositories.iter().enumerate() {
+            let Some(vref) = &r.backup_verifier else { continue };
+            let vns = vref.namespace.as_deref().unwrap_or(ns);
+            let verifier = ctx.existing.iter().find_map(|o| match o {
+                Object::BackupVerifier(v) if o.name() == vref.name && o.namespace() == Some(vns) => Some(v),
+                _ => None,
+            });
+            if let Some(v) = verifier
+                && let Some(t) = v.spec.target()
+                && verification::same_target(own, ns, t, vns)
+            {
+                e.add(
+                    format!("spec.sessions[{i}].repositories[{j}].backupVerifier"),
+                    format!(
+                        "BackupVerifier {vns}/{} restores into {}, which is this configuration's own backup target; verification would overwrite the data it verifies",
+                        vref.name,
+                        verification::describe_target(t, vns)
+                    ),
+                    "point the verifier's spec.restoreOption.target at a separate target (e.g. a scratch database in its own namespace)",
+                );
+            }
+        }
+    }
+}
+
+fn backup_verifier(v: &BackupVerifier, ctx: Context<'_>, e: &mut Errors) {
+    let ns = v.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let spec = &v.spec;
+    match &spec.restore_option {
+        None => e.add(
+            "spec.restoreOption",
+            "required value is missing",
+            "set restoreOption.target (where to restore) and restoreOption.addonInfo (how)",
+        ),
+        Some(ro) => {
+            match &ro.target {
+                None => e.add(
+                    "spec.restoreOption.target",
+                    "required value is missing",
+                    "name a scratch target to restore into, e.g. {apiGroup: appcatalog.appscode.com, kind: AppBinding, namespace: verify, name: scratch-db}",
+                ),
+                Some(t) => e.required("spec.restoreOption.target.name", &t.name, "name the restore target"),
+            }
+            addon_info(e, "spec.restoreOption.addonInfo", ro.addon_info.as_ref());
+        }
+    }
+    if let Some(cron) = spec.cron()
+        && let Err(why) = Schedule::parse(cron)
+    {
+        let path = if spec.scheduler.is_some() {
+            "spec.scheduler.schedule"
+        } else {
+            "spec.schedule"
+        };
+        e.add(
+            path,
+            why,
+            "use 5 cron fields, e.g. '0 3 * * *', optionally prefixed by CRON_TZ=<zone>",
+        );
+    }
+    match spec.verification_type() {
+        VerificationType::RestoreOnly => {}
+        VerificationType::Query => match &spec.query {
+            None => e.add(
+                "spec.query",
+                "required when type is Query",
+                "add queries, e.g. `query: {postgres: [{database: shop, table: users, rowCount: {operator: Equal, value: 1000}}]}`",
+            ),
+            Some(raw) => {
+                if !raw.is_object() {
+                    e.add("spec.query", "must be a map of database kinds to queries", "write e.g. `query: {postgres: [...]}`");
+                }
+            }
+        },
+        VerificationType::Script => match &spec.script {
+            None => e.add(
+                "spec.script",
+                "required when type is Script",
+                "set script.location to the script's absolute path (and script.args if it takes any)",
+            ),
+            Some(sc) => {
+                if !sc.location.starts_with('/') {
+                    e.add(
+                        "spec.script.location",
+                        format!("must be an absolute path (is '{}')", sc.location),
+                        "give the script's absolute path, e.g. /tmp/config/check.sh",
+                    );
+                }
+            }
+        },
+    }
+    if let Some(rc) = &spec.retry_config {
+        if let Some(m) = rc.max_retry
+            && m < 1
+        {
+            e.add(
+                "spec.retryConfig.maxRetry",
+                format!("must be at least 1 (is {m})"),
+                "set maxRetry to 1 or more, or remove retryConfig",
+            );
+        }
+        e.go_duration("spec.retryConfig.delay", rc.delay.as_deref());
+    }
+    e.non_negative(
+        "spec.sessionHistoryLimit",
+        Some(i64::from(spec.session_history_limit)),
+    );
+    // The same guard from the verifier's side: no configuration that links it may back up its target.
+    let Some(t) = spec.target() else { return };
+    let me = v.metadata.name.as_deref().unwrap_or("");
+    for o in ctx.existing {
+        let Object::BackupConfiguration(bc) = o else {
+            continue;
+        };
+        let bc_ns = o.namespace().unwrap_or("default");
+        let links = bc.spec.sessions.iter().flat_map(|s| &s.repositories).any(|r| {
+            r.backup_verifier
+                .as_ref()
+                .is_some_and(|x| x.name == me && x.namespace.as_deref().unwrap_or(bc_ns) == ns)
+        });
+        if links
+            && let Some(own) = &bc.spec.target
+            && verification::same_target(own, bc_ns, t, &ns)
+        {
+            e.add(
+                "spec.restoreOption.target",
+                format!(
+                    "{} is the backup target of BackupConfiguration {bc_ns}/{}, which uses this verifier; verification would overwrite the data it verifies",
+                    verification::describe_target(t, &ns),
+                    o.name()
+                ),
+                "restore into a separate target (e.g. a scratch database in its own namespace)",
+            );
+        }
+    }
+}
+
+fn backup_verification_session(s: &BackupVerificationSession, ctx: Context<'_>, e: &mut Errors) {
+    match &s.spec.invoker {
+        None => e.add(
+            "spec.invoker",
+            "required value is missing",
+            "reference the BackupConfiguration whose repository is verified: {apiGroup: core.kubestash.com, kind: BackupConfiguration, name: …}",
+        ),
+        Some(inv) => {
+            if inv.kind != "BackupConfiguration" {
+                e.add(
+                    "spec.invoker.kind",
+                    format!("'{}' cannot invoke a verification", inv.kind),
+                    "use kind: BackupConfiguration",
+                );
+            }
+            e.required("spec.invoker.name", &inv.name, "name the BackupConfiguration");
+        }
+    }
+    e.required(
+        "spec.session",
+        &s.spec.session,
+        "name the BackupConfiguration session whose repository is verified",
+    );
+    e.required(
+        "spec.repository",
+        &s.spec.repository,
+        "name the repository to verify (one with a backupVerifier in the configuration)",
+    );
+    e.non_negative("spec.retryLeft", Some(i64::from(s.spec.retry_left)));
+    if let Some(Object::BackupVerificationSession(old)) = ctx.old
+        && old.spec != s.spec
+        && !(old.spec.snapshot.is_empty()
+            && old.spec
+                == BackupVerificationSessionSpec {
+                    snapshot: String::new(),
+                    ..s.spec.clone()
+                })
+    {
+        e.add(
+            "spec",
+            "a BackupVerificationSession's spec is immutable (only an empty snapshot may be filled in)",
+            "create a new BackupVerificationSession instead",
+        );
     }
 }
 

@@ -741,7 +741,7 @@ fn chart_crds_are_the_generated_crds() {
     };
     let fix = format!("fix: cp deploy/crds/*.yaml {CHART_CRDS}/");
     assert_eq!(names(&chart), names(&generated), "{fix}");
-    assert_eq!(generated.len(), 12);
+    assert_eq!(generated.len(), 14);
     for (a, b) in generated.iter().zip(&chart) {
         assert!(
             std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),

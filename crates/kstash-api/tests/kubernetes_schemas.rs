@@ -26,7 +26,7 @@ fn generated_crds_pass_kubernetes_validate_strict() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 12);
+    assert_eq!(files.len(), 14);
     let out = Command::new(&tool)
         .args(["-k", "1.32.0", "--strict"])
         .args(&files)
@@ -40,7 +40,7 @@ fn generated_crds_pass_kubernetes_validate_strict() {
     assert_eq!(
         text.matches(" passed for resource customresourcedefinition/")
             .count(),
-        12,
+        files.len(),
         "{text}"
     );
 }
