@@ -18,6 +18,7 @@ pub mod names;
 pub mod object;
 pub mod phase;
 pub mod progress;
+pub mod query;
 pub mod resolve;
 pub mod schedule;
 pub mod storage;
