@@ -44,6 +44,14 @@ pub struct BlobLocation {
     pub uncompressed_length: Option<u32>,
 }
 
+impl BlobLocation {
+    /// The plaintext length.
+    pub fn data_length(&self) -> u32 {
+        self.uncompressed_length
+            .unwrap_or(self.length.saturating_sub(crate::crypto::OVERHEAD as u32))
+    }
+}
+
 /// One blob as listed in a pack header or index file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackedBlob {

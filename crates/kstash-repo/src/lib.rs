@@ -28,6 +28,7 @@ pub mod saver;
 pub mod snapshot;
 pub mod stats;
 pub mod tree;
+pub mod verify_tree;
 
 pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};
 pub use backup_stream::{StreamBackupOptions, StreamBackupSummary, backup_stream, backup_stream_to_many};
@@ -43,3 +44,4 @@ pub use lock::{
 pub use repository::{InitOptions, Repository};
 pub use restore::{ExistingFiles, RestoreOptions, RestoreSummary, restore};
 pub use snapshot::{Snapshot, SnapshotEntry};
+pub use verify_tree::{CompareOptions, Difference, Mismatch, TreeComparison, compare_restored_tree};

@@ -176,6 +176,26 @@ pub fn restore_snapshot(
     run(repo, snapshot, subpath, target, options, None)
 }
 
+/// What a restore of `subpath` of `sn` into `target` with the selection of `options` creates, as
+/// planned before anything is written (nothing is written, no lock is taken): [`restore`] writes
+/// exactly this, and [`crate::verify_tree`] compares a restored copy with it.
+pub(crate) fn plan_restore(
+    repo: &Repository,
+    sn: &SnapshotEntry,
+    subpath: &str,
+    target: &Path,
+    options: &RestoreOptions,
+) -> Result<Planned> {
+    let mut r = Restorer::new(repo, sn, subpath, target, options, None)?;
+    let plan = r.plan(sn)?;
+    Ok(Planned {
+        plan,
+        snapshot: r.snapshot,
+        base: r.base,
+        target: r.target,
+    })
+}
+
 fn run(
     repo: &Repository,
     sn: &SnapshotEntry,
@@ -184,24 +204,7 @@ fn run(
     options: &RestoreOptions,
     held: Option<&RepoLock>,
 ) -> Result<RestoreSummary> {
-    let selection = Selection::new(&options.include, &options.exclude)?;
-    let (uid, _) = crate::host::uid_gid();
-    let mut r = Restorer {
-        repo,
-        snapshot: sn.id.short(),
-        base: subpath
-            .split('/')
-            .filter(|p| !p.is_empty() && *p != ".")
-            .fold(String::new(), |acc, p| acc + "/" + p),
-        target: target.to_path_buf(),
-        options,
-        selection,
-        as_root: uid == 0,
-        held,
-        stats: Stats::default(),
-        errors: Mutex::new(Vec::new()),
-        warnings: Mutex::new(Vec::new()),
-    };
+    let mut r = Restorer::new(repo, sn, subpath, target, options, held)?;
     let plan = r.plan(sn)?;
     tracing::debug!(
         snapshot = %r.snapshot,
@@ -350,24 +353,70 @@ pub fn is_zero(buf: &[u8]) -> bool {
 
 /// An item to restore: its path below the restore root (`/a/b`) and its node.
 #[derive(Debug)]
-struct Item {
-    loc: String,
-    node: Node,
+pub(crate) struct Item {
+    pub(crate) loc: String,
+    pub(crate) node: Node,
 }
 
 #[derive(Debug, Default)]
-struct Plan {
+pub(crate) struct Plan {
     /// Parents before children.
-    dirs: Vec<Item>,
-    files: Vec<Item>,
+    pub(crate) dirs: Vec<Item>,
+    pub(crate) files: Vec<Item>,
     /// Hard links: the item and the index in `files` of the file it links to.
-    links: Vec<(Item, usize)>,
+    pub(crate) links: Vec<(Item, usize)>,
     /// Symlinks, fifos and devices.
-    others: Vec<Item>,
+    pub(crate) others: Vec<Item>,
     nodes_skipped: u64,
     warnings: Vec<String>,
     /// (device_id, inode) → index in `files` of the first file restored for it.
     inodes: HashMap<(u64, u64), usize>,
+}
+
+/// A [`Plan`] with the mapping of its restore-root paths to the snapshot and the target.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    pub(crate) plan: Plan,
+    /// The snapshot's short id, for messages.
+    pub(crate) snapshot: String,
+    base: String,
+    target: PathBuf,
+}
+
+impl Planned {
+    /// The path in the snapshot of restore-root path `loc`.
+    pub(crate) fn snapshot_path(&self, loc: &str) -> String {
+        snapshot_path(&self.base, loc)
+    }
+
+    /// The file in the target for restore-root path `loc`.
+    pub(crate) fn target_path(&self, loc: &str) -> PathBuf {
+        target_path(&self.target, loc)
+    }
+}
+
+/// The path in the snapshot of restore-root path `loc` when `base` (`/a/b`, or empty for the
+/// whole snapshot) is restored.
+fn snapshot_path(base: &str, loc: &str) -> String {
+    if loc.is_empty() {
+        if base.is_empty() {
+            "/".into()
+        } else {
+            base.to_string()
+        }
+    } else {
+        format!("{base}{loc}")
+    }
+}
+
+/// The file in `target` for restore-root path `loc`.
+fn target_path(target: &Path, loc: &str) -> PathBuf {
+    let rel = loc.trim_start_matches('/');
+    if rel.is_empty() {
+        target.to_path_buf()
+    } else {
+        target.join(rel)
+    }
 }
 
 #[derive(Default)]
@@ -409,28 +458,45 @@ enum FileDone {
     Skipped,
 }
 
+impl<'a> Restorer<'a> {
+    fn new(
+        repo: &'a Repository,
+        sn: &SnapshotEntry,
+        subpath: &str,
+        target: &Path,
+        options: &'a RestoreOptions,
+        held: Option<&'a RepoLock>,
+    ) -> Result<Restorer<'a>> {
+        let selection = Selection::new(&options.include, &options.exclude)?;
+        let (uid, _) = crate::host::uid_gid();
+        Ok(Restorer {
+            repo,
+            snapshot: sn.id.short(),
+            base: subpath
+                .split('/')
+                .filter(|p| !p.is_empty() && *p != ".")
+                .fold(String::new(), |acc, p| acc + "/" + p),
+            target: target.to_path_buf(),
+            options,
+            selection,
+            as_root: uid == 0,
+            held,
+            stats: Stats::default(),
+            errors: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
+        })
+    }
+}
+
 impl Restorer<'_> {
     /// The path in the snapshot of restore-root path `loc`.
     fn snapshot_path(&self, loc: &str) -> String {
-        if loc.is_empty() {
-            if self.base.is_empty() {
-                "/".into()
-            } else {
-                self.base.clone()
-            }
-        } else {
-            format!("{}{loc}", self.base)
-        }
+        snapshot_path(&self.base, loc)
     }
 
     /// The file in the target for restore-root path `loc`.
     fn target_path(&self, loc: &str) -> PathBuf {
-        let rel = loc.trim_start_matches('/');
-        if rel.is_empty() {
-            self.target.clone()
-        } else {
-            self.target.join(rel)
-        }
+        target_path(&self.target, loc)
     }
 
     fn io_error(&self, loc: &str, op: &'static str, source: std::io::Error) -> Error {
