@@ -48,6 +48,8 @@ use crate::tree::{Node, NodeType, mode};
 pub const SPARSE_BLOCK: usize = 4096;
 /// Most bytes read from a pack in one request when adjacent blobs of a file are coalesced.
 const MAX_COALESCED_READ: u64 = 8 << 20;
+/// Bytes of an existing file read at a time when its content is verified.
+const VERIFY_BUFFER: usize = 256 << 10;
 /// Deepest directory nesting accepted (far beyond `PATH_MAX`; guards the recursive walk).
 const MAX_DEPTH: usize = 4096;
 
@@ -844,22 +846,12 @@ impl Restorer<'_> {
             Ok(f) => f,
             Err(_) => return Ok(false),
         };
-        let mut buf = Vec::new();
-        let mut total = 0u64;
-        for id in node.content.as_deref().unwrap_or_default() {
-            let Some(loc_) = self.repo.index().get(BlobType::Data, id) else {
-                return Ok(false);
-            };
-            let len = loc_
-                .uncompressed_length
-                .unwrap_or(loc_.length.saturating_sub(crate::crypto::OVERHEAD as u32))
-                as usize;
-            buf.resize(len, 0);
-            if file.read_exact(&mut buf).is_err() || Id::hash(&buf) != *id {
-                return Ok(false);
-            }
-            total += len as u64;
-        }
+        let ids = node.content.as_deref().unwrap_or_default();
+        let mut buf = vec![0u8; VERIFY_BUFFER];
+        let hashed = crate::verify_tree::hash_blob_ranges(self.repo, &mut file, ids, &mut buf, |_| {});
+        let Ok(total) = hashed else {
+            return Ok(false);
+        };
         let mut probe = [0u8; 1];
         Ok(total == node.size && matches!(file.read(&mut probe), Ok(0)))
     }

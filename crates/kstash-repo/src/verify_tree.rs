@@ -24,14 +24,15 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::BlobType;
+use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::restore::{self, Item, Planned, RestoreOptions};
 use crate::snapshot::SnapshotEntry;
@@ -53,6 +54,9 @@ pub struct CompareOptions {
     pub max_mismatches: usize,
     /// Files compared concurrently (0: the number of CPUs, at most 4).
     pub threads: usize,
+    /// Counters to update as files are compared (bytes, files); the totals are set once the
+    /// restore's plan is known.
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl Default for CompareOptions {
@@ -62,16 +66,19 @@ impl Default for CompareOptions {
             exclude: Vec::new(),
             max_mismatches: DEFAULT_MAX_MISMATCHES,
             threads: 0,
+            progress: None,
         }
     }
 }
 
 impl CompareOptions {
-    /// Options that select what a restore with `restore` selected.
+    /// Options that select what a restore with `restore` selected (and update its progress
+    /// counters, if it has any).
     pub fn for_restore(restore: &RestoreOptions) -> CompareOptions {
         CompareOptions {
             include: restore.include.clone(),
             exclude: restore.exclude.clone(),
+            progress: restore.progress.clone(),
             ..CompareOptions::default()
         }
     }
@@ -292,10 +299,15 @@ pub fn compare_restored_tree(
         .chain(&plan.others)
         .map(|item| item.loc.as_str())
         .collect();
+    if let Some(p) = &options.progress {
+        let files = plan.files.len() + plan.links.len();
+        p.set_totals(plan.files.iter().map(|f| f.node.size).sum(), files as u64);
+    }
     let (uid, _) = crate::host::uid_gid();
     let c = Comparer {
         repo,
         planned: &planned,
+        progress: options.progress.as_deref(),
         as_root: uid == 0,
         max: options.max_mismatches,
         count: AtomicU64::new(0),
@@ -339,6 +351,7 @@ pub fn compare_restored_tree(
 struct Comparer<'a> {
     repo: &'a Repository,
     planned: &'a Planned,
+    progress: Option<&'a Progress>,
     as_root: bool,
     /// Mismatches to keep; `count` counts them all.
     max: usize,
@@ -543,12 +556,18 @@ impl Comparer<'_> {
         {
             self.items.fetch_add(1, Ordering::Relaxed);
             self.files.fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = &self.progress {
+                p.add_item();
+            }
             return;
         }
         self.check_file(item, buf);
     }
 
     fn check_file(&self, item: &Item, buf: &mut [u8]) {
+        if let Some(p) = &self.progress {
+            p.add_item();
+        }
         let (loc, node) = (item.loc.as_str(), &item.node);
         let Some(m) = self.inspect(loc, NodeType::File, fs::FileType::is_file) else {
             return;
@@ -569,62 +588,73 @@ impl Comparer<'_> {
             .read(true)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(self.planned.target_path(loc));
-        match file {
-            Ok(file) => {
-                if let Err(difference) = self.check_content(node, file, buf) {
-                    self.report(loc, difference);
-                }
+        let mut file = match file {
+            Ok(file) => file,
+            Err(e) => {
+                let reason = e.to_string();
+                return self.report(loc, Difference::Unreadable { reason });
             }
-            Err(e) => self.report(
-                loc,
-                Difference::Unreadable {
-                    reason: e.to_string(),
-                },
-            ),
+        };
+        let ids = node.content.as_deref().unwrap_or_default();
+        let hashed = hash_blob_ranges(self.repo, &mut file, ids, buf, |n| {
+            self.bytes.fetch_add(n, Ordering::Relaxed);
+            if let Some(p) = &self.progress {
+                p.add_bytes(n);
+            }
+        });
+        match hashed {
+            Ok(covered) if covered != node.size => {
+                self.report(loc, Difference::Trailing { offset: covered });
+            }
+            Ok(_) => {}
+            Err(difference) => self.report(loc, difference),
         }
     }
+}
 
-    /// Read `file` from the start and hash each blob-sized range; the first range that differs.
-    fn check_content(&self, node: &Node, mut file: fs::File, buf: &mut [u8]) -> Result<(), Difference> {
-        let mut offset = 0u64;
-        for blob in node.content.as_deref().unwrap_or_default() {
-            let Some(at) = self.repo.index().get(BlobType::Data, blob) else {
-                return Err(Difference::UnknownBlob { blob: *blob });
-            };
-            let length = u64::from(at.data_length());
-            let differs = Difference::Content {
-                offset,
-                length,
-                blob: *blob,
-            };
-            let mut hasher = Sha256::new();
-            let mut left = length;
-            while left > 0 {
-                let n = left.min(buf.len() as u64) as usize;
-                match file.read_exact(&mut buf[..n]) {
-                    Ok(()) => hasher.update(&buf[..n]),
-                    // The file is shorter than the blobs (its size is the node's, so the
-                    // snapshot's blobs are longer than its recorded size).
-                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Err(differs),
-                    Err(e) => {
-                        return Err(Difference::Unreadable {
-                            reason: e.to_string(),
-                        });
-                    }
+/// Read `file` on from where it stands, one range per blob of `blobs` (its length from the
+/// index) through `buf`, and compare each range's SHA-256 with the blob id. Returns the bytes
+/// the blobs cover, or the first range that differs (also when the file ends early); `on_read`
+/// is told of every piece read.
+pub(crate) fn hash_blob_ranges(
+    repo: &Repository,
+    file: &mut impl Read,
+    blobs: &[Id],
+    buf: &mut [u8],
+    mut on_read: impl FnMut(u64),
+) -> Result<u64, Difference> {
+    let mut offset = 0u64;
+    for blob in blobs {
+        let Some(at) = repo.index().get(BlobType::Data, blob) else {
+            return Err(Difference::UnknownBlob { blob: *blob });
+        };
+        let length = u64::from(at.data_length());
+        let differs = Difference::Content {
+            offset,
+            length,
+            blob: *blob,
+        };
+        let mut hasher = Sha256::new();
+        let mut left = length;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            match file.read_exact(&mut buf[..n]) {
+                Ok(()) => hasher.update(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Err(differs),
+                Err(e) => {
+                    let reason = e.to_string();
+                    return Err(Difference::Unreadable { reason });
                 }
-                self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                left -= n as u64;
             }
-            if Id(hasher.finalize().into()) != *blob {
-                return Err(differs);
-            }
-            offset += length;
+            on_read(n as u64);
+            left -= n as u64;
         }
-        if offset != node.size {
-            return Err(Difference::Trailing { offset });
+        if Id(hasher.finalize().into()) != *blob {
+            return Err(differs);
         }
-        Ok(())
+        offset += length;
     }
+    Ok(offset)
 }
 
 /// How a node's kind is named in messages.
@@ -671,7 +701,6 @@ mod tests {
     use crate::restore::restore_snapshot;
     use crate::{LocalBackend, RestoreSummary};
     use std::os::unix::fs::PermissionsExt;
-    use std::sync::Arc;
 
     /// A local repository holding one tree backup of `src`, all in temporary directories.
     struct Fixture {
@@ -796,9 +825,16 @@ mod tests {
 
         let sub = f.src_in_snapshot();
         let (part, _) = f.restore(&sub, "part", &no_lock());
-        let c = f.compare(&sub, &part, &CompareOptions::default());
+        let progress = Arc::new(Progress::new());
+        let options = CompareOptions {
+            progress: Some(Arc::clone(&progress)),
+            ..Default::default()
+        };
+        let c = f.compare(&sub, &part, &options);
         assert!(c.matches(), "{c}");
         assert_eq!((c.files_checked, c.bytes_checked), (5, sizes));
+        assert_eq!((progress.total_items(), progress.total_bytes()), (5, sizes));
+        assert_eq!((progress.items(), progress.bytes()), (5, sizes));
         // The directories restore left above the sub-path are not part of that restore.
         let c = f.compare(&format!("{sub}/sub"), &part, &CompareOptions::default());
         assert!(!c.matches(), "comparing with another sub-path differs");
