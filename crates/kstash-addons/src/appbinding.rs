@@ -341,3 +341,38 @@ mod tests {
         );
     }
 }
+
+/// The connection details of an AppBinding target as environment variables for a verification
+/// script: `KSTASH_TARGET_HOST`, `KSTASH_TARGET_PORT` (when known), `KSTASH_TARGET_DATABASE`
+/// (when the URL names one), `KSTASH_TARGET_USERNAME`, `KSTASH_TARGET_PASSWORD` (empty when the
+/// AppBinding has no Secret) and `KSTASH_TARGET_SCHEME` (when known).
+pub fn target_environment(
+    client: &dyn Resources,
+    target: &TypedObjectReference,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+) -> Result<Vec<(String, String)>> {
+    let c = connection_optional_auth(
+        client,
+        Some(target),
+        namespace,
+        owner,
+        mode,
+        &["username", "POSTGRES_USER", "ADMIN_USERNAME"],
+        &["password", "POSTGRES_PASSWORD", "ADMIN_PASSWORD"],
+    )?;
+    let mut env = vec![("KSTASH_TARGET_HOST".to_string(), c.host.clone())];
+    if let Some(port) = c.port {
+        env.push(("KSTASH_TARGET_PORT".into(), port.to_string()));
+    }
+    if let Some(db) = &c.database {
+        env.push(("KSTASH_TARGET_DATABASE".into(), db.clone()));
+    }
+    if let Some(scheme) = &c.scheme {
+        env.push(("KSTASH_TARGET_SCHEME".into(), scheme.clone()));
+    }
+    env.push(("KSTASH_TARGET_USERNAME".into(), c.user.clone()));
+    env.push(("KSTASH_TARGET_PASSWORD".into(), c.password.clone()));
+    Ok(env)
+}

@@ -34,6 +34,7 @@ mod tool;
 pub mod volume;
 mod zookeeper;
 
+pub use appbinding::target_environment;
 pub use direct::{DirectTarget, dump_stream, load_stream};
 pub use duration::go_duration;
 pub use error::{ExecError, Result};

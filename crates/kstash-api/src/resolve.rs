@@ -12,8 +12,10 @@
 //!                └─ addon ──▶ Addon ─tasks─▶ Function                                          (addon())
 //! ```
 //!
-//! A third session kind (BackupVerificationSession) is one more `resolve_…` function over the
-//! same parts: [`addon`], [`session_repository`] or [`repository`], and [`password`].
+//! The third session kind, a BackupVerificationSession, is [`resolve_verification`] over the same
+//! parts: its invoker is found like a BackupSession's, its repository entry names the
+//! BackupVerifier, and the restore it runs is an ordinary RestoreSession resolved by
+//! [`resolve_restore`].
 //!
 //! **The one password rule.** The restic password of a repository is key `RESTIC_PASSWORD` of the
 //! first Secret named by, in order:
@@ -44,11 +46,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::ErrorCategory;
 use crate::addons::{Addon, Function, Task};
 use crate::client::{ClientError, Resources, ResourcesExt};
-use crate::common::{AddonInfo, ObjectReference, TaskReference, TypedObjectReference};
+use crate::common::{
+    AddonInfo, ObjectReference, TaskReference, TypedLocalObjectReference, TypedObjectReference,
+};
 use crate::core::{
     BackupConfiguration, BackupSession, RepositoryInfo, RestoreDataSource, RestoreSession, Session,
 };
 use crate::storage::{BackupStorage, Repository, Snapshot};
+use crate::verification::{self, BackupVerificationSession, BackupVerifier};
 
 /// The key of an encryption Secret that holds the restic password.
 pub const PASSWORD_KEY: &str = "RESTIC_PASSWORD";
@@ -709,11 +714,25 @@ pub fn session_configuration(
     res: &dyn Resources,
     session: &BackupSession,
 ) -> Result<Option<BackupConfiguration>> {
-    let namespace = session.metadata.namespace.as_deref().unwrap_or_default();
-    let object = describe("BackupSession", &session.metadata);
-    let Some(invoker) = session.spec.invoker.as_ref().filter(|i| !i.name.is_empty()) else {
+    invoker_configuration(
+        res,
+        &describe("BackupSession", &session.metadata),
+        session.metadata.namespace.as_deref().unwrap_or_default(),
+        session.spec.invoker.as_ref(),
+    )
+}
+
+/// The BackupConfiguration `invoker` names for a session `object` in `namespace` (a
+/// BackupSession's or a BackupVerificationSession's `spec.invoker`), `None` when it does not exist.
+fn invoker_configuration(
+    res: &dyn Resources,
+    object: &str,
+    namespace: &str,
+    invoker: Option<&TypedLocalObjectReference>,
+) -> Result<Option<BackupConfiguration>> {
+    let Some(invoker) = invoker.filter(|i| !i.name.is_empty()) else {
         return Err(ResolveError::invalid(
-            &object,
+            object,
             "spec.invoker",
             "not set",
             "name the BackupConfiguration (kind BackupConfiguration) the session runs",
@@ -721,7 +740,7 @@ pub fn session_configuration(
     };
     if invoker.kind != "BackupConfiguration" {
         return Err(ResolveError::invalid(
-            &object,
+            object,
             "spec.invoker.kind",
             format!("{:?} is not supported", invoker.kind),
             "kstash runs sessions of kind BackupConfiguration",
@@ -780,6 +799,134 @@ pub fn resolve_backup(res: &dyn Resources, namespace: &str, name: &str) -> Resul
         addon,
         repositories,
         target,
+    })
+}
+
+/// A BackupVerificationSession resolved: its configuration, the repository entry being
+/// verified, the BackupVerifier that entry names, and where the verification restores to.
+#[derive(Debug, Clone)]
+pub struct ResolvedVerification {
+    pub namespace: String,
+    pub session: BackupVerificationSession,
+    pub configuration: BackupConfiguration,
+    pub session_index: usize,
+    pub repository_index: usize,
+    /// The configuration's entry for the verified repository.
+    pub repository: RepositoryInfo,
+    pub verifier: BackupVerifier,
+    /// `restoreOption.target`, namespace filled in (the verifier's namespace by default).
+    pub target: TypedObjectReference,
+    /// `restoreOption.addonInfo`.
+    pub addon: AddonInfo,
+}
+
+/// Resolve BackupVerificationSession `namespace/name`: its BackupConfiguration (`spec.invoker`),
+/// the session entry (`spec.session`), the repository entry (`spec.repository`) and that entry's
+/// `backupVerifier`; refuses a verifier that restores into the configuration's own target.
+pub fn resolve_verification(
+    res: &dyn Resources,
+    namespace: &str,
+    name: &str,
+) -> Result<ResolvedVerification> {
+    let session: BackupVerificationSession = res.must_get(namespace, name)?;
+    let object = format!("BackupVerificationSession {namespace}/{name}");
+    let Some(configuration) = invoker_configuration(res, &object, namespace, session.spec.invoker.as_ref())?
+    else {
+        let invoker = session
+            .spec
+            .invoker
+            .as_ref()
+            .map(|i| i.name.as_str())
+            .unwrap_or("");
+        return Err(ResolveError::not_found(
+            &object,
+            "spec.invoker.name",
+            format!("BackupConfiguration {namespace}/{invoker}"),
+            "create the BackupConfiguration or delete this session",
+        ));
+    };
+    let bc_object = describe("BackupConfiguration", &configuration.metadata);
+    let bc_ns = configuration
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.to_string());
+    let (session_index, entry) = session_entry(&configuration, &session.spec.session)?;
+    let (repository_index, repository) = entry
+        .repositories
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.name == session.spec.repository)
+        .ok_or_else(|| {
+            ResolveError::invalid(
+                &object,
+                "spec.repository",
+                format!(
+                    "session \"{}\" of {bc_object} has no repository \"{}\"",
+                    session.spec.session, session.spec.repository
+                ),
+                one_of(entry.repositories.iter().map(|r| r.name.as_str())),
+            )
+        })?;
+    let field = format!("spec.sessions[{session_index}].repositories[{repository_index}].backupVerifier");
+    let Some(vref) = repository.backup_verifier.as_ref().filter(|v| !v.name.is_empty()) else {
+        return Err(ResolveError::invalid(
+            &bc_object,
+            field,
+            format!("repository \"{}\" has no backupVerifier", repository.name),
+            "name a BackupVerifier in the repository entry (backupVerifier: {name: …, namespace: …})",
+        ));
+    };
+    let vns = ns_or(&vref.namespace, &bc_ns).to_string();
+    let Some(verifier) = res.get_as::<BackupVerifier>(&vns, &vref.name)? else {
+        return Err(ResolveError::not_found(
+            &bc_object,
+            field,
+            format!("BackupVerifier {vns}/{}", vref.name),
+            "create the BackupVerifier (kstash apply -f verifier.yaml) or fix the reference",
+        ));
+    };
+    let v_object = describe("BackupVerifier", &verifier.metadata);
+    let option = verifier.spec.restore_option.clone().unwrap_or_default();
+    let Some(target) = with_namespace(option.target.as_ref(), &vns) else {
+        return Err(ResolveError::invalid(
+            &v_object,
+            "spec.restoreOption.target",
+            "not set",
+            "name a scratch target to restore into",
+        ));
+    };
+    let Some(addon) = option.addon_info.clone() else {
+        return Err(ResolveError::invalid(
+            &v_object,
+            "spec.restoreOption.addonInfo",
+            "not set",
+            "name the addon and restore task, e.g. {name: postgres-addon, tasks: [{name: logical-backup-restore}]}",
+        ));
+    };
+    if let Some(own) = &configuration.spec.target
+        && verification::same_target(own, &bc_ns, &target, &vns)
+    {
+        return Err(ResolveError::invalid(
+            &v_object,
+            "spec.restoreOption.target",
+            format!(
+                "{} is the backup target of {bc_object}; verification would overwrite the data it verifies",
+                verification::describe_target(&target, &vns)
+            ),
+            "restore into a separate target (e.g. a scratch database in its own namespace)",
+        ));
+    }
+    Ok(ResolvedVerification {
+        namespace: namespace.to_string(),
+        repository: repository.clone(),
+        configuration: configuration.clone(),
+        session_index,
+        repository_index,
+        verifier,
+        target,
+        addon,
+        session,
     })
 }
 

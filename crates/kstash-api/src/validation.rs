@@ -1095,8 +1095,10 @@ fn backup_verifier(v: &BackupVerifier, ctx: Context<'_>, e: &mut Errors) {
                 "add queries, e.g. `query: {postgres: [{database: shop, table: users, rowCount: {operator: Equal, value: 1000}}]}`",
             ),
             Some(raw) => {
-                if !raw.is_object() {
-                    e.add("spec.query", "must be a map of database kinds to queries", "write e.g. `query: {postgres: [...]}`");
+                if let Err(errors) = crate::query::VerifierQuery::from_raw(raw) {
+                    for fe in errors {
+                        e.add(fe.path, fe.message, fe.fix);
+                    }
                 }
             }
         },

@@ -139,6 +139,16 @@ pub fn describe_target(t: &TypedObjectReference, ns: &str) -> String {
     )
 }
 
+/// The directory a volume verifier restores into: the `target` param of the first task of
+/// `restoreOption.addonInfo` (the volume restore task's destination). `None` when unset.
+pub fn scratch_directory(addon: &AddonInfo) -> Option<String> {
+    let params = addon.tasks.first()?.params.as_ref()?;
+    match params.get("target")? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
 /// A name-only reference (core/v1 `LocalObjectReference`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct LocalObjectReference {

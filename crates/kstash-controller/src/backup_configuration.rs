@@ -10,8 +10,8 @@ use kstash_api::common::{
 };
 use kstash_api::core::{
     BackendStatus, BackupConfigDeletionPolicy, BackupConfiguration, BackupConfigurationStatus,
-    BackupInvokerPhase, BackupSession, BackupSessionSpec, RepoStatus, RetentionPolicyStatus, Session,
-    SessionStatus, StorageStatus,
+    BackupInvokerPhase, BackupSession, BackupSessionSpec, RepoStatus, RetentionPolicyStatus, SchedulerSpec,
+    Session, SessionStatus, StorageStatus,
 };
 use kstash_api::meta;
 use kstash_api::phase::{self, conditions as c};
@@ -19,6 +19,7 @@ use kstash_api::schedule::Schedule;
 use kstash_api::storage::{
     BackupStorage, BackupStoragePhase, DeletionPolicy, Repository, RepositorySpec, RetentionPolicy,
 };
+use kstash_api::verification::{BackupVerifier, describe_target, same_target};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -223,6 +224,7 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
                 backup_timeout: s.backup_timeout.clone(),
                 retry_left: retry_budget(&bc, &s.name),
             },
+            verifies: None,
         };
         match p.ensure_schedule(&spec) {
             Ok(next) => {
@@ -250,7 +252,13 @@ pub fn reconcile_backup_configuration(p: &dyn Platform, ns: &str, name: &str) ->
         }
         sessions.push(st);
     }
-    let keep: Vec<String> = bc.spec.sessions.iter().map(|s| s.name.clone()).collect();
+    let mut keep: Vec<String> = bc.spec.sessions.iter().map(|s| s.name.clone()).collect();
+    keep.extend(ensure_verifier_schedules(
+        p,
+        &bc,
+        &mut status.repositories,
+        &mut requeue,
+    )?);
     p.remove_schedules(ns, name, &keep)?;
     status.sessions = sessions;
     let phase = phase::backup_configuration(&bc.spec, &status);
@@ -592,6 +600,99 @@ pub fn backup_session_from(
         &owner,
     )]);
     bs
+}
+
+/// One schedule per repository whose entry names a BackupVerifier with a schedule (a
+/// `trigger-verifier-…` CronJob on Kubernetes); each repository's status says whether its
+/// verification is configured, or why not. Returns the schedule ids kept.
+fn ensure_verifier_schedules(
+    p: &dyn Platform,
+    bc: &BackupConfiguration,
+    repo_statuses: &mut [RepoStatus],
+    requeue: &mut Requeue,
+) -> Result<Vec<String>> {
+    let ns = util::namespace(&bc.metadata);
+    let name = util::name(&bc.metadata);
+    let mut ids = Vec::new();
+    for s in &bc.spec.sessions {
+        for info in &s.repositories {
+            let Some(vref) = info.backup_verifier.as_ref().filter(|v| !v.name.is_empty()) else {
+                continue;
+            };
+            let vns = vref.namespace.as_deref().unwrap_or(ns);
+            let st = repo_statuses.iter_mut().find(|r| r.name == info.name);
+            let (configured, reason) = match p.get_as::<BackupVerifier>(vns, &vref.name)? {
+                None => (false, format!("BackupVerifier {vns}/{} not found", vref.name)),
+                Some(v) => match (v.spec.cron(), v.spec.target()) {
+                    (_, Some(t))
+                        if bc
+                            .spec
+                            .target
+                            .as_ref()
+                            .is_some_and(|own| same_target(own, ns, t, vns)) =>
+                    {
+                        (
+                            false,
+                            format!(
+                                "BackupVerifier {vns}/{} restores into {}, this configuration's own target; fix: give the verifier a separate restoreOption.target",
+                                vref.name,
+                                describe_target(t, vns)
+                            ),
+                        )
+                    }
+                    (None, _) => (
+                        false,
+                        format!(
+                            "BackupVerifier {vns}/{} has no spec.scheduler.schedule; verify with `kstash verify {name} -n {ns} --repository {}`",
+                            vref.name, info.name
+                        ),
+                    ),
+                    (Some(cron), _) => {
+                        let scheduler = v.spec.scheduler.clone().unwrap_or_else(|| SchedulerSpec {
+                            schedule: cron.to_string(),
+                            ..Default::default()
+                        });
+                        let spec = ScheduleSpec {
+                            namespace: ns.to_string(),
+                            invoker: name.to_string(),
+                            session: s.name.clone(),
+                            schedule: cron.to_string(),
+                            suspend: bc.spec.paused || scheduler.suspend == Some(true),
+                            scheduler,
+                            trigger: TriggerTemplate {
+                                invoker_uid: util::uid(&bc.metadata).to_string(),
+                                backup_timeout: None,
+                                retry_left: v
+                                    .spec
+                                    .retry_config
+                                    .as_ref()
+                                    .and_then(|r| r.max_retry)
+                                    .unwrap_or(0),
+                            },
+                            verifies: Some(info.name.clone()),
+                        };
+                        match p.ensure_schedule(&spec) {
+                            Ok(_) => {
+                                ids.push(spec.id());
+                                (true, String::new())
+                            }
+                            Err(e) => {
+                                *requeue = requeue.min(Requeue::After(Duration::from_secs(10)));
+                                (false, e.to_string())
+                            }
+                        }
+                    }
+                },
+            };
+            if let Some(st) = st {
+                st.verification_configured = configured;
+                if !configured {
+                    st.reason = reason;
+                }
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// Create a BackupSession of `session` now; when the second's name is taken (two triggers in

@@ -54,6 +54,7 @@ pub const RECONCILED: &[&ResourceType] = &[
     &meta::BACKUP_SESSION,
     &meta::SNAPSHOT,
     &meta::RESTORE_SESSION,
+    &meta::BACKUP_VERIFICATION_SESSION,
 ];
 
 /// Reconcile the object `key` names.
@@ -67,6 +68,9 @@ pub fn reconcile(p: &dyn Platform, key: &Key) -> Result<Requeue> {
         "BackupSession" => crate::backup_session::reconcile_backup_session(p, ns, name),
         "RestoreSession" => crate::restore_session::reconcile_restore_session(p, ns, name),
         "BackupBlueprint" => crate::blueprint::reconcile_backup_blueprint(p, ns, name),
+        "BackupVerificationSession" => {
+            crate::verification_session::reconcile_backup_verification_session(p, ns, name)
+        }
         kind if crate::blueprint::target_type(kind).is_some() => {
             crate::blueprint::reconcile_target(p, kind, ns, name)
         }
@@ -126,6 +130,15 @@ pub fn keys_for_change(obj: &Value) -> Vec<Key> {
         "BackupConfiguration" => {
             if let Some((kind, tns, tname)) = crate::blueprint::target_of_generated(obj) {
                 out.push(key(kind, &tns, &tname));
+            }
+        }
+        // A verification's restore wakes its session.
+        "RestoreSession" => {
+            let bvs = obj
+                .pointer("/metadata/labels/kstash.dev~1verification-session")
+                .and_then(Value::as_str);
+            if let Some(bvs) = bvs {
+                out.push(key("BackupVerificationSession", &ns, bvs));
             }
         }
         _ => {}

@@ -17,6 +17,7 @@ pub mod retention;
 pub mod storage;
 pub mod tasks;
 pub mod util;
+pub mod verification_session;
 
 pub use dispatch::{Key, keys_for_change, reconcile};
 pub use queue::WorkQueue;

@@ -31,6 +31,7 @@ use kstash_api::phase::{self, conditions as c, parse_size};
 use kstash_api::storage::{
     BackupStorage, BackupStoragePhase, Component, ComponentPhase, Repository, Snapshot, SnapshotPhase,
 };
+use kstash_api::verification::{BackupVerificationSession, BackupVerificationSessionPhase};
 use prometheus_client::encoding::{EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -70,6 +71,7 @@ pub struct StateObjects {
     pub backup_storages: Vec<BackupStorage>,
     pub repositories: Vec<Repository>,
     pub snapshots: Vec<Snapshot>,
+    pub verification_sessions: Vec<BackupVerificationSession>,
 }
 
 impl StateObjects {
@@ -85,6 +87,7 @@ impl StateObjects {
             backup_storages: r.list_as(None, &[])?,
             repositories: r.list_as(None, &[])?,
             snapshots: r.list_as(None, &[])?,
+            verification_sessions: r.list_as(None, &[])?,
         })
     }
 }
@@ -629,6 +632,7 @@ pub fn state_metrics(objects: &StateObjects) -> String {
     for snapshot in &objects.snapshots {
         snapshot_state(&mut out, snapshot);
     }
+    last_verifications(&mut out, &objects.verification_sessions);
     out.render()
 }
 
@@ -1069,6 +1073,99 @@ fn snapshot_state(out: &mut Exposition, snapshot: &Snapshot) {
         &common,
         status.map(|s| s.conditions.as_slice()),
     );
+}
+
+/// Per repository, its newest finished (not skipped) verification:
+/// `storage_kubestash_com_repository_last_verification_time_seconds` (when it finished) and
+/// `storage_kubestash_com_repository_last_verification_success` (1 verified, 0 failed).
+fn last_verifications(out: &mut Exposition, sessions: &[BackupVerificationSession]) {
+    use std::collections::BTreeMap;
+    let mut newest: BTreeMap<(String, String), (f64, bool)> = BTreeMap::new();
+    for s in sessions {
+        let Some(st) = &s.status else { continue };
+        let success = match st.phase {
+            Some(BackupVerificationSessionPhase::Succeeded) => true,
+            Some(BackupVerificationSessionPhase::Failed) => false,
+            _ => continue,
+        };
+        let Some(at) = phase::find(
+            &st.conditions,
+            kstash_api::verification::conditions::HISTORY_CLEANED,
+        )
+        .and_then(|c| c.last_transition_time.as_ref()) else {
+            continue;
+        };
+        let key = (
+            s.metadata.namespace.clone().unwrap_or_default(),
+            s.spec.repository.clone(),
+        );
+        let t = unix_seconds(at).floor();
+        if newest.get(&key).is_none_or(|(old, _)| t >= *old) {
+            newest.insert(key, (t, success));
+        }
+    }
+    for ((ns, repo), (t, success)) in newest {
+        let labels = vec![label("namespace", &ns), label("repository", &repo)];
+        out.gauge(
+            "storage_kubestash_com_repository_last_verification_time_seconds",
+            "When the newest verification of this repository finished",
+            labels.clone(),
+            t,
+        );
+        out.gauge(
+            "storage_kubestash_com_repository_last_verification_success",
+            "Whether the newest verification of this repository proved its snapshot restorable",
+            labels,
+            bool_value(success),
+        );
+    }
+}
+
+/// Pushed once per finished BackupVerificationSession (prefix `kstash_backupverification_`):
+/// `success`, `duration_seconds` and `snapshot_info` (labels `snapshot`, `phase`).
+pub fn verification_session_metrics(bvs: &BackupVerificationSession) -> String {
+    let mut out = Exposition::default();
+    let st = bvs.status.clone().unwrap_or_default();
+    let labels = vec![
+        label("namespace", bvs.metadata.namespace.as_deref().unwrap_or_default()),
+        label(
+            "invoker_name",
+            bvs.spec
+                .invoker
+                .as_ref()
+                .map(|i| i.name.as_str())
+                .unwrap_or_default(),
+        ),
+        label("repository", &bvs.spec.repository),
+    ];
+    let success = st.phase == Some(BackupVerificationSessionPhase::Succeeded);
+    out.gauge(
+        "kstash_backupverification_success",
+        "Whether the verification proved the snapshot restorable",
+        labels.clone(),
+        bool_value(success),
+    );
+    if let Some(d) = go_duration(&st.duration) {
+        out.gauge(
+            "kstash_backupverification_duration_seconds",
+            "How long the verification took",
+            labels.clone(),
+            d.as_secs_f64(),
+        );
+    }
+    let mut info = labels;
+    info.push(label("snapshot", &bvs.spec.snapshot));
+    info.push(label(
+        "phase",
+        &st.phase.map(|p| enum_str(&p)).unwrap_or_default(),
+    ));
+    out.gauge(
+        "kstash_backupverification_snapshot_info",
+        "The snapshot a verification looked at",
+        info,
+        1.0,
+    );
+    out.render()
 }
 
 /// `<kind>_created`: the creation timestamp in unix seconds, when known.

@@ -82,6 +82,9 @@ pub enum JobPurpose {
         restore_session: String,
         snapshot: String,
     },
+    /// Verify what the BackupVerificationSession `verification_session` restored (queries, a
+    /// script, or the restored files against the snapshot).
+    Verify { verification_session: String },
 }
 
 impl JobPurpose {
@@ -107,6 +110,13 @@ impl JobPurpose {
                 restore_session.clone(),
                 "--snapshot".into(),
                 snapshot.clone(),
+            ],
+            JobPurpose::Verify { verification_session } => vec![
+                "verify".into(),
+                "--namespace".into(),
+                namespace.into(),
+                "--backupverificationsession".into(),
+                verification_session.clone(),
             ],
         }
     }
@@ -141,6 +151,25 @@ pub struct ScheduleSpec {
     /// What a fired schedule needs to create its BackupSession without reading the
     /// configuration again (the embedded cron creates thousands in one tick).
     pub trigger: TriggerTemplate,
+    /// Set for a verifier's schedule (`trigger-verifier-…` on Kubernetes): the repository of
+    /// `session` whose newest snapshot a fired schedule verifies, instead of backing up.
+    pub verifies: Option<String>,
+}
+
+impl ScheduleSpec {
+    /// What identifies the schedule among its invoker's: the session name, or
+    /// `<session>/verify/<repository>` for a verifier's schedule (`/` never occurs in names).
+    pub fn id(&self) -> String {
+        schedule_id(&self.session, self.verifies.as_deref())
+    }
+}
+
+/// See [`ScheduleSpec::id`].
+pub fn schedule_id(session: &str, verifies: Option<&str>) -> String {
+    match verifies {
+        Some(repo) => format!("{session}/verify/{repo}"),
+        None => session.to_string(),
+    }
 }
 
 /// The configuration's parts a triggered BackupSession is made of (see
@@ -191,7 +220,8 @@ pub trait Platform: Resources {
 
     /// Create or update the schedule of one session; returns the next fire time.
     fn ensure_schedule(&self, schedule: &ScheduleSpec) -> Result<Option<Timestamp>, PlatformError>;
-    /// Remove the schedules of `invoker` in `namespace` except the sessions in `keep`.
+    /// Remove the schedules of `invoker` in `namespace` except those whose [`ScheduleSpec::id`] is
+    /// in `keep`.
     fn remove_schedules(&self, namespace: &str, invoker: &str, keep: &[String]) -> Result<(), PlatformError>;
 
     /// Whether a backup or restore target exists (`None`: cannot tell on this platform).
@@ -206,6 +236,13 @@ pub trait Platform: Resources {
 
     /// Storage metadata operations.
     fn storage(&self) -> Arc<dyn StorageOps>;
+
+    /// Whether a verifier job can compare a restored volume with its snapshot here (the restore
+    /// landed on this machine's disk). Embedded: yes; Kubernetes: the files are in a PVC the
+    /// verifier job does not mount, so a volume RestoreOnly verifier stops at the restore.
+    fn compares_restored_volumes(&self) -> bool {
+        false
+    }
 
     /// The Pushgateway queue for session metrics, when one is configured.
     fn pusher(&self) -> Option<&Pusher> {

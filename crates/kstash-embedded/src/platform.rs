@@ -194,6 +194,11 @@ impl Platform for EmbeddedPlatform {
     fn pusher(&self) -> Option<&Pusher> {
         self.pusher.as_ref()
     }
+
+    /// Executors restore onto this machine's disk, where the verifier job can read the files.
+    fn compares_restored_volumes(&self) -> bool {
+        true
+    }
 }
 
 /// Run a command with a timeout; the message carries the exit status and the output's tail.

@@ -16,7 +16,8 @@ struct Entry {
     next: Option<Timestamp>,
 }
 
-/// Schedules keyed by (namespace, invoker, session).
+/// Schedules keyed by (namespace, invoker, schedule id: the session, or a verifier's
+/// `<session>/verify/<repository>`).
 #[derive(Debug, Default)]
 pub struct Scheduler {
     entries: Mutex<BTreeMap<(String, String, String), Entry>>,
@@ -31,18 +32,26 @@ pub struct Due {
     pub at: Timestamp,
     /// What the BackupSession is made of (no read of the configuration needed).
     pub trigger: kstash_controller::platform::TriggerTemplate,
+    /// A verifier's schedule: the repository to verify (no BackupSession then).
+    pub verifies: Option<String>,
 }
 
 impl Scheduler {
     /// Create or update an entry; returns the next fire time (None while suspended).
     pub fn ensure(&self, spec: &ScheduleSpec, now: Timestamp) -> Result<Option<Timestamp>, PlatformError> {
         let schedule = Schedule::parse(&spec.schedule).map_err(|e| {
-            PlatformError::new(format!(
-                "BackupConfiguration {}/{} session {}: scheduler.schedule: {e}",
-                spec.namespace, spec.invoker, spec.session
-            ))
+            PlatformError::new(match &spec.verifies {
+                None => format!(
+                    "BackupConfiguration {}/{} session {}: scheduler.schedule: {e}",
+                    spec.namespace, spec.invoker, spec.session
+                ),
+                Some(repo) => format!(
+                    "BackupConfiguration {}/{} repository {repo}: its BackupVerifier's spec.scheduler.schedule: {e}",
+                    spec.namespace, spec.invoker
+                ),
+            })
         })?;
-        let key = (spec.namespace.clone(), spec.invoker.clone(), spec.session.clone());
+        let key = (spec.namespace.clone(), spec.invoker.clone(), spec.id());
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let entry = entries.entry(key).or_insert_with(|| Entry {
             spec: spec.clone(),
@@ -57,7 +66,7 @@ impl Scheduler {
         Ok(if spec.suspend { None } else { entry.next })
     }
 
-    /// Remove the entries of `invoker` except `keep`.
+    /// Remove the entries of `invoker` except the schedule ids in `keep`.
     pub fn remove(&self, namespace: &str, invoker: &str, keep: &[String]) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
@@ -68,7 +77,7 @@ impl Scheduler {
     pub fn due(&self, now: Timestamp) -> Vec<Due> {
         let mut out = Vec::new();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        for ((ns, inv, session), e) in entries.iter_mut() {
+        for ((ns, inv, _), e) in entries.iter_mut() {
             let Some(next) = e.next else { continue };
             if next > now {
                 continue;
@@ -78,9 +87,10 @@ impl Scheduler {
                 out.push(Due {
                     namespace: ns.clone(),
                     invoker: inv.clone(),
-                    session: session.clone(),
+                    session: e.spec.session.clone(),
                     at: next,
                     trigger: e.spec.trigger.clone(),
+                    verifies: e.spec.verifies.clone(),
                 });
             }
         }
@@ -121,6 +131,7 @@ mod tests {
             session: "s".into(),
             schedule: schedule.into(),
             suspend,
+            verifies: None,
         }
     }
 

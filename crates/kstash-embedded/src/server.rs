@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use kstash_api::client::ResourcesExt;
 use kstash_api::core::BackupConfiguration;
 use kstash_controller::dispatch::{self, Key, RECONCILED};
-use kstash_controller::{WorkQueue, backup_configuration};
+use kstash_controller::{WorkQueue, backup_configuration, verification_session};
 
 use crate::platform::EmbeddedPlatform;
 use crate::scheduler::Due;
@@ -237,6 +237,25 @@ fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<
 /// the next free second.
 fn fire(p: &EmbeddedPlatform, due: &[Due]) {
     let now = Timestamp::now();
+    let (verifiers, due): (Vec<&Due>, Vec<&Due>) = due.iter().partition(|d| d.verifies.is_some());
+    for d in verifiers {
+        let repository = d.verifies.as_deref().unwrap_or_default();
+        match verification_session::trigger(
+            p,
+            &d.namespace,
+            &d.invoker,
+            &d.session,
+            repository,
+            d.trigger.retry_left,
+        ) {
+            Ok(bvs) => {
+                tracing::info!(verificationsession = %bvs.metadata.name.unwrap_or_default(), "verifier schedule fired")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, repository, "verifier schedule fired but the BackupVerificationSession could not be created")
+            }
+        }
+    }
     let mut batch = Vec::with_capacity(due.len());
     let mut fired = Vec::with_capacity(due.len());
     for d in due {

@@ -6,6 +6,8 @@
 //! - [`run_backup`]: a BackupSession's backup into every repository of the session
 //!   (`Snapshot.status.components`).
 //! - [`run_restore`]: a RestoreSession's restore (`RestoreSession.status.components`).
+//! - [`run_verify`]: a BackupVerificationSession's verifier (queries, a script, or the restored
+//!   volume compared with its snapshot), recorded as the session's `BackupVerified` condition.
 //!
 //! Both write live progress into those components while they run (every
 //! [`ExecOptions::progress_period`]).
@@ -22,6 +24,7 @@ mod refs;
 mod restore;
 mod status;
 mod storage_ops;
+mod verify;
 
 use std::time::Duration;
 
@@ -37,6 +40,7 @@ pub use progress::PROGRESS_PERIOD;
 pub use refs::secret_data;
 pub use restore::{ComponentRestore, RestoreReport, run_restore};
 pub use storage_ops::StorageOpsImpl;
+pub use verify::{VerifyReport, run_verify};
 
 /// How a job runs on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

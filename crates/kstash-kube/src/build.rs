@@ -10,6 +10,7 @@ use kstash_api::addons::{Function, Task};
 use kstash_api::common::{AddonInfo, ContainerRuntimeSettings, TaskReference};
 use kstash_api::core::SchedulerSpec;
 use kstash_api::storage::BackupStorage;
+use kstash_api::verification::BackupVerifierSpec;
 use kstash_controller::platform::JobSpec;
 use serde_json::{Map, Value, json};
 
@@ -57,6 +58,15 @@ pub fn shorten(full: &str, max: usize) -> String {
 pub fn trigger_name(bc: &str, session: &str) -> String {
     shorten(&format!("trigger-{bc}-{session}"), CRONJOB_NAME_MAX)
 }
+
+/// The CronJob of a repository's verifier: `trigger-verifier-<bc>-<repository>` (KubeStash's
+/// `trigger-verifier` prefix).
+pub fn trigger_verifier_name(bc: &str, repository: &str) -> String {
+    shorten(&format!("trigger-verifier-{bc}-{repository}"), CRONJOB_NAME_MAX)
+}
+
+/// Label telling a verifier's trigger CronJob (`verifier`) from a backup's.
+pub const LABEL_SCHEDULE: &str = "kstash.dev/schedule";
 
 /// Substitute `${name}`, `${name:=default}` and `${name:-default}` from `vars` (KubeStash's
 /// Function templating). An unknown name without a default is an error naming it.
@@ -564,6 +574,8 @@ pub struct TriggerInputs<'a> {
     /// The image that runs `kstash trigger`.
     pub image: &'a str,
     pub service_account: &'a str,
+    /// A verifier's schedule: the repository whose newest snapshot it verifies.
+    pub verifies: Option<&'a str>,
 }
 
 /// The CronJob `trigger-<bc>-<session>` whose pod runs `kstash trigger <bc> --sessions <s>`,
@@ -594,7 +606,10 @@ pub fn trigger_cronjob(inp: &TriggerInputs<'_>) -> Value {
     let mut container = json!({
         "name": "trigger",
         "image": inp.image,
-        "args": ["trigger", inp.invoker, "--namespace", inp.namespace, "--sessions", inp.session],
+        "args": match inp.verifies {
+            None => json!(["trigger", inp.invoker, "--namespace", inp.namespace, "--sessions", inp.session]),
+            Some(repo) => json!(["verify", inp.invoker, "--namespace", inp.namespace, "--repository", repo]),
+        },
         "env": [{"name": RUNTIME_ENV, "value": "kubernetes"}],
     });
     if let Some(spec) = &jt.template.spec {
@@ -636,22 +651,128 @@ pub fn trigger_cronjob(inp: &TriggerInputs<'_>) -> Value {
     if let Some(n) = sch.failed_jobs_history_limit {
         spec["failedJobsHistoryLimit"] = json!(n);
     }
+    let mut labels = json!({
+        LABEL_MANAGED_BY: MANAGED_BY,
+        "kubestash.com/invoker-name": inp.invoker,
+        "kubestash.com/invoker-kind": "BackupConfiguration",
+        "kubestash.com/session-name": inp.session,
+    });
+    if let Some(repo) = inp.verifies {
+        labels["kubestash.com/repo-name"] = json!(repo);
+        labels[LABEL_SCHEDULE] = json!("verifier");
+    }
     json!({
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": {
-            "name": trigger_name(inp.invoker, inp.session),
-            "namespace": inp.namespace,
-            "labels": {
-                LABEL_MANAGED_BY: MANAGED_BY,
-                "kubestash.com/invoker-name": inp.invoker,
-                "kubestash.com/invoker-kind": "BackupConfiguration",
-                "kubestash.com/session-name": inp.session,
+            "name": match inp.verifies {
+                None => trigger_name(inp.invoker, inp.session),
+                Some(repo) => trigger_verifier_name(inp.invoker, repo),
             },
+            "namespace": inp.namespace,
+            "labels": labels,
             "ownerReferences": [inp.owner],
         },
         "spec": spec,
     })
+}
+
+/// What a BackupVerificationSession's verifier Job is built from.
+pub struct VerifierJobInputs<'a> {
+    pub job: &'a JobSpec,
+    /// Owner reference to the BackupVerificationSession.
+    pub owner: Value,
+    pub verifier: &'a BackupVerifierSpec,
+    /// The verifier's `function` (e.g. KubeDB's `kubedbverifier`), when it names one; otherwise
+    /// kstash's own verifier (`kstash exec verify`) runs from `image`.
+    pub function: Option<&'a Function>,
+    /// Template variables: `namespace`, `backupVerificationSession`, `snapshot`, `target*`.
+    pub vars: BTreeMap<String, String>,
+    pub image: &'a str,
+    pub service_account: String,
+}
+
+/// The verifier Job (component `kubestash-backup-verifier`): the Function's image and args
+/// with KubeStash's variables substituted, or `kstash exec verify`; the verifier's `volumes` and
+/// `volumeMounts` (a ConfigMap holding a script); no retries (the session retries).
+pub fn verifier_job(inp: &VerifierJobInputs<'_>) -> Result<Value> {
+    let object = format!("verifier Job {}/{}", inp.job.namespace, inp.job.name);
+    let err = |m: String| KubeError::build(object.clone(), m);
+    let (image, args) = match inp.function {
+        Some(f) => {
+            let image =
+                substitute(&f.spec.image, &inp.vars).map_err(|e| err(format!("Function image: {e}")))?;
+            let args: Vec<String> = f
+                .spec
+                .args
+                .iter()
+                .map(|a| substitute(a, &inp.vars))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| err(format!("Function args: {e}")))?;
+            (image, args)
+        }
+        None => {
+            let session = inp
+                .vars
+                .get("backupVerificationSession")
+                .cloned()
+                .unwrap_or_default();
+            let args = [
+                "exec",
+                "verify",
+                "--namespace",
+                &inp.job.namespace,
+                "--backupverificationsession",
+                &session,
+            ]
+            .map(String::from)
+            .to_vec();
+            (inp.image.to_string(), args)
+        }
+    };
+    let mut container = json!({
+        "name": "verifier",
+        "image": image,
+        "args": args,
+        "env": [{"name": RUNTIME_ENV, "value": "kubernetes"}],
+    });
+    if !inp.verifier.volume_mounts.is_empty() {
+        container["volumeMounts"] = to_value(&inp.verifier.volume_mounts);
+    }
+    let mut pod = json!({
+        "restartPolicy": "Never",
+        "serviceAccountName": inp.service_account,
+        "containers": [container],
+    });
+    if !inp.verifier.volumes.is_empty() {
+        pod["volumes"] = to_value(&inp.verifier.volumes);
+    }
+    let mut labels: Map<String, Value> = inp
+        .job
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    labels.insert(LABEL_MANAGED_BY.into(), json!(MANAGED_BY));
+    labels.insert(LABEL_EXECUTOR.into(), json!(inp.job.name));
+    labels.insert(LABEL_COMPONENT.into(), json!("kubestash-backup-verifier"));
+    Ok(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": inp.job.name,
+            "namespace": inp.job.namespace,
+            "labels": labels,
+            "ownerReferences": [inp.owner],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_EXECUTOR: inp.job.name}},
+                "spec": pod,
+            },
+        },
+    }))
 }
 
 /// The executor ClusterRoles bound in every namespace that runs executors (KubeStash's names).

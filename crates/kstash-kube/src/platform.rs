@@ -211,6 +211,9 @@ impl KubePlatform {
         job: &JobSpec,
     ) -> Result<(Vec<Value>, std::collections::BTreeSet<String>), PlatformError> {
         let ns = job.namespace.as_str();
+        if let JobPurpose::Verify { verification_session } = &job.purpose {
+            return self.plan_verifier(job, verification_session);
+        }
         let (owner, addon, repositories, target, vars) = match &job.purpose {
             JobPurpose::Backup { backup_session } => {
                 let r = resolve::resolve_backup(&self.res, ns, backup_session)?;
@@ -238,6 +241,7 @@ impl KubePlatform {
                 let owner = owner_of(&kstash_api::client::encode(&r.session));
                 (owner, r.addon, vec![r.repository], r.target, vars)
             }
+            JobPurpose::Verify { .. } => unreachable!("planned above"),
         };
         let mut foreign: std::collections::BTreeSet<String> =
             repositories.iter().flat_map(|r| r.namespaces()).collect();
@@ -252,6 +256,65 @@ impl KubePlatform {
         }
         let jobs = self.plan_from(job, owner, &addon, storages, target.as_ref(), vars)?;
         Ok((jobs, foreign))
+    }
+
+    /// The verifier Job of a BackupVerificationSession, and the namespaces it reads besides its
+    /// own (the configuration's, the target's).
+    fn plan_verifier(
+        &self,
+        job: &JobSpec,
+        session: &str,
+    ) -> Result<(Vec<Value>, std::collections::BTreeSet<String>), PlatformError> {
+        let ns = job.namespace.as_str();
+        let r = resolve::resolve_verification(&self.res, ns, session)?;
+        let function = match r.verifier.spec.function.as_str() {
+            "" => None,
+            name => Some(
+                kstash_api::client::ResourcesExt::get_as::<kstash_api::addons::Function>(self, "", name)
+                    .map_err(perr)?
+                    .ok_or_else(|| {
+                        perr(format!(
+                            "BackupVerifier {}/{}: spec.function: Function \"{name}\" not found; fix: install it (KubeDB ships kubedbverifier) or leave function empty for kstash's own verifier",
+                            r.verifier.metadata.namespace.as_deref().unwrap_or(ns),
+                            r.verifier.metadata.name.as_deref().unwrap_or("")
+                        ))
+                    })?,
+            ),
+        };
+        let vars = BTreeMap::from([
+            ("namespace".to_string(), ns.to_string()),
+            ("backupVerificationSession".to_string(), session.to_string()),
+            ("snapshot".to_string(), r.session.spec.snapshot.clone()),
+            ("invokerKind".to_string(), "BackupConfiguration".to_string()),
+            (
+                "invokerName".to_string(),
+                r.configuration.metadata.name.clone().unwrap_or_default(),
+            ),
+            ("targetName".to_string(), r.target.name.clone()),
+            (
+                "targetKind".to_string(),
+                r.target.kind.clone().unwrap_or_default(),
+            ),
+            (
+                "targetNamespace".to_string(),
+                r.target.namespace.clone().unwrap_or_default(),
+            ),
+        ]);
+        let built = build::verifier_job(&build::VerifierJobInputs {
+            job,
+            owner: owner_of(&kstash_api::client::encode(&r.session)),
+            verifier: &r.verifier.spec,
+            function: function.as_ref(),
+            vars,
+            image: &self.settings.image,
+            service_account: build::EXECUTOR_SERVICE_ACCOUNT.to_string(),
+        })
+        .map_err(|e| perr(e.to_string()))?;
+        let mut foreign = std::collections::BTreeSet::new();
+        foreign.extend(r.configuration.metadata.namespace.clone());
+        foreign.extend(r.target.namespace.clone());
+        foreign.remove(ns);
+        Ok((vec![built], foreign))
     }
 
     /// The executor Jobs of the session's first task.
@@ -547,6 +610,7 @@ impl Platform for KubePlatform {
             owner: owner_of(&bc),
             image: &self.settings.image,
             service_account: build::TRIGGER_SERVICE_ACCOUNT,
+            verifies: s.verifies.as_deref(),
         });
         self.res.apply(&cronjobs_ar(), &cron).map_err(perr)?;
         Ok(if s.suspend {
@@ -569,11 +633,15 @@ impl Platform for KubePlatform {
             )
             .map_err(perr)?;
         for c in crons {
-            let session = c
-                .pointer("/metadata/labels/kubestash.com~1session-name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if keep.iter().any(|k| k == session) {
+            let label = |k: &str| {
+                c.pointer(&format!("/metadata/labels/{}", k.replace('/', "~1")))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            };
+            let verifies =
+                (label(build::LABEL_SCHEDULE) == "verifier").then(|| label("kubestash.com/repo-name"));
+            let id = kstash_controller::platform::schedule_id(label("kubestash.com/session-name"), verifies);
+            if keep.contains(&id) {
                 continue;
             }
             let name = c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");

@@ -47,6 +47,9 @@ pub enum Command {
     Exec(ExecArgs),
     /// Start a backup now: one BackupSession per session of a BackupConfiguration.
     Trigger(TriggerArgs),
+    /// Verify backups now: one BackupVerificationSession per repository of a BackupConfiguration
+    /// that names a BackupVerifier (its newest Succeeded Snapshot is restored and checked).
+    Verify(VerifyArgs),
     /// Pause a BackupConfiguration (no scheduled backups until resumed).
     Pause(BcArgs),
     /// Resume a paused BackupConfiguration.
@@ -84,6 +87,8 @@ impl Cli {
             Command::Exec(a) => ops::exec(home, a),
             Command::Trigger(a) if kube_cmd::in_cluster() => kube_cmd::trigger(a),
             Command::Trigger(a) => ops::trigger(home, a),
+            Command::Verify(a) if kube_cmd::in_cluster() => kube_cmd::verify(a),
+            Command::Verify(a) => ops::verify(home, a),
             Command::Pause(a) => ops::set_paused(home, a, true),
             Command::Resume(a) => ops::set_paused(home, a, false),
             Command::Logs(a) => ops::logs(home, a),
@@ -185,6 +190,13 @@ pub enum ExecJob {
         #[arg(long)]
         snapshot: String,
     },
+    /// Verify what a BackupVerificationSession restored.
+    Verify {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        backupverificationsession: String,
+    },
     /// Run a backup function's stream export to stdout, without a store (benchmarks,
     /// debugging). Credentials from KSTASH_TARGET_USER / KSTASH_TARGET_PASSWORD.
     StreamDump(StreamArgs),
@@ -218,6 +230,20 @@ pub struct TriggerArgs {
     #[arg(long, value_delimiter = ',')]
     pub sessions: Vec<String>,
     /// Wait until the sessions end, with a progress bar; exit 1 when one did not succeed.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// BackupConfiguration name.
+    pub name: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Only this repository (default: every repository with a backupVerifier).
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Wait until the verifications end; exit 1 when one did not succeed.
     #[arg(long)]
     pub wait: bool,
 }

@@ -165,3 +165,60 @@ pub fn trigger(a: TriggerArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `kstash verify` in a `trigger-verifier-…` CronJob's pod: create the BackupVerificationSessions
+/// through the API, with the verifier's retry budget.
+pub fn verify(a: crate::cli::VerifyArgs) -> Result<ExitCode> {
+    use kstash_api::verification::BackupVerifier;
+    if a.wait {
+        bail!(
+            "--wait is not available in a Kubernetes pod; watch the BackupVerificationSession with kubectl instead"
+        );
+    }
+    let rt = runtime()?;
+    let res = kube_resources(&rt)?;
+    let p = KubePlatform::new(
+        res,
+        Arc::new(StorageOpsImpl::new(LocalMode::Mounted)),
+        KubeSettings {
+            image: String::new(),
+            pushgateway: None,
+        },
+    );
+    let ns = a.namespace.as_str();
+    let bc: BackupConfiguration = p
+        .get_as(ns, &a.name)
+        .map_err(|e| anyhow!(e))?
+        .with_context(|| format!("BackupConfiguration {ns}/{} not found", a.name))?;
+    if bc.spec.paused {
+        eprintln!(
+            "BackupConfiguration {ns}/{} is paused; no verification started",
+            a.name
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (session, repository) in crate::ops::verified_repositories(&bc, a.repository.as_deref())? {
+        let retry = bc
+            .spec
+            .sessions
+            .iter()
+            .flat_map(|s| &s.repositories)
+            .find(|r| r.name == repository)
+            .and_then(|r| r.backup_verifier.as_ref())
+            .and_then(|v| {
+                p.get_as::<BackupVerifier>(v.namespace.as_deref().unwrap_or(ns), &v.name)
+                    .ok()
+                    .flatten()
+            })
+            .and_then(|v| v.spec.retry_config.and_then(|r| r.max_retry))
+            .unwrap_or(0);
+        let bvs =
+            kstash_controller::verification_session::trigger(&p, ns, &a.name, &session, &repository, retry)
+                .map_err(|e| anyhow!(e))?;
+        println!(
+            "backupverificationsession.core.kubestash.com/{} created",
+            bvs.metadata.name.unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -127,6 +127,11 @@ pub fn run_exec_job(
             snapshot,
         } => kstash_exec::run_restore(client, namespace, restoresession, snapshot, opts)
             .map(|r| format!("{r:?}")),
+        ExecJob::Verify {
+            namespace,
+            backupverificationsession,
+        } => kstash_exec::run_verify(client, namespace, backupverificationsession, opts)
+            .map(|r| format!("{r:?}")),
         ExecJob::StreamDump(_) | ExecJob::StreamLoad(_) => unreachable!("stream jobs need no resources"),
     }
 }
@@ -462,4 +467,112 @@ pub fn logs(home: Option<&Path>, a: LogsArgs) -> Result<ExitCode> {
         a.name,
         jobs.display()
     )
+}
+
+/// The repositories of `bc` that name a BackupVerifier, as (session, repository); only `only`
+/// when given (an error naming the choices when it has no verifier).
+pub fn verified_repositories(bc: &BackupConfiguration, only: Option<&str>) -> Result<Vec<(String, String)>> {
+    let all: Vec<(String, String)> = bc
+        .spec
+        .sessions
+        .iter()
+        .flat_map(|s| {
+            s.repositories
+                .iter()
+                .filter(|r| r.backup_verifier.as_ref().is_some_and(|v| !v.name.is_empty()))
+                .map(|r| (s.name.clone(), r.name.clone()))
+        })
+        .collect();
+    let ns = bc.metadata.namespace.as_deref().unwrap_or("default");
+    let name = bc.metadata.name.as_deref().unwrap_or("");
+    if all.is_empty() {
+        bail!(
+            "BackupConfiguration {ns}/{name} has no repository with a backupVerifier; fix: add `backupVerifier: {{name: …}}` to a repository in spec.sessions[].repositories[] (see docs/verification.md)"
+        );
+    }
+    match only {
+        None => Ok(all),
+        Some(r) => {
+            let chosen: Vec<_> = all.iter().filter(|(_, repo)| repo == r).cloned().collect();
+            if chosen.is_empty() {
+                bail!(
+                    "repository {r} of BackupConfiguration {ns}/{name} has no backupVerifier; repositories with one: {}",
+                    all.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            Ok(chosen)
+        }
+    }
+}
+
+/// `kstash verify`: one BackupVerificationSession per verified repository; without a running
+/// daemon the verification runs in the foreground (as `trigger` does).
+pub fn verify(home: Option<&Path>, a: crate::cli::VerifyArgs) -> Result<ExitCode> {
+    use kstash_api::verification::{BackupVerificationSession, BackupVerificationSessionPhase};
+    use kstash_controller::verification_session;
+    let home = home_dir(home)?;
+    let store = Arc::new(crate::resources::open_store(Some(&home))?);
+    let ns = a.namespace.as_str();
+    let bc: BackupConfiguration = store.get_as(ns, &a.name)?.with_context(|| {
+        format!(
+            "BackupConfiguration {ns}/{} not found (kstash get bc -n {ns})",
+            a.name
+        )
+    })?;
+    let targets = verified_repositories(&bc, a.repository.as_deref())?;
+    let p = platform(&home, store.clone(), std::env::var("KSTASH_PUSHGATEWAY").ok())?;
+    let foreground = if server::server_running(&home).is_none() {
+        eprintln!(
+            "no kstash server is running on {}; running the verification in the foreground",
+            home.display()
+        );
+        let lock = ServerLock::acquire(&home).map_err(|e| anyhow!(e))?;
+        server::install_catalog(&store, CATALOG).map_err(|e| anyhow!(e))?;
+        Some(lock)
+    } else {
+        None
+    };
+    let mut created = Vec::new();
+    for (session, repository) in &targets {
+        let bvs = verification_session::trigger(&p, ns, &a.name, session, repository, 0)?;
+        let name = bvs.metadata.name.unwrap_or_default();
+        outln!("backupverificationsession.core.kubestash.com/{name} created");
+        created.push(name);
+    }
+    let phase_of = |store: &Store, n: &str| {
+        store
+            .get_as::<BackupVerificationSession>(ns, n)
+            .ok()
+            .flatten()
+            .and_then(|s| s.status)
+            .and_then(|s| s.phase)
+    };
+    let done = |store: &Store| {
+        created
+            .iter()
+            .all(|n| phase_of(store, n).is_some_and(|p| p.is_final()))
+    };
+    if foreground.is_some() {
+        let shutdown = AtomicBool::new(false);
+        let stop = |p: &EmbeddedPlatform| done(&p.store);
+        server::run(&p, &shutdown, StopWhen::Done(&stop))?;
+    } else if a.wait {
+        while !done(&store) {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    } else {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut ok = true;
+    for n in &created {
+        let s = store.must_get::<BackupVerificationSession>(ns, n)?;
+        let st = s.status.clone().unwrap_or_default();
+        let ph = st.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+        let msg = verification_session::outcome_message(&st);
+        if st.phase == Some(BackupVerificationSessionPhase::Failed) {
+            ok = false;
+        }
+        outln!("{n}: {ph} ({}) snapshot {} {msg}", st.duration, s.spec.snapshot);
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
