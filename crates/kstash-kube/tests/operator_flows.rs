@@ -805,3 +805,167 @@ spec:
     );
     assert!(default_dir.join("metadata.yaml").exists());
 }
+
+/// Backup verification on Kubernetes: the repository's verifier gets a `trigger-verifier-…`
+/// CronJob running `kstash verify`; a BackupVerificationSession gets a RestoreSession owned by it
+/// into the verifier's target, then a verifier Job (component `kubestash-backup-verifier`) with the
+/// verifier's volumes; the verifier's outcome ends the session and marks the Snapshot.
+#[test]
+fn a_verification_session_restores_then_runs_the_verifier_job_and_marks_the_snapshot() {
+    let c = Cluster::new();
+    write_data(&c.data);
+    c.storage_and_workload();
+    let scratch = c.dir.path().join("scratch");
+    let script = c.dir.path().join("check.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ntest -n \"$(find \"$KSTASH_RESTORE_DIR\" -name a.txt)\" || { echo no a.txt; exit 3; }\necho restored files present\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    c.create(&format!(
+        r#"
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupVerifier
+metadata: {{name: web-verifier, namespace: demo}}
+spec:
+  restoreOption:
+    target: {{apiGroup: apps, kind: Deployment, name: web-scratch, namespace: demo}}
+    addonInfo:
+      name: workload-addon
+      tasks:
+        - name: logical-backup-restore
+          params: {{target: {scratch}}}
+  scheduler: {{schedule: "0 3 * * *"}}
+  type: Script
+  script: {{location: {script}}}
+  volumes: [{{name: scripts, configMap: {{name: verify-scripts}}}}]
+  volumeMounts: [{{name: scripts, mountPath: /tmp/config}}]
+"#,
+        scratch = scratch.display(),
+        script = script.display()
+    ));
+    c.backup_configuration();
+    let mut bc = c.must("core.kubestash.com/v1alpha1", "BackupConfiguration", "web-backup");
+    bc["spec"]["sessions"][0]["repositories"][0]["backupVerifier"] = json!({"name": "web-verifier"});
+    c.p.update(bc).unwrap();
+    c.settle_until("the verifier's CronJob", |c| {
+        c.get("batch/v1", "CronJob", "trigger-verifier-web-backup-web-repo")
+            .is_some()
+    });
+    let cron = c.must("batch/v1", "CronJob", "trigger-verifier-web-backup-web-repo");
+    assert_eq!(cron["spec"]["schedule"], "0 3 * * *");
+    let args = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert_eq!(
+        args,
+        &json!([
+            "verify",
+            "web-backup",
+            "--namespace",
+            "demo",
+            "--repository",
+            "web-repo"
+        ])
+    );
+    assert_eq!(cron["metadata"]["labels"]["kubestash.com/repo-name"], "web-repo");
+    assert!(
+        c.get("batch/v1", "CronJob", "trigger-web-backup-frequent")
+            .is_some()
+    );
+    c.settle_until("verificationConfigured", |c| {
+        c.must("core.kubestash.com/v1alpha1", "BackupConfiguration", "web-backup")
+            .pointer("/status/repositories/0/verificationConfigured")
+            == Some(&json!(true))
+    });
+
+    // The instant backup.
+    c.settle_until("the instant backup's Job", |c| {
+        !c.list("batch/v1", "Job").is_empty()
+    });
+    let bs = c.list("core.kubestash.com/v1alpha1", "BackupSession")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kstash_exec::run_backup(c.p.resources(), NS, &bs, &Cluster::exec_opts()).unwrap();
+    c.finish_job(&bs, true, "");
+    c.settle_until("backup Succeeded", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "BackupSession", &bs)) == "Succeeded"
+    });
+
+    // What the CronJob's `kstash verify` creates.
+    let bvs =
+        kstash_controller::verification_session::trigger(&c.p, NS, "web-backup", "frequent", "web-repo", 0)
+            .unwrap()
+            .metadata
+            .name
+            .unwrap();
+    assert!(bvs.starts_with("web-repo-frequent-"), "{bvs}");
+    c.settle_until("the verification's RestoreSession", |c| {
+        c.get("core.kubestash.com/v1alpha1", "RestoreSession", &bvs)
+            .is_some()
+            && c.list("batch/v1", "Job")
+                .iter()
+                .any(|j| j["metadata"]["ownerReferences"][0]["kind"] == "RestoreSession")
+    });
+    let rs = c.must("core.kubestash.com/v1alpha1", "RestoreSession", &bvs);
+    assert_eq!(
+        rs["metadata"]["ownerReferences"][0]["kind"],
+        "BackupVerificationSession"
+    );
+    assert_eq!(rs["spec"]["target"]["name"], "web-scratch");
+    let snapshot =
+        c.must("core.kubestash.com/v1alpha1", "BackupVerificationSession", &bvs)["spec"]["snapshot"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert_eq!(rs["spec"]["dataSource"]["snapshot"], snapshot.as_str());
+    let restore_job = c
+        .list("batch/v1", "Job")
+        .into_iter()
+        .find(|j| j["metadata"]["ownerReferences"][0]["kind"] == "RestoreSession")
+        .unwrap();
+    kstash_exec::run_restore(c.p.resources(), NS, &bvs, &snapshot, &Cluster::exec_opts()).unwrap();
+    c.finish_job(restore_job["metadata"]["name"].as_str().unwrap(), true, "");
+
+    c.settle_until("the verifier Job", |c| {
+        c.list("batch/v1", "Job")
+            .iter()
+            .any(|j| j["metadata"]["labels"]["kstash.dev/component"] == "kubestash-backup-verifier")
+    });
+    let job = c
+        .list("batch/v1", "Job")
+        .into_iter()
+        .find(|j| j["metadata"]["labels"]["kstash.dev/component"] == "kubestash-backup-verifier")
+        .unwrap();
+    assert_eq!(
+        job["metadata"]["ownerReferences"][0]["kind"],
+        "BackupVerificationSession"
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["args"],
+        json!([
+            "exec",
+            "verify",
+            "--namespace",
+            "demo",
+            "--backupverificationsession",
+            bvs
+        ])
+    );
+    assert_eq!(pod["containers"][0]["image"], "ghcr.io/kstash/kstash:test");
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "verify-scripts");
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/tmp/config"
+    );
+    let report = kstash_exec::run_verify(c.p.resources(), NS, &bvs, &Cluster::exec_opts()).unwrap();
+    assert!(report.verified, "{report:?}");
+    c.finish_job(job["metadata"]["name"].as_str().unwrap(), true, "");
+    c.settle_until("verification Succeeded", |c| {
+        phase(&c.must("core.kubestash.com/v1alpha1", "BackupVerificationSession", &bvs)) == "Succeeded"
+    });
+    let snap = c.must("storage.kubestash.com/v1alpha1", "Snapshot", &snapshot);
+    assert_eq!(snap["status"]["verificationStatus"], "Verified");
+    assert_eq!(snap["status"]["verificationSession"], bvs.as_str());
+}

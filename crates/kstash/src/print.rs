@@ -65,14 +65,30 @@ fn cell(v: Option<&Value>, type_: &str, now: Timestamp) -> String {
 
 /// Columns of a kind: `(HEADER, jsonPath, type)`; Snapshots and RestoreSessions also get
 /// kstash's `PROGRESS` (before `AGE`).
-fn columns(rt: &ResourceType) -> Vec<(String, &'static str, &'static str)> {
+fn columns(rt: &ResourceType, wide: bool) -> Vec<(String, &'static str, &'static str)> {
     let mut cols: Vec<_> = meta::print_columns(rt.kind)
         .iter()
         .map(|(n, p, t)| (n.to_uppercase(), *p, *t))
         .collect();
+    let before_age =
+        |cols: &Vec<(String, &str, &str)>| cols.iter().position(|c| c.0 == "AGE").unwrap_or(cols.len());
     if matches!(rt.kind, "Snapshot" | "RestoreSession") {
-        let at = cols.iter().position(|c| c.0 == "AGE").unwrap_or(cols.len());
+        let at = before_age(&cols);
         cols.insert(at, ("PROGRESS".into(), PROGRESS, "string"));
+    }
+    // KubeStash dropped the verification column from its Snapshot CRD (2024); `-o wide` shows it.
+    if wide && rt.kind == "Snapshot" {
+        let at = before_age(&cols);
+        cols.insert(
+            at,
+            ("VERIFICATION".into(), ".status.verificationStatus", "string"),
+        );
+    }
+    // Which repository and snapshot a verification looked at, and why it ended so.
+    if wide && rt.kind == "BackupVerificationSession" {
+        let at = before_age(&cols);
+        cols.insert(at, ("REPOSITORY".into(), ".spec.repository", "string"));
+        cols.insert(at + 1, ("SNAPSHOT".into(), ".spec.snapshot", "string"));
     }
     cols
 }
@@ -146,8 +162,7 @@ impl Progress {
 /// Render objects of one kind as a table.
 pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: bool) -> String {
     let now = Timestamp::now();
-    let _ = wide; // no kind declares wide-only (priority > 0) columns
-    let cols = columns(rt);
+    let cols = columns(rt, wide);
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut header = Vec::new();
     if with_namespace && rt.namespaced {
