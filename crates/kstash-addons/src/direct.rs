@@ -32,16 +32,13 @@ impl std::fmt::Debug for DirectTarget {
     }
 }
 
-fn driver(
-    function: &str,
-    kind: TaskKind,
-    target: &DirectTarget,
-    params: &BTreeMap<String, String>,
-) -> Result<Box<dyn StreamDriver>> {
+/// How to reach a target given directly: what every driver connects with, as it would from an
+/// AppBinding.
+pub(crate) fn connection(target: &DirectTarget) -> Result<Connection> {
     let object = format!("URL {}", target.url);
     let u = parse_url(&target.url).map_err(|m| ExecError::invalid(&object, m))?;
-    let conn = Connection {
-        object: object.clone(),
+    Ok(Connection {
+        object,
         secret: "(given directly)".into(),
         version: String::new(),
         host: u.host.clone(),
@@ -54,7 +51,17 @@ fn driver(
         user: target.user.clone(),
         password: target.password.clone(),
         tls: None,
-    };
+    })
+}
+
+fn driver(
+    function: &str,
+    kind: TaskKind,
+    target: &DirectTarget,
+    params: &BTreeMap<String, String>,
+) -> Result<Box<dyn StreamDriver>> {
+    let conn = connection(target)?;
+    let object = conn.object.clone();
     let driver = driver_of(function, kind)
         .ok_or_else(|| ExecError::invalid(&object, format!("function {function} has no stream driver")))?;
     let task = ResolvedTask {

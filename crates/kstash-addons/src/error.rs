@@ -59,6 +59,16 @@ pub enum ExecError {
         /// Functions that are supported for this kind of task.
         supported: String,
     },
+    /// A BackupVerifier query names a kind of database kstash has no driver for.
+    #[error(
+        "BackupVerifier query key {key} is not supported by kstash (no driver for it); supported keys: {supported}; fix: remove {key} from spec.query or verify with type RestoreOnly"
+    )]
+    UnsupportedQuery {
+        /// The query key (`mongoDB`).
+        key: String,
+        /// The keys kstash runs.
+        supported: String,
+    },
     /// The storage could not be configured or reached.
     #[error("{}", prefixed(object, source))]
     Storage {
@@ -140,6 +150,7 @@ impl ExecError {
             ExecError::Invalid { .. }
             | ExecError::SecretKeyMissing { .. }
             | ExecError::UnsupportedFunction { .. }
+            | ExecError::UnsupportedQuery { .. }
             | ExecError::WrongPassword { .. }
             | ExecError::PathMissing { .. } => ErrorCategory::Invalid,
             ExecError::SecretNotFound { .. } => ErrorCategory::NotFound,

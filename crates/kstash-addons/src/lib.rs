@@ -16,6 +16,10 @@
 //!
 //! [`dump_stream`] and [`load_stream`] run a stream driver without a store, the target given by
 //! URL and credentials ([`DirectTarget`]).
+//!
+//! [`run_queries`] and [`run_queries_at`] verify a restored backup by query (a BackupVerifier
+//! of `type: Query`): the checks of a `kstash_api::query::VerifierQuery` against the live target,
+//! as a [`VerificationReport`].
 
 mod appbinding;
 mod direct;
@@ -31,6 +35,7 @@ pub mod stream;
 mod task;
 mod tls;
 mod tool;
+mod verify;
 pub mod volume;
 mod zookeeper;
 
@@ -40,3 +45,4 @@ pub use duration::go_duration;
 pub use error::{ExecError, Result};
 pub use secret::secret_data;
 pub use task::{DriverKind, ResolvedTask, TaskKind, resolve_tasks};
+pub use verify::{Check, Found, VerificationReport, run_queries, run_queries_at};

@@ -258,6 +258,21 @@ impl MySql {
         })
     }
 
+    /// Wait until the server answers, then the client tool (`mariadb`/`mysql`) to run SQL with.
+    pub(crate) fn ready_client(&self) -> Result<PathBuf> {
+        let client = self.tool(self.flavor.client_tools())?;
+        self.wait_ready()?;
+        Ok(client)
+    }
+
+    /// Run `sql` with `client` (batch mode, no column names: rows are lines, columns are
+    /// separated by tabs); its output. The SQL goes on stdin, never the command line.
+    pub(crate) fn sql(&self, client: &Path, sql: &str) -> Result<String> {
+        let mut cmd = self.command(client);
+        cmd.args(["--batch", "--skip-column-names"]);
+        crate::tool::run_captured(cmd, &tool_name(client), &self.context(), sql.as_bytes())
+    }
+
     /// The dump tool's arguments after the connection: defaults, user args, selection.
     fn dump_args(&self, dump: &Path) -> Result<Vec<String>> {
         let mut args = self.task.args()?;

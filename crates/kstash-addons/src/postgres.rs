@@ -127,7 +127,7 @@ impl Postgres {
     }
 
     /// Wait until the server accepts connections (`pg_isready`), then pick the client tools.
-    fn ready_tools(&self) -> Result<PathBuf> {
+    pub(crate) fn ready_tools(&self) -> Result<PathBuf> {
         let dirs = installed_versions();
         let newest = dirs.last().map(|(_, d)| d.clone()).unwrap_or_default();
         self.wait_ready(&newest)?;
@@ -205,6 +205,29 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         })
+    }
+
+    /// Run a psql `script` (stdin) on `database` (default: the AppBinding's, else `postgres`)
+    /// with the tools in `bin`, stopping at the first error; its output, unaligned and without
+    /// headers. `vars` become psql variables, which the script quotes itself (`:'name'` as a
+    /// literal, `:"name"` as an identifier), so user-given names never enter it as SQL.
+    pub(crate) fn script(
+        &self,
+        bin: &Path,
+        database: Option<&str>,
+        vars: &[(&str, &str)],
+        script: &str,
+    ) -> Result<String> {
+        let mut cmd = self.command(bin, "psql");
+        if let Some(db) = database {
+            cmd.env("PGDATABASE", db);
+        }
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+        for (name, value) in vars {
+            cmd.arg("-v").arg(format!("{name}={value}"));
+        }
+        cmd.args(["-f", "-"]);
+        crate::tool::run_captured(cmd, "psql", &self.context(), script.as_bytes())
     }
 
     /// The server's major version, asked with `psql` (None when it cannot be asked).

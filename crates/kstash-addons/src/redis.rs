@@ -155,6 +155,39 @@ impl Redis {
         })
     }
 
+    /// The number of keys of each logical database of `dbs` (`SELECT n`, `DBSIZE`), on one
+    /// connection once the server answers; `Err(reason)` for a database the server refuses
+    /// (an index out of range).
+    pub(crate) fn db_sizes(&self, dbs: &[u32]) -> Result<Vec<std::result::Result<i64, String>>> {
+        const TOOL: &str = "redis-verify";
+        self.wait_ready()?;
+        let mut conn = self.login(TOOL)?;
+        let mut out = Vec::with_capacity(dbs.len());
+        for db in dbs {
+            let n = db.to_string();
+            if let Reply::Error(e) = conn
+                .call(&[b"SELECT", n.as_bytes()])
+                .map_err(|e| self.tool_error(TOOL, format!("SELECT {n}: {e}")))?
+            {
+                out.push(Err(e));
+                continue;
+            }
+            match conn
+                .call(&[b"DBSIZE"])
+                .map_err(|e| self.tool_error(TOOL, format!("DBSIZE of database {n}: {e}")))?
+            {
+                Reply::Integer(size) => out.push(Ok(size)),
+                other => {
+                    return Err(self.tool_error(
+                        TOOL,
+                        format!("DBSIZE of database {n} answered {}", other.describe()),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A connection, authenticated when the AppBinding has credentials.
     fn login(&self, tool: &str) -> Result<Conn> {
         let mut conn = Conn::open(&self.conn.host, self.port())

@@ -79,23 +79,45 @@ pub fn driver_for(
     owner: &str,
     mode: LocalMode,
 ) -> Result<Option<Box<dyn StreamDriver>>> {
+    if task.driver == DriverKind::Volume {
+        return Ok(None);
+    }
+    task.check_required()?;
+    let conn = target_connection(client, task.driver, target, namespace, owner, mode)?;
+    driver_with(conn, task)
+}
+
+/// How `driver` reaches the AppBinding `target` of `owner`: the Secret keys it reads the
+/// credentials from, and whether it may connect without any. The one way every database driver
+/// (stream or verification) connects from an AppBinding.
+pub(crate) fn target_connection(
+    client: &dyn Resources,
+    driver: DriverKind,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+    owner: &str,
+    mode: LocalMode,
+) -> Result<Connection> {
     // (user keys, password keys, whether the target may run without credentials)
-    let (user_keys, password_keys, optional_auth) = match task.driver {
-        DriverKind::Volume => return Ok(None),
+    let (user_keys, password_keys, optional_auth) = match driver {
+        DriverKind::Volume => {
+            return Err(ExecError::invalid(
+                owner,
+                "a volume target has no database connection",
+            ));
+        }
         DriverKind::Elasticsearch => (elasticsearch::USER_KEYS, elasticsearch::PASSWORD_KEYS, false),
         DriverKind::Postgres => (postgres::USER_KEYS, postgres::PASSWORD_KEYS, false),
         DriverKind::MySql => (mysql::USER_KEYS, mysql::PASSWORD_KEYS, false),
         DriverKind::Redis => (redis::USER_KEYS, redis::PASSWORD_KEYS, true),
         DriverKind::ZooKeeper => (zookeeper::USER_KEYS, zookeeper::PASSWORD_KEYS, true),
     };
-    task.check_required()?;
     let connect = if optional_auth {
         appbinding::connection_optional_auth
     } else {
         appbinding::connection
     };
-    let conn = connect(client, target, namespace, owner, mode, user_keys, password_keys)?;
-    driver_with(conn, task)
+    connect(client, target, namespace, owner, mode, user_keys, password_keys)
 }
 
 /// The stream driver of `task` for the connection `conn`; `None` for the volume driver.

@@ -66,6 +66,39 @@ fn failure(status: ExitStatus, stderr: &str) -> String {
     }
 }
 
+/// Run `cmd` to its end with `input` on its stdin; its stdout as text, or its failure (status and
+/// stderr) as [`ExecError::Tool`] prefixed by `tool context`. For short exchanges only (a query
+/// and its answer): the input is written before the output is read.
+pub(crate) fn run_captured(mut cmd: Command, tool: &str, context: &str, input: &[u8]) -> Result<String> {
+    let fail = |message: String| ExecError::Tool {
+        tool: tool.to_string(),
+        message: format!("{tool} {context}: {message}"),
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            fail(format!(
+                "cannot start {}: {e}",
+                cmd.get_program().to_string_lossy()
+            ))
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A tool that stops reading early says why on stderr; its status decides below.
+        let _ = stdin.write_all(input);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("cannot wait for it: {e}")))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !out.status.success() {
+        return Err(fail(failure(out.status, &stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A running producer; read it to its end, then call [`Producer::finish`].
 pub(crate) struct Producer {
     tool: String,

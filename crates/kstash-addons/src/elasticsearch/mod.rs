@@ -87,7 +87,7 @@ use crate::native::{ThreadSink, ThreadSource};
 use crate::stream::{Sink, Source, StreamDriver};
 use crate::task::ResolvedTask;
 
-pub(crate) use client::{Client, TOOL};
+pub(crate) use client::{Client, HttpError, TOOL, encode};
 
 /// The file name of the stream inside the restic snapshot.
 pub(crate) const STREAM_FILE: &str = "elasticsearch.ndjson";
