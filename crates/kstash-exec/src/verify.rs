@@ -91,8 +91,32 @@ fn verify(client: &dyn Resources, r: &ResolvedVerification, opts: &ExecOptions) 
                         .join("; "),
                 )
             })?;
-            let _ = (query, client, opts, object); // TEMP-H2
-            Err(ExecError::invalid("x", "TEMP-H2"))
+            let report = kstash_addons::run_queries_at(
+                client,
+                Some(&r.target),
+                &r.namespace,
+                &object,
+                opts.local_mode,
+                &Default::default(),
+                &query,
+            )?;
+            let verified = report.passed();
+            let message = if verified {
+                report
+                    .checks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            } else {
+                report
+                    .failures()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            Ok(VerifyReport { verified, message })
         }
         VerificationType::Script => run_script(client, r, &object, opts),
         VerificationType::RestoreOnly => compare_volume(client, r, &object, opts),
