@@ -904,6 +904,14 @@ pub fn resolve_verification(
             "name the addon and restore task, e.g. {name: postgres-addon, tasks: [{name: logical-backup-restore}]}",
         ));
     };
+    if let Some(why) = verification::unsafe_volume_restore(&addon) {
+        return Err(ResolveError::invalid(
+            &v_object,
+            "spec.restoreOption.addonInfo.tasks[0].params.target",
+            why,
+            "name a scratch directory, e.g. params: {target: /var/lib/kstash/verify}",
+        ));
+    }
     if let Some(own) = &configuration.spec.target
         && verification::same_target(own, &bc_ns, &target, &vns)
     {

@@ -139,6 +139,27 @@ pub fn describe_target(t: &TypedObjectReference, ns: &str) -> String {
     )
 }
 
+/// The addons whose restores put files on disk (a volume verifier restores into a directory).
+pub fn is_volume_addon(addon: &str) -> bool {
+    matches!(addon, "workload-addon" | "pvc-addon")
+}
+
+/// Why a volume verifier's restore would land on the backed-up paths themselves: its restore
+/// task must name a scratch `target` directory other than `/` (the volume restore's default,
+/// which puts files back where they were backed up from).
+pub fn unsafe_volume_restore(addon: &AddonInfo) -> Option<String> {
+    if !is_volume_addon(&addon.name) {
+        return None;
+    }
+    match scratch_directory(addon) {
+        None => Some("the restore task has no `target` param, so it would restore over the backed-up directories".into()),
+        Some(dir) if dir.trim_end_matches('/').is_empty() => {
+            Some(format!("the restore task's `target` param is {dir:?}, so it would restore over the backed-up directories"))
+        }
+        Some(_) => None,
+    }
+}
+
 /// The directory a volume verifier restores into: the `target` param of the first task of
 /// `restoreOption.addonInfo` (the volume restore task's destination). `None` when unset.
 pub fn scratch_directory(addon: &AddonInfo) -> Option<String> {

@@ -189,3 +189,25 @@ fn workload_examples_are_stored_kinds_and_round_trip_without_unknown_fields() {
         "{seen:?}"
     );
 }
+
+/// Every BackupVerifier and BackupVerificationSession of KubeStash's documentation is admitted
+/// without errors or unknown-field warnings (the legacy `schedule:` string and the scalar
+/// `dbSize: 100` included).
+#[test]
+fn kubestash_documented_verifiers_are_admitted() {
+    let path = repo_root().join("crates/kstash-api/tests/kubestash-docs/backupverifiers.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs = parse_documents(&path.display().to_string(), &text).unwrap();
+    assert_eq!(docs.len(), 6);
+    for doc in &docs {
+        match admit(doc, &[], None) {
+            Ok(admitted) => assert!(
+                admitted.warnings.is_empty(),
+                "{}: {:?}",
+                doc["metadata"]["name"],
+                admitted.warnings
+            ),
+            Err(errors) => panic!("{}: {errors:?}", doc["metadata"]["name"]),
+        }
+    }
+}

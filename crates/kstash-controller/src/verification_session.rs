@@ -15,7 +15,7 @@ use kstash_api::phase;
 use kstash_api::resolve::{self, ResolvedVerification};
 use kstash_api::storage::{Snapshot, VerificationStatus};
 use kstash_api::verification::{
-    BackupVerificationSession, BackupVerificationSessionPhase, BackupVerificationSessionSpec,
+    self, BackupVerificationSession, BackupVerificationSessionPhase, BackupVerificationSessionSpec,
     BackupVerificationSessionStatus, VerificationType, conditions as vc,
 };
 use kstash_api::{ErrorCategory, names};
@@ -275,13 +275,8 @@ pub fn reconcile_backup_verification_session(p: &dyn Platform, ns: &str, name: &
 fn needs_executor(p: &dyn Platform, r: &ResolvedVerification) -> bool {
     match r.verifier.spec.verification_type() {
         VerificationType::Query | VerificationType::Script => true,
-        VerificationType::RestoreOnly => p.compares_restored_volumes() && is_volume_addon(&r.addon.name),
+        VerificationType::RestoreOnly => p.compares_restored_volumes() && verification::is_volume_addon(&r.addon.name),
     }
-}
-
-/// The addons whose restores put files on disk.
-pub fn is_volume_addon(addon: &str) -> bool {
-    matches!(addon, "workload-addon" | "pvc-addon")
 }
 
 enum Pick {

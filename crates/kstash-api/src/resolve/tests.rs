@@ -556,3 +556,101 @@ fn secret_values_prefer_string_data_and_drop_one_trailing_newline() {
     assert_eq!(secret_value(&secret, "B").as_deref(), Some("x\n"));
     assert_eq!(secret_value(&secret, "C"), None);
 }
+
+/// The world plus a verifier `check` (restoring into Deployment `scratch`) linked from the
+/// repository entry, and a BackupVerificationSession `bvs` of it.
+fn verification_world() -> BTreeMap<&'static str, Value> {
+    let mut w = world();
+    w.get_mut("bc").unwrap()["spec"]["sessions"][0]["repositories"][0]["backupVerifier"] = json!({"name": "check"});
+    w.insert(
+        "verifier",
+        json!({"apiVersion": "core.kubestash.com/v1alpha1", "kind": "BackupVerifier",
+               "metadata": {"name": "check", "namespace": NS},
+               "spec": {"restoreOption": {"target": {"apiGroup": "apps", "kind": "Deployment", "name": "scratch"},
+                                          "addonInfo": {"name": "workload-addon", "tasks": [{"name": "logical-backup-restore"}]}},
+                        "type": "RestoreOnly"}}),
+    );
+    w.insert(
+        "bvs",
+        json!({"apiVersion": "core.kubestash.com/v1alpha1", "kind": "BackupVerificationSession",
+               "metadata": {"name": "bvs", "namespace": NS},
+               "spec": {"invoker": {"apiGroup": "core.kubestash.com", "kind": "BackupConfiguration", "name": "pg"},
+                        "session": "daily", "repository": "repo"}}),
+    );
+    w
+}
+
+#[test]
+fn verification_sessions_resolve_or_name_the_one_wrong_reference() {
+    let table: &[(&str, Change, Expect)] = &[
+        ("everything in place", |_| {}, None),
+        (
+            "the configuration is gone",
+            |w| {
+                w.remove("bc");
+            },
+            Some((
+                ErrorCategory::NotFound,
+                &["BackupVerificationSession demo/bvs: spec.invoker.name: BackupConfiguration demo/pg not found"],
+            )),
+        ),
+        (
+            "the repository is not in the session",
+            |w| {
+                w.get_mut("bvs").unwrap()["spec"]["repository"] = json!("other");
+            },
+            Some((
+                ErrorCategory::Invalid,
+                &["spec.repository", "has no repository \"other\"", "use one of: repo"],
+            )),
+        ),
+        (
+            "the repository names no verifier",
+            |w| {
+                w.get_mut("bc").unwrap()["spec"]["sessions"][0]["repositories"][0]["backupVerifier"] = Value::Null;
+            },
+            Some((
+                ErrorCategory::Invalid,
+                &["spec.sessions[0].repositories[0].backupVerifier", "has no backupVerifier"],
+            )),
+        ),
+        (
+            "the verifier does not exist",
+            |w| {
+                w.remove("verifier");
+            },
+            Some((ErrorCategory::NotFound, &["BackupVerifier demo/check not found"])),
+        ),
+        (
+            "the verifier has no target",
+            |w| {
+                w.get_mut("verifier").unwrap()["spec"]["restoreOption"]["target"] = Value::Null;
+            },
+            Some((
+                ErrorCategory::Invalid,
+                &["BackupVerifier demo/check: spec.restoreOption.target: not set"],
+            )),
+        ),
+        (
+            "the verifier restores into the configuration's own target",
+            |w| {
+                w.get_mut("verifier").unwrap()["spec"]["restoreOption"]["target"]["name"] = json!("app");
+            },
+            Some((
+                ErrorCategory::Invalid,
+                &["Deployment demo/app is the backup target of BackupConfiguration demo/pg"],
+            )),
+        ),
+    ];
+    for (situation, change, expect) in table {
+        let mut w = verification_world();
+        change(&mut w);
+        let res = store(w);
+        check(situation, resolve_verification(&res, NS, "bvs"), *expect, |r| {
+            assert_eq!(r.target.name, "scratch");
+            assert_eq!(r.target.namespace.as_deref(), Some(NS));
+            assert_eq!(r.repository.name, "repo");
+            assert_eq!(r.addon.name, "workload-addon");
+        });
+    }
+}
