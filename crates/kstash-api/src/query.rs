@@ -389,7 +389,7 @@ impl Reader<'_> {
     /// A required, non-empty name (database, table, …) without NUL characters.
     fn name(&mut self, path: &str, obj: &Map<String, Value>, key: &str) -> Option<String> {
         self.optional_name(path, obj, key).or_else(|| {
-            if !obj.get(key).is_some_and(|v| !v.is_null()) {
+            if obj.get(key).is_none_or(Value::is_null) {
                 self.error(
                     &format!("{path}.{key}"),
                     "required value is missing",
