@@ -315,33 +315,6 @@ pub(crate) fn parse_url(url: &str) -> std::result::Result<ParsedUrl, String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_parsed() {
-        let u = parse_url("postgres://u:p@db.demo.svc:6432/shop?sslmode=verify-full").unwrap();
-        assert_eq!(u.host, "db.demo.svc");
-        assert_eq!(u.port, Some(6432));
-        assert_eq!(u.database.as_deref(), Some("shop"));
-        assert_eq!(u.query_value("sslmode").as_deref(), Some("verify-full"));
-        assert_eq!(u.scheme.as_deref(), Some("postgres"));
-        let u = parse_url("127.0.0.1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.database), ("127.0.0.1", None, None));
-        let u = parse_url("tcp(mysql.demo:3306)/").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("mysql.demo", Some(3306)));
-        let u = parse_url("postgres://[::1]:5433/").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", Some(5433)));
-        assert!(parse_url("postgres://:5432/").is_err());
-        assert!(
-            parse_url("postgres://h:99999/")
-                .unwrap_err()
-                .contains("invalid port")
-        );
-    }
-}
-
 /// The connection details of an AppBinding target as environment variables for a verification
 /// script: `KSTASH_TARGET_HOST`, `KSTASH_TARGET_PORT` (when known), `KSTASH_TARGET_DATABASE`
 /// (when the URL names one), `KSTASH_TARGET_USERNAME`, `KSTASH_TARGET_PASSWORD` (empty when the
@@ -375,4 +348,31 @@ pub fn target_environment(
     env.push(("KSTASH_TARGET_USERNAME".into(), c.user.clone()));
     env.push(("KSTASH_TARGET_PASSWORD".into(), c.password.clone()));
     Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed() {
+        let u = parse_url("postgres://u:p@db.demo.svc:6432/shop?sslmode=verify-full").unwrap();
+        assert_eq!(u.host, "db.demo.svc");
+        assert_eq!(u.port, Some(6432));
+        assert_eq!(u.database.as_deref(), Some("shop"));
+        assert_eq!(u.query_value("sslmode").as_deref(), Some("verify-full"));
+        assert_eq!(u.scheme.as_deref(), Some("postgres"));
+        let u = parse_url("127.0.0.1").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.database), ("127.0.0.1", None, None));
+        let u = parse_url("tcp(mysql.demo:3306)/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("mysql.demo", Some(3306)));
+        let u = parse_url("postgres://[::1]:5433/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", Some(5433)));
+        assert!(parse_url("postgres://:5432/").is_err());
+        assert!(
+            parse_url("postgres://h:99999/")
+                .unwrap_err()
+                .contains("invalid port")
+        );
+    }
 }

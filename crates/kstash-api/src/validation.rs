@@ -1070,7 +1070,11 @@ fn backup_verifier(v: &BackupVerifier, ctx: Context<'_>, e: &mut Errors) {
                 Some(t) => e.required("spec.restoreOption.target.name", &t.name, "name the restore target"),
             }
             addon_info(e, "spec.restoreOption.addonInfo", ro.addon_info.as_ref());
-            if let Some(why) = ro.addon_info.as_ref().and_then(verification::unsafe_volume_restore) {
+            if let Some(why) = ro
+                .addon_info
+                .as_ref()
+                .and_then(verification::unsafe_volume_restore)
+            {
                 e.add(
                     "spec.restoreOption.addonInfo.tasks[0].params.target",
                     why,

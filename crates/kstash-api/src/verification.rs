@@ -152,10 +152,13 @@ pub fn unsafe_volume_restore(addon: &AddonInfo) -> Option<String> {
         return None;
     }
     match scratch_directory(addon) {
-        None => Some("the restore task has no `target` param, so it would restore over the backed-up directories".into()),
-        Some(dir) if dir.trim_end_matches('/').is_empty() => {
-            Some(format!("the restore task's `target` param is {dir:?}, so it would restore over the backed-up directories"))
-        }
+        None => Some(
+            "the restore task has no `target` param, so it would restore over the backed-up directories"
+                .into(),
+        ),
+        Some(dir) if dir.trim_end_matches('/').is_empty() => Some(format!(
+            "the restore task's `target` param is {dir:?}, so it would restore over the backed-up directories"
+        )),
         Some(_) => None,
     }
 }

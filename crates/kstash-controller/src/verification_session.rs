@@ -275,7 +275,9 @@ pub fn reconcile_backup_verification_session(p: &dyn Platform, ns: &str, name: &
 fn needs_executor(p: &dyn Platform, r: &ResolvedVerification) -> bool {
     match r.verifier.spec.verification_type() {
         VerificationType::Query | VerificationType::Script => true,
-        VerificationType::RestoreOnly => p.compares_restored_volumes() && verification::is_volume_addon(&r.addon.name),
+        VerificationType::RestoreOnly => {
+            p.compares_restored_volumes() && verification::is_volume_addon(&r.addon.name)
+        }
     }
 }
 

@@ -561,13 +561,15 @@ fn secret_values_prefer_string_data_and_drop_one_trailing_newline() {
 /// repository entry, and a BackupVerificationSession `bvs` of it.
 fn verification_world() -> BTreeMap<&'static str, Value> {
     let mut w = world();
-    w.get_mut("bc").unwrap()["spec"]["sessions"][0]["repositories"][0]["backupVerifier"] = json!({"name": "check"});
+    w.get_mut("bc").unwrap()["spec"]["sessions"][0]["repositories"][0]["backupVerifier"] =
+        json!({"name": "check"});
     w.insert(
         "verifier",
         json!({"apiVersion": "core.kubestash.com/v1alpha1", "kind": "BackupVerifier",
                "metadata": {"name": "check", "namespace": NS},
                "spec": {"restoreOption": {"target": {"apiGroup": "apps", "kind": "Deployment", "name": "scratch"},
-                                          "addonInfo": {"name": "workload-addon", "tasks": [{"name": "logical-backup-restore"}]}},
+                                          "addonInfo": {"name": "workload-addon", "tasks": [{"name": "logical-backup-restore",
+                                                                            "params": {"target": "/scratch"}}]}},
                         "type": "RestoreOnly"}}),
     );
     w.insert(
@@ -591,7 +593,9 @@ fn verification_sessions_resolve_or_name_the_one_wrong_reference() {
             },
             Some((
                 ErrorCategory::NotFound,
-                &["BackupVerificationSession demo/bvs: spec.invoker.name: BackupConfiguration demo/pg not found"],
+                &[
+                    "BackupVerificationSession demo/bvs: spec.invoker.name: BackupConfiguration demo/pg not found",
+                ],
             )),
         ),
         (
@@ -601,17 +605,25 @@ fn verification_sessions_resolve_or_name_the_one_wrong_reference() {
             },
             Some((
                 ErrorCategory::Invalid,
-                &["spec.repository", "has no repository \"other\"", "use one of: repo"],
+                &[
+                    "spec.repository",
+                    "has no repository \"other\"",
+                    "use one of: repo",
+                ],
             )),
         ),
         (
             "the repository names no verifier",
             |w| {
-                w.get_mut("bc").unwrap()["spec"]["sessions"][0]["repositories"][0]["backupVerifier"] = Value::Null;
+                w.get_mut("bc").unwrap()["spec"]["sessions"][0]["repositories"][0]["backupVerifier"] =
+                    Value::Null;
             },
             Some((
                 ErrorCategory::Invalid,
-                &["spec.sessions[0].repositories[0].backupVerifier", "has no backupVerifier"],
+                &[
+                    "spec.sessions[0].repositories[0].backupVerifier",
+                    "has no backupVerifier",
+                ],
             )),
         ),
         (
@@ -629,6 +641,17 @@ fn verification_sessions_resolve_or_name_the_one_wrong_reference() {
             Some((
                 ErrorCategory::Invalid,
                 &["BackupVerifier demo/check: spec.restoreOption.target: not set"],
+            )),
+        ),
+        (
+            "a volume verifier without a scratch directory",
+            |w| {
+                w.get_mut("verifier").unwrap()["spec"]["restoreOption"]["addonInfo"]["tasks"][0]["params"] =
+                    Value::Null;
+            },
+            Some((
+                ErrorCategory::Invalid,
+                &["params.target", "would restore over the backed-up directories"],
             )),
         ),
         (

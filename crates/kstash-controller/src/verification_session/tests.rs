@@ -24,6 +24,15 @@ fn facts(restore: RestoreObserved, needs_executor: bool, retry_left: i32) -> Ver
     }
 }
 
+/// A situation, its recorded conditions, `status.retried`, the facts, and the expected step.
+type Row = (
+    &'static str,
+    Vec<(&'static str, bool)>,
+    Option<bool>,
+    VerifyFacts,
+    VerifyStep,
+);
+
 #[test]
 fn every_situation_has_its_next_step() {
     use RestoreObserved as R;
@@ -37,7 +46,7 @@ fn every_situation_has_its_next_step() {
     let cleaned = (vc::HISTORY_CLEANED, true);
     let skipped = (vc::SKIPPED, true);
     #[rustfmt::skip]
-    let table: Vec<(&str, Vec<(&str, bool)>, Option<bool>, VerifyFacts, VerifyStep)> = vec![
+    let table: Vec<Row> = vec![
         ("new session: resolve, pick the snapshot, start the restore",
             vec![], None, facts(R::Absent, false, 0), S::Prepare),
         ("restore running",

@@ -446,6 +446,7 @@ fn trigger_cronjob_copies_the_scheduler_fields() {
         owner: owner.clone(),
         image: "ghcr.io/kstash/kstash:0.1.0",
         service_account: TRIGGER_SERVICE_ACCOUNT,
+        verifies: None,
     });
     let expected = json!({
         "apiVersion": "batch/v1",
@@ -575,6 +576,7 @@ fn built_objects_pass_kubernetes_validate_strict() {
                       "name": "pg-backup", "uid": "u"}),
         image: "ghcr.io/kstash/kstash:latest",
         service_account: EXECUTOR_SERVICE_ACCOUNT,
+        verifies: None,
     }));
     objects.extend(executor_rbac("demo"));
     let event =
