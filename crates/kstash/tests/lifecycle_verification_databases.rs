@@ -3,14 +3,15 @@
 //! backed-up one) and the BackupVerifier's queries run there. PostgreSQL: the true row count ends
 //! Verified, a wrong one VerificationFailed naming the table and both numbers, and the source's
 //! dump is byte-identical before and after; MariaDB, Redis and the Elasticsearch-API server each
-//! pass one query.
+//! pass one query; ZooKeeper is verified by its restore alone (RestoreOnly) into a second server.
 
 mod lifecycle;
 
 use std::process::Command;
 use std::time::Duration;
 
-use kstash_testsupport::{Elasticsearch, MariaDb, Postgres, Redis};
+use kstash_testsupport::zookeeper_tree::{ZkSession, create_varied_tree};
+use kstash_testsupport::{Elasticsearch, MariaDb, Postgres, Redis, ZooKeeper};
 use lifecycle::{Env, condition, phase, wait_some};
 use serde_json::Value;
 
@@ -22,8 +23,13 @@ struct VerifiedDatabase<'a> {
     addon: &'a str,
     backup_params: &'a str,
     restore_params: &'a str,
-    /// The `query:` block of the verifier (indented by 4 spaces).
-    query: &'a str,
+    /// The verifier's `type` and `query` (see [`query`]).
+    verification: String,
+}
+
+/// A Query verification of `checks` (the lines under `query:`, indented by 4 spaces).
+fn query(checks: &str) -> String {
+    format!("  type: Query\n  query:\n{checks}")
 }
 
 impl VerifiedDatabase<'_> {
@@ -45,9 +51,7 @@ spec:
       tasks:
         - name: logical-backup-restore
           params: {restore_params}
-  type: Query
-  query:
-{query}
+{verification}
 ---
 apiVersion: core.kubestash.com/v1alpha1
 kind: BackupConfiguration
@@ -78,7 +82,7 @@ spec:
             addon = self.addon,
             restore_params = self.restore_params,
             backup_params = self.backup_params,
-            query = self.query,
+            verification = self.verification,
         )
     }
 }
@@ -219,13 +223,12 @@ fn postgres_query_verification_passes_with_the_true_count_and_names_the_table_wh
             pg.host, pg.port
         )
     };
-    let query = |count: u32| {
-        format!(
+    let orders = |count: u32| {
+        query(&format!(
             "    postgres:\n      - database: shop_verify\n        schema: public\n        table: orders\n        rowCount: {{operator: Equal, value: {count}}}"
-        )
+        ))
     };
     let env = Env::new();
-    let right = query(1234);
     let db = VerifiedDatabase {
         bindings: secret_and_bindings(
             "postgres",
@@ -238,7 +241,7 @@ fn postgres_query_verification_passes_with_the_true_count_and_names_the_table_wh
         // into the same verification database.
         backup_params: r#"{backupCmd: pg_dump, args: "-d shop --clean --if-exists"}"#,
         restore_params: r#"{args: "-d shop_verify"}"#,
-        query: &right,
+        verification: orders(1234),
     };
     let _daemon = backed_up(&env, &db);
 
@@ -250,8 +253,13 @@ fn postgres_query_verification_passes_with_the_true_count_and_names_the_table_wh
     assert_eq!(snapshot_verification(&env, &bvs), "Verified");
 
     // A verifier expecting a wrong count, on a new backup restored into the same database.
-    let wrong = query(1000);
-    env.apply(&VerifiedDatabase { query: &wrong, ..db }.manifests());
+    env.apply(
+        &VerifiedDatabase {
+            verification: orders(1000),
+            ..db
+        }
+        .manifests(),
+    );
     env.ok(&["trigger", "db-backup", "-n", "demo"]);
     env.wait_sessions_done("db-backup", 2);
     let (bvs, ok) = verify_now(&env);
@@ -295,7 +303,9 @@ fn mariadb_query_verification_passes() {
             addon: "mariadb-addon",
             backup_params: r#"{args: "shop"}"#,
             restore_params: r#"{args: "shop_verify"}"#,
-            query: "    mariaDB:\n      - database: shop_verify\n        table: items\n        rowCount: 321",
+            verification: query(
+                "    mariaDB:\n      - database: shop_verify\n        table: items\n        rowCount: 321",
+            ),
         },
     );
     let (bvs, ok) = verify_now(&env);
@@ -323,7 +333,7 @@ fn redis_query_verification_passes_on_a_second_server() {
             addon: "redis-addon",
             backup_params: "{}",
             restore_params: r#"{replace: "true"}"#,
-            query: "    redis:\n      - index: 0\n        dbSize: 40",
+            verification: query("    redis:\n      - index: 0\n        dbSize: 40"),
         },
     );
     let (bvs, ok) = verify_now(&env);
@@ -362,10 +372,54 @@ fn elasticsearch_query_verification_passes_on_a_second_server() {
             addon: "elasticsearch-addon",
             backup_params: "{}",
             restore_params: "{}",
-            query: "    elasticsearch:\n      - index: orders\n        documentCount: {operator: GreaterThanOrEqual, value: 25}",
+            verification: query(
+                "    elasticsearch:\n      - index: orders\n        documentCount: {operator: GreaterThanOrEqual, value: 25}",
+            ),
         },
     );
     let (bvs, ok) = verify_now(&env);
     assert!(ok && phase(&bvs) == "Succeeded", "{bvs:#}");
     assert_eq!(snapshot_verification(&env, &bvs), "Verified");
+}
+
+#[test]
+fn zookeeper_restore_only_verification_recreates_the_tree_on_a_second_server() {
+    const USER: &str = "kstash";
+    const PASSWORD: &str = "zk digest password";
+    let source = ZooKeeper::start().unwrap();
+    let scratch = ZooKeeper::start().unwrap();
+    let s = ZkSession::connect(&source.connect_string(), Some((USER, PASSWORD))).unwrap();
+    let tree = create_varied_tree(&s, USER, PASSWORD).unwrap();
+    let before = s.fingerprint().unwrap();
+    let service = |zk: &ZooKeeper| format!("{{service: {{name: \"{}\", port: {}}}}}", zk.host, zk.port);
+    let env = Env::new();
+    let _daemon = backed_up(
+        &env,
+        &VerifiedDatabase {
+            bindings: secret_and_bindings(
+                "zookeeper",
+                &format!("{{username: {USER}, password: \"{PASSWORD}\"}}"),
+                &service(&source),
+                &service(&scratch),
+            ),
+            addon: "zookeeper-addon",
+            backup_params: r#"{waitTimeout: "60"}"#,
+            restore_params: r#"{waitTimeout: "60"}"#,
+            verification: "  type: RestoreOnly".into(),
+        },
+    );
+    let (bvs, ok) = verify_now(&env);
+    assert!(ok && phase(&bvs) == "Succeeded", "{bvs:#}");
+    assert_eq!(condition(&bvs, "RestoreSucceeded").unwrap()["status"], "True");
+    assert_eq!(snapshot_verification(&env, &bvs), "Verified");
+    let restored = ZkSession::connect(&scratch.connect_string(), Some((USER, PASSWORD)))
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    assert_eq!(
+        restored.len(),
+        tree.nodes + 1,
+        "every znode reached the scratch server"
+    );
+    assert_eq!(s.fingerprint().unwrap(), before, "the source tree is untouched");
 }
