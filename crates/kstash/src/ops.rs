@@ -572,7 +572,11 @@ pub fn verify(home: Option<&Path>, a: crate::cli::VerifyArgs) -> Result<ExitCode
         if st.phase == Some(BackupVerificationSessionPhase::Failed) {
             ok = false;
         }
-        let msg = if msg.is_empty() { String::new() } else { format!(": {msg}") };
+        let msg = if msg.is_empty() {
+            String::new()
+        } else {
+            format!(": {msg}")
+        };
         outln!("{n}: {ph} ({}) snapshot {}{msg}", st.duration, s.spec.snapshot);
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
