@@ -62,6 +62,12 @@ impl MariaDb {
         }
         let data = dir.path().join("data");
         let socket = dir.path().join("mysqld.sock");
+        // Each instance's own temporary directory: bootstraps running at once in a shared /tmp
+        // were seen to fail ("Unknown table 'mysql.tmp_user_nopasswd'") under a full test run.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).context(|| "creating the tmp dir".into())?;
+        chown_to(&tmp, "mysql")?;
+        let tmpdir = format!("--tmpdir={}", tmp.display());
         // A small redo log: the default writes a 96 MiB file per instance.
         let small = ["--innodb-log-file-size=8M", "--innodb-buffer-pool-size=64M"];
         run_command(
@@ -73,6 +79,7 @@ impl MariaDb {
                 ])
                 .args(["--skip-test-db", "--skip-name-resolve"])
                 .arg(format!("--datadir={}", data.display()))
+                .arg(&tmpdir)
                 .args(small),
         )?;
 
@@ -87,6 +94,7 @@ impl MariaDb {
         .arg(format!("--port={port}"))
         .arg(format!("--datadir={}", data.display()))
         .arg(format!("--socket={}", socket.display()))
+        .arg(&tmpdir)
         .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
         .args(["--innodb-flush-log-at-trx-commit=0", "--skip-log-bin"])
         .args(small)

@@ -83,7 +83,7 @@ impl Postgres {
         };
         let mut process = ServerProcess::spawn("postgres", cmd, &dir.path().join("postgres.log"), stop)?;
         process.wait_ready(crate::READY_TIMEOUT, || {
-            match psql_at(&bin_dir, port, &password, "select 1") {
+            match psql_at(&bin_dir, port, &password, "postgres", "select 1") {
                 Ok(out) if out == "1" => Ok(()),
                 Ok(out) => Err(format!("select 1 returned {out:?}")),
                 Err(e) => Err(short(e)),
@@ -108,7 +108,13 @@ impl Postgres {
 
     /// [`Postgres::psql`] returning the error instead of panicking.
     pub fn try_psql(&self, sql: &str) -> Result<String> {
-        psql_at(&self.bin_dir, self.port, &self.password, sql)
+        psql_at(&self.bin_dir, self.port, &self.password, "postgres", sql)
+    }
+
+    /// [`Postgres::psql`] against database `db`.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
+        psql_at(&self.bin_dir, self.port, &self.password, db, sql)
+            .unwrap_or_else(|e| panic!("psql on {db} failed: {e}"))
     }
 
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/postgres`.
@@ -172,7 +178,7 @@ impl Postgres {
     }
 }
 
-fn psql_at(bin_dir: &std::path::Path, port: u16, password: &str, sql: &str) -> Result<String> {
+fn psql_at(bin_dir: &std::path::Path, port: u16, password: &str, db: &str, sql: &str) -> Result<String> {
     let out = run_command(
         Command::new(bin_dir.join("psql"))
             .args([
@@ -187,7 +193,7 @@ fn psql_at(bin_dir: &std::path::Path, port: u16, password: &str, sql: &str) -> R
                 "-U",
                 "postgres",
             ])
-            .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
+            .args(["-p", &port.to_string(), "-d", db, "-c", sql])
             .env("PGPASSWORD", password)
             .env("PGCONNECT_TIMEOUT", "5"),
     )?;

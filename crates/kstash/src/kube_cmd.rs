@@ -129,27 +129,11 @@ pub fn trigger(a: TriggerArgs) -> Result<ExitCode> {
         bail!("--wait is not available in a Kubernetes pod; watch the BackupSession with kubectl instead");
     }
     let rt = runtime()?;
-    let res = kube_resources(&rt)?;
-    let p = KubePlatform::new(
-        res,
-        Arc::new(StorageOpsImpl::new(LocalMode::Mounted)),
-        KubeSettings {
-            image: String::new(),
-            pushgateway: None,
-        },
-    );
+    let p = trigger_platform(&rt)?;
     let ns = a.namespace.as_str();
-    let bc: BackupConfiguration = p
-        .get_as(ns, &a.name)
-        .map_err(|e| anyhow!(e))?
-        .with_context(|| format!("BackupConfiguration {ns}/{} not found", a.name))?;
-    if bc.spec.paused {
-        eprintln!(
-            "BackupConfiguration {ns}/{} is paused; no backup triggered",
-            a.name
-        );
+    let Some(bc) = active_configuration(&p, ns, &a.name, "no backup triggered")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let sessions: Vec<String> = if a.sessions.is_empty() {
         bc.spec.sessions.iter().map(|s| s.name.clone()).collect()
     } else {
@@ -176,27 +160,11 @@ pub fn verify(a: crate::cli::VerifyArgs) -> Result<ExitCode> {
         );
     }
     let rt = runtime()?;
-    let res = kube_resources(&rt)?;
-    let p = KubePlatform::new(
-        res,
-        Arc::new(StorageOpsImpl::new(LocalMode::Mounted)),
-        KubeSettings {
-            image: String::new(),
-            pushgateway: None,
-        },
-    );
+    let p = trigger_platform(&rt)?;
     let ns = a.namespace.as_str();
-    let bc: BackupConfiguration = p
-        .get_as(ns, &a.name)
-        .map_err(|e| anyhow!(e))?
-        .with_context(|| format!("BackupConfiguration {ns}/{} not found", a.name))?;
-    if bc.spec.paused {
-        eprintln!(
-            "BackupConfiguration {ns}/{} is paused; no verification started",
-            a.name
-        );
+    let Some(bc) = active_configuration(&p, ns, &a.name, "no verification started")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     for (session, repository) in crate::ops::verified_repositories(&bc, a.repository.as_deref())? {
         let retry = bc
             .spec
@@ -221,4 +189,35 @@ pub fn verify(a: crate::cli::VerifyArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The platform a trigger CronJob's pod acts through (it only creates sessions).
+fn trigger_platform(rt: &tokio::runtime::Runtime) -> Result<KubePlatform> {
+    Ok(KubePlatform::new(
+        kube_resources(rt)?,
+        Arc::new(StorageOpsImpl::new(LocalMode::Mounted)),
+        KubeSettings {
+            image: String::new(),
+            pushgateway: None,
+        },
+    ))
+}
+
+/// The BackupConfiguration a trigger acts on; `None` (and a note saying `what` did not happen)
+/// while it is paused.
+fn active_configuration(
+    p: &KubePlatform,
+    ns: &str,
+    name: &str,
+    what: &str,
+) -> Result<Option<BackupConfiguration>> {
+    let bc: BackupConfiguration = p
+        .get_as(ns, name)
+        .map_err(|e| anyhow!(e))?
+        .with_context(|| format!("BackupConfiguration {ns}/{name} not found"))?;
+    if bc.spec.paused {
+        eprintln!("BackupConfiguration {ns}/{name} is paused; {what}");
+        return Ok(None);
+    }
+    Ok(Some(bc))
 }

@@ -15,30 +15,7 @@ const CHECKSUM: &str = "SELECT count(*) || ':' || md5(string_agg(id || name || e
 fn postgres_backup_and_restore_through_manifests() {
     let pg = Postgres::start().unwrap();
     pg.psql("CREATE DATABASE shop");
-    let shop = |sql: &str| {
-        let out = std::process::Command::new(pg.bin_dir().join("psql"))
-            .args([
-                "-h",
-                &pg.host,
-                "-p",
-                &pg.port.to_string(),
-                "-U",
-                &pg.user,
-                "-d",
-                "shop",
-                "-tAc",
-                sql,
-            ])
-            .env("PGPASSWORD", &pg.password)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let shop = |sql: &str| pg.psql_in("shop", sql);
     shop("CREATE TABLE items (id int PRIMARY KEY, name text, data bytea, tags text[])");
     shop(
         "INSERT INTO items SELECT g, 'item ' || g, sha256(g::text::bytea), ARRAY['a' || g, 'b'] FROM generate_series(1, 5000) g",

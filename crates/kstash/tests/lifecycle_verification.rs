@@ -80,35 +80,6 @@ fn verification_sessions(env: &Env) -> Vec<Value> {
     v
 }
 
-fn wait_verification_done(env: &Env, session: &str) -> Value {
-    wait_some(
-        Duration::from_secs(120),
-        &format!("verification {session}"),
-        || {
-            let s = env.get("backupverificationsession", "demo", session)?;
-            matches!(phase(&s), "Succeeded" | "Failed" | "Skipped").then_some(s)
-        },
-    )
-}
-
-/// `kstash verify data --wait` against the running daemon; returns the session it created.
-fn verify_now(env: &Env) -> (String, bool) {
-    let out = env.run(&["verify", "data", "-n", "demo", "--wait"]);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let created = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("backupverificationsession.core.kubestash.com/"))
-        .and_then(|l| l.strip_suffix(" created"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no session created:\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-        .to_string();
-    (created, out.status.success())
-}
-
 fn latest_snapshot(env: &Env) -> Value {
     let mut snaps = env.list("snapshots", "demo");
     snaps.sort_by_key(|s| {
@@ -154,8 +125,8 @@ fn volume_snapshots_are_verified_in_a_scratch_directory_then_a_damaged_pack_fail
     );
 
     // 1. Verified: restored into the scratch directory, compared, the copy removed.
-    let (session, ok) = verify_now(&env);
-    let bvs = wait_verification_done(&env, &session);
+    let (bvs, ok) = env.verify_now("data");
+    let session = name(&bvs).to_string();
     assert!(ok, "{bvs:#}");
     assert_eq!(phase(&bvs), "Succeeded", "{bvs:#}");
     let verified = condition(&bvs, "BackupVerified").expect("BackupVerified");
@@ -180,8 +151,7 @@ fn volume_snapshots_are_verified_in_a_scratch_directory_then_a_damaged_pack_fail
     assert!(env.data.join("sub/big.bin").exists());
 
     // 2. The same snapshot again: skipped, it is already verified.
-    let (again, _) = verify_now(&env);
-    let skipped = wait_verification_done(&env, &again);
+    let (skipped, _) = env.verify_now("data");
     assert_eq!(phase(&skipped), "Skipped", "{skipped:#}");
     assert_eq!(
         condition(&skipped, "BackupVerificationSkipped").unwrap()["reason"],
@@ -192,9 +162,9 @@ fn volume_snapshots_are_verified_in_a_scratch_directory_then_a_damaged_pack_fail
     // and the second one succeeds.
     std::fs::write(env.data.join("hello.txt"), "changed\n").unwrap();
     backup_now(&env);
-    let (second, ok) = verify_now(&env);
+    let (second, ok) = env.verify_now("data");
     assert!(ok);
-    assert_eq!(phase(&wait_verification_done(&env, &second)), "Succeeded");
+    assert_eq!(phase(&second), "Succeeded", "{second:#}");
 
     // 4. Damage the pack holding big.bin's data in a new snapshot: the restore fails naming
     // the pack, the Snapshot reads VerificationFailed, and a session with retryLeft 1 is
@@ -234,7 +204,7 @@ spec:
   retryLeft: 1
 "#,
     );
-    let failed = wait_verification_done(&env, "data-repo-damaged");
+    let failed = env.wait_verification_done("data-repo-damaged");
     assert_eq!(phase(&failed), "Failed", "{failed:#}");
     let restore = condition(&failed, "RestoreSucceeded").expect("RestoreSucceeded");
     assert_eq!(restore["status"], "False");
@@ -259,7 +229,7 @@ spec:
             })
         },
     );
-    let retried = wait_verification_done(&env, name(&retried));
+    let retried = env.wait_verification_done(name(&retried));
     assert_eq!(
         phase(&retried),
         "Failed",

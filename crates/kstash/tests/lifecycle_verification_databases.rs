@@ -102,28 +102,6 @@ fn backed_up(env: &Env, db: &VerifiedDatabase<'_>) -> lifecycle::Daemon {
     daemon
 }
 
-/// `kstash verify db-backup --wait`: the finished session (and whether the command said so).
-fn verify_now(env: &Env) -> (Value, bool) {
-    let out = env.run(&["verify", "db-backup", "-n", "demo", "--wait"]);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let created = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("backupverificationsession.core.kubestash.com/"))
-        .and_then(|l| l.strip_suffix(" created"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no session created:\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-        .to_string();
-    let bvs = wait_some(Duration::from_secs(120), "the verification", || {
-        let s = env.get("backupverificationsession", "demo", &created)?;
-        matches!(phase(&s), "Succeeded" | "Failed" | "Skipped").then_some(s)
-    });
-    (bvs, out.status.success())
-}
-
 fn verified_message(bvs: &Value) -> (String, String) {
     let c = condition(bvs, "BackupVerified").unwrap_or_else(|| panic!("no BackupVerified: {bvs:#}"));
     (
@@ -194,25 +172,7 @@ fn postgres_query_verification_passes_with_the_true_count_and_names_the_table_wh
     let pg = Postgres::start().unwrap();
     pg.psql("CREATE DATABASE shop");
     pg.psql("CREATE DATABASE shop_verify");
-    let source_sql = |sql: &str| {
-        let out = Command::new(pg.bin_dir().join("psql"))
-            .args([
-                "-h",
-                &pg.host,
-                "-p",
-                &pg.port.to_string(),
-                "-U",
-                &pg.user,
-                "-d",
-                "shop",
-                "-tAc",
-                sql,
-            ])
-            .env("PGPASSWORD", &pg.password)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
+    let source_sql = |sql: &str| pg.psql_in("shop", sql);
     source_sql("CREATE TABLE orders (id int PRIMARY KEY, note text)");
     source_sql("INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 1234) g");
     let source_before = pg_dump(&pg, "shop");
@@ -245,7 +205,7 @@ fn postgres_query_verification_passes_with_the_true_count_and_names_the_table_wh
     };
     let _daemon = backed_up(&env, &db);
 
-    let (bvs, ok) = verify_now(&env);
+    let (bvs, ok) = env.verify_now("db-backup");
     assert!(ok, "{bvs:#}");
     assert_eq!(phase(&bvs), "Succeeded", "{bvs:#}");
     let (status, message) = verified_message(&bvs);
@@ -262,7 +222,7 @@ fn postgres_query_verification_passes_with_the_true_count_and_names_the_table_wh
     );
     env.ok(&["trigger", "db-backup", "-n", "demo"]);
     env.wait_sessions_done("db-backup", 2);
-    let (bvs, ok) = verify_now(&env);
+    let (bvs, ok) = env.verify_now("db-backup");
     assert!(!ok, "kstash verify exits 1 when a verification fails");
     assert_eq!(phase(&bvs), "Failed", "{bvs:#}");
     let (status, message) = verified_message(&bvs);
@@ -308,7 +268,7 @@ fn mariadb_query_verification_passes() {
             ),
         },
     );
-    let (bvs, ok) = verify_now(&env);
+    let (bvs, ok) = env.verify_now("db-backup");
     assert!(ok && phase(&bvs) == "Succeeded", "{bvs:#}");
     let (_, message) = verified_message(&bvs);
     assert!(message.contains("321"), "{message}");
@@ -336,7 +296,7 @@ fn redis_query_verification_passes_on_a_second_server() {
             verification: query("    redis:\n      - index: 0\n        dbSize: 40"),
         },
     );
-    let (bvs, ok) = verify_now(&env);
+    let (bvs, ok) = env.verify_now("db-backup");
     assert!(ok && phase(&bvs) == "Succeeded", "{bvs:#}");
     assert_eq!(snapshot_verification(&env, &bvs), "Verified");
 }
@@ -377,7 +337,7 @@ fn elasticsearch_query_verification_passes_on_a_second_server() {
             ),
         },
     );
-    let (bvs, ok) = verify_now(&env);
+    let (bvs, ok) = env.verify_now("db-backup");
     assert!(ok && phase(&bvs) == "Succeeded", "{bvs:#}");
     assert_eq!(snapshot_verification(&env, &bvs), "Verified");
 }
@@ -408,7 +368,7 @@ fn zookeeper_restore_only_verification_recreates_the_tree_on_a_second_server() {
             verification: "  type: RestoreOnly".into(),
         },
     );
-    let (bvs, ok) = verify_now(&env);
+    let (bvs, ok) = env.verify_now("db-backup");
     assert!(ok && phase(&bvs) == "Succeeded", "{bvs:#}");
     assert_eq!(condition(&bvs, "RestoreSucceeded").unwrap()["status"], "True");
     assert_eq!(snapshot_verification(&env, &bvs), "Verified");

@@ -487,3 +487,34 @@ impl Daemon {
         assert!(!log.contains("panicked"), "the daemon log shows a panic:\n{log}");
     }
 }
+
+// Helpers of the verification tests.
+
+impl Env {
+    /// `kstash verify <bc> -n demo --wait` against the running daemon: the finished
+    /// BackupVerificationSession it created, and whether the command exited 0.
+    pub fn verify_now(&self, bc: &str) -> (Value, bool) {
+        let out = self.run(&["verify", bc, "-n", "demo", "--wait"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let created = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("backupverificationsession.core.kubestash.com/"))
+            .and_then(|l| l.strip_suffix(" created"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no session created:\n{stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_string();
+        (self.wait_verification_done(&created), out.status.success())
+    }
+
+    /// Wait until BackupVerificationSession `demo/name` is Succeeded, Failed or Skipped.
+    pub fn wait_verification_done(&self, name: &str) -> Value {
+        wait_some(Duration::from_secs(120), &format!("verification {name}"), || {
+            let s = self.get("backupverificationsession", "demo", name)?;
+            matches!(phase(&s), "Succeeded" | "Failed" | "Skipped").then_some(s)
+        })
+    }
+}
