@@ -3,7 +3,7 @@
 //! `spec.secret` (`username`/`password`, or the legacy `POSTGRES_USER`/`POSTGRES_PASSWORD`).
 
 use k8s_openapi::api::core::v1::Secret;
-use kstash_api::appcatalog::AppBinding;
+use kstash_api::appcatalog::{Address, AppBinding, parse_client_url, query_value};
 use kstash_api::client::{Resources, ResourcesExt};
 use kstash_api::common::TypedObjectReference;
 use kstash_storage::LocalMode;
@@ -136,23 +136,23 @@ fn connect(
     let object = format!("AppBinding {ns}/{}", target.name);
     let ab: AppBinding = client.must_get(ns, &target.name)?;
     let cc = &ab.spec.client_config;
-    let (host, port, database, sslmode, scheme) = match (&cc.url, &cc.service) {
-        (Some(url), _) if !url.is_empty() => {
-            let u = parse_url(url).map_err(|m| ExecError::invalid(&object, m))?;
+    let in_cluster = !matches!(mode, LocalMode::Host);
+    let (host, port, database, sslmode, scheme) = match cc.address(in_cluster) {
+        Some(Address::Url(url)) => {
+            let u = parse_client_url(url).map_err(|m| ExecError::invalid(&object, m))?;
             let sslmode = u.query_value("sslmode");
             (u.host, u.port, u.database, sslmode, u.scheme)
         }
-        (_, Some(svc)) if !svc.name.is_empty() => {
-            let host = match mode {
-                LocalMode::Host => svc.name.clone(),
-                _ => {
-                    let svc_ns = if svc.namespace.is_empty() {
-                        ns
-                    } else {
-                        svc.namespace.as_str()
-                    };
-                    format!("{}.{svc_ns}.svc", svc.name)
-                }
+        Some(Address::Service(svc)) => {
+            let host = if in_cluster {
+                let svc_ns = if svc.namespace.is_empty() {
+                    ns
+                } else {
+                    svc.namespace.as_str()
+                };
+                format!("{}.{svc_ns}.svc", svc.name)
+            } else {
+                svc.name.clone()
             };
             let port = match svc.port {
                 None => None,
@@ -167,7 +167,7 @@ fn connect(
             let scheme = Some(svc.scheme.clone()).filter(|s| !s.is_empty());
             (host, port, None, sslmode, scheme)
         }
-        _ => {
+        None => {
             return Err(ExecError::invalid(
                 &object,
                 "spec.clientConfig has neither url nor service; set one of them",
@@ -242,79 +242,6 @@ fn connect(
     })
 }
 
-/// The parts of a `scheme://[user[:pass]@]host[:port][/path][?query]` URL a driver needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ParsedUrl {
-    /// `https` of `https://…`; `None` without `://`.
-    pub scheme: Option<String>,
-    pub host: String,
-    pub port: Option<u16>,
-    pub database: Option<String>,
-    pub query: String,
-}
-
-impl ParsedUrl {
-    fn query_value(&self, key: &str) -> Option<String> {
-        query_value(&self.query, key)
-    }
-}
-
-fn query_value(query: &str, key: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// Parse an AppBinding URL (`postgres://host:5432/db?sslmode=disable`, `tcp(host:port)/`).
-pub(crate) fn parse_url(url: &str) -> std::result::Result<ParsedUrl, String> {
-    let bad = |why: &str| format!("spec.clientConfig.url {url:?} {why}");
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
-        None => (None, url),
-    };
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-    let hostport = hostport
-        .strip_prefix("tcp(")
-        .and_then(|h| h.strip_suffix(')'))
-        .unwrap_or(hostport);
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| bad("has an unclosed [ in its host"))?;
-        (h.to_string(), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad("has no host"));
-    }
-    let port = match port {
-        None | Some("") => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| bad(&format!("has an invalid port {p:?}")))?,
-        ),
-    };
-    let database = Some(path.trim_matches('/').to_string()).filter(|d| !d.is_empty());
-    Ok(ParsedUrl {
-        scheme,
-        host,
-        port,
-        database,
-        query: query.to_string(),
-    })
-}
-
 /// The connection details of an AppBinding target as environment variables for a verification
 /// script: `KSTASH_TARGET_HOST`, `KSTASH_TARGET_PORT` (when known), `KSTASH_TARGET_DATABASE`
 /// (when the URL names one), `KSTASH_TARGET_USERNAME`, `KSTASH_TARGET_PASSWORD` (empty when the
@@ -348,31 +275,4 @@ pub fn target_environment(
     env.push(("KSTASH_TARGET_USERNAME".into(), c.user.clone()));
     env.push(("KSTASH_TARGET_PASSWORD".into(), c.password.clone()));
     Ok(env)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_parsed() {
-        let u = parse_url("postgres://u:p@db.demo.svc:6432/shop?sslmode=verify-full").unwrap();
-        assert_eq!(u.host, "db.demo.svc");
-        assert_eq!(u.port, Some(6432));
-        assert_eq!(u.database.as_deref(), Some("shop"));
-        assert_eq!(u.query_value("sslmode").as_deref(), Some("verify-full"));
-        assert_eq!(u.scheme.as_deref(), Some("postgres"));
-        let u = parse_url("127.0.0.1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.database), ("127.0.0.1", None, None));
-        let u = parse_url("tcp(mysql.demo:3306)/").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("mysql.demo", Some(3306)));
-        let u = parse_url("postgres://[::1]:5433/").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", Some(5433)));
-        assert!(parse_url("postgres://:5432/").is_err());
-        assert!(
-            parse_url("postgres://h:99999/")
-                .unwrap_err()
-                .contains("invalid port")
-        );
-    }
 }

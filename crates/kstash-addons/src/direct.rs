@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
-use crate::appbinding::{Connection, parse_url};
+use crate::appbinding::Connection;
 use crate::error::{ExecError, Result};
 use crate::stream::StreamDriver;
 use crate::task::{ResolvedTask, TaskKind, driver_of};
+use kstash_api::appcatalog::parse_client_url;
 
 /// A database target given directly.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl std::fmt::Debug for DirectTarget {
 /// AppBinding.
 pub(crate) fn connection(target: &DirectTarget) -> Result<Connection> {
     let object = format!("URL {}", target.url);
-    let u = parse_url(&target.url).map_err(|m| ExecError::invalid(&object, m))?;
+    let u = parse_client_url(&target.url).map_err(|m| ExecError::invalid(&object, m))?;
     Ok(Connection {
         object,
         secret: "(given directly)".into(),

@@ -11,15 +11,17 @@ use crate::validation::{Context, validate};
 pub struct Admitted {
     /// The defaulted object, ready to store.
     pub object: Object,
-    /// Unknown fields of the input document (kept in nothing; reported to the user).
+    /// Unknown fields of the input document (kept in nothing) and what kstash cannot use as
+    /// written (`validation::warnings`); reported to the user.
     pub warnings: Vec<FieldError>,
 }
 
 /// Admit `doc` given what is `stored`; `old` is the stored version when updating.
 pub fn admit(doc: &Value, stored: &[Object], old: Option<&Object>) -> Result<Admitted, Vec<FieldError>> {
     let mut object = Object::from_value(doc).map_err(|e| vec![e])?;
-    let warnings = object.unknown_fields(doc);
+    let mut warnings = object.unknown_fields(doc);
     crate::defaults::apply(&mut object, stored);
+    warnings.extend(crate::validation::warnings(&object));
     let errors = validate(
         &object,
         Context {

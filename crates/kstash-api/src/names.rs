@@ -2,7 +2,10 @@
 //! `<prefix>-<suffix>` naming of generated objects.
 
 /// Why a name is invalid, or `None` when it is a valid DNS-1123 subdomain (the rule for
-/// `metadata.name` of every kstash kind).
+/// `metadata.name` of every kstash kind, as Kubernetes' `IsDNS1123Subdomain`): at most 253
+/// characters of dot-separated parts made of lower-case alphanumerics and `-`, each starting
+/// and ending with an alphanumeric. Unlike a label, a part has no length limit of its own, so
+/// KubeStash's long Snapshot names (`<repo>-<bc>-<session>-<unix>`, 67+ characters) are valid.
 pub fn dns1123_subdomain_error(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".into());
@@ -13,25 +16,22 @@ pub fn dns1123_subdomain_error(name: &str) -> Option<String> {
             name.len()
         ));
     }
-    for part in name.split('.') {
-        if let Some(e) = dns1123_label_error(part) {
-            return Some(e);
-        }
-    }
-    None
+    name.split('.').find_map(label_chars_error)
 }
 
 /// Why `s` is not a DNS-1123 label (lower-case alphanumerics and `-`, starting and ending with
 /// an alphanumeric, at most 63 characters), or `None`.
 pub fn dns1123_label_error(s: &str) -> Option<String> {
+    if s.len() > 63 {
+        return Some(format!("must be no more than 63 characters (has {})", s.len()));
+    }
+    label_chars_error(s)
+}
+
+/// The character rules of a DNS-1123 label, without its length limit.
+fn label_chars_error(s: &str) -> Option<String> {
     if s.is_empty() {
         return Some("must consist of non-empty parts separated by '.'".into());
-    }
-    if s.len() > 63 {
-        return Some(format!(
-            "each part must be no more than 63 characters (has {})",
-            s.len()
-        ));
     }
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     if !s.chars().all(ok_char) {
@@ -82,8 +82,11 @@ pub fn label_value_error(v: &str) -> Option<String> {
     None
 }
 
-/// KubeStash's `ValidNameWithPrefixNSuffix`: `prefix-suffix`, and when longer than 63 characters
-/// the first 32 and the last 31 characters joined (so the unique suffix survives).
+/// KubeStash's generated names (kmodules `meta.ValidNameWithPrefixNSuffix`, used by KubeStash
+/// for BackupSession, BackupVerificationSession and Snapshot names, checked against kmodules
+/// client-go as of 2026-05): `prefix-suffix`, and when longer than 63 characters (a DNS-1123
+/// label) the first 32 and the last 31 characters joined, so the unique suffix survives. Older
+/// KubeStash releases wrote longer Snapshot names; those are valid names all the same.
 pub fn name_with_prefix_and_suffix(prefix: &str, suffix: &str) -> String {
     let full = if prefix.is_empty() {
         suffix.to_string()
@@ -124,6 +127,15 @@ mod tests {
         assert!(dns1123_subdomain_error("").is_some());
         assert!(dns1123_subdomain_error(&"a".repeat(254)).is_some());
         assert!(dns1123_subdomain_error("a..b").is_some());
+        // KubeStash's own Snapshot names: one 67-character part is a valid object name.
+        let kubestash_snapshot = "gcs-postgres-repo-sample-postgres-backup-frequent-backup-1725449400";
+        assert_eq!(kubestash_snapshot.len(), 67);
+        assert_eq!(dns1123_subdomain_error(kubestash_snapshot), None);
+        assert_eq!(dns1123_subdomain_error(&"a".repeat(253)), None);
+        assert!(
+            dns1123_label_error(kubestash_snapshot).is_some(),
+            "but not a label"
+        );
     }
 
     #[test]

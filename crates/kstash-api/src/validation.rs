@@ -1439,45 +1439,62 @@ fn function(f: &Function, e: &mut Errors) {
     );
 }
 
-fn app_binding(a: &AppBinding, e: &mut Errors) {
+/// An AppBinding is refused for nothing: KubeDB writes objects KubeStash's API accepts without
+/// a webhook (both `url` and `service`, `tcp(host:port)/` DSNs, bare `host:port`). What kstash
+/// cannot use is a warning here and a clear error only when a task needs the address.
+fn app_binding(_: &AppBinding, _: &mut Errors) {}
+
+/// Warnings about `obj`: what kstash accepts but cannot use as written (reported at apply,
+/// stored all the same).
+pub fn warnings(obj: &Object) -> Vec<FieldError> {
+    let mut w = Errors {
+        object: obj.describe(),
+        list: Vec::new(),
+    };
+    if let Object::AppBinding(a) = obj {
+        app_binding_warnings(a, &mut w);
+    }
+    w.list
+}
+
+fn app_binding_warnings(a: &AppBinding, w: &mut Errors) {
     let cc = &a.spec.client_config;
-    match (&cc.url, &cc.service) {
-        (Some(_), Some(_)) => e.add(
+    if cc.address(false).is_none() {
+        w.add(
             "spec.clientConfig",
-            "both url and service are set",
-            "keep exactly one of clientConfig.url and clientConfig.service",
-        ),
-        (None, None) => e.add(
-            "spec.clientConfig",
-            "neither url nor service is set",
+            "neither url nor service is set; a backup or restore of this target will fail",
             "set clientConfig.url (e.g. postgres://127.0.0.1:5432/postgres) or clientConfig.service",
-        ),
-        (Some(u), None) => {
-            if !u.contains("://") && !u.starts_with('/') {
-                e.add(
-                    "spec.clientConfig.url",
-                    format!("'{u}' is not a URL"),
-                    "use scheme://host:port[/path], e.g. postgres://127.0.0.1:5432/postgres",
-                );
-            }
+        );
+    }
+    if let Some(u) = cc.url.as_deref().filter(|u| !u.trim().is_empty())
+        && let Err(why) = crate::appcatalog::parse_client_url(u)
+    {
+        w.add(
+            "spec.clientConfig.url",
+            format!("kstash cannot read it: {why}"),
+            "use scheme://host:port[/path], tcp(host:port)/ or host:port",
+        );
+    }
+    if let Some(s) = &cc.service {
+        if let Some(p) = s.port
+            && !(1..=65535).contains(&p)
+        {
+            w.add(
+                "spec.clientConfig.service.port",
+                format!("{p} is not a port; a task that uses the service will fail"),
+                "use 1-65535",
+            );
         }
-        (None, Some(s)) => {
-            e.required("spec.clientConfig.service.name", &s.name, "name the service");
-            if let Some(p) = s.port
-                && !(1..=65535).contains(&p)
-            {
-                e.add(
-                    "spec.clientConfig.service.port",
-                    format!("{p} is not a port"),
-                    "use 1-65535",
-                );
-            }
+        if cc.url.is_none() && s.name.is_empty() {
+            w.add("spec.clientConfig.service.name", "not set", "name the service");
         }
     }
-    if let Some(s) = &a.spec.secret {
-        e.required(
+    if let Some(s) = &a.spec.secret
+        && s.name.is_empty()
+    {
+        w.add(
             "spec.secret.name",
-            &s.name,
+            "not set; a task that needs credentials will fail",
             "name the Secret with the credentials",
         );
     }

@@ -306,6 +306,14 @@ pub(crate) fn describe(store: &Store, args: crate::cli::DescribeArgs) -> Result<
             f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
         );
     }
+    if rt.kind == "AppBinding"
+        && let Ok(ab) = serde_json::from_value::<kstash_api::appcatalog::AppBinding>(obj.clone())
+    {
+        outln!(
+            "Address:            {}",
+            appbinding_address(&ab.spec.client_config)
+        );
+    }
     let redacted = print::redact(obj.clone());
     let running = print::progress(&obj);
     if !running.is_empty() {
@@ -324,6 +332,34 @@ pub(crate) fn describe(store: &Store, args: crate::cli::DescribeArgs) -> Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which address of an AppBinding the embedded runtime uses, and what a cluster would use.
+fn appbinding_address(cc: &kstash_api::appcatalog::ClientConfig) -> String {
+    use kstash_api::appcatalog::Address;
+    let show = |a: Option<Address<'_>>| match a {
+        Some(Address::Url(u)) => match kstash_api::appcatalog::parse_client_url(u) {
+            Ok(p) => format!(
+                "url {u} (host {}{})",
+                p.host,
+                p.port.map(|p| format!(", port {p}")).unwrap_or_default()
+            ),
+            Err(why) => format!("url {u}: cannot be used ({why})"),
+        },
+        Some(Address::Service(svc)) => format!(
+            "service {}{}",
+            svc.name,
+            svc.port.map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        None => "none (set clientConfig.url or clientConfig.service)".into(),
+    };
+    let here = show(cc.address(false));
+    let cluster = show(cc.address(true));
+    if here == cluster {
+        here
+    } else {
+        format!("{here} on this machine; {cluster} in a cluster")
+    }
 }
 
 fn capitalise(s: &str) -> String {
