@@ -194,36 +194,19 @@ fn validate_metadata(meta: &Map<String, Value>) -> std::result::Result<(), Strin
     Ok(())
 }
 
-/// Object names: lower-case RFC 1123 subdomains (labels for Namespace), as Kubernetes requires.
+/// Object names: DNS-1123 subdomains (labels for Namespace), as Kubernetes requires; the rules
+/// are `kstash_api::names`'.
 fn validate_name(rt: &ResourceType, name: &str) -> std::result::Result<(), String> {
-    if rt.kind == "Namespace" {
-        return validate_dns_label(name);
-    }
-    if name.len() > 253 {
-        return Err("must be at most 253 characters".into());
-    }
-    for label in name.split('.') {
-        validate_dns_label(label).map_err(|_| {
-            "must consist of lower-case alphanumerics, '-' and '.', and start and end with an alphanumeric"
-                .to_string()
-        })?;
-    }
-    Ok(())
+    let why = if rt.kind == "Namespace" {
+        kstash_api::names::dns1123_label_error(name)
+    } else {
+        kstash_api::names::dns1123_subdomain_error(name)
+    };
+    why.map_or(Ok(()), Err)
 }
 
 fn validate_dns_label(s: &str) -> std::result::Result<(), String> {
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err("must be 1-63 lower-case alphanumerics or '-', starting and ending with an alphanumeric".into())
-    }
+    kstash_api::names::dns1123_label_error(s).map_or(Ok(()), Err)
 }
 
 /// `metadata.<field>` as a string.

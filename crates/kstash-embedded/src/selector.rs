@@ -304,18 +304,9 @@ fn is_label_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
-/// Lower-case RFC 1123 subdomain, at most 253 characters.
+/// A DNS-1123 subdomain (`kstash_api::names`).
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        })
+    kstash_api::names::dns1123_subdomain_error(s).is_none()
 }
 
 /// A label key: `[prefix/]name` with a DNS-subdomain prefix.

@@ -1,7 +1,8 @@
 //! End to end: the bucket layout is the source of truth. Deleting a BackupConfiguration whose
 //! repository policy is `Delete` removes the resources but keeps the data, and a fresh
 //! installation pointed at the same storage rebuilds the Repository and its Snapshots from it
-//! (disaster recovery of the backup system itself), then restores from them.
+//! (disaster recovery of the backup system itself), then restores from them — also a Snapshot
+//! with one of KubeStash's long (67+ character) names.
 
 mod lifecycle;
 
@@ -48,6 +49,21 @@ fn a_new_installation_rebuilds_repositories_and_snapshots_from_the_storage() {
             .join("config")
             .exists()
     );
+
+    // KubeStash (before its 63-character rule) wrote Snapshot names longer than a DNS label;
+    // give this one such a name in the bucket, as a KubeStash user moving over would have.
+    let long_name = "files-repo-sample-postgres-backup-frequent-backup-frequent-1725449400";
+    assert!(long_name.len() > 63);
+    let snapshots_dir = repo_dir.join("snapshots");
+    let old_file = snapshots_dir.join(format!("{snapshot_name}.yaml"));
+    let text = std::fs::read_to_string(&old_file).unwrap();
+    std::fs::write(
+        snapshots_dir.join(format!("{long_name}.yaml")),
+        text.replace(&snapshot_name, long_name),
+    )
+    .unwrap();
+    std::fs::remove_file(&old_file).unwrap();
+    let snapshot_name = long_name.to_string();
 
     // A second installation with only the BackupStorage finds everything again.
     let second = Env::new();
