@@ -408,7 +408,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
     }
     let mut file = IndexFile {
         supersedes: index_ids.clone(),
-        packs: Vec::new(),
+        ..Default::default()
     };
     let mut count = 0;
     for (id, fate) in &fates {
@@ -420,7 +420,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
             repo.save_json(FileType::Index, &file)?;
             file = IndexFile {
                 supersedes: index_ids.clone(),
-                packs: Vec::new(),
+                ..Default::default()
             };
             count = 0;
         }
