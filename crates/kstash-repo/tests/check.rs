@@ -833,4 +833,16 @@ fn a_repository_whose_only_index_is_in_the_legacy_format_checks_dumps_and_restor
         let dumped = restic_ok(&f.t.path, PW, &["dump", &f.a.snapshot.to_hex(), &f.a.path], None);
         assert!(dumped == f.a.data, "restic dumps the same bytes");
     }
+
+    // `repair index` rewrites it in the current format.
+    let options = kstash_repo::repair_index::RepairIndexOptions::default();
+    let s = kstash_repo::repair_index::repair_index(&f.open_for_check(), &options).unwrap();
+    assert_eq!((s.legacy_index_files, s.packs_read), (1, 0), "{s:?}");
+    assert!(index_files(&f).iter().all(|(_, file)| !file.legacy));
+    let r = f.check(None);
+    assert!(r.is_ok() && r.warnings.is_empty(), "{}", show(&r));
+    if restic_available() {
+        let (ok, out) = f.restic_check(&[]);
+        assert!(ok && !out.contains("old format"), "restic:\n{out}");
+    }
 }
