@@ -725,3 +725,33 @@ fn repair_index_rebuilds_a_lost_index_and_repair_snapshots_cuts_out_a_lost_pack(
     assert!(lock_file_names(&repo).is_empty());
 }
 
+#[test]
+fn restic_0_19_compression_names_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(kstash(&repo, &["init"], PASSWORD));
+    for (mode, data) in [("fastest", &b"fastest\n"[..]), ("better", &b"better\n"[..])] {
+        let name = format!("{mode}.txt");
+        ok(kstash_stdin(
+            &repo,
+            &[
+                "backup",
+                "--stdin",
+                "--stdin-filename",
+                &name,
+                "--compression",
+                mode,
+            ],
+            data,
+        ));
+        let out = ok(kstash(&repo, &["dump", "latest", &format!("/{name}")], PASSWORD));
+        assert_eq!(out.as_bytes(), data);
+    }
+    let out = kstash_stdin(&repo, &["backup", "--stdin", "--compression", "ultra"], b"x");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fastest") && stderr.contains("better"),
+        "{stderr}"
+    );
+}

@@ -144,9 +144,9 @@ pub struct BackupArgs {
     /// Host name to record.
     #[arg(long)]
     pub host: Option<String>,
-    /// Compression: `auto` (restic's default), `fast` (less CPU, for streams competing with
-    /// their producer) or `max`.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "fast", "max"])]
+    /// Compression: `auto` (restic's default), `fastest` or `fast` (less CPU, for streams
+    /// competing with their producer), `better` or `max` (restic 0.19's names).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "fastest", "fast", "better", "max"])]
     pub compression: String,
 }
 
