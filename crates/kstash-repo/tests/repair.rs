@@ -419,3 +419,22 @@ fn a_directory_whose_tree_is_gone_becomes_empty_and_the_snapshot_is_tagged_repai
         assert!(ok, "restic check of the repaired snapshot:\n{out}");
     }
 }
+
+#[test]
+fn both_repairs_need_the_exclusive_lock_and_release_it() {
+    let f = two();
+    let before = files(&f.t.path);
+    let reader = f.t.open();
+    let held = kstash_repo::acquire_shared(&reader, Duration::ZERO).unwrap();
+    let repo = Repository::open_without_index(f.t.backend(), PW).unwrap();
+    let err = repair_index(&repo, &index_options()).unwrap_err();
+    assert!(matches!(err, kstash_repo::Error::Locked { .. }), "{err}");
+    let err = repair_snapshots(&reader, &[], &snapshot_options(true)).unwrap_err();
+    assert!(matches!(err, kstash_repo::Error::Locked { .. }), "{err}");
+    drop(held);
+    assert_eq!(files(&f.t.path), before, "a refused repair changes nothing");
+    repair_index(&repo, &index_options()).unwrap();
+    let s = repair_snapshots(&reader, &[], &snapshot_options(true)).unwrap();
+    assert_eq!(s.modified(), 0, "{s:?}");
+    assert!(f.t.lock_names().is_empty());
+}
