@@ -696,7 +696,7 @@ impl Checker<'_> {
                     self.warn(
                         CheckProblem::new(
                             ProblemKind::MixedPack,
-                            format!("pack {} holds both tree and data blobs (harmless)", p.id),
+                            format!("pack {} holds both tree and data blobs (harmless; `kstash repo prune` repacks it)", p.id),
                         )
                         .pack(p.id),
                     );
