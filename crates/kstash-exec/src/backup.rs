@@ -88,7 +88,8 @@ struct SessionCtx<'a> {
     resolved: &'a ResolvedBackup,
     session: &'a Session,
     opts: &'a ExecOptions,
-    /// The zstd level of the task's `compression` param (`auto`, `fast`, `max`), if set.
+    /// The zstd level of the task's `compression` param (`auto`, `fastest`, `fast`, `better`,
+    /// `max`), if set.
     compression: Option<i32>,
 }
 
@@ -153,7 +154,10 @@ pub fn run_backup(
         Some(mode) => Some(compression_level_of(mode).ok_or_else(|| {
             ExecError::invalid(
                 task.describe(),
-                format!("parameter compression is {mode:?}; use auto, fast or max"),
+                format!(
+                    "parameter compression is {mode:?}; use one of {}",
+                    kstash_repo::repository::compression_mode_names()
+                ),
             )
         })?),
     };

@@ -636,7 +636,7 @@ fn an_unknown_compression_is_refused_before_anything_runs() {
         .to_string();
     assert!(
         e.contains("Addon postgres-addon task logical-backup")
-            && e.contains("parameter compression is \"ultra\"; use auto, fast or max"),
+            && e.contains("parameter compression is \"ultra\"; use one of auto, fastest, fast, better, max"),
         "{e}"
     );
 }

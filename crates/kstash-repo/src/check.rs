@@ -212,6 +212,8 @@ pub enum ProblemKind {
     IndexFile,
     /// A file whose name is not an id (warning).
     InvalidFileName,
+    /// An index file in restic's legacy format, written before restic 0.8 (warning).
+    OldIndexFormat,
     /// A pack listed in several index files (warning).
     DuplicatePack,
     /// A pack holding both tree and data blobs (warning).
@@ -635,22 +637,34 @@ impl Checker<'_> {
                 }
             };
             self.report.index_files_checked += 1;
+            if index_file.legacy {
+                self.warn(
+                    CheckProblem::new(
+                        ProblemKind::OldIndexFormat,
+                        format!(
+                            "index {file} has old format (harmless; `kstash repo repair index` rewrites it)"
+                        ),
+                    )
+                    .file(file.clone()),
+                );
+            }
             for p in &index_file.packs {
                 let blobs: Vec<PackedBlob> = p.blobs.iter().map(|b| b.to_packed()).collect();
                 if let Some(known) = self.packs.get_mut(&p.id) {
                     known.index_files.push(id);
-                    let same = known.blobs == blobs;
+                    // The same blobs in another order are the same listing.
+                    let same = crate::index::same_blobs(&known.blobs, &blobs);
                     let first = known.index_files[0];
                     let message = if same {
                         format!(
-                            "pack {} is listed in several index files ({}, {}); harmless, a rebuild of the index removes it",
+                            "pack {} is listed in several index files ({}, {}); harmless, `kstash repo repair index` removes the duplicate",
                             p.id,
                             first.short(),
                             id.short()
                         )
                     } else {
                         format!(
-                            "pack {} is listed differently in index files {} and {}; the first listing is used",
+                            "pack {} is listed differently in index files {} and {}; the first listing is used (`kstash repo repair index` reads the pack and rewrites it)",
                             p.id,
                             first.short(),
                             id.short()
@@ -682,7 +696,7 @@ impl Checker<'_> {
                     self.warn(
                         CheckProblem::new(
                             ProblemKind::MixedPack,
-                            format!("pack {} holds both tree and data blobs (harmless)", p.id),
+                            format!("pack {} holds both tree and data blobs (harmless; `kstash repo prune` repacks it)", p.id),
                         )
                         .pack(p.id),
                     );
@@ -789,7 +803,7 @@ impl Checker<'_> {
                     CheckProblem::new(
                         ProblemKind::UnreferencedPack,
                         format!(
-                            "pack {id} ({size} bytes) is not referenced by any index file: unreferenced pack, run prune or repair the index"
+                            "pack {id} ({size} bytes) is not referenced by any index file: unreferenced pack: `kstash repo prune` deletes it, `kstash repo repair index` indexes its blobs"
                         ),
                     )
                     .pack(*id),
@@ -1240,7 +1254,11 @@ fn compare_header(id: &Id, header: &[PackedBlob], indexed: &[PackedBlob], out: &
 }
 
 /// Apply `f` to every item on up to `threads` threads; results in the order of `items`.
-fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Result<Vec<R>> {
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Result<Vec<R>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
     let workers = threads.clamp(1, items.len().max(1));
@@ -1248,7 +1266,7 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) ->
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let handle = std::thread::Builder::new()
-                .name("kstash-check".into())
+                .name("kstash-packs".into())
                 .spawn_scoped(s, || {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);

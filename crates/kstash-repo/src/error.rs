@@ -200,6 +200,12 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// Every pack that holds a needed blob is missing from storage.
+    #[error("stored only in pack {packs}, which is missing from storage")]
+    PackMissing {
+        /// The pack ids, comma-separated.
+        packs: String,
+    },
     /// The repository is damaged where an operation needs it intact (prune, copy).
     #[error("{what}: {source}; the repository is damaged: run `kstash repo check` (nothing was deleted)")]
     Damaged {

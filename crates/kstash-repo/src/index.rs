@@ -1,10 +1,13 @@
 //! The blob index: in memory, blob (type, id) → location in a pack; on disk, restic's index files
-//! `{supersedes, packs:[{id, blobs:[{id, type, offset, length, uncompressed_length?}]}]}`.
+//! `{supersedes, packs:[{id, blobs:[{id, type, offset, length, uncompressed_length?}]}]}`, and
+//! when reading also restic's legacy format (before 0.8): a bare array of those packs.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::id::Id;
 
@@ -187,6 +190,19 @@ impl Index {
     }
 }
 
+/// Whether two listings of a pack hold the same blobs, in any order.
+pub fn same_blobs(a: &[PackedBlob], b: &[PackedBlob]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let key = |p: &PackedBlob| (p.offset, p.id, p.blob_type, p.length, p.uncompressed_length);
+    let mut a: Vec<_> = a.iter().map(key).collect();
+    let mut b: Vec<_> = b.iter().map(key).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
 fn is_zero(v: &u32) -> bool {
     *v == 0
 }
@@ -242,8 +258,9 @@ pub struct IndexPack {
     pub blobs: Vec<IndexBlob>,
 }
 
-/// An index file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// An index file. Reads both restic's current format and its legacy one (a bare JSON array of
+/// packs, written before restic 0.8); always writes the current format.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IndexFile {
     /// Index files this one replaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -251,6 +268,48 @@ pub struct IndexFile {
     /// The packs it describes.
     #[serde(default)]
     pub packs: Vec<IndexPack>,
+    /// Whether it was read from the legacy format (restic 0.14's check hints "has old format";
+    /// `repair index` rewrites it).
+    #[serde(skip)]
+    pub legacy: bool,
+}
+
+/// The current format's fields, as read.
+#[derive(Deserialize)]
+struct CurrentIndexFile {
+    #[serde(default)]
+    supersedes: Vec<Id>,
+    #[serde(default)]
+    packs: Vec<IndexPack>,
+}
+
+impl<'de> Deserialize<'de> for IndexFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<IndexFile, D::Error> {
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = IndexFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an index: an object with `packs`, or the legacy array of packs")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<IndexFile, A::Error> {
+                let c = CurrentIndexFile::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(IndexFile {
+                    supersedes: c.supersedes,
+                    packs: c.packs,
+                    legacy: false,
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<IndexFile, A::Error> {
+                let packs = Vec::<IndexPack>::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(IndexFile {
+                    supersedes: Vec::new(),
+                    packs,
+                    legacy: true,
+                })
+            }
+        }
+        d.deserialize_any(Either)
+    }
 }
 
 impl IndexFile {
@@ -291,6 +350,24 @@ mod tests {
         );
         assert!(!idx.contains(BlobType::Tree, &data));
         assert!(idx.has_pack(&loc.pack));
+    }
+
+    #[test]
+    fn legacy_index_is_read_as_the_same_packs() {
+        let current: IndexFile = serde_json::from_str(RESTIC_INDEX).unwrap();
+        let packs = serde_json::to_string(&current.packs).unwrap();
+        assert!(packs.starts_with("[{\"id\":"), "{packs}");
+        let legacy: IndexFile = serde_json::from_str(&packs).unwrap();
+        assert!(legacy.legacy && !current.legacy);
+        assert_eq!(legacy.packs, current.packs);
+        // Written back, it is in the current format.
+        assert!(serde_json::to_string(&legacy).unwrap().starts_with("{\"packs\":"));
+        let err = serde_json::from_str::<IndexFile>("42").unwrap_err().to_string();
+        assert!(err.contains("legacy array of packs"), "{err}");
+        let err = serde_json::from_str::<IndexFile>(r#"{"packs":7}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid type"), "{err}");
     }
 
     #[test]

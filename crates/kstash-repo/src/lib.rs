@@ -22,6 +22,8 @@ pub mod pack;
 pub mod pattern;
 pub mod progress;
 pub mod prune;
+pub mod repair_index;
+pub mod repair_snapshots;
 pub mod repository;
 pub mod restore;
 pub mod saver;

@@ -7,6 +7,8 @@
 //! 3. delete the old index files;
 //! 4. delete the packs no index lists any more.
 //!
+//! Packs holding both tree and data blobs (written by restic before 0.8) are always repacked.
+//!
 //! A crash before 3 leaves old and new index files side by side, both pointing at packs that
 //! still exist; a crash before 4 leaves unreferenced packs, which the next prune deletes. Prune
 //! refuses to delete anything when a snapshot's tree or blob cannot be found: that is damage for
@@ -286,12 +288,17 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
         keeps.insert(*id, flags);
     }
     if let Some((id, t)) = used.iter().find(|k| !taken.contains(k)) {
+        // The index lists it, but only in packs that are gone (else `used_blobs` had failed).
+        let lost_in: Vec<String> = packs
+            .iter()
+            .filter(|(_, p)| p.blobs.iter().any(|b| b.id == *id && b.blob_type == *t))
+            .map(|(pack, _)| pack.to_string())
+            .collect();
         return Err(Error::Damaged {
             what: format!("{} blob {id}", t.as_str()),
-            source: Box::new(Error::NotFound(
-                "its pack (the index lists it only in packs missing from storage); run `kstash repo check`"
-                    .into(),
-            )),
+            source: Box::new(Error::PackMissing {
+                packs: lost_in.join(", "),
+            }),
         });
     }
 
@@ -321,8 +328,13 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
             .sum();
         summary.bytes_used += used_bytes;
         summary.bytes_unused += unused_bytes;
+        let has = |t: BlobType| p.blobs.iter().any(|b| b.blob_type == t);
         let fate = if p.size.is_none() || used_bytes == 0 {
             Fate::Delete
+        } else if has(BlobType::Tree) && has(BlobType::Data) {
+            // Tree and data blobs belong in separate packs (restic 0.8+, and a must in format
+            // v2): a mixed pack is always repacked, as restic's prune does.
+            Fate::Repack
         } else if unused_bytes == 0 {
             Fate::Keep
         } else {
@@ -408,7 +420,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
     }
     let mut file = IndexFile {
         supersedes: index_ids.clone(),
-        packs: Vec::new(),
+        ..Default::default()
     };
     let mut count = 0;
     for (id, fate) in &fates {
@@ -420,7 +432,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
             repo.save_json(FileType::Index, &file)?;
             file = IndexFile {
                 supersedes: index_ids.clone(),
-                packs: Vec::new(),
+                ..Default::default()
             };
             count = 0;
         }

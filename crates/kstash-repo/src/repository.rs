@@ -23,12 +23,28 @@ use crate::tree::Tree;
 /// Default zstd level (restic's `auto` is about level 3).
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
 
-/// Named compression modes: restic's `auto` and `max`, and kstash's `fast` (zstd level 1: about
-/// 40% less CPU than `auto` on SQL dumps, for streams whose producer competes for the cores).
-pub const COMPRESSION_MODES: &[(&str, i32)] =
-    &[("auto", DEFAULT_COMPRESSION_LEVEL), ("fast", 1), ("max", 19)];
+/// Named compression modes: restic's `auto` and `max`, restic 0.19's `fastest` and `better`
+/// (klauspost's SpeedFastest and SpeedBetterCompression, about zstd levels 1 and 7), and kstash's
+/// `fast` (zstd level 1, as `fastest`: about 40% less CPU than `auto` on SQL dumps, for streams
+/// whose producer competes for the cores).
+pub const COMPRESSION_MODES: &[(&str, i32)] = &[
+    ("auto", DEFAULT_COMPRESSION_LEVEL),
+    ("fastest", 1),
+    ("fast", 1),
+    ("better", 7),
+    ("max", 19),
+];
 
-/// The zstd level of a named compression mode (`auto`, `fast`, `max`).
+/// The names of [`COMPRESSION_MODES`], for messages: `auto, fastest, fast, better, max`.
+pub fn compression_mode_names() -> String {
+    COMPRESSION_MODES
+        .iter()
+        .map(|(m, _)| *m)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The zstd level of a named compression mode (`auto`, `fastest`, `fast`, `better`, `max`).
 pub fn compression_level_of(mode: &str) -> Option<i32> {
     COMPRESSION_MODES
         .iter()
@@ -713,6 +729,19 @@ mod tests {
         assert!(reader.refresh_index().unwrap());
         assert!(!reader.index().contains(BlobType::Data, &Id::hash(&[1])));
         assert!(reader.index().contains(BlobType::Data, &Id::hash(&[2])));
+    }
+
+    #[test]
+    fn compression_modes_include_restic_0_19_names() {
+        let levels: Vec<Option<i32>> = ["auto", "fastest", "fast", "better", "MAX", " max ", "off", "best"]
+            .iter()
+            .map(|m| compression_level_of(m))
+            .collect();
+        assert_eq!(
+            levels,
+            [Some(3), Some(1), Some(1), Some(7), Some(19), Some(19), None, None]
+        );
+        assert_eq!(compression_mode_names(), "auto, fastest, fast, better, max");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! and times and owners of symlinks are set on the link itself.
 //!
 //! Failures of single items (a file that cannot be written, a blob missing from the repository)
-//! do not stop the restore: they are collected in [`RestoreSummary::errors`].
+//! do not stop the restore: they are collected in [`RestoreSummary::errors`]. A file whose data
+//! cannot be read or written is removed again, so nothing partial stays under its name.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -785,6 +786,35 @@ impl Restorer<'_> {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .map_err(|e| self.io_error(loc, "create", e))?;
+        let (offset, holes) = match self.write_content(loc, node, &file) {
+            Ok(written) => written,
+            Err(e) => {
+                // Never leave a partial file under the real name: it would pass for restored
+                // data (restic leaves nothing either). It is ours: created above with O_EXCL.
+                drop(file);
+                if let Err(rm) = fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %rm, "cannot remove a partly restored file");
+                }
+                return Err(e);
+            }
+        };
+        if offset != node.size {
+            self.warn(format!(
+                "{}: restored {offset} bytes, but the snapshot records a size of {}",
+                self.snapshot_path(loc),
+                node.size
+            ));
+        }
+        self.restore_metadata(loc, node, Some(&file))?;
+        add(&self.stats.files, 1);
+        add(&self.stats.bytes, offset);
+        add(&self.stats.sparse_bytes, holes);
+        Ok(FileDone::Written)
+    }
+
+    /// Write the content of `node` into `file` (sparse if asked) and set its length; returns the
+    /// bytes written and the bytes left as holes.
+    fn write_content(&self, loc: &str, node: &Node, file: &File) -> Result<(u64, u64)> {
         let ids = node.content.as_deref().unwrap_or_default();
         let mut offset = 0u64;
         let mut holes = 0u64;
@@ -807,18 +837,7 @@ impl Restorer<'_> {
         // Trailing holes need the length set; so does an empty or all-zero file.
         file.set_len(offset)
             .map_err(|e| self.io_error(loc, "set the length of", e))?;
-        if offset != node.size {
-            self.warn(format!(
-                "{}: restored {offset} bytes, but the snapshot records a size of {}",
-                self.snapshot_path(loc),
-                node.size
-            ));
-        }
-        self.restore_metadata(loc, node, Some(&file))?;
-        add(&self.stats.files, 1);
-        add(&self.stats.bytes, offset);
-        add(&self.stats.sparse_bytes, holes);
-        Ok(FileDone::Written)
+        Ok((offset, holes))
     }
 
     /// Whether the existing regular file at `loc` can be left as it is.

@@ -685,3 +685,164 @@ fn check_takes_a_shared_lock() {
     shared.release().unwrap();
     assert!(f.t.lock_names().is_empty());
 }
+
+/// Every index file of the fixture, with its content.
+fn index_files(f: &Fixture) -> Vec<(Id, IndexFile)> {
+    let repo = f.open_for_check();
+    let mut out: Vec<(Id, IndexFile)> =
+        f.t.backend()
+            .list(FileType::Index)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| {
+                let id: Id = n.parse().unwrap();
+                (id, repo.load_json(FileType::Index, &id).unwrap())
+            })
+            .collect();
+    out.sort_by_key(|(id, _)| *id);
+    out
+}
+
+/// Store `plain` as an index file the way restic does: encrypted with the master key, named by
+/// the SHA-256 of the ciphertext, uncompressed (as restic before 0.14 wrote every file).
+fn write_raw_index(f: &Fixture, plain: &[u8]) -> Id {
+    let repo = f.open_for_check();
+    let enc = repo.key().encrypt(plain);
+    let id = Id::hash(&enc);
+    f.t.backend().write(FileType::Index, &id.to_hex(), &enc).unwrap();
+    id
+}
+
+#[test]
+fn the_same_pack_listed_in_another_order_is_only_a_duplicate() {
+    let f = build(Writer::Kstash(2));
+    let (_, pack, _, _) = f.first_blob(&f.a);
+    let listing = index_files(&f)
+        .into_iter()
+        .flat_map(|(_, file)| file.packs)
+        .find(|p| p.id == pack)
+        .unwrap();
+    assert!(listing.blobs.len() >= 2, "{listing:?}");
+
+    // A second index file lists the pack's blobs in reverse order: a harmless duplicate.
+    let mut reversed = listing.clone();
+    reversed.blobs.reverse();
+    let second = IndexFile {
+        packs: vec![reversed],
+        ..Default::default()
+    };
+    let second_id = write_raw_index(&f, &serde_json::to_vec(&second).unwrap());
+    let r = f.check(None);
+    assert!(r.is_ok(), "{}", show(&r));
+    let dups: Vec<_> = r
+        .warnings
+        .iter()
+        .filter(|w| w.kind == ProblemKind::DuplicatePack)
+        .collect();
+    assert_eq!(dups.len(), 1, "{}", show(&r));
+    assert!(
+        dups[0].message.contains("listed in several index files")
+            && dups[0].message.contains("kstash repo repair index"),
+        "{}",
+        dups[0]
+    );
+    assert!(!show(&r).contains("differently"), "{}", show(&r));
+    if restic_available() {
+        let (ok, out) = f.restic_check(&[]);
+        assert!(ok, "restic:\n{out}");
+    }
+
+    // A listing that really differs (a blob left out) is still called different.
+    f.t.backend()
+        .remove(FileType::Index, &second_id.to_hex())
+        .unwrap();
+    let mut fewer = listing.clone();
+    fewer.blobs.pop();
+    let third = IndexFile {
+        packs: vec![fewer],
+        ..Default::default()
+    };
+    write_raw_index(&f, &serde_json::to_vec(&third).unwrap());
+    let r = f.check(None);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.kind == ProblemKind::DuplicatePack && w.message.contains("listed differently")),
+        "{}",
+        show(&r)
+    );
+}
+
+/// Replace every index file by one in restic's legacy format (before 0.8): a bare JSON array of
+/// `{id, blobs: [{id, type, offset, length}]}`, encrypted, named by the hash of the ciphertext.
+fn rewrite_index_as_legacy(f: &Fixture) -> Id {
+    let mut packs = Vec::new();
+    for (id, file) in index_files(f) {
+        packs.extend(file.packs);
+        f.t.backend().remove(FileType::Index, &id.to_hex()).unwrap();
+    }
+    let json = serde_json::to_vec(&packs).unwrap();
+    assert!(
+        json.starts_with(b"[{\"id\":\""),
+        "{}",
+        String::from_utf8_lossy(&json)
+    );
+    assert!(!json.windows(9).any(|w| w == b"supersede"));
+    write_raw_index(f, &json)
+}
+
+#[test]
+fn a_repository_whose_only_index_is_in_the_legacy_format_checks_dumps_and_restores() {
+    let f = build(Writer::Kstash(1));
+    let legacy = rewrite_index_as_legacy(&f);
+    assert_eq!(index_files(&f).len(), 1);
+    assert!(index_files(&f)[0].1.legacy);
+
+    let r = f.check(Some(ReadDataSubset::All));
+    assert!(r.is_ok(), "{}", show(&r));
+    assert_eq!(r.snapshots_checked, 2);
+    assert!(r.damaged_snapshots.is_empty());
+    let hints: Vec<_> = r
+        .warnings
+        .iter()
+        .filter(|w| w.kind == ProblemKind::OldIndexFormat)
+        .collect();
+    assert_eq!(hints.len(), 1, "{}", show(&r));
+    assert!(
+        hints[0].message.contains(&format!("index/{legacy}")) && hints[0].message.contains("old format"),
+        "{}",
+        hints[0]
+    );
+    f.assert_dumps(&f.a);
+    f.assert_dumps(&f.b);
+    let target = tempfile::tempdir().unwrap();
+    let summary = kstash_repo::restore(
+        &f.open(),
+        &f.b.snapshot.to_hex(),
+        target.path(),
+        &kstash_repo::RestoreOptions::default(),
+    )
+    .unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert!(fs::read(target.path().join("b.sql")).unwrap() == f.b.data);
+
+    if restic_available() {
+        // restic 0.14 reads it too, and only hints.
+        let (ok, out) = f.restic_check(&["--read-data"]);
+        assert!(ok && out.contains("has old format"), "restic:\n{out}");
+        let dumped = restic_ok(&f.t.path, PW, &["dump", &f.a.snapshot.to_hex(), &f.a.path], None);
+        assert!(dumped == f.a.data, "restic dumps the same bytes");
+    }
+
+    // `repair index` rewrites it in the current format.
+    let options = kstash_repo::repair_index::RepairIndexOptions::default();
+    let s = kstash_repo::repair_index::repair_index(&f.open_for_check(), &options).unwrap();
+    assert_eq!((s.legacy_index_files, s.packs_read), (1, 0), "{s:?}");
+    assert!(index_files(&f).iter().all(|(_, file)| !file.legacy));
+    let r = f.check(None);
+    assert!(r.is_ok() && r.warnings.is_empty(), "{}", show(&r));
+    if restic_available() {
+        let (ok, out) = f.restic_check(&[]);
+        assert!(ok && !out.contains("old format"), "restic:\n{out}");
+    }
+}

@@ -218,11 +218,14 @@ fn damage_stops_prune_before_anything_is_deleted() {
     let sb = back_up(&repo, &text(2_000_000, 32), "b");
     forget(&t, &sb);
     // Remove one pack the remaining snapshot needs.
-    let needed = {
+    let (blob, needed) = {
         let sn = repo.find_snapshot("latest").unwrap();
         let tree = repo.load_tree(&sn.snapshot.tree).unwrap();
         let id = tree.nodes[0].content.as_ref().unwrap()[0];
-        repo.index().get(kstash_repo::BlobType::Data, &id).unwrap().pack
+        (
+            id,
+            repo.index().get(kstash_repo::BlobType::Data, &id).unwrap().pack,
+        )
     };
     std::fs::remove_file(
         t.path
@@ -237,6 +240,17 @@ fn damage_stops_prune_before_anything_is_deleted() {
     let msg = err.to_string();
     assert!(
         msg.contains("kstash repo check") && msg.contains("nothing was deleted"),
+        "{msg}"
+    );
+    // It names the blob and the pack, and reads as one sentence.
+    assert!(
+        msg.contains(&blob.to_hex()) && msg.contains(&needed.to_hex()),
+        "{msg}"
+    );
+    assert!(
+        msg.starts_with("data blob ")
+            && msg.contains("which is missing from storage;")
+            && !msg.contains("not found;"),
         "{msg}"
     );
     assert_eq!(files(&t.path), before, "prune deleted nothing");
@@ -338,4 +352,79 @@ fn restic_locks_block_kstash_prune_and_the_reverse() {
     );
     drop(held);
     prune(&repo, &PruneOptions::default()).unwrap();
+}
+
+#[test]
+fn a_pack_mixing_tree_and_data_blobs_is_repacked() {
+    use kstash_repo::gojson::GoTime;
+    use kstash_repo::index::IndexFile;
+    use kstash_repo::pack::{PackWriter, encode_blob};
+    use kstash_repo::tree::{Node, Tree};
+    use kstash_repo::{BlobType, CheckOptions, Id, ProblemKind, Snapshot, check};
+
+    let t = TestRepo::new();
+    let repo = t.init();
+    // As restic before 0.8 could write: one pack holding a file's data and the tree naming it.
+    let data = text(100_000, 41);
+    let data_id = Id::hash(&data);
+    let mut node = Node::file("db.sql", 0o644, GoTime::now(), 0, 0);
+    node.size = data.len() as u64;
+    node.content = Some(vec![data_id]);
+    let mut tree = Tree::default();
+    tree.insert(node);
+    let tree_blob = tree.to_blob().unwrap();
+    let tree_id = Id::hash(&tree_blob);
+    let mut w = PackWriter::new(0);
+    w.add(&encode_blob(repo.key(), BlobType::Data, data_id, &data, None).unwrap())
+        .unwrap();
+    w.add(&encode_blob(repo.key(), BlobType::Tree, tree_id, &tree_blob, None).unwrap())
+        .unwrap();
+    let p = w.finish(repo.key()).unwrap();
+    repo.upload_pack(&p).unwrap();
+    let mut index = IndexFile::default();
+    index.add_pack(p.id, &p.blobs);
+    repo.save_json(FileType::Index, &index).unwrap();
+    let sn = repo
+        .save_snapshot(&Snapshot::new(tree_id, vec!["/db.sql".into()]))
+        .unwrap()
+        .to_string();
+    let mixed = |repo: &Repository| {
+        let r = check(repo, &CheckOptions::default()).unwrap();
+        assert!(r.is_ok(), "{:?}", r.errors);
+        let mixed: Vec<_> = r
+            .warnings
+            .iter()
+            .filter(|w| w.kind == ProblemKind::MixedPack)
+            .collect();
+        assert!(
+            mixed
+                .iter()
+                .all(|w| w.message.contains("`kstash repo prune` repacks it"))
+        );
+        mixed.len()
+    };
+    assert_eq!(mixed(&repo), 1);
+    if restic_available() {
+        // restic 0.14 reads it fine.
+        t.restic(&["check", "--read-data"]);
+    }
+
+    // Everything in it is used, yet it is repacked: tree and data blobs end up apart.
+    let sum = prune(&repo, &PruneOptions::default()).unwrap();
+    assert_eq!((sum.packs_repacked, sum.packs_written), (1, 2), "{sum:?}");
+    assert!(
+        !t.path
+            .join("data")
+            .join(&p.id.to_hex()[..2])
+            .join(p.id.to_hex())
+            .exists()
+    );
+    assert_eq!(mixed(&repo), 0);
+    assert_eq!(dump(&repo, &sn), data);
+    if restic_available() {
+        t.restic(&["check", "--read-data"]);
+    }
+    // Nothing left to do.
+    let again = prune(&repo, &PruneOptions::default()).unwrap();
+    assert_eq!(again.packs_repacked, 0, "{again:?}");
 }

@@ -647,3 +647,40 @@ fn hostile_names_are_refused_and_nothing_is_written_anywhere() {
     assert_eq!(fs::read(target.join("fine.txt")).unwrap(), b"fine\n");
     assert!(tr.lock_names().is_empty());
 }
+
+// ---- damaged repositories ---------------------------------------------------------------------
+
+fn remove_pack_of(repo: &Repository, blob: &Id) {
+    let pack = repo.index().get(BlobType::Data, blob).unwrap().pack;
+    repo.backend().remove(FileType::Pack, &pack.to_hex()).unwrap();
+}
+
+#[test]
+fn a_file_whose_pack_is_missing_leaves_nothing_under_its_name() {
+    let tr = TestRepo::new();
+    let repo = tr.init();
+    let ok = file_node(&repo, "ok.txt", b"all there\n");
+    let lost = file_node(&repo, "lost.txt", b"its only pack is gone\n");
+    // The first blob is readable, the second is not: a partial file must not stay either.
+    // (restic 0.14, tried by hand on this repository, leaves nothing under `lost.txt` but keeps
+    // the partly written `half.txt`; it is not run here: it retries the missing pack for ~50 s.)
+    let mut half = file_node(&repo, "half.txt", b"first half, ");
+    let second = save_blob(&repo, BlobType::Data, b"second half\n");
+    half.content.as_mut().unwrap().push(second);
+    half.size += 12;
+    let tree = save_tree(&repo, vec![half, lost.clone(), ok]);
+    let id = save_snapshot(&repo, tree);
+    remove_pack_of(&repo, &lost.content.as_ref().unwrap()[0]);
+    remove_pack_of(&repo, &second);
+
+    let play = tempfile::tempdir().unwrap();
+    let target = play.path().join("target");
+    let summary = restore(&tr.open(), &id, &target, &fast_options()).unwrap();
+    assert_eq!(summary.errors.len(), 2, "{:?}", summary.errors);
+    for e in &summary.errors {
+        let msg = e.to_string();
+        assert!(msg.contains("lost.txt") || msg.contains("half.txt"), "{msg}");
+    }
+    assert_eq!(all_paths(&target), ["ok.txt"], "only the complete file is there");
+    assert_eq!(fs::read(target.join("ok.txt")).unwrap(), b"all there\n");
+}

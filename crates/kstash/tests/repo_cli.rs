@@ -639,3 +639,119 @@ fn restore_writes_a_restic_directory_snapshot_with_patterns_sub_paths_and_skips(
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn repair_index_rebuilds_a_lost_index_and_repair_snapshots_cuts_out_a_lost_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(kstash(&repo, &["init"], PASSWORD));
+    let data = expected_dump();
+    ok(kstash_stdin(
+        &repo,
+        &["backup", "--stdin", "--stdin-filename", "a.sql"],
+        &data,
+    ));
+    let index_dir = repo.join("index");
+    for f in walk_files(&index_dir) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let out = kstash(&repo, &["check"], PASSWORD);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no index: the snapshot's blobs are unknown"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("`kstash repo repair index` indexes its blobs"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A dry run writes nothing; restic 0.14's name works too.
+    let out = ok(kstash(&repo, &["repair", "index", "--dry-run"], PASSWORD));
+    assert!(
+        out.contains("dry run") && walk_files(&index_dir).is_empty(),
+        "{out}"
+    );
+    let out = ok(kstash(&repo, &["rebuild-index"], PASSWORD));
+    assert!(
+        out.contains("loading indexes...") && out.contains("saved new index as") && out.ends_with("done\n"),
+        "{out}"
+    );
+    assert_eq!(walk_files(&index_dir).len(), 1);
+    let out = ok(kstash(&repo, &["check", "--read-data"], PASSWORD));
+    assert!(out.ends_with("no errors were found\n"), "{out}");
+    restic(&repo, &["check", "--read-data"]);
+    assert_eq!(
+        ok(kstash(&repo, &["dump", "latest", "/a.sql"], PASSWORD)).as_bytes(),
+        data
+    );
+
+    // Lose the largest pack: repair index drops it, check names the missing blobs.
+    let mut packs: Vec<(u64, std::path::PathBuf)> = walk_files(&repo.join("data"))
+        .into_iter()
+        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+        .collect();
+    packs.sort();
+    let (_, lost) = packs.pop().unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(kstash(&repo, &["repair", "index", "--json"], PASSWORD))).unwrap();
+    let lost_name = lost.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        report["missing_packs"],
+        serde_json::json!([lost_name]),
+        "{report}"
+    );
+    let out = kstash(&repo, &["check"], PASSWORD);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("/a.sql: data blob"), "{stdout}");
+
+    let out = ok(kstash(&repo, &["repair", "snapshots", "--forget"], PASSWORD));
+    assert!(
+        out.contains("file \"/a.sql\": removed missing content")
+            && out.contains("saved new snapshot")
+            && out.contains("modified 1 snapshots"),
+        "{out}"
+    );
+    let out = ok(kstash(&repo, &["check", "--read-data"], PASSWORD));
+    assert!(out.ends_with("no errors were found\n"), "{out}");
+    restic(&repo, &["check", "--read-data"]);
+    let snapshots = String::from_utf8(restic(&repo, &["snapshots", "--json"]).stdout).unwrap();
+    let snapshots: serde_json::Value = serde_json::from_str(&snapshots).unwrap();
+    assert_eq!(snapshots.as_array().unwrap().len(), 1, "{snapshots}");
+    assert_eq!(snapshots[0]["tags"], serde_json::json!(["repaired"]));
+    assert!(lock_file_names(&repo).is_empty());
+}
+
+#[test]
+fn restic_0_19_compression_names_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(kstash(&repo, &["init"], PASSWORD));
+    for (mode, data) in [("fastest", &b"fastest\n"[..]), ("better", &b"better\n"[..])] {
+        let name = format!("{mode}.txt");
+        ok(kstash_stdin(
+            &repo,
+            &[
+                "backup",
+                "--stdin",
+                "--stdin-filename",
+                &name,
+                "--compression",
+                mode,
+            ],
+            data,
+        ));
+        let out = ok(kstash(&repo, &["dump", "latest", &format!("/{name}")], PASSWORD));
+        assert_eq!(out.as_bytes(), data);
+    }
+    let out = kstash_stdin(&repo, &["backup", "--stdin", "--compression", "ultra"], b"x");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fastest") && stderr.contains("better"),
+        "{stderr}"
+    );
+}

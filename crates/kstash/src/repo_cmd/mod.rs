@@ -21,6 +21,7 @@ use serde_json::json;
 mod check;
 mod forget;
 mod maint;
+mod repair;
 mod restore;
 
 /// Where the repository is and how to unlock it.
@@ -93,6 +94,11 @@ pub enum RepoCommand {
     Check(check::CheckArgs),
     /// Delete data no snapshot uses; repack partly used packs (exclusive lock).
     Prune(maint::PruneArgs),
+    /// Repair the index (`repair index`) or snapshots (`repair snapshots`), as restic 0.16+.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
+    /// The same as `repair index` (restic 0.14's name).
+    RebuildIndex(repair::RepairIndexArgs),
     /// Copy snapshots from another repository (`--from-repo`) into this one.
     Copy(maint::CopyArgs),
     /// Sizes of snapshots: `--mode restore-size` (default) or `raw-data`.
@@ -138,9 +144,9 @@ pub struct BackupArgs {
     /// Host name to record.
     #[arg(long)]
     pub host: Option<String>,
-    /// Compression: `auto` (restic's default), `fast` (less CPU, for streams competing with
-    /// their producer) or `max`.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "fast", "max"])]
+    /// Compression: `auto` (restic's default), `fastest` or `fast` (less CPU, for streams
+    /// competing with their producer), `better` or `max` (restic 0.19's names).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "fastest", "fast", "better", "max"])]
     pub compression: String,
 }
 
@@ -294,6 +300,8 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
         }
         RepoCommand::Backup(b) => return backup(&args, b),
         RepoCommand::Prune(p) => return maint::run_prune(&args, p),
+        RepoCommand::Repair(c) => return repair::run(&args, c),
+        RepoCommand::RebuildIndex(a) => return repair::run_index(&args, a),
         RepoCommand::Copy(c) => return maint::run_copy(&args, c),
         RepoCommand::Stats(a) => return maint::run_stats(&args, a),
         RepoCommand::Check(c) => return check::run(&args, c),
