@@ -219,7 +219,7 @@ impl Repository {
                 }
                 Err(e @ (Error::Backend { .. } | Error::Storage(_) | Error::NotFound(_))) => return Err(e),
                 Err(e) => {
-                    tracing::warn!(index = %id, error = %e, "skipping a damaged index file; run `kstash repo check`");
+                    tracing::warn!(index = %id, error = %e, "skipping a damaged index file; run `kstash repo check`, and `kstash repo repair index` to rebuild the index");
                     damaged.push((id, e.to_string()));
                 }
             }

@@ -438,3 +438,51 @@ fn both_repairs_need_the_exclusive_lock_and_release_it() {
     assert_eq!(s.modified(), 0, "{s:?}");
     assert!(f.t.lock_names().is_empty());
 }
+
+#[test]
+fn a_snapshot_whose_root_tree_is_gone_is_removed() {
+    let t = TestRepo::new();
+    let repo = t.init();
+    let root = save_tree(&repo, vec![file_node(&repo, "a.txt", b"a\n")]);
+    let doomed = repo
+        .save_snapshot(&Snapshot::new(root, vec!["/x".into()]))
+        .unwrap();
+    let other_root = save_tree(&repo, vec![file_node(&repo, "b.txt", b"b\n")]);
+    let kept = repo
+        .save_snapshot(&Snapshot::new(other_root, vec!["/y".into()]))
+        .unwrap();
+    let pack = repo.index().get(BlobType::Tree, &root).unwrap().pack;
+    t.backend().remove(FileType::Pack, &pack.to_hex()).unwrap();
+    repair_index(
+        &Repository::open_without_index(t.backend(), PW).unwrap(),
+        &index_options(),
+    )
+    .unwrap();
+
+    let repo = t.open();
+    let dry = repair_snapshots(
+        &repo,
+        &[],
+        &RepairSnapshotsOptions {
+            dry_run: true,
+            ..snapshot_options(false)
+        },
+    )
+    .unwrap();
+    let outcome = |s: &kstash_repo::repair_snapshots::RepairSnapshotsSummary, id: Id| {
+        s.snapshots.iter().find(|r| r.id == id).unwrap().outcome.clone()
+    };
+    assert_eq!(outcome(&dry, doomed), SnapshotRepair::Removed);
+    assert!(repo.load_snapshot(&doomed).is_ok(), "a dry run removes nothing");
+
+    // As restic: nothing of it can be restored, so it goes even without --forget.
+    let s = repair_snapshots(&repo, &[], &snapshot_options(false)).unwrap();
+    assert_eq!(outcome(&s, doomed), SnapshotRepair::Removed);
+    assert_eq!(outcome(&s, kept), SnapshotRepair::Unchanged);
+    assert!(repo.load_snapshot(&doomed).is_err());
+    let r = kstash_check(&t);
+    assert!(r.is_ok(), "{}", show(&r));
+    if let Some((ok, out)) = restic_check(&t) {
+        assert!(ok, "restic check:\n{out}");
+    }
+}
