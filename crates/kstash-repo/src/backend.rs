@@ -290,6 +290,16 @@ impl Backend for LocalBackend {
         } else {
             std::sync::Arc::new(fs::File::open(&p).map_err(|e| Self::io_err("open", &p, e))?)
         };
+        // The length may come from a damaged or hostile index: check it against the file before
+        // allocating a buffer of that size.
+        let size = f.metadata().map_err(|e| Self::io_err("stat", &p, e))?.len();
+        if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+            let e = std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                format!("range {offset}+{len} beyond the end of the file ({size} bytes)"),
+            );
+            return Err(Self::io_err("read", &p, e));
+        }
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, offset)
             .map_err(|e| Self::io_err("read", &p, e))?;

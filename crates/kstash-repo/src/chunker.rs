@@ -1423,14 +1423,9 @@ mod tests {
     fn same_chunks_as_restic_binary() {
         use std::process::{Command, Stdio};
 
-        let restic = std::env::var("KSTASH_RESTIC").unwrap_or_else(|_| "restic".to_owned());
-        match Command::new(&restic).arg("version").output() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                eprintln!("SKIPPED same_chunks_as_restic_binary: `{restic}` is not installed");
-                return;
-            }
-            other => assert!(other.unwrap().status.success(), "`{restic} version` failed"),
-        }
+        let Some(restic) = kstash_testsupport::restic_or_skip() else {
+            return;
+        };
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         let file = dir.path().join("data.bin");

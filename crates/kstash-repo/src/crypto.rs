@@ -17,6 +17,14 @@ pub const MAC_SIZE: usize = 16;
 /// Bytes an encrypted object is longer than its plaintext.
 pub const OVERHEAD: usize = IV_SIZE + MAC_SIZE;
 
+/// The most memory scrypt may use to open a key file (`128·r·(N+p)` bytes). restic calibrates its
+/// parameters to at most 60 MiB; 1 GiB leaves room for other writers and stops a key file that
+/// asks for terabytes.
+pub const MAX_KDF_MEMORY: u64 = 1 << 30;
+/// The most scrypt work (`N·r·p`) to open a key file: restic's usual `N=2^15, r=8, p=5` is about
+/// 2^20; 2^26 bounds a hostile key file to seconds instead of hours.
+pub const MAX_KDF_WORK: u64 = 1 << 26;
+
 /// Failures of the envelope. The caller adds which file or blob was concerned.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CryptoError {
@@ -30,7 +38,7 @@ pub enum CryptoError {
     #[error("invalid (all-zero) nonce")]
     ZeroNonce,
     /// Key derivation parameters scrypt rejects.
-    #[error("invalid scrypt parameters N={n} r={r} p={p}")]
+    #[error("invalid or too costly scrypt parameters N={n} r={r} p={p}")]
     KdfParams {
         /// CPU/memory cost (a power of two).
         n: u64,
@@ -103,9 +111,17 @@ impl Key {
     }
 
     /// Derive a key from a password with scrypt (`n` must be a power of two), as restic does.
+    /// Parameters beyond [`MAX_KDF_MEMORY`] or [`MAX_KDF_WORK`] are refused before any work: they
+    /// come from a key file, which anyone with write access to the storage can plant.
     pub fn derive(password: &[u8], salt: &[u8], n: u64, r: u32, p: u32) -> Result<Key, CryptoError> {
         let bad = CryptoError::KdfParams { n, r, p };
         if !n.is_power_of_two() || n < 2 {
+            return Err(bad);
+        }
+        // scrypt holds `N` blocks of `128·r` bytes, and `p` more for its output.
+        let memory = 128u128 * u128::from(r) * (u128::from(n) + u128::from(p));
+        let work = u128::from(n) * u128::from(r) * u128::from(p);
+        if memory > u128::from(MAX_KDF_MEMORY) || work > u128::from(MAX_KDF_WORK) {
             return Err(bad);
         }
         let log_n = u8::try_from(n.trailing_zeros()).map_err(|_| bad.clone())?;

@@ -99,7 +99,7 @@ pub fn decode_blob(
     key.decrypt_in_place(&mut data)
         .map_err(|e| Error::crypto(what(), e))?;
     let plain = match uncompressed_length {
-        Some(n) => zstd::bulk::decompress(&data, n as usize).map_err(|e| Error::Format {
+        Some(n) => decompress(&data, n).map_err(|e| Error::Format {
             what: what(),
             reason: format!("zstd decompression failed: {e}"),
         })?,
@@ -122,6 +122,26 @@ pub fn decode_blob(
         });
     }
     Ok(plain)
+}
+
+/// The largest plaintext decompressed into one buffer allocated up front from the length the
+/// header or index claims (twice the chunker's largest chunk). A larger claim, true for a big
+/// tree or false in a hostile repository, is decompressed into a growing buffer that stops one
+/// byte past the claim, so a length of 4 GiB costs nothing until the data is really there.
+const MAX_UP_FRONT: usize = 16 * 1024 * 1024;
+
+/// zstd-decompress a blob whose plaintext should be `n` bytes: at most `n + 1` bytes come out.
+fn decompress(data: &[u8], n: u32) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let n = n as usize;
+    if n <= MAX_UP_FRONT {
+        return zstd::bulk::decompress(data, n);
+    }
+    let mut out = Vec::with_capacity(MAX_UP_FRONT);
+    zstd::stream::read::Decoder::new(data)?
+        .take(n as u64 + 1)
+        .read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Collects encrypted blobs of one type into a pack.

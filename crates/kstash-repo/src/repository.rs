@@ -587,14 +587,34 @@ pub fn seal_unpacked(key: &Key, level: Option<i32>, plain: &[u8]) -> Result<Vec<
     })
 }
 
+/// The largest decompressed unpacked file (index, snapshot, lock). kstash and restic write
+/// index files of a few MiB; a file that inflates beyond this is refused instead of filling the
+/// memory (zstd turns a few KiB into gigabytes of zeros).
+pub const MAX_UNPACKED_SIZE: u64 = 256 * 1024 * 1024;
+
 /// Decode an unpacked file's plaintext: `0x02 ‖ zstd(JSON)`, or plain JSON (`{`/`[`).
 pub fn decode_unpacked(plain: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+    decode_unpacked_at_most(plain, what, MAX_UNPACKED_SIZE)
+}
+
+fn decode_unpacked_at_most(plain: Vec<u8>, what: &str, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read as _;
     match plain.first() {
         Some(b'{') | Some(b'[') => Ok(plain),
-        Some(2) => zstd::stream::decode_all(&plain[1..]).map_err(|e| Error::Format {
-            what: what.to_string(),
-            reason: format!("zstd decompression failed: {e}"),
-        }),
+        Some(2) => {
+            let format = |reason: String| Error::Format {
+                what: what.to_string(),
+                reason,
+            };
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(&plain[1..])
+                .and_then(|d| d.take(limit + 1).read_to_end(&mut out))
+                .map_err(|e| format(format!("zstd decompression failed: {e}")))?;
+            if out.len() as u64 > limit {
+                return Err(format(format!("decompresses to more than {limit} bytes")));
+            }
+            Ok(out)
+        }
         Some(v) => Err(Error::Format {
             what: what.to_string(),
             reason: format!("unknown file format version {v}"),
@@ -742,6 +762,24 @@ mod tests {
             [Some(3), Some(1), Some(1), Some(7), Some(19), Some(19), None, None]
         );
         assert_eq!(compression_mode_names(), "auto, fastest, fast, better, max");
+    }
+
+    #[test]
+    fn an_unpacked_file_that_inflates_beyond_the_limit_is_refused() {
+        let zeros = vec![0u8; 4 << 20];
+        let mut plain = vec![2u8];
+        plain.extend_from_slice(&zstd::bulk::compress(&zeros, 3).unwrap());
+        assert!(plain.len() < 4096, "{}", plain.len());
+        let err = decode_unpacked_at_most(plain.clone(), "snapshots/x", 1 << 20).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("snapshots/x: decompresses to more than"),
+            "{err}"
+        );
+        assert_eq!(
+            decode_unpacked_at_most(plain, "snapshots/x", 4 << 20).unwrap(),
+            zeros
+        );
     }
 
     #[test]

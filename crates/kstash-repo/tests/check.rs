@@ -23,8 +23,10 @@ use kstash_repo::{
 };
 use sha2::{Digest, Sha256};
 
+use kstash_testsupport::restic_or_skip;
+
 mod common;
-use common::{PW, TestRepo, restic, restic_available, restic_ok};
+use common::{PW, TestRepo, restic, restic_ok};
 
 /// Who wrote the repository.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -283,7 +285,7 @@ fn show(r: &CheckReport) -> String {
 }
 
 fn writers() -> Vec<Writer> {
-    if restic_available() {
+    if restic_or_skip().is_some() {
         ALL_WRITERS.to_vec()
     } else {
         ALL_WRITERS
@@ -314,7 +316,7 @@ fn clean_repositories_check_ok_and_restic_agrees() {
             r.blobs_indexed + r.duplicate_blobs as usize
         );
         assert!(r.bytes_read > (f.b.data.len() / 3) as u64, "{writer:?}: {r:?}");
-        if restic_available() {
+        if restic_or_skip().is_some() {
             let (ok, out) = f.restic_check(&["--read-data"]);
             assert!(ok, "{writer:?}: restic disagrees:\n{out}");
         }
@@ -372,7 +374,7 @@ fn a_flipped_bit_in_a_blob_is_pinpointed_by_read_data() {
         assert_eq!(of_kind(&r, ProblemKind::DamagedBlob).len(), 1, "{}", show(&r));
         let r = f.check(Some(ReadDataSubset::Group { n: other, t: 2 }));
         assert!(r.is_ok(), "{writer:?} group {other}/2:\n{}", show(&r));
-        if restic_available() {
+        if restic_or_skip().is_some() {
             let (ok, out) = f.restic_check(&["--read-data"]);
             assert!(!ok && out.contains(&pack.to_hex()), "{out}");
             let (ok, out) = f.restic_check(&[&format!("--read-data-subset={group}/2")]);
@@ -443,7 +445,7 @@ fn a_truncated_pack_is_reported_by_the_structure_check() {
         let r = f.check(Some(ReadDataSubset::All));
         assert!(!of_kind(&r, ProblemKind::DamagedBlob).is_empty(), "{}", show(&r));
         assert_eq!(of_kind(&r, ProblemKind::PackHash).len(), 1, "{}", show(&r));
-        if restic_available() {
+        if restic_or_skip().is_some() {
             let (ok, out) = f.restic_check(&[]);
             assert!(!ok && out.contains(&pack.to_hex()), "{out}");
         }
@@ -491,7 +493,7 @@ fn a_deleted_pack_is_reported_with_the_snapshots_and_paths_it_breaks() {
             "nothing else is reported:\n{}",
             show(&r)
         );
-        if restic_available() {
+        if restic_or_skip().is_some() {
             let (ok, out) = f.restic_check(&[]);
             assert!(!ok && out.contains(&pack.to_hex()), "{out}");
         }
@@ -539,7 +541,7 @@ fn a_corrupt_index_file_is_reported_by_name() {
         );
         assert!(r.damaged_snapshots.contains(&f.a.snapshot), "{}", show(&r));
         assert!(!r.damaged_snapshots.contains(&f.b.snapshot), "{}", show(&r));
-        if restic_available() {
+        if restic_or_skip().is_some() {
             let (ok, out) = f.restic_check(&[]);
             assert!(!ok && out.contains(&index_id.to_hex()), "{out}");
         }
@@ -572,7 +574,7 @@ fn a_corrupt_snapshot_file_is_reported_by_name() {
         );
         assert_eq!(r.errors.len(), 1, "{}", show(&r));
         assert_eq!(r.snapshots_checked, 1);
-        if restic_available() {
+        if restic_or_skip().is_some() {
             let (ok, out) = f.restic_check(&[]);
             assert!(!ok && out.contains(&f.a.snapshot.short()), "{out}");
         }
@@ -605,7 +607,7 @@ fn missing_or_corrupt_config_and_a_wrong_password_are_clear_errors() {
         fs::remove_file(&config).unwrap();
         let err = Repository::open_without_index(f.t.backend(), PW).unwrap_err();
         assert!(err.to_string().contains("config"), "{err}");
-        if restic_available() {
+        if restic_or_skip().is_some() {
             let (ok, _) = f.restic_check(&[]);
             assert!(!ok, "restic cannot open it either");
         }
@@ -635,7 +637,7 @@ fn an_unreferenced_pack_is_only_a_warning() {
         "{}",
         r.warnings[0]
     );
-    if restic_available() {
+    if restic_or_skip().is_some() {
         let (ok, out) = f.restic_check(&[]);
         assert!(ok, "restic too treats it as harmless:\n{out}");
     }

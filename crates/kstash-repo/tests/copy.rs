@@ -4,12 +4,14 @@
 
 use kstash_repo::copy::{CopyOptions, copy_snapshots};
 
+use kstash_testsupport::restic_or_skip;
+
 mod common;
-use common::{PW, TestRepo, restic, restic_available, restic_ok};
+use common::{PW, TestRepo, restic, restic_ok};
 
 #[test]
 fn restic_snapshots_copied_to_another_key_check_and_restore() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let src = TestRepo::new();

@@ -3,7 +3,7 @@
 //! --dry-run --json` (0.14) decides, and kstash's decisions must be the same, group for group,
 //! snapshot for snapshot, with the same reasons and counters. Then kstash forgets for real and
 //! restic sees exactly the expected snapshots and a healthy repository. Skipped (with a message)
-//! only when `restic` is not installed.
+//! only when `restic` is not installed, and then a failure under `CI`.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -17,8 +17,10 @@ use kstash_repo::gojson::GoTime;
 use kstash_repo::{Id, LockOptions, Repository, Snapshot};
 use serde_json::Value;
 
+use kstash_testsupport::restic_or_skip;
+
 mod common;
-use common::{PW, TestRepo, restic_available};
+use common::{PW, TestRepo};
 
 /// restic with a fixed time zone (buckets use each snapshot's own offset, but Go's `AddDate`
 /// would follow DST rules if an offset matched a local zone).
@@ -347,7 +349,7 @@ fn populated() -> (TestRepo, Repository, Vec<Id>) {
 
 #[test]
 fn kstash_selects_exactly_what_restic_selects() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let (t, repo, ids) = populated();
@@ -377,7 +379,7 @@ fn kstash_selects_exactly_what_restic_selects() {
 
 #[test]
 fn kstash_forget_leaves_what_restic_would_and_a_healthy_repository() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let (t, repo, _) = populated();
@@ -495,7 +497,7 @@ fn kstash_forget_leaves_what_restic_would_and_a_healthy_repository() {
 
 #[test]
 fn keep_within_uses_gos_month_arithmetic_like_restic() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();

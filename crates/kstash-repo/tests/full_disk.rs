@@ -12,8 +12,10 @@ use kstash_repo::backup_stream::{StreamBackupOptions, backup_stream};
 use kstash_repo::keys::KdfParams;
 use kstash_repo::{Backend, Error, FileType, InitOptions, LocalBackend, Repository, dump_file};
 
+use kstash_testsupport::restic_or_skip;
+
 mod common;
-use common::{PW, restic, restic_available};
+use common::{PW, restic};
 
 /// A small real file system, unmounted on drop.
 struct SmallDisk {
@@ -150,7 +152,7 @@ fn a_full_disk_fails_the_backup_cleanly() {
     let mut out = Vec::new();
     dump_file(&repo, &kept.snapshot_id.to_hex(), "/db.sql", &mut out).unwrap();
     assert!(out == first, "what was stored before still restores");
-    if restic_available() {
+    if restic_or_skip().is_some() {
         let check = restic(&path, PW, &["check", "--no-lock", "--read-data"], None);
         assert!(
             check.status.success(),

@@ -14,8 +14,10 @@ use kstash_repo::{Backend, Error, FileType, LocalBackend, Repository, dump_file}
 use kstash_testsupport::ResticLockHolder;
 use kstash_testsupport::data::text;
 
+use kstash_testsupport::restic_or_skip;
+
 mod common;
-use common::{PW, TestRepo, restic, restic_available};
+use common::{PW, TestRepo, restic};
 
 fn small_packs() -> StreamBackupOptions {
     StreamBackupOptions {
@@ -73,7 +75,7 @@ fn forget(t: &TestRepo, snapshot: &str) {
 
 #[test]
 fn forget_then_prune_frees_space_and_restic_checks_it() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();
@@ -112,7 +114,7 @@ fn forget_then_prune_frees_space_and_restic_checks_it() {
 
 #[test]
 fn partly_used_packs_are_repacked_within_the_tolerance() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();
@@ -169,7 +171,7 @@ fn partly_used_packs_are_repacked_within_the_tolerance() {
 
 #[test]
 fn kstash_prunes_what_restic_wrote_and_forgot() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     for version in ["1", "2"] {
@@ -293,7 +295,7 @@ impl Backend for CrashingBackend {
 
 #[test]
 fn an_interrupted_prune_leaves_a_valid_repository() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     // Crash after 0 removals (old index files all still there), after 1 (some index files
@@ -329,7 +331,7 @@ fn an_interrupted_prune_leaves_a_valid_repository() {
 
 #[test]
 fn restic_locks_block_kstash_prune_and_the_reverse() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();

@@ -1,6 +1,6 @@
 //! Cross-tool tests: repositories written by kstash are checked and read by the real `restic`
 //! binary (0.14), and repositories written by restic are read by kstash. Skipped (with a message)
-//! only when `restic` is not installed.
+//! only when `restic` is not installed, and then a failure under `CI`.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,8 +10,10 @@ use kstash_repo::keys::KdfParams;
 use kstash_repo::{Backend, Error, FileType, InitOptions, LocalBackend, Repository, dump_file};
 use sha2::{Digest, Sha256};
 
+use kstash_testsupport::restic_or_skip;
+
 mod common;
-use common::{PW, TestRepo, restic, restic_available, restic_ok};
+use common::{PW, TestRepo, restic, restic_ok};
 
 fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -48,7 +50,7 @@ fn dump_text(n: usize, seed: u64) -> Vec<u8> {
 
 #[test]
 fn kstash_init_is_readable_by_restic() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();
@@ -75,7 +77,7 @@ fn kstash_init_is_readable_by_restic() {
 
 #[test]
 fn restic_init_v2_and_v1_open_in_kstash() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     for version in ["2", "1"] {
@@ -107,7 +109,7 @@ fn restic_init_v2_and_v1_open_in_kstash() {
 
 #[test]
 fn kstash_stream_backup_50mib_verified_by_restic() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();
@@ -143,7 +145,7 @@ fn kstash_stream_backup_50mib_verified_by_restic() {
 
 #[test]
 fn restic_stdin_backup_dumped_by_kstash_and_deduplicated() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();
@@ -174,7 +176,7 @@ fn restic_stdin_backup_dumped_by_kstash_and_deduplicated() {
 
 #[test]
 fn incompressible_and_mixed_streams_in_v2() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();
@@ -195,7 +197,7 @@ fn incompressible_and_mixed_streams_in_v2() {
 
 #[test]
 fn stream_a_then_b_dumps_b() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();
@@ -237,7 +239,7 @@ impl std::io::Read for FailingReader {
 
 #[test]
 fn failing_reader_leaves_no_snapshot_and_check_passes() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();
@@ -262,7 +264,7 @@ fn failing_reader_leaves_no_snapshot_and_check_passes() {
 
 #[test]
 fn corruption_gives_clear_errors() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let t = TestRepo::new();

@@ -10,13 +10,14 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{PW, TestRepo, restic_available, restic_in};
+use common::{PW, TestRepo, restic_in};
 use kstash_repo::gojson::GoTime;
 use kstash_repo::index::IndexFile;
 use kstash_repo::pack::{PackWriter, encode_blob};
 use kstash_repo::restore::{ExistingFiles, RestoreOptions, RestoreSummary, restore};
 use kstash_repo::tree::{Node, NodeType, Tree, mode};
 use kstash_repo::{BlobType, Error, FileType, Id, Repository, Snapshot};
+use kstash_testsupport::restic_or_skip;
 
 const BIG: usize = 3 * 1024 * 1024 + 12_345;
 const SPARSE_LEN: u64 = 32 * 1024 * 1024;
@@ -287,7 +288,7 @@ impl Fixture {
 
 #[test]
 fn a_restic_snapshot_is_restored_exactly_as_the_source_and_as_restic_restores_it() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let fx = Fixture::new();
@@ -374,7 +375,7 @@ fn a_restic_snapshot_is_restored_exactly_as_the_source_and_as_restic_restores_it
 
 #[test]
 fn include_exclude_and_sub_paths() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let fx = Fixture::new();
@@ -475,7 +476,7 @@ fn include_exclude_and_sub_paths() {
 
 #[test]
 fn unchanged_files_are_skipped_and_changed_ones_rewritten() {
-    if !restic_available() {
+    if restic_or_skip().is_none() {
         return;
     }
     let fx = Fixture::new();

@@ -54,7 +54,7 @@ pub use postgres::Postgres;
 pub use pushgateway::Pushgateway;
 pub use redis::{Redis, Resp};
 pub use rest::ResticRest;
-pub use restic::{Restic, ResticLockHolder, lock_file_names, restic_binary};
+pub use restic::{Restic, ResticLockHolder, lock_file_names, restic_binary, restic_or_skip, under_ci};
 pub use s3::SeaweedS3;
 pub use tcp_cut::{CutPlan, Direction, TcpCutProxy};
 pub use zookeeper::ZooKeeper;

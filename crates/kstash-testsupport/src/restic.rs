@@ -11,6 +11,50 @@ pub fn restic_binary() -> Result<PathBuf> {
     system_tool("restic")
 }
 
+/// Whether this run is under continuous integration: `CI` is set to anything but empty, `0` or
+/// `false` (what GitHub Actions, GitLab CI and most runners export).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// The `restic` oracle for a cross-tool test, or `None` when it is not installed, after a
+/// visible `SKIPPED <test>: …` line on stderr.
+///
+/// Under CI ([`under_ci`]) a missing restic **panics** instead: `scripts/setup` installs it, so
+/// its absence is a broken machine, and a test that returned early would count as passed without
+/// having compared anything. Use it as the first line of a test that needs restic:
+///
+/// ```no_run
+/// if kstash_testsupport::restic_or_skip().is_none() {
+///     return;
+/// }
+/// ```
+pub fn restic_or_skip() -> Option<PathBuf> {
+    let found = restic_binary().map_err(|e| e.to_string()).and_then(|path| {
+        let out = Command::new(&path).arg("version").output();
+        match out {
+            Ok(o) if o.status.success() => Ok(path),
+            Ok(o) => Err(format!("`{} version` failed: {}", path.display(), o.status)),
+            Err(e) => Err(format!("cannot run {}: {e}", path.display())),
+        }
+    });
+    let why = match found {
+        Ok(path) => return Some(path),
+        Err(why) => why,
+    };
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    assert!(
+        !under_ci(),
+        "{test}: the `restic` oracle is missing under CI ({why}); scripts/setup installs it, \
+         and a cross-tool test must not pass without it"
+    );
+    eprintln!(
+        "SKIPPED {test}: `restic` is not installed ({why}); cross-tool tests need restic 0.14+ (scripts/setup)"
+    );
+    None
+}
+
 /// Runs `restic -r REPO …` with `RESTIC_PASSWORD` and extra environment (backend credentials).
 /// Always passes `--no-cache`, so runs leave nothing in `~/.cache/restic`.
 #[derive(Debug, Clone)]

@@ -14,21 +14,6 @@ use kstash_repo::{Backend, InitOptions, LocalBackend, Repository};
 /// Password of every test repository.
 pub const PW: &str = "correct horse battery staple";
 
-/// Whether `restic` is installed; prints why a test is skipped when it is not.
-pub fn restic_available() -> bool {
-    let ok = Command::new("restic")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!(
-            "SKIPPED: the `restic` binary is not on PATH; cross-tool tests need restic 0.14+ (scripts/setup)"
-        );
-    }
-    ok
-}
-
 /// Run `restic -r REPO --no-cache ARGS…`, optionally feeding `stdin`, whatever the exit status.
 pub fn restic(repo: &Path, password: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new("restic");
