@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use kstash_testsupport::restic_or_skip;
 
 mod common;
-use common::{PW, TestRepo, restic, restic_ok};
+use common::{PW, TestRepo, restic, restic_available, restic_ok};
 
 /// Who wrote the repository.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -17,7 +17,7 @@ use kstash_testsupport::data::text;
 use kstash_testsupport::restic_or_skip;
 
 mod common;
-use common::{PW, TestRepo, restic};
+use common::{PW, TestRepo, restic, restic_available};
 
 fn small_packs() -> StreamBackupOptions {
     StreamBackupOptions {

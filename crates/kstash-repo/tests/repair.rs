@@ -9,12 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use kstash_repo::backup_stream::{StreamBackupOptions, backup_stream};
-use kstash_repo::gojson::GoTime;
 use kstash_repo::index::IndexFile;
-use kstash_repo::pack::{PackWriter, encode_blob};
 use kstash_repo::repair_index::{RepairIndexOptions, repair_index};
 use kstash_repo::repair_snapshots::{RepairSnapshotsOptions, SnapshotRepair, repair_snapshots};
-use kstash_repo::tree::{Node, NodeType, Tree, mode};
+use kstash_repo::tree::{Node, Tree};
 use kstash_repo::{
     BlobType, CheckOptions, CheckReport, FileType, Id, LockOptions, ProblemKind, Repository, Snapshot, check,
     dump_file,
@@ -22,7 +20,7 @@ use kstash_repo::{
 use kstash_testsupport::data::{noise, text};
 
 mod common;
-use common::{PW, TestRepo, restic, restic_available};
+use common::{PW, TestRepo, dir_node, file_node, restic, restic_available, save_blob};
 
 fn fast_lock() -> Option<LockOptions> {
     Some(LockOptions {
@@ -321,36 +319,6 @@ fn a_removed_pack_leaves_missing_blobs_that_repair_snapshots_cuts_out() {
 }
 
 // ---- hand-made trees --------------------------------------------------------------------------
-
-/// Store one blob in a pack of its own and index it.
-fn save_blob(repo: &Repository, t: BlobType, data: &[u8]) -> Id {
-    let id = Id::hash(data);
-    let enc = encode_blob(repo.key(), t, id, data, None).unwrap();
-    let mut w = PackWriter::new(0);
-    w.add(&enc).unwrap();
-    let p = w.finish(repo.key()).unwrap();
-    repo.upload_pack(&p).unwrap();
-    let mut index = IndexFile::default();
-    index.add_pack(p.id, &p.blobs);
-    repo.save_json(FileType::Index, &index).unwrap();
-    id
-}
-
-fn file_node(repo: &Repository, name: &str, data: &[u8]) -> Node {
-    let mut n = Node::file(name, 0o644, GoTime::now(), 0, 0);
-    n.size = data.len() as u64;
-    n.content = Some(vec![save_blob(repo, BlobType::Data, data)]);
-    n
-}
-
-fn dir_node(name: &str, subtree: Id) -> Node {
-    let mut n = Node::file(name, 0o755, GoTime::now(), 0, 0);
-    n.node_type = NodeType::Dir;
-    n.mode = mode::DIR | 0o755;
-    n.content = None;
-    n.subtree = Some(subtree);
-    n
-}
 
 fn save_tree(repo: &Repository, nodes: Vec<Node>) -> Id {
     let mut tree = Tree::default();

@@ -10,10 +10,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{PW, TestRepo, restic_in};
+use common::{PW, TestRepo, dir_node, file_node, restic_in, save_blob};
 use kstash_repo::gojson::GoTime;
-use kstash_repo::index::IndexFile;
-use kstash_repo::pack::{PackWriter, encode_blob};
 use kstash_repo::restore::{ExistingFiles, RestoreOptions, RestoreSummary, restore};
 use kstash_repo::tree::{Node, NodeType, Tree, mode};
 use kstash_repo::{BlobType, Error, FileType, Id, Repository, Snapshot};
@@ -536,36 +534,6 @@ fn unchanged_files_are_skipped_and_changed_ones_rewritten() {
 }
 
 // ---- hostile snapshots ------------------------------------------------------------------------
-
-/// Store one blob in a pack of its own and index it.
-fn save_blob(repo: &Repository, t: BlobType, data: &[u8]) -> Id {
-    let id = Id::hash(data);
-    let enc = encode_blob(repo.key(), t, id, data, None).unwrap();
-    let mut w = PackWriter::new(0);
-    w.add(&enc).unwrap();
-    let p = w.finish(repo.key()).unwrap();
-    repo.upload_pack(&p).unwrap();
-    let mut index = IndexFile::default();
-    index.add_pack(p.id, &p.blobs);
-    repo.save_json(FileType::Index, &index).unwrap();
-    id
-}
-
-fn file_node(repo: &Repository, name: &str, data: &[u8]) -> Node {
-    let mut n = Node::file(name, 0o644, GoTime::now(), 0, 0);
-    n.size = data.len() as u64;
-    n.content = Some(vec![save_blob(repo, BlobType::Data, data)]);
-    n
-}
-
-fn dir_node(name: &str, subtree: Id) -> Node {
-    let mut n = Node::file(name, 0o755, GoTime::now(), 0, 0);
-    n.node_type = NodeType::Dir;
-    n.mode = mode::DIR | 0o755;
-    n.content = None;
-    n.subtree = Some(subtree);
-    n
-}
 
 fn save_tree(repo: &Repository, nodes: Vec<Node>) -> Id {
     // Not `Tree::insert`: a hostile tree need not be sorted or unique.

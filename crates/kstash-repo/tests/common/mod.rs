@@ -14,6 +14,12 @@ use kstash_repo::{Backend, InitOptions, LocalBackend, Repository};
 /// Password of every test repository.
 pub const PW: &str = "correct horse battery staple";
 
+/// Whether the `restic` oracle can be run: `false` (with a visible SKIPPED line) only outside CI;
+/// under CI a missing restic fails the test ([`kstash_testsupport::restic_or_skip`]).
+pub fn restic_available() -> bool {
+    kstash_testsupport::restic_or_skip().is_some()
+}
+
 /// Run `restic -r REPO --no-cache ARGS…`, optionally feeding `stdin`, whatever the exit status.
 pub fn restic(repo: &Path, password: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new("restic");
@@ -121,4 +127,36 @@ impl TestRepo {
     pub fn lock_names(&self) -> Vec<String> {
         kstash_testsupport::lock_file_names(&self.path)
     }
+}
+
+// ---- hand-made trees (repair and hostile-snapshot tests) ---------------------------------------
+
+/// Store one blob in a pack of its own and index it.
+pub fn save_blob(repo: &Repository, t: kstash_repo::BlobType, data: &[u8]) -> kstash_repo::Id {
+    let id = kstash_repo::Id::hash(data);
+    let enc = kstash_repo::pack::encode_blob(repo.key(), t, id, data, None).unwrap();
+    let mut w = kstash_repo::pack::PackWriter::new(0);
+    w.add(&enc).unwrap();
+    let p = w.finish(repo.key()).unwrap();
+    repo.upload_pack(&p).unwrap();
+    let mut index = kstash_repo::index::IndexFile::default();
+    index.add_pack(p.id, &p.blobs);
+    repo.save_json(kstash_repo::FileType::Index, &index).unwrap();
+    id
+}
+
+pub fn file_node(repo: &Repository, name: &str, data: &[u8]) -> kstash_repo::tree::Node {
+    let mut n = kstash_repo::tree::Node::file(name, 0o644, kstash_repo::gojson::GoTime::now(), 0, 0);
+    n.size = data.len() as u64;
+    n.content = Some(vec![save_blob(repo, kstash_repo::BlobType::Data, data)]);
+    n
+}
+
+pub fn dir_node(name: &str, subtree: kstash_repo::Id) -> kstash_repo::tree::Node {
+    let mut n = kstash_repo::tree::Node::file(name, 0o755, kstash_repo::gojson::GoTime::now(), 0, 0);
+    n.node_type = kstash_repo::tree::NodeType::Dir;
+    n.mode = kstash_repo::tree::mode::DIR | 0o755;
+    n.content = None;
+    n.subtree = Some(subtree);
+    n
 }
