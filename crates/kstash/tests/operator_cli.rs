@@ -234,10 +234,10 @@ spec:
         .get("batch/v1", "CronJob", "demo", "trigger-nightly-full")
         .unwrap();
     assert_eq!(cron["spec"]["schedule"], "0 2 * * *");
-    assert!(
-        storage.join("metadata.yaml").exists(),
-        "the storage was initialised"
-    );
+    // The BackupStorage is reconciled by another worker: its metadata may land just after.
+    wait_for(Duration::from_secs(30), "the storage to be initialised", || {
+        storage.join("metadata.yaml").exists()
+    });
     // Only the leader acted.
     assert!(lease_holder(&api).as_deref() == Some("operator-a"));
     assert!(
