@@ -21,6 +21,7 @@ pub mod progress;
 pub mod query;
 pub mod resolve;
 pub mod schedule;
+pub mod stash;
 pub mod storage;
 pub mod storage_ops;
 pub mod usage;

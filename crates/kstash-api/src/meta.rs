@@ -314,10 +314,192 @@ pub const ALL: &[ResourceType] = &[
     BACKUP_VERIFICATION_SESSION,
 ];
 
+/// API group of the Stash v1 kinds (the API KubeStash replaced).
+pub const STASH_GROUP: &str = "stash.appscode.com";
+const V1BETA1: &str = "v1beta1";
+
+pub const STASH_REPOSITORY: ResourceType = rt!(
+    STASH_GROUP,
+    V1ALPHA1,
+    "Repository",
+    "repositories",
+    "repository",
+    ["repo"],
+    true,
+    true
+);
+pub const STASH_BACKUP_CONFIGURATION: ResourceType = rt!(
+    STASH_GROUP,
+    V1BETA1,
+    "BackupConfiguration",
+    "backupconfigurations",
+    "backupconfiguration",
+    ["bc"],
+    true,
+    true
+);
+pub const STASH_BACKUP_SESSION: ResourceType = rt!(
+    STASH_GROUP,
+    V1BETA1,
+    "BackupSession",
+    "backupsessions",
+    "backupsession",
+    [],
+    true,
+    true
+);
+pub const STASH_RESTORE_SESSION: ResourceType = rt!(
+    STASH_GROUP,
+    V1BETA1,
+    "RestoreSession",
+    "restoresessions",
+    "restoresession",
+    ["restore"],
+    true,
+    true
+);
+pub const STASH_BACKUP_BLUEPRINT: ResourceType = rt!(
+    STASH_GROUP,
+    V1BETA1,
+    "BackupBlueprint",
+    "backupblueprints",
+    "backupblueprint",
+    ["bb"],
+    false,
+    false
+);
+pub const STASH_BACKUP_BATCH: ResourceType = rt!(
+    STASH_GROUP,
+    V1BETA1,
+    "BackupBatch",
+    "backupbatches",
+    "backupbatch",
+    [],
+    true,
+    true
+);
+pub const STASH_RESTORE_BATCH: ResourceType = rt!(
+    STASH_GROUP,
+    V1BETA1,
+    "RestoreBatch",
+    "restorebatches",
+    "restorebatch",
+    [],
+    true,
+    true
+);
+pub const STASH_TASK: ResourceType = rt!(STASH_GROUP, V1BETA1, "Task", "tasks", "task", ["task"], false, false);
+pub const STASH_FUNCTION: ResourceType = rt!(
+    STASH_GROUP,
+    V1BETA1,
+    "Function",
+    "functions",
+    "function",
+    ["fn"],
+    false,
+    false
+);
+
+/// The Stash v1 kinds kstash stores and runs, in apply order. They are looked up after the
+/// KubeStash kinds, so `repo` or `bc` alone mean KubeStash's; `repositories.stash.appscode.com`
+/// names Stash's. They are not in [`ALL`]: kstash generates no CRDs for them (Stash's own CRDs
+/// describe them) and the Kubernetes operator does not watch them.
+pub const STASH: &[ResourceType] = &[
+    STASH_TASK,
+    STASH_FUNCTION,
+    STASH_REPOSITORY,
+    STASH_BACKUP_BLUEPRINT,
+    STASH_BACKUP_CONFIGURATION,
+    STASH_BACKUP_BATCH,
+    STASH_BACKUP_SESSION,
+    STASH_RESTORE_SESSION,
+    STASH_RESTORE_BATCH,
+];
+
+/// Every kind kstash stores: the KubeStash ones, then Stash's.
+pub fn every_kind() -> impl Iterator<Item = &'static ResourceType> {
+    ALL.iter().chain(STASH.iter())
+}
+
+impl ResourceType {
+    /// The name a reconcile queue keys this kind by: the kind for KubeStash and Kubernetes
+    /// kinds, `<Kind>.stash.appscode.com` for Stash's (whose kind names repeat KubeStash's).
+    pub fn key_kind(&self) -> &'static str {
+        if self.group != STASH_GROUP {
+            return self.kind;
+        }
+        match self.kind {
+            "Repository" => "Repository.stash.appscode.com",
+            "BackupConfiguration" => "BackupConfiguration.stash.appscode.com",
+            "BackupSession" => "BackupSession.stash.appscode.com",
+            "RestoreSession" => "RestoreSession.stash.appscode.com",
+            "BackupBlueprint" => "BackupBlueprint.stash.appscode.com",
+            "BackupBatch" => "BackupBatch.stash.appscode.com",
+            "RestoreBatch" => "RestoreBatch.stash.appscode.com",
+            "Task" => "Task.stash.appscode.com",
+            _ => "Function.stash.appscode.com",
+        }
+    }
+}
+
 /// A column of `kstash get` (a CRD `additionalPrinterColumn`): header, JSONPath, type.
 pub type PrintColumn = (&'static str, &'static str, &'static str);
 
 const AGE: PrintColumn = ("Age", ".metadata.creationTimestamp", "date");
+
+/// The print columns of a resource type: Stash's for the Stash kinds, else [`print_columns`].
+pub fn print_columns_of(rt: &ResourceType) -> &'static [PrintColumn] {
+    if rt.group != STASH_GROUP {
+        return print_columns(rt.kind);
+    }
+    match rt.kind {
+        "Repository" => &[
+            ("Integrity", ".status.integrity", "boolean"),
+            ("Size", ".status.totalSize", "string"),
+            ("Snapshot-Count", ".status.snapshotCount", "integer"),
+            ("Last-Successful-Backup", ".status.lastBackupTime", "date"),
+            AGE,
+        ],
+        "BackupConfiguration" => &[
+            ("Task", ".spec.task.name", "string"),
+            ("Schedule", ".spec.schedule", "string"),
+            ("Paused", ".spec.paused", "boolean"),
+            ("Phase", ".status.phase", "string"),
+            AGE,
+        ],
+        "BackupSession" => &[
+            ("Invoker-Type", ".spec.invoker.kind", "string"),
+            ("Invoker-Name", ".spec.invoker.name", "string"),
+            ("Phase", ".status.phase", "string"),
+            ("Duration", ".status.sessionDuration", "string"),
+            AGE,
+        ],
+        "RestoreSession" => &[
+            ("Repository", ".spec.repository.name", "string"),
+            ("Phase", ".status.phase", "string"),
+            ("Duration", ".status.sessionDuration", "string"),
+            AGE,
+        ],
+        "BackupBlueprint" => &[
+            ("Task", ".spec.task.name", "string"),
+            ("Schedule", ".spec.schedule", "string"),
+            AGE,
+        ],
+        "BackupBatch" => &[
+            ("Schedule", ".spec.schedule", "string"),
+            ("Paused", ".spec.paused", "boolean"),
+            ("Phase", ".status.phase", "string"),
+            AGE,
+        ],
+        "RestoreBatch" => &[
+            ("Repository", ".spec.repository.name", "string"),
+            ("Phase", ".status.phase", "string"),
+            ("Duration", ".status.sessionDuration", "string"),
+            AGE,
+        ],
+        _ => &[AGE],
+    }
+}
 
 /// The print columns of a kind, as its CRD declares them (a test in `crd` keeps the two equal),
 /// so printing needs no schema generation.
@@ -389,18 +571,32 @@ pub fn print_columns(kind: &str) -> &'static [PrintColumn] {
 
 /// Resolve a name a user typed (kind, plural, singular, short name, optionally `.group`).
 pub fn lookup(name: &str) -> Option<&'static ResourceType> {
-    ALL.iter().find(|t| t.matches(name))
+    every_kind().find(|t| t.matches(name))
 }
 
 /// Resolve an object's `apiVersion` + `kind`.
 pub fn by_api_version_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
-    ALL.iter()
-        .find(|t| t.kind == kind && t.api_version() == api_version)
+    every_kind().find(|t| t.kind == kind && t.api_version() == api_version)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stash_kinds_are_reached_by_their_group() {
+        assert_eq!(lookup("repo").unwrap().group, STORAGE_GROUP);
+        assert_eq!(lookup("repositories.stash.appscode.com").unwrap(), &STASH_REPOSITORY);
+        assert_eq!(lookup("restoresession.stash.appscode.com").unwrap(), &STASH_RESTORE_SESSION);
+        assert_eq!(lookup("tasks").unwrap(), &STASH_TASK);
+        assert_eq!(
+            by_api_version_kind("stash.appscode.com/v1beta1", "RestoreSession").unwrap(),
+            &STASH_RESTORE_SESSION
+        );
+        assert_eq!(by_api_version_kind("stash.appscode.com/v1alpha1", "Repository").unwrap(), &STASH_REPOSITORY);
+        let keys: std::collections::BTreeSet<_> = every_kind().map(|rt| rt.key_kind()).collect();
+        assert_eq!(keys.len(), ALL.len() + STASH.len(), "every kind has its own queue key");
+    }
 
     #[test]
     fn short_names_and_plurals_resolve_like_kubectl() {

@@ -12,6 +12,7 @@ use crate::addons::{Addon, Function};
 use crate::appcatalog::AppBinding;
 use crate::core::{BackupBlueprint, BackupConfiguration, BackupSession, HookTemplate, RestoreSession};
 use crate::meta::{self, ResourceType};
+use crate::stash;
 use crate::storage::{BackupStorage, Repository, RetentionPolicy, Snapshot};
 use crate::verification::{BackupVerificationSession, BackupVerifier};
 
@@ -65,6 +66,15 @@ pub enum Object {
     StatefulSet(StatefulSet),
     DaemonSet(DaemonSet),
     PersistentVolumeClaim(PersistentVolumeClaim),
+    StashRepository(stash::Repository),
+    StashBackupConfiguration(stash::BackupConfiguration),
+    StashBackupSession(stash::BackupSession),
+    StashRestoreSession(stash::RestoreSession),
+    StashBackupBlueprint(stash::BackupBlueprint),
+    StashBackupBatch(stash::BackupBatch),
+    StashRestoreBatch(stash::RestoreBatch),
+    StashTask(stash::Task),
+    StashFunction(stash::Function),
 }
 
 macro_rules! each_kind {
@@ -90,6 +100,15 @@ macro_rules! each_kind {
             Object::StatefulSet($o) => $e,
             Object::DaemonSet($o) => $e,
             Object::PersistentVolumeClaim($o) => $e,
+            Object::StashRepository($o) => $e,
+            Object::StashBackupConfiguration($o) => $e,
+            Object::StashBackupSession($o) => $e,
+            Object::StashRestoreSession($o) => $e,
+            Object::StashBackupBlueprint($o) => $e,
+            Object::StashBackupBatch($o) => $e,
+            Object::StashRestoreBatch($o) => $e,
+            Object::StashTask($o) => $e,
+            Object::StashFunction($o) => $e,
         }
     };
 }
@@ -136,6 +155,15 @@ impl Object {
             Object::StatefulSet(_) => &meta::STATEFUL_SET,
             Object::DaemonSet(_) => &meta::DAEMON_SET,
             Object::PersistentVolumeClaim(_) => &meta::PERSISTENT_VOLUME_CLAIM,
+            Object::StashRepository(_) => &meta::STASH_REPOSITORY,
+            Object::StashBackupConfiguration(_) => &meta::STASH_BACKUP_CONFIGURATION,
+            Object::StashBackupSession(_) => &meta::STASH_BACKUP_SESSION,
+            Object::StashRestoreSession(_) => &meta::STASH_RESTORE_SESSION,
+            Object::StashBackupBlueprint(_) => &meta::STASH_BACKUP_BLUEPRINT,
+            Object::StashBackupBatch(_) => &meta::STASH_BACKUP_BATCH,
+            Object::StashRestoreBatch(_) => &meta::STASH_RESTORE_BATCH,
+            Object::StashTask(_) => &meta::STASH_TASK,
+            Object::StashFunction(_) => &meta::STASH_FUNCTION,
         }
     }
 
@@ -180,17 +208,16 @@ impl Object {
             .unwrap_or("");
         let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
         let Some(rt) = meta::by_api_version_kind(api_version, kind) else {
-            let hint = meta::ALL
-                .iter()
+            let hint = meta::every_kind()
                 .find(|t| t.kind == kind)
                 .map(|t| format!("use apiVersion: {}", t.api_version()))
                 .unwrap_or_else(|| {
-                    let kinds: Vec<_> = meta::ALL.iter().map(|t| t.kind).collect();
+                    let kinds: Vec<_> = meta::ALL.iter().map(|t| t.kind).chain(["Task"]).collect();
                     format!("kstash understands: {}", kinds.join(", "))
                 });
             return Err(FieldError {
                 object: format!("{} {}", if kind.is_empty() { "<no kind>" } else { kind }, name),
-                path: if kind.is_empty() || meta::ALL.iter().all(|t| t.kind != kind) {
+                path: if kind.is_empty() || meta::every_kind().all(|t| t.kind != kind) {
                     "kind"
                 } else {
                     "apiVersion"
@@ -212,6 +239,20 @@ impl Object {
         };
         fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
             serde_path_to_error::deserialize(v.clone())
+        }
+        if rt.group == meta::STASH_GROUP {
+            return Ok(match rt.kind {
+                "Repository" => Object::StashRepository(typed(value).map_err(err)?),
+                "BackupConfiguration" => Object::StashBackupConfiguration(typed(value).map_err(err)?),
+                "BackupSession" => Object::StashBackupSession(typed(value).map_err(err)?),
+                "RestoreSession" => Object::StashRestoreSession(typed(value).map_err(err)?),
+                "BackupBlueprint" => Object::StashBackupBlueprint(typed(value).map_err(err)?),
+                "BackupBatch" => Object::StashBackupBatch(typed(value).map_err(err)?),
+                "RestoreBatch" => Object::StashRestoreBatch(typed(value).map_err(err)?),
+                "Task" => Object::StashTask(typed(value).map_err(err)?),
+                "Function" => Object::StashFunction(typed(value).map_err(err)?),
+                other => unreachable!("registry kind {other} has no typed variant"),
+            });
         }
         Ok(match rt.kind {
             "BackupStorage" => Object::BackupStorage(typed(value).map_err(err)?),

@@ -17,6 +17,7 @@ use crate::object::{FieldError, Object};
 use crate::schedule::Schedule;
 use crate::storage::{BackupStorage, Repository, RetentionPolicy, Snapshot, StorageProvider};
 use crate::usage;
+use crate::stash::validation as stash;
 use crate::verification::{
     self, BackupVerificationSession, BackupVerificationSessionSpec, BackupVerifier, VerificationType,
 };
@@ -31,13 +32,13 @@ pub struct Context<'a> {
     pub old: Option<&'a Object>,
 }
 
-struct Errors {
-    object: String,
-    list: Vec<FieldError>,
+pub(crate) struct Errors {
+    pub(crate) object: String,
+    pub(crate) list: Vec<FieldError>,
 }
 
 impl Errors {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
         self.list.push(FieldError {
             object: self.object.clone(),
             path: path.into(),
@@ -46,7 +47,7 @@ impl Errors {
         });
     }
 
-    fn required(&mut self, path: &str, value: &str, fix: &str) {
+    pub(crate) fn required(&mut self, path: &str, value: &str, fix: &str) {
         if value.trim().is_empty() {
             self.add(path, "required value is missing", fix);
         }
@@ -130,6 +131,15 @@ pub fn validate(obj: &Object, ctx: Context<'_>) -> Vec<FieldError> {
         | Object::StatefulSet(_)
         | Object::DaemonSet(_)
         | Object::PersistentVolumeClaim(_) => {}
+        Object::StashRepository(o) => stash::repository(o, &mut e),
+        Object::StashBackupConfiguration(o) => stash::backup_configuration(o, &mut e),
+        Object::StashBackupSession(o) => stash::backup_session(o, &mut e),
+        Object::StashRestoreSession(o) => stash::restore_session(o, &mut e),
+        Object::StashBackupBlueprint(o) => stash::backup_blueprint(o, &mut e),
+        Object::StashBackupBatch(o) => stash::backup_batch(o, &mut e),
+        Object::StashRestoreBatch(o) => stash::restore_batch(o, &mut e),
+        Object::StashTask(o) => stash::task(o, &mut e),
+        Object::StashFunction(o) => stash::function(o, &mut e),
     }
     e.list
 }

@@ -66,7 +66,7 @@ fn cell(v: Option<&Value>, type_: &str, now: Timestamp) -> String {
 /// Columns of a kind: `(HEADER, jsonPath, type)`; Snapshots and RestoreSessions also get
 /// kstash's `PROGRESS` (before `AGE`).
 fn columns(rt: &ResourceType, wide: bool) -> Vec<(String, &'static str, &'static str)> {
-    let mut cols: Vec<_> = meta::print_columns(rt.kind)
+    let mut cols: Vec<_> = meta::print_columns_of(rt)
         .iter()
         .map(|(n, p, t)| (n.to_uppercase(), *p, *t))
         .collect();

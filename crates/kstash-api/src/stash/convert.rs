@@ -1,0 +1,1 @@
+//! `kstash convert`: Stash v1 manifests as their KubeStash equivalents.
