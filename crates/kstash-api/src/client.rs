@@ -104,6 +104,12 @@ kind!(Addon, meta::ADDON);
 kind!(Function, meta::FUNCTION);
 kind!(AppBinding, meta::APP_BINDING);
 kind!(k8s_openapi::api::core::v1::Secret, meta::SECRET);
+kind!(crate::stash::Repository, meta::STASH_REPOSITORY);
+kind!(crate::stash::BackupConfiguration, meta::STASH_BACKUP_CONFIGURATION);
+kind!(crate::stash::BackupSession, meta::STASH_BACKUP_SESSION);
+kind!(crate::stash::RestoreSession, meta::STASH_RESTORE_SESSION);
+kind!(crate::stash::BackupBlueprint, meta::STASH_BACKUP_BLUEPRINT);
+kind!(crate::stash::Task, meta::STASH_TASK);
 
 /// Decode a stored document as `T`.
 pub fn decode<T: Kind>(value: Value) -> ClientResult<T> {

@@ -101,7 +101,7 @@ impl ResolveError {
         }
     }
 
-    fn not_found(
+    pub(crate) fn not_found(
         object: &str,
         field: impl Into<String>,
         missing: impl Into<String>,
@@ -115,7 +115,7 @@ impl ResolveError {
         }
     }
 
-    fn invalid(
+    pub(crate) fn invalid(
         object: &str,
         field: impl Into<String>,
         problem: impl Into<String>,
@@ -199,6 +199,9 @@ pub enum PasswordSource {
     Repository,
     /// `BackupConfiguration.spec.sessions[].repositories[].encryptionSecret`.
     SessionRepository,
+    /// A Stash Repository's `spec.backend.storageSecretName` (Stash keeps the password with the
+    /// storage credentials).
+    StashRepository,
 }
 
 /// Where a repository's restic password is: a Secret and its key, and which field named it.

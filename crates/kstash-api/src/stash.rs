@@ -4,6 +4,7 @@
 //! backend's root ([`Backend::to_kubestash`]), the hostnames and the dump file names.
 
 pub mod convert;
+pub mod resolve;
 pub mod rules;
 pub mod types;
 pub mod validation;
@@ -193,7 +194,14 @@ impl Backend {
             });
         } else if let Some(l) = &self.local {
             out.provider = Some(StorageProvider::Local);
-            out.local = Some(l.clone());
+            // The volume sources kstash reaches (hostPath, nfs, …); others are for a cluster.
+            let volume = serde_json::from_value(serde_json::Value::Object(l.volume.clone())).unwrap_or_default();
+            out.local = Some(storage::LocalSpec {
+                volume,
+                max_connections: 0,
+                mount_path: l.mount_path.clone(),
+                sub_path: l.sub_path.clone(),
+            });
         }
         out
     }

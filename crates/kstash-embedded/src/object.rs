@@ -47,8 +47,7 @@ pub fn resource_type(obj: &Value) -> Result<&'static ResourceType> {
         return Err(invalid(describe(obj), "apiVersion and kind are required"));
     };
     meta::by_api_version_kind(api_version, kind).ok_or_else(|| {
-        let known: Vec<String> = meta::ALL
-            .iter()
+        let known: Vec<String> = meta::every_kind()
             .map(|t| format!("{} {}", t.api_version(), t.kind))
             .collect();
         invalid(

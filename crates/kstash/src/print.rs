@@ -72,7 +72,7 @@ fn columns(rt: &ResourceType, wide: bool) -> Vec<(String, &'static str, &'static
         .collect();
     let before_age =
         |cols: &Vec<(String, &str, &str)>| cols.iter().position(|c| c.0 == "AGE").unwrap_or(cols.len());
-    if matches!(rt.kind, "Snapshot" | "RestoreSession") {
+    if rt.group != meta::STASH_GROUP && matches!(rt.kind, "Snapshot" | "RestoreSession") {
         let at = before_age(&cols);
         cols.insert(at, ("PROGRESS".into(), PROGRESS, "string"));
     }

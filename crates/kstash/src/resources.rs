@@ -83,7 +83,7 @@ fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Every stored object, typed (objects that no longer parse are skipped with a warning).
 fn stored_objects(store: &Store) -> Result<Vec<Object>> {
     let mut out = Vec::new();
-    for rt in meta::ALL {
+    for rt in meta::every_kind() {
         for v in store.list(rt, None, &LabelSelector::everything())? {
             match Object::from_value(&v) {
                 Ok(o) => out.push(o),
@@ -96,9 +96,9 @@ fn stored_objects(store: &Store) -> Result<Vec<Object>> {
 
 fn set_default_namespace(doc: &mut Value, namespace: Option<&str>) {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-    let namespaced = meta::ALL
-        .iter()
-        .find(|t| t.kind == kind)
+    let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let namespaced = meta::by_api_version_kind(api_version, kind)
+        .or_else(|| meta::ALL.iter().find(|t| t.kind == kind))
         .is_some_and(|t| t.namespaced);
     if !namespaced {
         return;

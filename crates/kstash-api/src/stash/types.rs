@@ -16,7 +16,6 @@ use crate::common::{
     Condition, ObjectReference, RetryConfig, RuntimeSettings, Timestamp, UsagePolicy,
 };
 use crate::core::HookAction;
-use crate::storage::LocalSpec;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -80,6 +79,19 @@ impl Backend {
         }
         out
     }
+}
+
+/// A volume mounted into the job (`mountPath`, `subPath`) of any core/v1 volume source, kept as
+/// written (`hostPath`, `nfs`, `persistentVolumeClaim`, `azureDisk`, …).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSpec {
+    #[serde(default)]
+    pub mount_path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sub_path: String,
+    #[serde(flatten)]
+    pub volume: serde_json::Map<String, Value>,
 }
 
 /// An S3 bucket (`s3:<endpoint>/<bucket>/<prefix>` for restic).

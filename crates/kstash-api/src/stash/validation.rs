@@ -42,11 +42,8 @@ fn backend(b: &Backend, path: &str, e: &mut Errors) {
             "keep exactly one backend per Repository",
         ),
     }
-    e.required(
-        &format!("{path}.storageSecretName"),
-        &b.storage_secret_name,
-        "name the Secret holding RESTIC_PASSWORD (and the backend's credentials)",
-    );
+    // `storageSecretName` is optional in Stash's schema (a blueprint in KubeDB's docs leaves it
+    // out); a restore or backup without it fails at run time, naming the field.
     if let Some(s) = &b.s3 {
         e.required(&format!("{path}.s3.endpoint"), &s.endpoint, "set the S3 endpoint, e.g. s3.amazonaws.com");
         e.required(&format!("{path}.s3.bucket"), &s.bucket, "set the bucket");
@@ -272,7 +269,10 @@ pub(crate) fn restore_session(r: &RestoreSession, e: &mut Errors) {
     }
     match &s.target_spec.target {
         Some(t) => {
-            target_ref(&t.reference, "spec.target.ref", e);
+            // A restore into new PVCs (`volumeClaimTemplates`) has no existing object to name.
+            if t.volume_claim_templates.is_empty() || !t.reference.name.is_empty() {
+                target_ref(&t.reference, "spec.target.ref", e);
+            }
             rules(&t.rules, "spec.target.rules", e);
             if !t.rules.is_empty() && !s.rules.is_empty() {
                 e.add(

@@ -1,0 +1,196 @@
+//! One typed resolution of a Stash v1 RestoreSession, used by its reconciler and its executor:
+//! the Stash Repository and where its restic repository is (the backend's root, as a KubeStash
+//! storage backend), the password (`RESTIC_PASSWORD` of the storage Secret), the target, and the
+//! KubeStash addon task that does the restore.
+
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::{Map, Value};
+
+use super::types::{RestoreSession, Rule};
+use super::{AddonFor, Repository, addon_for, host_of, task_params};
+use crate::appcatalog::AppBinding;
+use crate::client::{Resources, ResourcesExt};
+use crate::common::{AddonInfo, TaskReference, TypedObjectReference};
+use crate::resolve::{
+    self, PASSWORD_KEY, PasswordRef, PasswordSource, ResolveError, ResolvedAddon, Result, SecretRef, TaskKind,
+    describe,
+};
+use crate::storage;
+
+/// A Stash RestoreSession with everything it reaches.
+#[derive(Debug, Clone)]
+pub struct ResolvedStashRestore {
+    pub namespace: String,
+    pub session: RestoreSession,
+    /// `RestoreSession demo/x`.
+    pub object: String,
+    pub repository: Repository,
+    /// `Repository demo/gcs-repo` (Stash's).
+    pub repository_object: String,
+    /// The restic repository's location as a KubeStash storage backend (its root is the
+    /// restic repository).
+    pub backend: storage::Backend,
+    /// The storage Secret (credentials and `RESTIC_PASSWORD`).
+    pub storage_secret: SecretRef,
+    pub password: PasswordRef,
+    /// What is restored into, as the addon drivers take it.
+    pub target: TypedObjectReference,
+    /// Which addon replaces Stash's task, and the file Stash streamed.
+    pub addon_for: AddonFor,
+    pub addon: ResolvedAddon,
+    /// The restic host this restore restores as (`alias` or `host-0`).
+    pub host: String,
+    /// Whether the target has an alias (Stash then filters snapshots by host).
+    pub alias_set: bool,
+    pub rules: Vec<Rule>,
+    /// Stash task parameters kstash has no counterpart for (reported, not used).
+    pub dropped_params: Vec<String>,
+}
+
+/// Resolve the Stash RestoreSession `namespace/name`.
+pub fn resolve_restore(res: &dyn Resources, namespace: &str, name: &str) -> Result<ResolvedStashRestore> {
+    let Some(session) = res.get_as::<RestoreSession>(namespace, name)? else {
+        return Err(ResolveError::not_found(
+            &format!("RestoreSession.stash.appscode.com {namespace}/{name}"),
+            "metadata.name",
+            format!("RestoreSession {namespace}/{name}"),
+            "apply it",
+        ));
+    };
+    let object = format!("RestoreSession {namespace}/{name}");
+    let spec = &session.spec;
+    let repo_ns = resolve::ns_or(&spec.repository.namespace, namespace).to_string();
+    let repo_ns = if repo_ns == "default" && spec.repository.namespace.is_none() {
+        namespace.to_string()
+    } else {
+        repo_ns
+    };
+    let Some(repository) = res.get_as::<Repository>(&repo_ns, &spec.repository.name)? else {
+        return Err(ResolveError::not_found(
+            &object,
+            "spec.repository.name",
+            format!("Repository.stash.appscode.com {repo_ns}/{}", spec.repository.name),
+            "apply the Stash Repository that holds the backups (apiVersion stash.appscode.com/v1alpha1)",
+        ));
+    };
+    let repository_object = format!("Repository {repo_ns}/{}", spec.repository.name);
+    let secret_name = repository.spec.backend.storage_secret_name.clone();
+    if secret_name.is_empty() {
+        return Err(ResolveError::invalid(
+            &repository_object,
+            "spec.backend.storageSecretName",
+            "not set",
+            "name the Secret holding RESTIC_PASSWORD and the backend's credentials",
+        ));
+    }
+    let storage_secret = SecretRef {
+        namespace: repo_ns.clone(),
+        name: secret_name,
+    };
+    let Some(secret) = res.get_as::<Secret>(&storage_secret.namespace, &storage_secret.name)? else {
+        return Err(ResolveError::not_found(
+            &repository_object,
+            "spec.backend.storageSecretName",
+            storage_secret.to_string(),
+            "create it with RESTIC_PASSWORD (the restic repository's password) and the backend's credentials",
+        ));
+    };
+    let azure_account = resolve::secret_value(&secret, "AZURE_ACCOUNT_NAME");
+    let backend = repository.spec.backend.to_kubestash(azure_account.as_deref());
+    let password = PasswordRef {
+        secret: storage_secret.clone(),
+        key: PASSWORD_KEY.into(),
+        source: PasswordSource::StashRepository,
+        named_by: repository_object.clone(),
+        field: "spec.backend.storageSecretName".into(),
+    };
+
+    let Some(target) = spec.target_spec.target.as_ref() else {
+        return Err(ResolveError::invalid(
+            &object,
+            "spec.target",
+            "not set",
+            "set target.ref to what is restored",
+        ));
+    };
+    let reference = &target.reference;
+    let target_ns = if reference.namespace.is_empty() {
+        namespace.to_string()
+    } else {
+        reference.namespace.clone()
+    };
+    let app_type = if reference.kind == "AppBinding" {
+        let Some(ab) = res.get_as::<AppBinding>(&target_ns, &reference.name)? else {
+            return Err(ResolveError::not_found(
+                &object,
+                "spec.target.ref.name",
+                format!("AppBinding {target_ns}/{}", reference.name),
+                "apply the AppBinding of the database to restore into",
+            ));
+        };
+        Some(stash_task_of(&ab).unwrap_or(ab.spec.type_))
+    } else {
+        None
+    };
+    let task = spec.target_spec.task.clone().unwrap_or_default();
+    let addon_for = addon_for(&task.name, app_type.as_deref(), &reference.kind)
+        .map_err(|m| ResolveError::invalid(&object, "spec.task.name", m, "name a Stash restore task kstash supports"))?;
+    let (params, dropped_params) = task_params(&task.params);
+    let mut map = Map::new();
+    for (k, v) in params {
+        map.insert(k, Value::String(v));
+    }
+    let info = AddonInfo {
+        name: addon_for.addon().to_string(),
+        tasks: vec![TaskReference {
+            name: "logical-backup-restore".into(),
+            params: (!map.is_empty()).then_some(Value::Object(map)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let addon = resolve::addon(res, &object, "spec.task", Some(&info), TaskKind::Restore)?;
+    let api_group = reference
+        .api_version
+        .split_once('/')
+        .map(|(g, _)| g.to_string())
+        .filter(|g| !g.is_empty());
+    Ok(ResolvedStashRestore {
+        namespace: namespace.to_string(),
+        object,
+        rules: spec.effective_rules().to_vec(),
+        host: host_of(&target.alias),
+        alias_set: !target.alias.is_empty(),
+        target: TypedObjectReference {
+            api_group,
+            kind: Some(reference.kind.clone()).filter(|k| !k.is_empty()),
+            namespace: Some(target_ns),
+            name: reference.name.clone(),
+        },
+        session,
+        repository,
+        repository_object,
+        backend,
+        storage_secret,
+        password,
+        addon_for,
+        addon,
+        dropped_params,
+    })
+}
+
+/// The restore Task a KubeDB AppBinding names for Stash (`spec.parameters.stash.addon.restoreTask.name`).
+fn stash_task_of(ab: &AppBinding) -> Option<String> {
+    ab.spec
+        .parameters
+        .as_ref()?
+        .pointer("/stash/addon/restoreTask/name")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// `RestoreSession demo/x` for messages.
+pub fn describe_session(session: &RestoreSession) -> String {
+    describe("RestoreSession", &session.metadata)
+}
