@@ -105,7 +105,10 @@ kind!(Function, meta::FUNCTION);
 kind!(AppBinding, meta::APP_BINDING);
 kind!(k8s_openapi::api::core::v1::Secret, meta::SECRET);
 kind!(crate::stash::Repository, meta::STASH_REPOSITORY);
-kind!(crate::stash::BackupConfiguration, meta::STASH_BACKUP_CONFIGURATION);
+kind!(
+    crate::stash::BackupConfiguration,
+    meta::STASH_BACKUP_CONFIGURATION
+);
 kind!(crate::stash::BackupSession, meta::STASH_BACKUP_SESSION);
 kind!(crate::stash::RestoreSession, meta::STASH_RESTORE_SESSION);
 kind!(crate::stash::BackupBlueprint, meta::STASH_BACKUP_BLUEPRINT);

@@ -388,7 +388,16 @@ pub const STASH_RESTORE_BATCH: ResourceType = rt!(
     true,
     true
 );
-pub const STASH_TASK: ResourceType = rt!(STASH_GROUP, V1BETA1, "Task", "tasks", "task", ["task"], false, false);
+pub const STASH_TASK: ResourceType = rt!(
+    STASH_GROUP,
+    V1BETA1,
+    "Task",
+    "tasks",
+    "task",
+    ["task"],
+    false,
+    false
+);
 pub const STASH_FUNCTION: ResourceType = rt!(
     STASH_GROUP,
     V1BETA1,
@@ -586,16 +595,29 @@ mod tests {
     #[test]
     fn stash_kinds_are_reached_by_their_group() {
         assert_eq!(lookup("repo").unwrap().group, STORAGE_GROUP);
-        assert_eq!(lookup("repositories.stash.appscode.com").unwrap(), &STASH_REPOSITORY);
-        assert_eq!(lookup("restoresession.stash.appscode.com").unwrap(), &STASH_RESTORE_SESSION);
+        assert_eq!(
+            lookup("repositories.stash.appscode.com").unwrap(),
+            &STASH_REPOSITORY
+        );
+        assert_eq!(
+            lookup("restoresession.stash.appscode.com").unwrap(),
+            &STASH_RESTORE_SESSION
+        );
         assert_eq!(lookup("tasks").unwrap(), &STASH_TASK);
         assert_eq!(
             by_api_version_kind("stash.appscode.com/v1beta1", "RestoreSession").unwrap(),
             &STASH_RESTORE_SESSION
         );
-        assert_eq!(by_api_version_kind("stash.appscode.com/v1alpha1", "Repository").unwrap(), &STASH_REPOSITORY);
+        assert_eq!(
+            by_api_version_kind("stash.appscode.com/v1alpha1", "Repository").unwrap(),
+            &STASH_REPOSITORY
+        );
         let keys: std::collections::BTreeSet<_> = every_kind().map(|rt| rt.key_kind()).collect();
-        assert_eq!(keys.len(), ALL.len() + STASH.len(), "every kind has its own queue key");
+        assert_eq!(
+            keys.len(),
+            ALL.len() + STASH.len(),
+            "every kind has its own queue key"
+        );
     }
 
     #[test]

@@ -195,7 +195,8 @@ impl Backend {
         } else if let Some(l) = &self.local {
             out.provider = Some(StorageProvider::Local);
             // The volume sources kstash reaches (hostPath, nfs, …); others are for a cluster.
-            let volume = serde_json::from_value(serde_json::Value::Object(l.volume.clone())).unwrap_or_default();
+            let volume =
+                serde_json::from_value(serde_json::Value::Object(l.volume.clone())).unwrap_or_default();
             out.local = Some(storage::LocalSpec {
                 volume,
                 max_connections: 0,
@@ -215,18 +216,63 @@ mod tests {
     fn tasks_and_app_types_name_the_kubestash_addon() {
         let db = |addon, file| Ok(AddonFor::Database { addon, file });
         let cases: &[(&str, Option<&str>, &str, Result<AddonFor, &str>)] = &[
-            ("postgres-restore-16.1", None, "AppBinding", db("postgres-addon", "dumpfile.sql")),
-            ("postgres-backup-11.9.0-v4", None, "AppBinding", db("postgres-addon", "dumpfile.sql")),
-            ("mysql-restore-8.0.21", None, "AppBinding", db("mysql-addon", "dumpfile.sql")),
-            ("mariadb-backup-10.6.23", None, "AppBinding", db("mariadb-addon", "dumpfile.sql")),
-            ("redis-restore-7.0.5", None, "AppBinding", db("redis-addon", "dumpfile.resp")),
-            ("elasticsearch-restore-7.14.0", None, "AppBinding", db("elasticsearch-addon", "")),
-            ("", Some("kubedb.com/postgres"), "AppBinding", db("postgres-addon", "dumpfile.sql")),
-            ("", Some("kubedb.com/redis"), "AppBinding", db("redis-addon", "dumpfile.resp")),
+            (
+                "postgres-restore-16.1",
+                None,
+                "AppBinding",
+                db("postgres-addon", "dumpfile.sql"),
+            ),
+            (
+                "postgres-backup-11.9.0-v4",
+                None,
+                "AppBinding",
+                db("postgres-addon", "dumpfile.sql"),
+            ),
+            (
+                "mysql-restore-8.0.21",
+                None,
+                "AppBinding",
+                db("mysql-addon", "dumpfile.sql"),
+            ),
+            (
+                "mariadb-backup-10.6.23",
+                None,
+                "AppBinding",
+                db("mariadb-addon", "dumpfile.sql"),
+            ),
+            (
+                "redis-restore-7.0.5",
+                None,
+                "AppBinding",
+                db("redis-addon", "dumpfile.resp"),
+            ),
+            (
+                "elasticsearch-restore-7.14.0",
+                None,
+                "AppBinding",
+                db("elasticsearch-addon", ""),
+            ),
+            (
+                "",
+                Some("kubedb.com/postgres"),
+                "AppBinding",
+                db("postgres-addon", "dumpfile.sql"),
+            ),
+            (
+                "",
+                Some("kubedb.com/redis"),
+                "AppBinding",
+                db("redis-addon", "dumpfile.resp"),
+            ),
             ("pvc-restore", None, "PersistentVolumeClaim", Ok(AddonFor::Pvc)),
             ("", None, "PersistentVolumeClaim", Ok(AddonFor::Pvc)),
             ("", None, "StatefulSet", Ok(AddonFor::Workload)),
-            ("mongodb-restore-4.4.6", None, "AppBinding", Err("kstash has no addon for mongodb")),
+            (
+                "mongodb-restore-4.4.6",
+                None,
+                "AppBinding",
+                Err("kstash has no addon for mongodb"),
+            ),
             ("", None, "AppBinding", Err("set spec.task.name")),
         ];
         for (task, app, kind, want) in cases {
@@ -245,10 +291,17 @@ mod tests {
             name: n.into(),
             value: v.into(),
         };
-        let (kept, dropped) = task_params(&[p("args", "--clean"), p("backupCMD", "pg_dump"), p("outputDir", "/x")]);
+        let (kept, dropped) = task_params(&[
+            p("args", "--clean"),
+            p("backupCMD", "pg_dump"),
+            p("outputDir", "/x"),
+        ]);
         assert_eq!(
             kept,
-            vec![("args".to_string(), "--clean".to_string()), ("backupCmd".into(), "pg_dump".into())]
+            vec![
+                ("args".to_string(), "--clean".to_string()),
+                ("backupCmd".into(), "pg_dump".into())
+            ]
         );
         assert_eq!(dropped, vec!["outputDir"]);
     }

@@ -15,9 +15,9 @@ use crate::duration::{parse_go_duration, parse_retention_period};
 use crate::names;
 use crate::object::{FieldError, Object};
 use crate::schedule::Schedule;
+use crate::stash::validation as stash;
 use crate::storage::{BackupStorage, Repository, RetentionPolicy, Snapshot, StorageProvider};
 use crate::usage;
-use crate::stash::validation as stash;
 use crate::verification::{
     self, BackupVerificationSession, BackupVerificationSessionSpec, BackupVerifier, VerificationType,
 };
@@ -38,7 +38,12 @@ pub(crate) struct Errors {
 }
 
 impl Errors {
-    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn add(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.list.push(FieldError {
             object: self.object.clone(),
             path: path.into(),

@@ -219,24 +219,47 @@ fn stash_documented_manifests_are_admitted() {
     let dir = repo_root().join("crates/kstash-api/tests/stash-docs");
     let mut admitted_count = 0;
     let mut failures = Vec::new();
-    for file in ["postgres", "mysql", "mariadb", "redis", "elasticsearch", "workloads", "batch-blueprint"] {
+    for file in [
+        "postgres",
+        "mysql",
+        "mariadb",
+        "redis",
+        "elasticsearch",
+        "workloads",
+        "batch-blueprint",
+    ] {
         let path = dir.join(format!("{file}.yaml"));
         let text = std::fs::read_to_string(&path).unwrap();
         let docs = parse_documents(&path.display().to_string(), &text).unwrap();
         assert!(!docs.is_empty(), "{file}.yaml is empty");
         for doc in &docs {
             assert!(
-                doc["apiVersion"].as_str().unwrap_or("").starts_with("stash.appscode.com/"),
+                doc["apiVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("stash.appscode.com/"),
                 "{file}: {}",
                 doc["metadata"]["name"]
             );
             match admit(doc, &[], None) {
                 Ok(a) if a.warnings.is_empty() => admitted_count += 1,
-                Ok(a) => failures.push(format!("{file}: {} {}: warnings {:?}", doc["kind"], doc["metadata"]["name"], a.warnings)),
-                Err(errors) => failures.push(format!("{file}: {} {}: {errors:?}", doc["kind"], doc["metadata"]["name"])),
+                Ok(a) => failures.push(format!(
+                    "{file}: {} {}: warnings {:?}",
+                    doc["kind"], doc["metadata"]["name"], a.warnings
+                )),
+                Err(errors) => failures.push(format!(
+                    "{file}: {} {}: {errors:?}",
+                    doc["kind"], doc["metadata"]["name"]
+                )),
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} refused or warned:\n{}", failures.len(), failures.len() + admitted_count, failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} refused or warned:\n{}",
+        failures.len(),
+        failures.len() + admitted_count,
+        failures.join("\n")
+    );
     assert!(admitted_count >= 200, "only {admitted_count} documents");
 }

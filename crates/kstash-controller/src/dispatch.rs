@@ -57,6 +57,10 @@ pub const RECONCILED: &[&ResourceType] = &[
     &meta::BACKUP_VERIFICATION_SESSION,
 ];
 
+/// Stash v1 kinds with a reconciler. Only the embedded runtime queues them: on a cluster, Stash's
+/// own operator owns `stash.appscode.com` objects (convert them with `kstash convert`).
+pub const STASH_RECONCILED: &[&ResourceType] = &[&meta::STASH_RESTORE_SESSION];
+
 /// Reconcile the object `key` names.
 pub fn reconcile(p: &dyn Platform, key: &Key) -> Result<Requeue> {
     let (ns, name) = (key.namespace.as_str(), key.name.as_str());
@@ -68,6 +72,7 @@ pub fn reconcile(p: &dyn Platform, key: &Key) -> Result<Requeue> {
         "BackupSession" => crate::backup_session::reconcile_backup_session(p, ns, name),
         "RestoreSession" => crate::restore_session::reconcile_restore_session(p, ns, name),
         "BackupBlueprint" => crate::blueprint::reconcile_backup_blueprint(p, ns, name),
+        "RestoreSession.stash.appscode.com" => crate::stash_restore::reconcile_stash_restore(p, ns, name),
         "BackupVerificationSession" => {
             crate::verification_session::reconcile_backup_verification_session(p, ns, name)
         }
@@ -90,6 +95,18 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
 pub fn keys_for_change(obj: &Value) -> Vec<Key> {
     let kind = s(obj, "/kind");
     let ns = s(obj, "/metadata/namespace").to_string();
+    if s(obj, "/apiVersion").starts_with("stash.appscode.com/") {
+        // Stash's kinds repeat KubeStash's names: only their own reconciler is woken.
+        return STASH_RECONCILED
+            .iter()
+            .filter(|rt| rt.kind == kind)
+            .map(|rt| Key {
+                kind: rt.key_kind(),
+                namespace: ns.clone(),
+                name: s(obj, "/metadata/name").to_string(),
+            })
+            .collect();
+    }
     let name = s(obj, "/metadata/name").to_string();
     let mut out = Vec::new();
     let key = |kind: &'static str, namespace: &str, name: &str| Key {

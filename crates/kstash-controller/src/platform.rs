@@ -85,6 +85,9 @@ pub enum JobPurpose {
     /// Verify what the BackupVerificationSession `verification_session` restored (queries, a
     /// script, or the restored files against the snapshot).
     Verify { verification_session: String },
+    /// Restore the Stash v1 RestoreSession `restore_session` from the restic repository Stash
+    /// wrote (embedded runtime only).
+    StashRestore { restore_session: String },
 }
 
 impl JobPurpose {
@@ -110,6 +113,13 @@ impl JobPurpose {
                 restore_session.clone(),
                 "--snapshot".into(),
                 snapshot.clone(),
+            ],
+            JobPurpose::StashRestore { restore_session } => vec![
+                "stash-restore".into(),
+                "--namespace".into(),
+                namespace.into(),
+                "--restoresession".into(),
+                restore_session.clone(),
             ],
             JobPurpose::Verify { verification_session } => vec![
                 "verify".into(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use kstash_api::client::ResourcesExt;
 use kstash_api::core::BackupConfiguration;
-use kstash_controller::dispatch::{self, Key, RECONCILED};
+use kstash_controller::dispatch::{self, Key, RECONCILED, STASH_RECONCILED};
 use kstash_controller::{WorkQueue, backup_configuration, verification_session};
 
 use crate::platform::EmbeddedPlatform;
@@ -218,9 +218,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// Queue every reconciled object: at start (and after the change log was compacted away) as
 /// changes; on the periodic resync behind every change (`resync`).
 fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<(), StoreError> {
-    for rt in RECONCILED {
+    for rt in RECONCILED.iter().chain(STASH_RECONCILED) {
         for obj in p.store.list(rt, None, &LabelSelector::everything())? {
-            let key = Key::of(rt.kind, &obj);
+            let key = Key::of(rt.key_kind(), &obj);
             if resync {
                 queue.add_if_absent(key);
             } else {

@@ -6,6 +6,8 @@
 //! - [`run_backup`]: a BackupSession's backup into every repository of the session
 //!   (`Snapshot.status.components`).
 //! - [`run_restore`]: a RestoreSession's restore (`RestoreSession.status.components`).
+//! - [`run_stash_restore`]: a Stash v1 RestoreSession's restore from the restic repository Stash
+//!   wrote (`RestoreSession.status.stats`).
 //! - [`run_verify`]: a BackupVerificationSession's verifier (queries, a script, or the restored
 //!   volume compared with its snapshot), recorded as the session's `BackupVerified` condition.
 //!
@@ -22,6 +24,7 @@ mod backup;
 mod progress;
 mod refs;
 mod restore;
+mod stash_restore;
 mod status;
 mod storage_ops;
 mod verify;
@@ -39,6 +42,7 @@ pub use kstash_storage::LocalMode;
 pub use progress::PROGRESS_PERIOD;
 pub use refs::secret_data;
 pub use restore::{ComponentRestore, RestoreReport, run_restore};
+pub use stash_restore::{StashRestoreReport, run_stash_restore};
 pub use storage_ops::StorageOpsImpl;
 pub use verify::{VerifyReport, run_verify};
 

@@ -242,6 +242,16 @@ impl KubePlatform {
                 (owner, r.addon, vec![r.repository], r.target, vars)
             }
             JobPurpose::Verify { .. } => unreachable!("planned above"),
+            // Stash's own operator runs stash.appscode.com sessions on a cluster; kstash's
+            // operator does not watch them (`kstash convert` turns them into KubeStash ones).
+            JobPurpose::StashRestore { restore_session } => {
+                return Err(PlatformError::of(
+                    kstash_api::ErrorCategory::Invalid,
+                    format!(
+                        "RestoreSession.stash.appscode.com {ns}/{restore_session}: Stash v1 sessions run on the embedded runtime only; on a cluster convert it with `kstash convert` and apply the KubeStash RestoreSession"
+                    ),
+                ));
+            }
         };
         let mut foreign: std::collections::BTreeSet<String> =
             repositories.iter().flat_map(|r| r.namespaces()).collect();

@@ -197,6 +197,13 @@ pub enum ExecJob {
         #[arg(long)]
         backupverificationsession: String,
     },
+    /// Restore a Stash v1 RestoreSession from the restic repository Stash wrote.
+    StashRestore {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        restoresession: String,
+    },
     /// Run a backup function's stream export to stdout, without a store (benchmarks,
     /// debugging). Credentials from KSTASH_TARGET_USER / KSTASH_TARGET_PASSWORD.
     StreamDump(StreamArgs),

@@ -132,6 +132,12 @@ pub fn run_exec_job(
             backupverificationsession,
         } => kstash_exec::run_verify(client, namespace, backupverificationsession, opts)
             .map(|r| format!("{r:?}")),
+        ExecJob::StashRestore {
+            namespace,
+            restoresession,
+        } => {
+            kstash_exec::run_stash_restore(client, namespace, restoresession, opts).map(|r| format!("{r:?}"))
+        }
         ExecJob::StreamDump(_) | ExecJob::StreamLoad(_) => unreachable!("stream jobs need no resources"),
     }
 }

@@ -12,8 +12,8 @@ use crate::appcatalog::AppBinding;
 use crate::client::{Resources, ResourcesExt};
 use crate::common::{AddonInfo, TaskReference, TypedObjectReference};
 use crate::resolve::{
-    self, PASSWORD_KEY, PasswordRef, PasswordSource, ResolveError, ResolvedAddon, Result, SecretRef, TaskKind,
-    describe,
+    self, PASSWORD_KEY, PasswordRef, PasswordSource, ResolveError, ResolvedAddon, Result, SecretRef,
+    TaskKind, describe,
 };
 use crate::storage;
 
@@ -133,8 +133,14 @@ pub fn resolve_restore(res: &dyn Resources, namespace: &str, name: &str) -> Resu
         None
     };
     let task = spec.target_spec.task.clone().unwrap_or_default();
-    let addon_for = addon_for(&task.name, app_type.as_deref(), &reference.kind)
-        .map_err(|m| ResolveError::invalid(&object, "spec.task.name", m, "name a Stash restore task kstash supports"))?;
+    let addon_for = addon_for(&task.name, app_type.as_deref(), &reference.kind).map_err(|m| {
+        ResolveError::invalid(
+            &object,
+            "spec.task.name",
+            m,
+            "name a Stash restore task kstash supports",
+        )
+    })?;
     let (params, dropped_params) = task_params(&task.params);
     let mut map = Map::new();
     for (k, v) in params {

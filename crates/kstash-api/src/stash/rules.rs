@@ -106,7 +106,10 @@ pub fn select(
                 out.push(pick(found));
                 continue;
             }
-            let matches: Vec<&SnapshotInfo> = snapshots.iter().filter(|s| s.id.starts_with(wanted.as_str())).collect();
+            let matches: Vec<&SnapshotInfo> = snapshots
+                .iter()
+                .filter(|s| s.id.starts_with(wanted.as_str()))
+                .collect();
             match matches.as_slice() {
                 [one] => out.push(pick(one)),
                 [] => {
@@ -196,7 +199,9 @@ mod tests {
     }
 
     fn short(sel: &[Selected]) -> Vec<String> {
-        sel.iter().map(|s| format!("{}@{}", &s.id[..8], s.hostname)).collect()
+        sel.iter()
+            .map(|s| format!("{}@{}", &s.id[..8], s.hostname))
+            .collect()
     }
 
     #[test]
@@ -204,19 +209,103 @@ mod tests {
         let r = repo();
         // (situation, host, alias set, rules, expected selection or error fragment)
         let cases: Vec<(&str, &str, bool, Vec<Rule>, Result<Vec<&str>, &str>)> = vec![
-            ("no rules, no alias: newest of any host", "host-0", false, vec![], Ok(vec!["dddd4444@db"])),
-            ("no rules, alias: newest of the alias", "db", true, vec![], Ok(vec!["dddd4444@db"])),
-            ("no rules, alias host-0", "host-0", true, vec![], Ok(vec!["bbbb2222@host-0"])),
-            ("explicit latest of a source host", "host-0", false, vec![rule(&[], "host-0", &["latest"], &[])], Ok(vec!["bbbb2222@host-0"])),
-            ("a short id", "host-0", false, vec![rule(&[], "", &["aaaa1111"], &[])], Ok(vec!["aaaa1111@host-0"])),
-            ("an ambiguous prefix", "host-0", false, vec![rule(&[], "", &["aaaa"], &[])], Err("matches 2 snapshots")),
-            ("an unknown id", "host-0", false, vec![rule(&[], "", &["ffffffff"], &[])], Err("is not in the repository")),
-            ("paths: newest holding the path, leading slash or not", "host-0", false, vec![rule(&[], "host-0", &[], &["/dumpfile.sql"])], Ok(vec!["bbbb2222@host-0"])),
-            ("paths of another source host", "host-0", false, vec![rule(&[], "host-1", &[], &["/source/data", "/source/config"])], Ok(vec!["cccc3333@host-1", "aaaa5555@host-1"])),
-            ("a rule naming the host beats the catch-all", "host-1", true, vec![rule(&[], "", &["dddd4444"], &[]), rule(&["host-1"], "", &["latest"], &[])], Ok(vec!["cccc3333@host-1"])),
-            ("the catch-all for other hosts", "host-0", true, vec![rule(&[], "", &["dddd4444"], &[]), rule(&["host-1"], "", &["latest"], &[])], Ok(vec!["dddd4444@db"])),
-            ("no rule for this host", "host-2", false, vec![rule(&["host-1"], "", &["latest"], &[])], Err("no rule applies to host host-2")),
-            ("a source host with no snapshots", "host-0", false, vec![rule(&[], "host-9", &["latest"], &[])], Err("of host host-9")),
+            (
+                "no rules, no alias: newest of any host",
+                "host-0",
+                false,
+                vec![],
+                Ok(vec!["dddd4444@db"]),
+            ),
+            (
+                "no rules, alias: newest of the alias",
+                "db",
+                true,
+                vec![],
+                Ok(vec!["dddd4444@db"]),
+            ),
+            (
+                "no rules, alias host-0",
+                "host-0",
+                true,
+                vec![],
+                Ok(vec!["bbbb2222@host-0"]),
+            ),
+            (
+                "explicit latest of a source host",
+                "host-0",
+                false,
+                vec![rule(&[], "host-0", &["latest"], &[])],
+                Ok(vec!["bbbb2222@host-0"]),
+            ),
+            (
+                "a short id",
+                "host-0",
+                false,
+                vec![rule(&[], "", &["aaaa1111"], &[])],
+                Ok(vec!["aaaa1111@host-0"]),
+            ),
+            (
+                "an ambiguous prefix",
+                "host-0",
+                false,
+                vec![rule(&[], "", &["aaaa"], &[])],
+                Err("matches 2 snapshots"),
+            ),
+            (
+                "an unknown id",
+                "host-0",
+                false,
+                vec![rule(&[], "", &["ffffffff"], &[])],
+                Err("is not in the repository"),
+            ),
+            (
+                "paths: newest holding the path, leading slash or not",
+                "host-0",
+                false,
+                vec![rule(&[], "host-0", &[], &["/dumpfile.sql"])],
+                Ok(vec!["bbbb2222@host-0"]),
+            ),
+            (
+                "paths of another source host",
+                "host-0",
+                false,
+                vec![rule(&[], "host-1", &[], &["/source/data", "/source/config"])],
+                Ok(vec!["cccc3333@host-1", "aaaa5555@host-1"]),
+            ),
+            (
+                "a rule naming the host beats the catch-all",
+                "host-1",
+                true,
+                vec![
+                    rule(&[], "", &["dddd4444"], &[]),
+                    rule(&["host-1"], "", &["latest"], &[]),
+                ],
+                Ok(vec!["cccc3333@host-1"]),
+            ),
+            (
+                "the catch-all for other hosts",
+                "host-0",
+                true,
+                vec![
+                    rule(&[], "", &["dddd4444"], &[]),
+                    rule(&["host-1"], "", &["latest"], &[]),
+                ],
+                Ok(vec!["dddd4444@db"]),
+            ),
+            (
+                "no rule for this host",
+                "host-2",
+                false,
+                vec![rule(&["host-1"], "", &["latest"], &[])],
+                Err("no rule applies to host host-2"),
+            ),
+            (
+                "a source host with no snapshots",
+                "host-0",
+                false,
+                vec![rule(&[], "host-9", &["latest"], &[])],
+                Err("of host host-9"),
+            ),
         ];
         for (what, host, alias, rules, want) in cases {
             let got = select(&r, host, alias, &rules);

@@ -12,9 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::common::{
-    Condition, ObjectReference, RetryConfig, RuntimeSettings, Timestamp, UsagePolicy,
-};
+use crate::common::{Condition, ObjectReference, RetryConfig, RuntimeSettings, Timestamp, UsagePolicy};
 use crate::core::HookAction;
 
 fn is_false(b: &bool) -> bool {

@@ -16,7 +16,10 @@ const EXECUTION_ORDERS: &[&str] = &["Parallel", "Sequential"];
 pub(crate) fn repository(r: &Repository, e: &mut Errors) {
     backend(&r.spec.backend, "spec.backend", e);
     if r.spec.wipe_out {
-        for (set, name) in [(r.spec.backend.local.is_some(), "local"), (r.spec.backend.b2.is_some(), "b2")] {
+        for (set, name) in [
+            (r.spec.backend.local.is_some(), "local"),
+            (r.spec.backend.b2.is_some(), "b2"),
+        ] {
             if set {
                 e.add(
                     "spec.wipeOut",
@@ -45,17 +48,29 @@ fn backend(b: &Backend, path: &str, e: &mut Errors) {
     // `storageSecretName` is optional in Stash's schema (a blueprint in KubeDB's docs leaves it
     // out); a restore or backup without it fails at run time, naming the field.
     if let Some(s) = &b.s3 {
-        e.required(&format!("{path}.s3.endpoint"), &s.endpoint, "set the S3 endpoint, e.g. s3.amazonaws.com");
+        e.required(
+            &format!("{path}.s3.endpoint"),
+            &s.endpoint,
+            "set the S3 endpoint, e.g. s3.amazonaws.com",
+        );
         e.required(&format!("{path}.s3.bucket"), &s.bucket, "set the bucket");
     }
     if let Some(g) = &b.gcs {
         e.required(&format!("{path}.gcs.bucket"), &g.bucket, "set the bucket");
     }
     if let Some(a) = &b.azure {
-        e.required(&format!("{path}.azure.container"), &a.container, "set the container");
+        e.required(
+            &format!("{path}.azure.container"),
+            &a.container,
+            "set the container",
+        );
     }
     if let Some(s) = &b.swift {
-        e.required(&format!("{path}.swift.container"), &s.container, "set the container");
+        e.required(
+            &format!("{path}.swift.container"),
+            &s.container,
+            "set the container",
+        );
     }
     if let Some(b2) = &b.b2 {
         e.required(&format!("{path}.b2.bucket"), &b2.bucket, "set the bucket");
@@ -84,7 +99,11 @@ fn schedule(s: &str, path: &str, e: &mut Errors) {
     if !s.is_empty()
         && let Err(msg) = Schedule::parse(s)
     {
-        e.add(path, format!("invalid cron schedule {s:?}: {msg}"), "use five cron fields, e.g. \"*/5 * * * *\"");
+        e.add(
+            path,
+            format!("invalid cron schedule {s:?}: {msg}"),
+            "use five cron fields, e.g. \"*/5 * * * *\"",
+        );
     }
 }
 
@@ -102,7 +121,11 @@ fn time_out(value: &str, path: &str, e: &mut Errors) {
     if !value.is_empty()
         && let Err(msg) = parse_go_duration(value)
     {
-        e.add(path, format!("invalid duration {value:?}: {msg}"), "use a Go duration such as 30s, 10m or 1h30m");
+        e.add(
+            path,
+            format!("invalid duration {value:?}: {msg}"),
+            "use a Go duration such as 30s, 10m or 1h30m",
+        );
     }
 }
 
@@ -115,7 +138,11 @@ fn retention(p: Option<&RetentionPolicy>, path: &str, e: &mut Errors) {
         );
         return;
     };
-    e.required(&format!("{path}.name"), &p.name, "name the policy, e.g. keep-last-5");
+    e.required(
+        &format!("{path}.name"),
+        &p.name,
+        "name the policy, e.g. keep-last-5",
+    );
     for (field, v) in [
         ("keepLast", p.keep_last),
         ("keepHourly", p.keep_hourly),
@@ -125,17 +152,26 @@ fn retention(p: Option<&RetentionPolicy>, path: &str, e: &mut Errors) {
         ("keepYearly", p.keep_yearly),
     ] {
         if v < 0 {
-            e.add(format!("{path}.{field}"), format!("{v} is negative"), "use 0 (unset) or a positive count");
+            e.add(
+                format!("{path}.{field}"),
+                format!("{v} is negative"),
+                "use 0 (unset) or a positive count",
+            );
         }
     }
 }
 
 fn hook(h: Option<&HookAction>, path: &str, e: &mut Errors) {
     let Some(h) = h else { return };
-    let set = [h.exec.is_some(), h.http_get.is_some(), h.http_post.is_some(), h.tcp_socket.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let set = [
+        h.exec.is_some(),
+        h.http_get.is_some(),
+        h.http_post.is_some(),
+        h.tcp_socket.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if set != 1 {
         e.add(
             path,
@@ -150,7 +186,12 @@ fn backup_hooks(h: Option<&BackupHooks>, path: &str, e: &mut Errors) {
     hook(h.pre_backup.as_ref(), &format!("{path}.preBackup"), e);
     if let Some(post) = &h.post_backup {
         hook(Some(&post.handler), &format!("{path}.postBackup"), e);
-        one_of(&post.execution_policy, POST_POLICIES, &format!("{path}.postBackup.executionPolicy"), e);
+        one_of(
+            &post.execution_policy,
+            POST_POLICIES,
+            &format!("{path}.postBackup.executionPolicy"),
+            e,
+        );
     }
 }
 
@@ -187,7 +228,11 @@ fn template(t: &BackupConfigurationTemplateSpec, path: &str, e: &mut Errors) {
 }
 
 fn repository_ref(name: &str, path: &str, e: &mut Errors) {
-    e.required(path, name, "name the Stash Repository to back up into or restore from");
+    e.required(
+        path,
+        name,
+        "name the Stash Repository to back up into or restore from",
+    );
 }
 
 pub(crate) fn backup_configuration(b: &BackupConfiguration, e: &mut Errors) {
@@ -199,7 +244,11 @@ pub(crate) fn backup_configuration(b: &BackupConfiguration, e: &mut Errors) {
         retention(s.retention_policy.as_ref(), "spec.retentionPolicy", e);
     }
     if s.template.target.is_none() {
-        e.add("spec.target", "required value is missing", "set target.ref to what is backed up");
+        e.add(
+            "spec.target",
+            "required value is missing",
+            "set target.ref to what is backed up",
+        );
     }
     template(&s.template, "spec.", e);
     schedule(&s.schedule, "spec.schedule", e);
@@ -207,13 +256,25 @@ pub(crate) fn backup_configuration(b: &BackupConfiguration, e: &mut Errors) {
     if s.backup_history_limit.is_some_and(|n| n < 0) {
         e.add("spec.backupHistoryLimit", "must not be negative", "use 0 or more");
     }
-    if s.retry_config.as_ref().and_then(|r| r.max_retry).is_some_and(|n| n < 0) {
-        e.add("spec.retryConfig.maxRetry", "must not be negative", "use 0 or more");
+    if s.retry_config
+        .as_ref()
+        .and_then(|r| r.max_retry)
+        .is_some_and(|n| n < 0)
+    {
+        e.add(
+            "spec.retryConfig.maxRetry",
+            "must not be negative",
+            "use 0 or more",
+        );
     }
 }
 
 pub(crate) fn backup_session(b: &BackupSession, e: &mut Errors) {
-    e.required("spec.invoker.name", &b.spec.invoker.name, "name the BackupConfiguration or BackupBatch");
+    e.required(
+        "spec.invoker.name",
+        &b.spec.invoker.name,
+        "name the BackupConfiguration or BackupBatch",
+    );
     one_of(
         &b.spec.invoker.kind,
         &["BackupConfiguration", "BackupBatch"],
@@ -282,7 +343,11 @@ pub(crate) fn restore_session(r: &RestoreSession, e: &mut Errors) {
                 );
             }
         }
-        None => e.add("spec.target", "required value is missing", "set target.ref to what is restored"),
+        None => e.add(
+            "spec.target",
+            "required value is missing",
+            "set target.ref to what is restored",
+        ),
     }
     rules(&s.rules, "spec.rules", e);
     restore_hooks(s.target_spec.hooks.as_ref(), "spec.hooks", e);
@@ -304,7 +369,11 @@ pub(crate) fn backup_blueprint(b: &BackupBlueprint, e: &mut Errors) {
 pub(crate) fn backup_batch(b: &BackupBatch, e: &mut Errors) {
     let s = &b.spec;
     if s.members.is_empty() {
-        e.add("spec.members", "required value is missing", "list the targets backed up together");
+        e.add(
+            "spec.members",
+            "required value is missing",
+            "list the targets backed up together",
+        );
     }
     let mut aliases: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, m) in s.members.iter().enumerate() {
@@ -338,7 +407,11 @@ pub(crate) fn backup_batch(b: &BackupBatch, e: &mut Errors) {
 pub(crate) fn restore_batch(b: &RestoreBatch, e: &mut Errors) {
     let s = &b.spec;
     if s.members.is_empty() {
-        e.add("spec.members", "required value is missing", "list the targets restored together");
+        e.add(
+            "spec.members",
+            "required value is missing",
+            "list the targets restored together",
+        );
     }
     for (i, m) in s.members.iter().enumerate() {
         if let Some(t) = &m.target {
@@ -356,7 +429,11 @@ pub(crate) fn restore_batch(b: &RestoreBatch, e: &mut Errors) {
 
 pub(crate) fn task(t: &Task, e: &mut Errors) {
     if t.spec.steps.is_empty() {
-        e.add("spec.steps", "required value is missing", "list the Functions the Task runs");
+        e.add(
+            "spec.steps",
+            "required value is missing",
+            "list the Functions the Task runs",
+        );
     }
     for (i, s) in t.spec.steps.iter().enumerate() {
         e.required(&format!("spec.steps[{i}].name"), &s.name, "name a Function");
@@ -364,5 +441,9 @@ pub(crate) fn task(t: &Task, e: &mut Errors) {
 }
 
 pub(crate) fn function(f: &Function, e: &mut Errors) {
-    e.required("spec.image", &f.spec.image, "set the container image the Function runs");
+    e.required(
+        "spec.image",
+        &f.spec.image,
+        "set the container image the Function runs",
+    );
 }

@@ -1,0 +1,446 @@
+//! End to end on the embedded daemon: restic repositories written the way Stash v1 wrote them
+//! (the real `restic`, `--host host-0` or an alias, `--stdin-filename dumpfile.sql|dumpfile.resp`,
+//! a directory at its absolute path; restic format v1 and v2; local and S3 backends) are restored
+//! into real servers by applying Stash's own Repository + RestoreSession manifests. The data
+//! compares equal, the repository is left as it was (no forget, no prune), and what cannot work
+//! (a wrong password, a missing Repository) says why in the RestoreSession's status.
+
+mod lifecycle;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use kstash_testsupport::{Postgres, Redis, Resp, Restic, SeaweedS3, restic_or_skip};
+use lifecycle::{Env, condition, phase, tree_listing, wait_some, write_tree};
+use serde_json::Value;
+
+const STASH_PASSWORD: &str = "stash-restic-password";
+const KIND: &str = "restoresessions.stash.appscode.com";
+
+/// A Stash storage Secret: the restic password next to the backend's credentials.
+fn storage_secret(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: demo}}\nstringData:\n  RESTIC_PASSWORD: {STASH_PASSWORD}\n{extra}"
+    )
+}
+
+/// A Stash Repository on a local hostPath volume, its restic repository at `<root>/<sub_path>`.
+fn local_repository(name: &str, root: &Path, sub_path: &str, secret: &str) -> String {
+    format!(
+        r#"apiVersion: stash.appscode.com/v1alpha1
+kind: Repository
+metadata: {{name: {name}, namespace: demo}}
+spec:
+  backend:
+    local:
+      mountPath: /safe/data
+      subPath: {sub_path}
+      hostPath: {{path: "{root}"}}
+    storageSecretName: {secret}
+"#,
+        root = root.display()
+    )
+}
+
+/// Pipe `data` into `restic backup --stdin` as Stash's database addons did.
+fn stash_stdin_backup(restic: &Restic, host: &str, file_name: &str, data: &[u8]) {
+    let mut child = restic
+        .command(&[
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            file_name,
+            "--host",
+            host,
+            "--quiet",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "restic backup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every restic snapshot id of a repository (`restic snapshots --json`).
+fn restic_snapshot_ids(restic: &Restic) -> Vec<String> {
+    let v: Value = serde_json::from_str(&restic.run(&["snapshots", "--json", "--no-lock"]).unwrap()).unwrap();
+    let mut ids: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Wait until the Stash RestoreSession has a final phase; return it.
+fn wait_stash_restore_done(env: &Env, name: &str) -> Value {
+    wait_some(
+        Duration::from_secs(120),
+        "the Stash RestoreSession to finish",
+        || {
+            env.get(KIND, "demo", name)
+                .filter(|rs| matches!(phase(rs), "Succeeded" | "Failed" | "Invalid"))
+        },
+    )
+}
+
+fn pg_dumpall(pg: &Postgres) -> Vec<u8> {
+    let out = std::process::Command::new(pg.bin_dir().join("pg_dumpall"))
+        .args([
+            "--username",
+            &pg.user,
+            "--host",
+            &pg.host,
+            "--port",
+            &pg.port.to_string(),
+        ])
+        .env("PGPASSWORD", &pg.password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dumpall: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+const CHECKSUM: &str = "SELECT count(*) || ':' || md5(string_agg(id || name, ',' ORDER BY id)) FROM items";
+
+#[test]
+fn a_stash_postgres_backup_in_a_restic_v1_repository_is_restored_with_stashs_own_manifests() {
+    let Some(_) = restic_or_skip() else { return };
+    let pg = Postgres::start().unwrap();
+    pg.psql("CREATE DATABASE shop");
+    let shop = |sql: &str| pg.psql_in("shop", sql);
+    shop("CREATE TABLE items (id int PRIMARY KEY, name text)");
+    shop("INSERT INTO items SELECT g, 'old ' || g FROM generate_series(1, 10) g");
+
+    // What Stash wrote: a restic v1 repository at the backend prefix, one snapshot per session.
+    let env = Env::new();
+    let backend_root = env.dir.path().join("stash-backend");
+    let repo_dir = backend_root.join("demo/postgres/sample-postgres");
+    std::fs::create_dir_all(repo_dir.parent().unwrap()).unwrap();
+    let restic = Restic::new(repo_dir.display().to_string(), STASH_PASSWORD).unwrap();
+    restic.run(&["init", "--repository-version", "1"]).unwrap();
+    stash_stdin_backup(&restic, "host-0", "dumpfile.sql", &pg_dumpall(&pg));
+    shop("INSERT INTO items SELECT g, 'new ' || g FROM generate_series(11, 3000) g");
+    let before = shop(CHECKSUM);
+    stash_stdin_backup(&restic, "host-0", "dumpfile.sql", &pg_dumpall(&pg));
+    let snapshots_before = restic_snapshot_ids(&restic);
+    assert_eq!(snapshots_before.len(), 2);
+
+    pg.psql("DROP DATABASE shop");
+
+    let _daemon = env.start_daemon(&[]);
+    env.apply(&format!(
+        r#"{secret}
+---
+{repository}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: pg-auth, namespace: demo}}
+stringData: {{username: {user}, password: "{password}"}}
+---
+apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata: {{name: sample-postgres, namespace: demo}}
+spec:
+  type: kubedb.com/postgres
+  clientConfig:
+    service: {{scheme: postgresql, name: "{host}", port: {port}, query: sslmode=disable}}
+  secret: {{name: pg-auth}}
+---
+apiVersion: stash.appscode.com/v1beta1
+kind: RestoreSession
+metadata:
+  name: sample-postgres-restore
+  namespace: demo
+spec:
+  task:
+    name: postgres-restore-16.1
+  repository:
+    name: local-repo
+  target:
+    ref:
+      apiVersion: appcatalog.appscode.com/v1alpha1
+      kind: AppBinding
+      name: sample-postgres
+  rules:
+    - snapshots: [latest]
+"#,
+        secret = storage_secret("local-secret", ""),
+        repository = local_repository(
+            "local-repo",
+            &backend_root,
+            "demo/postgres/sample-postgres",
+            "local-secret"
+        ),
+        user = pg.user,
+        password = pg.password,
+        host = pg.host,
+        port = pg.port,
+    ));
+    let rs = wait_stash_restore_done(&env, "sample-postgres-restore");
+    assert_eq!(phase(&rs), "Succeeded", "{rs:#}");
+    assert_eq!(rs["status"]["stats"][0]["hostname"], "host-0");
+    assert_eq!(rs["status"]["stats"][0]["phase"], "Succeeded");
+    assert_eq!(shop(CHECKSUM), before, "the newest Stash snapshot was restored");
+
+    // kstash shows it with Stash's columns, and left the repository as it was.
+    let table = env.ok(&["get", KIND, "-n", "demo"]);
+    assert!(
+        table.contains("REPOSITORY") && table.contains("local-repo") && table.contains("Succeeded"),
+        "{table}"
+    );
+    assert_eq!(restic_snapshot_ids(&restic), snapshots_before);
+    restic.run(&["check", "--read-data"]).unwrap();
+}
+
+#[test]
+fn a_stash_redis_backup_on_s3_is_restored_from_the_aliased_host_by_short_id_and_by_latest() {
+    let Some(_) = restic_or_skip() else { return };
+    let redis = Redis::start().unwrap();
+    let s3 = SeaweedS3::start().unwrap();
+    s3.create_bucket("stash-testing").unwrap();
+    let restic = s3
+        .restic("stash-testing/demo/redis/sample-redis", STASH_PASSWORD)
+        .unwrap();
+    restic.run(&["init"]).unwrap();
+
+    // redis-dump-go wrote RESP commands; two hosts share the repository (a BackupBatch, or a
+    // renamed alias): `cache` holds the data, `host-0` a newer, different dump.
+    let resp = |cmds: &[&[&str]]| {
+        let mut out = String::new();
+        for c in cmds {
+            out.push_str(&format!("*{}\r\n", c.len()));
+            for a in *c {
+                out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+        }
+        out.into_bytes()
+    };
+    stash_stdin_backup(
+        &restic,
+        "cache",
+        "dumpfile.resp",
+        &resp(&[
+            &["SET", "user:1", "alice"],
+            &["RPUSH", "queue", "a", "b", "c"],
+            &["HSET", "profile:1", "name", "alice"],
+        ]),
+    );
+    stash_stdin_backup(
+        &restic,
+        "host-0",
+        "dumpfile.resp",
+        &resp(&[&["SET", "wrong", "host"]]),
+    );
+    let ids = restic_snapshot_ids(&restic);
+
+    let env = Env::new();
+    let _daemon = env.start_daemon(&[]);
+    env.apply(&format!(
+        r#"{secret}
+---
+apiVersion: stash.appscode.com/v1alpha1
+kind: Repository
+metadata: {{name: s3-repo, namespace: demo}}
+spec:
+  backend:
+    s3:
+      endpoint: "{endpoint}"
+      bucket: stash-testing
+      prefix: /demo/redis/sample-redis
+      region: "{region}"
+    storageSecretName: s3-secret
+---
+apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata: {{name: sample-redis, namespace: demo}}
+spec:
+  type: kubedb.com/redis
+  clientConfig:
+    url: "redis://{host}:{port}"
+---
+apiVersion: stash.appscode.com/v1beta1
+kind: RestoreSession
+metadata: {{name: redis-restore-latest, namespace: demo}}
+spec:
+  task: {{name: redis-restore-7.0.5}}
+  repository: {{name: s3-repo}}
+  target:
+    alias: cache
+    ref: {{apiVersion: appcatalog.appscode.com/v1alpha1, kind: AppBinding, name: sample-redis}}
+    rules:
+      - snapshots: [latest]
+"#,
+        secret = storage_secret(
+            "s3-secret",
+            &format!(
+                "  AWS_ACCESS_KEY_ID: {}\n  AWS_SECRET_ACCESS_KEY: {}\n",
+                s3.access_key, s3.secret_key
+            )
+        ),
+        endpoint = s3.endpoint,
+        region = s3.region,
+        host = redis.host,
+        port = redis.port,
+    ));
+    let rs = wait_stash_restore_done(&env, "redis-restore-latest");
+    assert_eq!(phase(&rs), "Succeeded", "{rs:#}");
+    assert_eq!(rs["status"]["stats"][0]["hostname"], "cache");
+    assert_eq!(
+        redis.command(&["GET", "user:1"]).unwrap(),
+        Resp::Bulk(Some(b"alice".to_vec()))
+    );
+    assert_eq!(redis.command(&["LLEN", "queue"]).unwrap(), Resp::Integer(3));
+    assert_eq!(
+        redis.command(&["EXISTS", "wrong"]).unwrap(),
+        Resp::Integer(0),
+        "latest of host cache, not the newer host-0 snapshot"
+    );
+
+    // An 8-character id (as `kubectl get snapshots` shows them) picks that snapshot.
+    redis.command(&["FLUSHALL"]).unwrap();
+    let host0 = ids
+        .iter()
+        .find(|id| {
+            let v: Value =
+                serde_json::from_str(&restic.run(&["snapshots", "--json", "--no-lock", id]).unwrap())
+                    .unwrap();
+            v[0]["hostname"] == "host-0"
+        })
+        .unwrap();
+    env.apply(&format!(
+        r#"apiVersion: stash.appscode.com/v1beta1
+kind: RestoreSession
+metadata: {{name: redis-restore-by-id, namespace: demo}}
+spec:
+  task: {{name: redis-restore-7.0.5}}
+  repository: {{name: s3-repo}}
+  target:
+    ref: {{apiVersion: appcatalog.appscode.com/v1alpha1, kind: AppBinding, name: sample-redis}}
+  rules:
+    - snapshots: ["{short}"]
+"#,
+        short = &host0[..8]
+    ));
+    let rs = wait_stash_restore_done(&env, "redis-restore-by-id");
+    assert_eq!(phase(&rs), "Succeeded", "{rs:#}");
+    assert_eq!(
+        redis.command(&["GET", "wrong"]).unwrap(),
+        Resp::Bulk(Some(b"host".to_vec()))
+    );
+    assert_eq!(redis.command(&["EXISTS", "user:1"]).unwrap(), Resp::Integer(0));
+    assert_eq!(restic_snapshot_ids(&restic), ids, "nothing forgotten or pruned");
+}
+
+#[test]
+fn a_stash_volume_backup_comes_back_at_its_original_path_and_failures_say_why() {
+    let Some(_) = restic_or_skip() else { return };
+    let env = Env::new();
+    let source = env.dir.path().join("source/data");
+    write_tree(&source, 200_000);
+    std::fs::write(source.join("scratch.tmp"), "not restored").unwrap();
+    let expected: Vec<String> = tree_listing(&source)
+        .into_iter()
+        .filter(|l| !l.contains("scratch.tmp"))
+        .collect();
+
+    let backend_root = env.dir.path().join("stash-backend");
+    let repo_dir = backend_root.join("deployment/stash-demo");
+    std::fs::create_dir_all(repo_dir.parent().unwrap()).unwrap();
+    let restic = Restic::new(repo_dir.display().to_string(), STASH_PASSWORD).unwrap();
+    restic.run(&["init", "--repository-version", "1"]).unwrap();
+    // The sidecar of a Deployment backs up each target path with host host-0.
+    restic
+        .run(&["backup", source.to_str().unwrap(), "--host", "host-0", "--quiet"])
+        .unwrap();
+    std::fs::remove_dir_all(&source).unwrap();
+
+    let _daemon = env.start_daemon(&[]);
+    // A RestoreSession whose Repository is not applied yet waits for it, saying so.
+    let restore = |name: &str, repo: &str| {
+        format!(
+            r#"apiVersion: stash.appscode.com/v1beta1
+kind: RestoreSession
+metadata: {{name: {name}, namespace: demo}}
+spec:
+  repository: {{name: {repo}}}
+  target:
+    ref: {{apiVersion: apps/v1, kind: Deployment, name: stash-recovered}}
+    volumeMounts:
+      - {{name: source-data, mountPath: /source/data}}
+    rules:
+      - paths: ["{path}"]
+        exclude: ["*.tmp"]
+"#,
+            path = source.display()
+        )
+    };
+    env.apply(&restore("deployment-restore", "local-repo"));
+    let pending = wait_some(
+        Duration::from_secs(30),
+        "the missing Repository to be reported",
+        || {
+            env.get(KIND, "demo", "deployment-restore")
+                .filter(|rs| condition(rs, "ReferencesFound").is_some())
+        },
+    );
+    assert_eq!(phase(&pending), "Pending");
+    let message = condition(&pending, "ReferencesFound").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("spec.repository.name") && message.contains("local-repo"),
+        "{message}"
+    );
+
+    // A wrong password fails the session naming the Secret and its key.
+    env.apply(&format!(
+        "{}---\n{}",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: wrong-secret, namespace: demo}\nstringData: {RESTIC_PASSWORD: not-the-password}\n",
+        local_repository("wrong-repo", &backend_root, "deployment/stash-demo", "wrong-secret")
+    ));
+    env.apply(&restore("wrong-password-restore", "wrong-repo"));
+    let failed = wait_stash_restore_done(&env, "wrong-password-restore");
+    assert_eq!(phase(&failed), "Failed");
+    let error = failed["status"]["stats"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("wrong-secret") && error.contains("RESTIC_PASSWORD"),
+        "{error}"
+    );
+
+    // Once the Repository exists, the waiting session restores.
+    env.apply(&format!(
+        "{}---\n{}",
+        storage_secret("local-secret", ""),
+        local_repository(
+            "local-repo",
+            &backend_root,
+            "deployment/stash-demo",
+            "local-secret"
+        )
+    ));
+    let rs = wait_stash_restore_done(&env, "deployment-restore");
+    assert_eq!(phase(&rs), "Succeeded", "{rs:#}");
+    assert_eq!(
+        tree_listing(&source),
+        expected,
+        "restored at the original absolute path, *.tmp excluded"
+    );
+}
