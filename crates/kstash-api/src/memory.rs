@@ -25,7 +25,7 @@ fn text<'v>(obj: &'v Value, ptr: &str) -> &'v str {
 
 fn key_of(rt: &ResourceType, namespace: &str, name: &str) -> Key {
     let ns = if rt.namespaced { namespace } else { "" };
-    (rt.kind.to_string(), ns.to_string(), name.to_string())
+    (rt.key_kind().to_string(), ns.to_string(), name.to_string())
 }
 
 fn resource_type(obj: &Value) -> ClientResult<&'static ResourceType> {
@@ -129,7 +129,7 @@ impl Resources for MemoryResources {
         Ok(self
             .lock()
             .iter()
-            .filter(|((kind, ns, _), _)| kind == rt.kind && namespace.is_none_or(|n| n == ns))
+            .filter(|((kind, ns, _), _)| kind == rt.key_kind() && namespace.is_none_or(|n| n == ns))
             .filter(|(_, obj)| {
                 labels.iter().all(|(k, v)| {
                     obj.pointer("/metadata/labels")

@@ -70,8 +70,7 @@ const DATABASES: &[(&str, &str, &str)] = &[
 fn database_of(name: &str) -> &str {
     let name = name.rsplit('/').next().unwrap_or(name);
     let name = name.split_once("-backup").map(|(db, _)| db).unwrap_or(name);
-    let name = name.split_once("-restore").map(|(db, _)| db).unwrap_or(name);
-    name
+    name.split_once("-restore").map(|(db, _)| db).unwrap_or(name)
 }
 
 /// The KubeStash addon for a Stash Task name, else the AppBinding's type (`spec.type`), else the
@@ -102,7 +101,7 @@ pub fn addon_for(task: &str, app_type: Option<&str>, target_kind: &str) -> Resul
             Ok(AddonFor::Workload)
         }
         "AppBinding" => Err(
-            "the AppBinding has no spec.type and no task is named; set spec.task.name (e.g. postgres-restore-16.1)".into(),
+            "the AppBinding has no spec.type and no task is named; set spec.task.name (e.g. postgres-backup-16.1 or postgres-restore-16.1)".into(),
         ),
         other => Err(format!(
             "target kind {other:?} needs a task; set spec.task.name (e.g. pvc-restore)"
@@ -215,7 +214,8 @@ mod tests {
     #[test]
     fn tasks_and_app_types_name_the_kubestash_addon() {
         let db = |addon, file| Ok(AddonFor::Database { addon, file });
-        let cases: &[(&str, Option<&str>, &str, Result<AddonFor, &str>)] = &[
+        type Case<'a> = (&'a str, Option<&'a str>, &'a str, Result<AddonFor, &'a str>);
+        let cases: &[Case] = &[
             (
                 "postgres-restore-16.1",
                 None,

@@ -263,3 +263,66 @@ fn stash_documented_manifests_are_admitted() {
     );
     assert!(admitted_count >= 200, "only {admitted_count} documents");
 }
+
+/// `kstash convert` of every Stash BackupConfiguration, BackupBlueprint and RestoreSession in the
+/// documentation corpus gives KubeStash objects that validate, with no unknown fields.
+#[test]
+fn converted_stash_documentation_validates_as_kubestash() {
+    use kstash_api::stash::convert::{Offline, convert};
+    let dir = repo_root().join("crates/kstash-api/tests/stash-docs");
+    let mut converted = 0;
+    let mut failures = Vec::new();
+    for file in [
+        "postgres",
+        "mysql",
+        "mariadb",
+        "redis",
+        "elasticsearch",
+        "workloads",
+        "batch-blueprint",
+    ] {
+        let path = dir.join(format!("{file}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in parse_documents(&path.display().to_string(), &text).unwrap() {
+            if !matches!(
+                doc["kind"].as_str(),
+                Some("BackupConfiguration" | "BackupBlueprint" | "RestoreSession")
+            ) {
+                continue;
+            }
+            let stash = admit(&doc, &[], None).unwrap().object;
+            let conversion = convert(&stash, &Offline);
+            if conversion.objects.is_empty() {
+                // Only VolumeSnapshotter sessions have no KubeStash form; the note says so.
+                assert_eq!(
+                    doc["spec"]["driver"], "VolumeSnapshotter",
+                    "{}",
+                    conversion.source
+                );
+                assert!(conversion.notes.iter().any(|n| n.contains("VolumeSnapshotter")));
+                continue;
+            }
+            for o in &conversion.objects {
+                converted += 1;
+                match admit(&o.object, &[], None) {
+                    Ok(a) if a.warnings.is_empty() => {}
+                    Ok(a) => failures.push(format!(
+                        "{} → {}: warnings {:?}",
+                        conversion.source, o.object["kind"], a.warnings
+                    )),
+                    Err(e) => failures.push(format!(
+                        "{} → {} {}: {e:?}",
+                        conversion.source, o.object["kind"], o.object["metadata"]["name"]
+                    )),
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(converted >= 150, "only {converted} objects converted");
+}

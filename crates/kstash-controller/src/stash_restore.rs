@@ -309,7 +309,16 @@ mod tests {
             message: message.into(),
         };
         // (situation, phase, resolution, job, stats, deadline passed, expected step)
-        let cases: Vec<(&str, &str, &Resolution, JobState, &[HostRestoreStats], bool, Step)> = vec![
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a Resolution,
+            JobState,
+            &'a [HostRestoreStats],
+            bool,
+            Step,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "new and ready",
                 "",

@@ -42,7 +42,9 @@ pub use kstash_storage::LocalMode;
 pub use progress::PROGRESS_PERIOD;
 pub use refs::secret_data;
 pub use restore::{ComponentRestore, RestoreReport, run_restore};
-pub use stash_restore::{StashRestoreReport, run_stash_restore};
+pub use stash_restore::{
+    StashRestoreReport, run_stash_restore, stash_repository_snapshots, stash_restore_selection,
+};
 pub use storage_ops::StorageOpsImpl;
 pub use verify::{VerifyReport, run_verify};
 

@@ -20,7 +20,9 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Secret;
 use kstash_api::client::{Resources, ResourcesExt};
 use kstash_api::resolve;
-use kstash_api::stash::resolve::{ResolvedStashRestore, resolve_restore};
+use kstash_api::stash::resolve::{
+    ResolvedStashRepository, ResolvedStashRestore, resolve_repository, resolve_restore,
+};
 use kstash_api::stash::rules::{self, Selected, SnapshotInfo};
 use kstash_api::stash::{AddonFor, HostRestoreStats, RestoreSession};
 use kstash_repo::Repository as EngineRepo;
@@ -104,31 +106,23 @@ fn record(
     Ok(())
 }
 
-/// The restic repository of a resolved Stash restore, opened read-only.
+/// The restic repository of a resolved Stash Repository, opened (read-only use).
 pub(crate) fn open_stash_repository(
     client: &dyn Resources,
-    r: &ResolvedStashRestore,
+    r: &ResolvedStashRepository,
     opts: &ExecOptions,
 ) -> Result<EngineRepo> {
     let secret: Option<Secret> = client.get_as(&r.storage_secret.namespace, &r.storage_secret.name)?;
     let data = secret.as_ref().map(refs::secret_data);
-    let config =
-        StorageConfig::from_backend(&r.repository_object, &r.backend, data.as_ref(), opts.local_mode)
-            .map_err(|source| ExecError::storage(&r.repository_object, source))?;
+    let config = StorageConfig::from_backend(&r.object, &r.backend, data.as_ref(), opts.local_mode)
+        .map_err(|source| ExecError::storage(&r.object, source))?;
     let password = resolve::password(client, &r.password)?;
     refs::open_repository(&config, &password, &r.password.to_string())
 }
 
-fn restore(
-    client: &dyn Resources,
-    r: &ResolvedStashRestore,
-    opts: &ExecOptions,
-) -> Result<StashRestoreReport> {
-    if !r.dropped_params.is_empty() {
-        tracing::warn!(params = ?r.dropped_params, "Stash task parameters with no kstash counterpart are ignored");
-    }
-    let engine = open_stash_repository(client, r, opts)?;
-    let infos: Vec<SnapshotInfo> = engine
+/// Every restic snapshot of a Stash repository, as the rules see them (oldest first).
+pub(crate) fn snapshot_infos(engine: &EngineRepo) -> Result<Vec<SnapshotInfo>> {
+    Ok(engine
         .list_snapshots_lenient()
         .map_err(|e| ExecError::Repo {
             repo: engine.location(),
@@ -142,7 +136,44 @@ fn restore(
             hostname: e.snapshot.hostname.clone(),
             paths: e.snapshot.paths.clone(),
         })
-        .collect();
+        .collect())
+}
+
+/// The restic snapshots of the Stash Repository `namespace/name` (for `kstash snapshots` and
+/// `kstash convert`).
+pub fn stash_repository_snapshots(
+    client: &dyn Resources,
+    namespace: &str,
+    name: &str,
+    opts: &ExecOptions,
+) -> Result<Vec<SnapshotInfo>> {
+    let r = resolve_repository(client, namespace, name, "kstash snapshots", "--repository")?;
+    snapshot_infos(&open_stash_repository(client, &r, opts)?)
+}
+
+/// The restic snapshots the Stash RestoreSession `namespace/name` would restore (its rules
+/// applied to what the repository holds now).
+pub fn stash_restore_selection(
+    client: &dyn Resources,
+    namespace: &str,
+    name: &str,
+    opts: &ExecOptions,
+) -> Result<Vec<Selected>> {
+    let r = resolve_restore(client, namespace, name)?;
+    let infos = snapshot_infos(&open_stash_repository(client, &r.repository, opts)?)?;
+    rules::select(&infos, &r.host, r.alias_set, &r.rules).map_err(|m| ExecError::invalid(&r.object, m))
+}
+
+fn restore(
+    client: &dyn Resources,
+    r: &ResolvedStashRestore,
+    opts: &ExecOptions,
+) -> Result<StashRestoreReport> {
+    if !r.dropped_params.is_empty() {
+        tracing::warn!(params = ?r.dropped_params, "Stash task parameters with no kstash counterpart are ignored");
+    }
+    let engine = open_stash_repository(client, &r.repository, opts)?;
+    let infos = snapshot_infos(&engine)?;
     let selected = rules::select(&infos, &r.host, r.alias_set, &r.rules).map_err(|m| {
         ExecError::invalid(
             format!("{} (restic repository {})", r.object, engine.location()),

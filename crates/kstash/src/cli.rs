@@ -33,6 +33,9 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Validate manifests offline (no store); exits 1 listing every error.
     Validate(FileArgs),
+    /// Print the KubeStash equivalent of Stash v1 manifests (Repository, BackupConfiguration,
+    /// BackupBlueprint, RestoreSession); what has no equivalent is listed in comments.
+    Convert(ConvertArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd(CrdArgs),
     /// Work on a repository directly (restic-like): init, backup, snapshots, dump, key.
@@ -79,6 +82,7 @@ impl Cli {
             Command::Describe(d) => resources::describe(&open_store(home)?, d),
             Command::Delete(d) => resources::delete(&open_store(home)?, d),
             Command::Validate(v) => resources::validate(&v.files),
+            Command::Convert(a) => crate::convert_cmd::convert_cmd(&open_store(home)?, a),
             Command::Crd(c) => resources::print_crds(c.kind.as_deref()),
             Command::Repo(r) => repo_cmd::run(*r),
             Command::Server(a) => ops::server(home, a),
@@ -378,6 +382,15 @@ pub enum DebugWhat {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// Do not read Stash repositories (the restore's snapshots are then not named).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

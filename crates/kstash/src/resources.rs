@@ -40,7 +40,7 @@ fn resolve_kind(name: &str) -> Result<&'static ResourceType> {
 }
 
 /// Read every document from files, directories (recursively, *.yaml/*.yml/*.json) or stdin.
-fn read_documents(sources: &[String]) -> Result<Vec<Value>> {
+pub(crate) fn read_documents(sources: &[String]) -> Result<Vec<Value>> {
     let mut docs = Vec::new();
     for src in sources {
         if src == "-" {

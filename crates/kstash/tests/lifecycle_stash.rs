@@ -207,6 +207,35 @@ spec:
     );
     assert_eq!(restic_snapshot_ids(&restic), snapshots_before);
     restic.run(&["check", "--read-data"]).unwrap();
+
+    // `kstash snapshots` lists the Stash repository as Stash's Snapshot view did.
+    let listing = env.ok(&["snapshots", "-n", "demo", "--repository", "local-repo"]);
+    for id in &snapshots_before {
+        assert!(listing.contains(&format!("local-repo-{}", &id[..8])), "{listing}");
+    }
+    assert_eq!(listing.matches("host-0").count(), 2, "{listing}");
+
+    // `kstash convert` names what the Stash rules choose, and its output applies as KubeStash.
+    let stash_restore = env.get(KIND, "demo", "sample-postgres-restore").unwrap();
+    let input = env.dir.path().join("stash-restore.json");
+    std::fs::write(&input, stash_restore.to_string()).unwrap();
+    let converted = env.ok(&["convert", "-f", input.to_str().unwrap()]);
+    let newest = restic
+        .run(&["snapshots", "--json", "--no-lock", "latest"])
+        .unwrap();
+    let newest: Value = serde_json::from_str(&newest).unwrap();
+    let short = &newest[0]["id"].as_str().unwrap()[..8];
+    assert!(
+        converted.contains(&format!("restic snapshot(s) {short} (host host-0)")),
+        "{converted}"
+    );
+    assert!(
+        converted.contains("kind: RestoreSession") && converted.contains("postgres-addon"),
+        "{converted}"
+    );
+    let out = env.dir.path().join("converted.yaml");
+    std::fs::write(&out, &converted).unwrap();
+    env.ok(&["validate", "-f", out.to_str().unwrap()]);
 }
 
 #[test]

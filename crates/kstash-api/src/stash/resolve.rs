@@ -24,15 +24,8 @@ pub struct ResolvedStashRestore {
     pub session: RestoreSession,
     /// `RestoreSession demo/x`.
     pub object: String,
-    pub repository: Repository,
-    /// `Repository demo/gcs-repo` (Stash's).
-    pub repository_object: String,
-    /// The restic repository's location as a KubeStash storage backend (its root is the
-    /// restic repository).
-    pub backend: storage::Backend,
-    /// The storage Secret (credentials and `RESTIC_PASSWORD`).
-    pub storage_secret: SecretRef,
-    pub password: PasswordRef,
+    /// The Stash Repository and how its restic repository is reached.
+    pub repository: ResolvedStashRepository,
     /// What is restored into, as the addon drivers take it.
     pub target: TypedObjectReference,
     /// Which addon replaces Stash's task, and the file Stash streamed.
@@ -45,6 +38,76 @@ pub struct ResolvedStashRestore {
     pub rules: Vec<Rule>,
     /// Stash task parameters kstash has no counterpart for (reported, not used).
     pub dropped_params: Vec<String>,
+}
+
+/// A Stash Repository and how its restic repository is reached.
+#[derive(Debug, Clone)]
+pub struct ResolvedStashRepository {
+    pub repository: Repository,
+    /// `Repository demo/gcs-repo` (Stash's).
+    pub object: String,
+    /// The restic repository's location as a KubeStash storage backend (its root is the
+    /// restic repository).
+    pub backend: storage::Backend,
+    /// The storage Secret (credentials and `RESTIC_PASSWORD`).
+    pub storage_secret: SecretRef,
+    pub password: PasswordRef,
+}
+
+/// Resolve the Stash Repository `namespace/name`, which `named_by`'s `field` names.
+pub fn resolve_repository(
+    res: &dyn Resources,
+    namespace: &str,
+    name: &str,
+    named_by: &str,
+    field: &str,
+) -> Result<ResolvedStashRepository> {
+    let Some(repository) = res.get_as::<Repository>(namespace, name)? else {
+        return Err(ResolveError::not_found(
+            named_by,
+            field,
+            format!("Repository.stash.appscode.com {namespace}/{name}"),
+            "apply the Stash Repository that holds the backups (apiVersion stash.appscode.com/v1alpha1)",
+        ));
+    };
+    let object = format!("Repository {namespace}/{name}");
+    let secret_name = repository.spec.backend.storage_secret_name.clone();
+    if secret_name.is_empty() {
+        return Err(ResolveError::invalid(
+            &object,
+            "spec.backend.storageSecretName",
+            "not set",
+            "name the Secret holding RESTIC_PASSWORD and the backend's credentials",
+        ));
+    }
+    let storage_secret = SecretRef {
+        namespace: namespace.to_string(),
+        name: secret_name,
+    };
+    let Some(secret) = res.get_as::<Secret>(&storage_secret.namespace, &storage_secret.name)? else {
+        return Err(ResolveError::not_found(
+            &object,
+            "spec.backend.storageSecretName",
+            storage_secret.to_string(),
+            "create it with RESTIC_PASSWORD (the restic repository's password) and the backend's credentials",
+        ));
+    };
+    let azure_account = resolve::secret_value(&secret, "AZURE_ACCOUNT_NAME");
+    let backend = repository.spec.backend.to_kubestash(azure_account.as_deref());
+    let password = PasswordRef {
+        secret: storage_secret.clone(),
+        key: PASSWORD_KEY.into(),
+        source: PasswordSource::StashRepository,
+        named_by: object.clone(),
+        field: "spec.backend.storageSecretName".into(),
+    };
+    Ok(ResolvedStashRepository {
+        repository,
+        object,
+        backend,
+        storage_secret,
+        password,
+    })
 }
 
 /// Resolve the Stash RestoreSession `namespace/name`.
@@ -65,45 +128,13 @@ pub fn resolve_restore(res: &dyn Resources, namespace: &str, name: &str) -> Resu
     } else {
         repo_ns
     };
-    let Some(repository) = res.get_as::<Repository>(&repo_ns, &spec.repository.name)? else {
-        return Err(ResolveError::not_found(
-            &object,
-            "spec.repository.name",
-            format!("Repository.stash.appscode.com {repo_ns}/{}", spec.repository.name),
-            "apply the Stash Repository that holds the backups (apiVersion stash.appscode.com/v1alpha1)",
-        ));
-    };
-    let repository_object = format!("Repository {repo_ns}/{}", spec.repository.name);
-    let secret_name = repository.spec.backend.storage_secret_name.clone();
-    if secret_name.is_empty() {
-        return Err(ResolveError::invalid(
-            &repository_object,
-            "spec.backend.storageSecretName",
-            "not set",
-            "name the Secret holding RESTIC_PASSWORD and the backend's credentials",
-        ));
-    }
-    let storage_secret = SecretRef {
-        namespace: repo_ns.clone(),
-        name: secret_name,
-    };
-    let Some(secret) = res.get_as::<Secret>(&storage_secret.namespace, &storage_secret.name)? else {
-        return Err(ResolveError::not_found(
-            &repository_object,
-            "spec.backend.storageSecretName",
-            storage_secret.to_string(),
-            "create it with RESTIC_PASSWORD (the restic repository's password) and the backend's credentials",
-        ));
-    };
-    let azure_account = resolve::secret_value(&secret, "AZURE_ACCOUNT_NAME");
-    let backend = repository.spec.backend.to_kubestash(azure_account.as_deref());
-    let password = PasswordRef {
-        secret: storage_secret.clone(),
-        key: PASSWORD_KEY.into(),
-        source: PasswordSource::StashRepository,
-        named_by: repository_object.clone(),
-        field: "spec.backend.storageSecretName".into(),
-    };
+    let repository = resolve_repository(
+        res,
+        &repo_ns,
+        &spec.repository.name,
+        &object,
+        "spec.repository.name",
+    )?;
 
     let Some(target) = spec.target_spec.target.as_ref() else {
         return Err(ResolveError::invalid(
@@ -175,10 +206,6 @@ pub fn resolve_restore(res: &dyn Resources, namespace: &str, name: &str) -> Resu
         },
         session,
         repository,
-        repository_object,
-        backend,
-        storage_secret,
-        password,
         addon_for,
         addon,
         dropped_params,

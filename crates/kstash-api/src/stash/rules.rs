@@ -208,7 +208,8 @@ mod tests {
     fn rules_choose_snapshots_as_stash_does() {
         let r = repo();
         // (situation, host, alias set, rules, expected selection or error fragment)
-        let cases: Vec<(&str, &str, bool, Vec<Rule>, Result<Vec<&str>, &str>)> = vec![
+        type Case<'a> = (&'a str, &'a str, bool, Vec<Rule>, Result<Vec<&'a str>, &'a str>);
+        let cases: Vec<Case> = vec![
             (
                 "no rules, no alias: newest of any host",
                 "host-0",

@@ -20,11 +20,54 @@ fn snapshot_time(s: &Snapshot) -> Option<jiff::Timestamp> {
         .map(|t| t.0)
 }
 
+/// The restic snapshots of a Stash Repository as Stash's Snapshot view lists them
+/// (`<repository>-<short id>`, by host, then newest first): read from the repository itself,
+/// since Stash kept no Snapshot objects.
+fn stash_snapshots(store: &Store, ns: &str, repository: &str) -> Result<ExitCode> {
+    let mut list = kstash_exec::stash_repository_snapshots(
+        store,
+        ns,
+        repository,
+        &kstash_exec::ExecOptions::embedded(),
+    )?;
+    list.sort_by(|x, y| x.hostname.cmp(&y.hostname).then_with(|| y.time.cmp(&x.time)));
+    if list.is_empty() {
+        eprintln!("No snapshots found in Stash Repository {ns}/{repository}.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![row([
+        "NAME",
+        "ID",
+        "REPOSITORY",
+        "HOSTNAME",
+        "PATHS",
+        "CREATED AT",
+    ])];
+    for s in &list {
+        rows.push(vec![
+            format!("{repository}-{}", &s.id[..8]),
+            s.id[..8].to_string(),
+            repository.to_string(),
+            s.hostname.clone(),
+            s.paths.join(","),
+            rfc3339(s.time),
+        ]);
+    }
+    print!("{}", rows_table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `kstash snapshots`: Snapshots newest first.
 pub fn snapshots(store: &Store, a: SnapshotsArgs) -> Result<ExitCode> {
     let ns = a.namespace.as_str();
     let scope = (!a.all_namespaces).then_some(ns);
     if let (Some(r), false) = (&a.repository, a.all_namespaces) {
+        // A Stash Repository (and no KubeStash one of that name): Stash's Snapshot view.
+        if store.get_as::<kstash_api::storage::Repository>(ns, r)?.is_none()
+            && store.get_as::<kstash_api::stash::Repository>(ns, r)?.is_some()
+        {
+            return stash_snapshots(store, ns, r);
+        }
         get_repository(store, ns, r)?;
     }
     let mut list: Vec<Snapshot> = store.list_as(scope, &[])?;
