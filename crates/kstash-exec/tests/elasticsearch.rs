@@ -494,66 +494,6 @@ fn an_export_dying_halfway_leaves_no_snapshot_and_a_restore_dying_halfway_fails(
     assert_eq!(world.restore_phase("es-restore-1"), Some(RestorePhase::Failed));
 }
 
-/// Write a directory as KubeStash's multielasticdump leaves it (formats as elasticdump 6
-/// writes them: settings, alias and template files JSON-encoded twice).
-fn write_multielasticdump_dir(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let twice = |v: Value| serde_json::to_string(&v.to_string()).unwrap();
-    let mut products = String::new();
-    for i in 0..1500 {
-        let mut hit = json!({"_index": "products", "_type": "_doc", "_id": format!("p{i}"), "_score": 1,
-            "_source": {"name": format!("Product {i} \"special\" ü"), "price": i as f64 / 4.0, "sku": format!("SKU-{i:05}")}});
-        if i % 7 == 0 {
-            hit["_routing"] = json!("shelf-a");
-        }
-        products.push_str(&hit.to_string());
-        products.push('\n');
-    }
-    std::fs::write(dir.join("products.json"), products).unwrap();
-    std::fs::write(
-        dir.join("products.mapping.json"),
-        json!({"products": {"mappings": {"properties": {
-            "name": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
-            "price": {"type": "double"}, "sku": {"type": "keyword"}}}}})
-        .to_string()
-            + "\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("products.settings.json"),
-        twice(json!({"products": {"settings": {"index": {
-            "number_of_shards": "2", "number_of_replicas": "1", "uuid": "old-uuid",
-            "creation_date": "1700000000000", "provided_name": "products",
-            "version": {"created": "136327827"}}}}}))
-            + "\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("products.alias.json"),
-        twice(json!({"products": {"aliases": {"catalog": {}, "cheap": {"filter": {"range": {"price": {"lt": 10}}}}}}})) + "\n",
-    )
-    .unwrap();
-    let templates = twice(
-        json!({"kubestash-legacy": {"order": 0, "index_patterns": ["legacy-*"],
-        "settings": {"index": {"number_of_shards": "1"}}, "mappings": {}, "aliases": {}}}),
-    );
-    std::fs::write(dir.join("products.template.json"), templates.clone() + "\n").unwrap();
-    // An index with typed (Elasticsearch 6) mappings and no documents file.
-    std::fs::write(
-        dir.join("orders.mapping.json"),
-        json!({"orders": {"mappings": {"_doc": {"properties": {"total": {"type": "long"}}}}}}).to_string()
-            + "\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("orders.settings.json"),
-        twice(json!({"orders": {"settings": {"index": {"number_of_shards": "1"}}}})) + "\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("orders.template.json"), templates + "\n").unwrap();
-    std::fs::write(dir.join("orders.json"), "").unwrap();
-}
-
 #[test]
 fn a_snapshot_taken_by_kubestash_is_restored() {
     let es = Elasticsearch::start_secured(ES_USER, ES_PASSWORD).unwrap();
@@ -561,7 +501,7 @@ fn a_snapshot_taken_by_kubestash_is_restored() {
     world.create_backup_configuration(json!({}));
     // KubeStash: multielasticdump into the interim dir, then `restic backup <dir>`.
     let interim = world.dir.path().join("kubestash-interim/data");
-    write_multielasticdump_dir(&interim);
+    es_data::write_multielasticdump_dir(&interim);
     std::fs::create_dir_all(world.component_repo()).unwrap();
     world.restic().run(&["init"]).unwrap();
     world

@@ -93,6 +93,69 @@ pub mod data {
     use super::Elasticsearch;
     use crate::error::{Error, Result};
 
+    /// Write a directory as KubeStash's and Stash's multielasticdump leave it (formats as
+    /// elasticdump 6 writes them: settings, alias and template files JSON-encoded twice): index
+    /// `products` (1,500 documents, every 7th routed `shelf-a`, two aliases, a legacy template) and
+    /// an empty index `orders` with typed (Elasticsearch 6) mappings.
+    pub fn write_multielasticdump_dir(dir: &std::path::Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        let twice = |v: Value| serde_json::to_string(&v.to_string()).unwrap();
+        let mut products = String::new();
+        for i in 0..1500 {
+            let mut hit = json!({"_index": "products", "_type": "_doc", "_id": format!("p{i}"), "_score": 1,
+                "_source": {"name": format!("Product {i} \"special\" ü"), "price": i as f64 / 4.0, "sku": format!("SKU-{i:05}")}});
+            if i % 7 == 0 {
+                hit["_routing"] = json!("shelf-a");
+            }
+            products.push_str(&hit.to_string());
+            products.push('\n');
+        }
+        std::fs::write(dir.join("products.json"), products).unwrap();
+        std::fs::write(
+            dir.join("products.mapping.json"),
+            json!({"products": {"mappings": {"properties": {
+                "name": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+                "price": {"type": "double"}, "sku": {"type": "keyword"}}}}})
+            .to_string()
+                + "\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("products.settings.json"),
+            twice(json!({"products": {"settings": {"index": {
+                "number_of_shards": "2", "number_of_replicas": "1", "uuid": "old-uuid",
+                "creation_date": "1700000000000", "provided_name": "products",
+                "version": {"created": "136327827"}}}}}))
+                + "\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("products.alias.json"),
+            twice(json!({"products": {"aliases": {"catalog": {}, "cheap": {"filter": {"range": {"price": {"lt": 10}}}}}}})) + "\n",
+        )
+        .unwrap();
+        let templates = twice(
+            json!({"kubestash-legacy": {"order": 0, "index_patterns": ["legacy-*"],
+            "settings": {"index": {"number_of_shards": "1"}}, "mappings": {}, "aliases": {}}}),
+        );
+        std::fs::write(dir.join("products.template.json"), templates.clone() + "\n").unwrap();
+        // An index with typed (Elasticsearch 6) mappings and no documents file.
+        std::fs::write(
+            dir.join("orders.mapping.json"),
+            json!({"orders": {"mappings": {"_doc": {"properties": {"total": {"type": "long"}}}}}})
+                .to_string()
+                + "\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("orders.settings.json"),
+            twice(json!({"orders": {"settings": {"index": {"number_of_shards": "1"}}}})) + "\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("orders.template.json"), templates + "\n").unwrap();
+        std::fs::write(dir.join("orders.json"), "").unwrap();
+    }
+
     impl Elasticsearch {
         /// `METHOD path` with a JSON body on the server itself; the decoded answer. Non-2xx is
         /// an error showing the answer.

@@ -12,7 +12,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use kstash_testsupport::{Postgres, Redis, Resp, Restic, SeaweedS3, restic_or_skip};
+use kstash_testsupport::{
+    Elasticsearch, MariaDb, Postgres, Redis, Resp, Restic, SeaweedS3, es_data, restic_or_skip,
+};
 use lifecycle::{Env, condition, phase, tree_listing, wait_some, write_tree};
 use serde_json::Value;
 
@@ -114,6 +116,30 @@ fn pg_dumpall(pg: &Postgres) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// A Stash RestoreSession restoring into the AppBinding `name` with `task`, newest snapshot.
+fn stash_database_restore(name: &str, task: &str, repository: &str, app_binding: &str) -> String {
+    format!(
+        r#"apiVersion: stash.appscode.com/v1beta1
+kind: RestoreSession
+metadata: {{name: {name}, namespace: demo}}
+spec:
+  task: {{name: {task}}}
+  repository: {{name: {repository}}}
+  target:
+    ref: {{apiVersion: appcatalog.appscode.com/v1alpha1, kind: AppBinding, name: {app_binding}}}
+"#
+    )
+}
+
+/// A fresh restic repository at `<backend root>/<sub_path>` in restic format `version`.
+fn stash_local_restic(backend_root: &Path, sub_path: &str, version: &str) -> Restic {
+    let dir = backend_root.join(sub_path);
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    let restic = Restic::new(dir.display().to_string(), STASH_PASSWORD).unwrap();
+    restic.run(&["init", "--repository-version", version]).unwrap();
+    restic
 }
 
 const CHECKSUM: &str = "SELECT count(*) || ':' || md5(string_agg(id || name, ',' ORDER BY id)) FROM items";
@@ -471,5 +497,140 @@ spec:
         tree_listing(&source),
         expected,
         "restored at the original absolute path, *.tmp excluded"
+    );
+}
+
+#[test]
+fn a_stash_mariadb_dump_is_restored_into_mariadb() {
+    let Some(_) = restic_or_skip() else { return };
+    let db = MariaDb::start().unwrap();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(64));");
+    let rows: Vec<String> = (1..=2000).map(|i| format!("({i}, 'item {i}')")).collect();
+    db.sql(&format!("INSERT INTO shop.items VALUES {};", rows.join(",")));
+    let checksum = "SELECT COUNT(*), MD5(GROUP_CONCAT(id, name ORDER BY id)) FROM shop.items";
+    let before = db.sql(checksum);
+
+    // Stash's MySQL/MariaDB addon: mysqldump --all-databases piped into restic (format v2 here).
+    let env = Env::new();
+    let backend_root = env.dir.path().join("stash-backend");
+    let restic = stash_local_restic(&backend_root, "demo/mariadb/sample-mariadb", "2");
+    let dump = std::process::Command::new("mariadb-dump")
+        .args([
+            "--host",
+            &db.host,
+            "--port",
+            &db.port.to_string(),
+            "--user",
+            &db.user,
+        ])
+        .arg(format!("--password={}", db.password))
+        .args(["--databases", "shop"])
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    stash_stdin_backup(&restic, "host-0", "dumpfile.sql", &dump.stdout);
+    db.sql("DROP DATABASE shop");
+
+    let _daemon = env.start_daemon(&[]);
+    env.apply(&format!(
+        r#"{secret}
+---
+{repository}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: mariadb-auth, namespace: demo}}
+stringData: {{username: {user}, password: "{password}"}}
+---
+apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata: {{name: sample-mariadb, namespace: demo}}
+spec:
+  type: kubedb.com/mariadb
+  clientConfig:
+    service: {{scheme: mysql, name: "{host}", port: {port}}}
+  secret: {{name: mariadb-auth}}
+---
+{restore}"#,
+        secret = storage_secret("local-secret", ""),
+        repository = local_repository(
+            "local-repo",
+            &backend_root,
+            "demo/mariadb/sample-mariadb",
+            "local-secret"
+        ),
+        user = db.user,
+        password = db.password,
+        host = db.host,
+        port = db.port,
+        restore = stash_database_restore(
+            "sample-mariadb-restore",
+            "mariadb-restore-10.6.23",
+            "local-repo",
+            "sample-mariadb"
+        ),
+    ));
+    let rs = wait_stash_restore_done(&env, "sample-mariadb-restore");
+    assert_eq!(phase(&rs), "Succeeded", "{rs:#}");
+    assert_eq!(db.sql(checksum), before);
+}
+
+#[test]
+fn a_stash_elasticsearch_interim_directory_is_loaded_into_elasticsearch() {
+    let Some(_) = restic_or_skip() else { return };
+    let es = Elasticsearch::start_secured("elastic", "s3cr3t-pw").unwrap();
+    let env = Env::new();
+    // Stash's ES addon: multielasticdump into the interim directory (with meta.txt since
+    // 2023), then `restic backup <dir>`; the snapshot holds the directory at its absolute path.
+    let interim = env.dir.path().join("stash-tmp/stash-interim-volume/data");
+    es_data::write_multielasticdump_dir(&interim);
+    std::fs::write(interim.join("meta.txt"), "1Gi\n").unwrap();
+    let backend_root = env.dir.path().join("stash-backend");
+    let restic = stash_local_restic(&backend_root, "demo/sample-es", "1");
+    restic
+        .run(&["backup", interim.to_str().unwrap(), "--host", "host-0", "--quiet"])
+        .unwrap();
+    std::fs::remove_dir_all(&interim).unwrap();
+
+    let _daemon = env.start_daemon(&[]);
+    env.apply(&format!(
+        r#"{secret}
+---
+{repository}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: es-auth, namespace: demo}}
+stringData: {{ADMIN_USERNAME: elastic, ADMIN_PASSWORD: "s3cr3t-pw"}}
+---
+apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata: {{name: sample-es, namespace: demo}}
+spec:
+  type: kubedb.com/elasticsearch
+  clientConfig:
+    url: "{url}"
+  secret: {{name: es-auth}}
+---
+{restore}"#,
+        secret = storage_secret("local-secret", ""),
+        repository = local_repository("local-repo", &backend_root, "demo/sample-es", "local-secret"),
+        url = es.url,
+        restore = stash_database_restore(
+            "sample-es-restore",
+            "elasticsearch-restore-7.14.0",
+            "local-repo",
+            "sample-es"
+        ),
+    ));
+    let rs = wait_stash_restore_done(&env, "sample-es-restore");
+    assert_eq!(phase(&rs), "Succeeded", "{rs:#}");
+    let after = es_data::fingerprint(&es).unwrap();
+    assert_eq!(after.indices.keys().collect::<Vec<_>>(), ["orders", "products"]);
+    assert_eq!(after.indices["products"].count, 1500);
+    assert!(after.indices["products"].aliases.get("catalog").is_some());
+    assert!(
+        !interim.exists(),
+        "loaded from the repository, not from a staged copy on disk"
     );
 }
