@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod cli;
+mod dashboard;
 mod debug_cmd;
 mod kube_cmd;
 mod ops;
