@@ -505,3 +505,98 @@ fn the_address_file_holds_the_url_for_ui_url() {
     );
     assert_eq!(ui.get(&link[ui.running.url.len()..], None).status, 303);
 }
+
+/// One HTTPS request with the test CA trusted; the raw response.
+async fn https_get(port: u16, ca: &std::path::Path, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn with_a_certificate_it_serves_https_on_any_address_and_the_cookie_is_secure() {
+    let pki = kstash_testsupport::tls::Pki::new().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let running = serve(
+        UiConfig {
+            addr: "0.0.0.0:0".into(),
+            tls: Some((pki.server_cert.clone(), pki.server_key.clone())),
+            home: home.path().to_path_buf(),
+            ..UiConfig::default()
+        },
+        Arc::new(MemoryResources::with(objects()).unwrap()),
+        Arc::new(ScriptedOps::default()),
+    )
+    .unwrap();
+    assert!(running.url.starts_with("https://127.0.0.1:"), "{}", running.url);
+    let token = std::fs::read_to_string(home.path().join(crate::TOKEN_FILE)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = running.addr.port();
+    let page = rt.block_on(https_get(port, &pki.ca, "/"));
+    assert!(page.starts_with("HTTP/1.1 401"), "{page}");
+    let login = rt.block_on(https_get(
+        port,
+        &pki.ca,
+        &format!("/login?token={}", token.trim()),
+    ));
+    assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+    let cookie = login
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
+
+#[test]
+fn plain_http_on_another_address_than_loopback_is_refused_without_insecure() {
+    let home = tempfile::tempdir().unwrap();
+    let config = UiConfig {
+        addr: "0.0.0.0:0".into(),
+        home: home.path().to_path_buf(),
+        ..UiConfig::default()
+    };
+    let err = serve(
+        config.clone(),
+        Arc::new(MemoryResources::new()),
+        Arc::new(ScriptedOps::default()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--ui-insecure"), "{err}");
+    let insecure = serve(
+        UiConfig {
+            insecure: true,
+            ..config
+        },
+        Arc::new(MemoryResources::new()),
+        Arc::new(ScriptedOps::default()),
+    )
+    .unwrap();
+    assert!(insecure.url.starts_with("http://127.0.0.1:"));
+}
