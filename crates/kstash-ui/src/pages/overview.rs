@@ -140,7 +140,7 @@ pub fn render(st: &AppState, ctx: &Ctx) -> Result<Markup, UiError> {
 
     let days = calendar_days(ctx.now, &snaps, &sessions);
     let mut active: Vec<&Row> = rows.iter().filter(|r| r.last_success.is_some()).collect();
-    active.sort_by(|a, b| b.last_success.cmp(&a.last_success));
+    active.sort_by_key(|r| std::cmp::Reverse(r.last_success));
 
     Ok(page(
         ctx,
