@@ -198,7 +198,19 @@ async fn walk_through(env: &Env, base: &str) {
         .unwrap();
     shot(&c, "configuration").await;
     click(&c, "button[data-action='Back up now']").await;
-    c.wait().for_element(Locator::Css("#phase")).await.unwrap();
+    let first = c
+        .wait()
+        .for_element(Locator::Css("#phase"))
+        .await
+        .unwrap()
+        .attr("data-phase")
+        .await
+        .unwrap();
+    // The page opens before the backup ends; it reaches Succeeded by updating itself.
+    assert!(
+        !matches!(first.as_deref(), Some("Succeeded" | "Failed")),
+        "{first:?}"
+    );
     let url = c.current_url().await.unwrap();
     assert!(url.path().starts_with("/sessions/edge/"), "{url}");
     let session = url.path().rsplit('/').next().unwrap().to_string();
@@ -293,6 +305,34 @@ async fn walk_through(env: &Env, base: &str) {
         "the restored tree differs"
     );
 
+    // A lock left behind by a killed process is shown stale and removed from the repository page.
+    let component = env
+        .dir
+        .path()
+        .join("storage/demo/app-data/repository/v1/every-minute/dump");
+    let holder = kstash_testsupport::ResticLockHolder::start(&component, EXAMPLE_SECRET)
+        .expect("restic (installed by scripts/setup) holds a lock");
+    let stale = holder.lock_id().to_string();
+    holder.kill();
+    c.goto(&format!("{base}/repositories/edge/app-data-repo"))
+        .await
+        .unwrap();
+    let state = c
+        .find(Locator::Css("#lock-state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(state.contains("stale"), "{state}");
+    shot(&c, "repository-stale-lock").await;
+    click(&c, "button[data-action='Remove stale locks']").await;
+    c.wait().for_element(Locator::Css("#lock-state")).await.unwrap();
+    assert!(
+        !kstash_testsupport::lock_file_names(&component).contains(&stale),
+        "the stale lock was removed"
+    );
+
     // Pause and resume.
     c.goto(&format!("{base}/configurations/edge/app-data"))
         .await
@@ -340,6 +380,7 @@ fn the_dashboard_logs_in_triggers_browses_downloads_restores_and_pauses_in_a_rea
         "paused the backups",
         "resumed the backups",
         "started a restore",
+        "removed 1 stale lock",
     ] {
         assert!(
             log.contains(action),
