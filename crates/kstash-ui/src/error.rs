@@ -14,6 +14,9 @@ pub enum UiError {
     /// The request is malformed (a form field, a path).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request is not allowed here (an action of a read-only dashboard).
+    #[error("{0}")]
+    Forbidden(String),
     /// The resource client failed.
     #[error(transparent)]
     Resource(#[from] kstash_api::client::ClientError),
@@ -52,6 +55,7 @@ impl UiError {
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::Resource(e) if e.is_not_found() => StatusCode::NOT_FOUND,
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::Forbidden(_) => StatusCode::FORBIDDEN,
             UiError::Resource(e) if e.is_conflict() => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }

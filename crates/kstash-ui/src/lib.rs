@@ -26,7 +26,7 @@ mod view;
 pub use auth::{TOKEN_FILE, load_or_create_token, login_url};
 pub use config::{ADDRESS_FILE, UiConfig};
 pub use error::UiError;
-pub use ops::{ComponentData, ComponentLocks, OpError, Operations};
+pub use ops::{ComponentData, ComponentLocks, LockState, OpError, Operations};
 pub use server::{Running, serve};
 
 #[cfg(test)]

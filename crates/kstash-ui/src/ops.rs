@@ -23,8 +23,21 @@ pub struct ComponentData {
 pub struct ComponentLocks {
     /// `repository/v1/<session>/<component>`.
     pub path: String,
-    /// Every lock, as `(short id, exclusive, holder, stale)`.
-    pub locks: Vec<(String, bool, String, bool)>,
+    /// Every lock in it.
+    pub locks: Vec<LockState>,
+}
+
+/// One lock file of a component repository.
+#[derive(Debug, Clone, Default)]
+pub struct LockState {
+    /// The lock's short id.
+    pub id: String,
+    /// Exclusive (prune, forget) rather than shared (backup, restore, check).
+    pub exclusive: bool,
+    /// `user@host pid N`.
+    pub holder: String,
+    /// Its process is gone or it is older than 30 minutes: `unlock` removes it.
+    pub stale: bool,
 }
 
 /// What the runtime does for the dashboard. Every action is an ordinary resource operation, the

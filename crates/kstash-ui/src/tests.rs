@@ -40,7 +40,12 @@ impl Operations for ScriptedOps {
     fn locks(&self, _: &str, _: &str) -> Result<Vec<ComponentLocks>, OpError> {
         Ok(vec![ComponentLocks {
             path: "repository/v1/frequent/dump".into(),
-            locks: vec![("abcd1234".into(), true, "root@host pid 1".into(), true)],
+            locks: vec![crate::LockState {
+                id: "abcd1234".into(),
+                exclusive: true,
+                holder: "root@host pid 1".into(),
+                stale: true,
+            }],
         }])
     }
     fn retention_reasons(&self, _: &str, _: &str) -> Result<BTreeMap<String, String>, OpError> {

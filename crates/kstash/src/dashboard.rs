@@ -165,9 +165,11 @@ impl<P: Platform + 'static> Operations for DashboardOps<P> {
                 let locks = kstash_repo::lock::list_locks(&engine)
                     .map_err(|e| OpError(e.to_string()))?
                     .into_iter()
-                    .map(|l| {
-                        let holder = format!("{}@{} pid {}", l.lock.username, l.lock.hostname, l.lock.pid);
-                        (l.id.short(), l.lock.exclusive, holder, l.stale)
+                    .map(|l| kstash_ui::LockState {
+                        id: l.id.short(),
+                        exclusive: l.lock.exclusive,
+                        holder: format!("{}@{} pid {}", l.lock.username, l.lock.hostname, l.lock.pid),
+                        stale: l.stale,
                     })
                     .collect();
                 Ok(kstash_ui::ComponentLocks {

@@ -80,7 +80,7 @@ fn locks(st: &AppState, ctx: &Ctx, ns: &str, n: &str) -> Markup {
     match st.ops.locks(ns, n) {
         Err(e) => html! { p.muted { "Lock state unavailable: " (e.to_string()) } },
         Ok(comps) => {
-            let stale = comps.iter().flat_map(|c| &c.locks).any(|l| l.3);
+            let stale = comps.iter().flat_map(|c| &c.locks).any(|l| l.stale);
             let held = comps.iter().map(|c| c.locks.len()).sum::<usize>();
             html! {
                 p id="lock-state" {
@@ -91,9 +91,9 @@ fn locks(st: &AppState, ctx: &Ctx, ns: &str, n: &str) -> Markup {
                 @if held > 0 {
                     div.scroll { table {
                         thead { tr { th scope="col" { "Component" } th scope="col" { "Lock" } th scope="col" { "Kind" } th scope="col" { "Holder" } th scope="col" { "State" } } }
-                        tbody { @for c in &comps { @for (id, exclusive, holder, is_stale) in &c.locks {
-                            tr { td { (c.path) } td { code { (id) } } td { (if *exclusive { "exclusive" } else { "shared" }) } td { (holder) }
-                                 td { @if *is_stale { span.badge.bad { "stale" } } @else { span.badge.run { "held" } } } }
+                        tbody { @for c in &comps { @for l in &c.locks {
+                            tr { td { (c.path) } td { code { (l.id) } } td { (if l.exclusive { "exclusive" } else { "shared" }) } td { (l.holder) }
+                                 td { @if l.stale { span.badge.bad { "stale" } } @else { span.badge.run { "held" } } } }
                         } } }
                     } }
                 }
