@@ -411,6 +411,16 @@ fn the_restore_wizard_previews_yaml_and_the_cli_then_creates_the_restore_session
         preview.body.contains("kstash apply -f - &lt;&lt;&#39;EOF&#39;")
             || preview.body.contains("kstash apply -f - &lt;&lt;'EOF'")
     );
+    let mut pitr = fields.to_vec();
+    pitr.retain(|(k, _)| *k != "source");
+    pitr.extend([("source", "pitr"), ("pitr", "2026-12-07T11:22")]);
+    let at = ui.post("/restore/preview", Some(&cookie), &pitr);
+    assert!(
+        at.body.contains("targetTime: 2026-12-07T11:22:00Z"),
+        "{}",
+        at.body
+    );
+    assert!(!at.body.contains("snapshot: app-repo-1"));
     let applied = ui.post("/restore/apply", Some(&cookie), &fields);
     assert_eq!(applied.status, 303, "{}", applied.body);
     assert_eq!(applied.header("location"), Some("/restores/demo/from-ui"));
