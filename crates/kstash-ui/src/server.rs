@@ -130,6 +130,9 @@ pub struct Running {
     /// `http(s)://host:port` to reach it from this machine.
     pub url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// `$KSTASH_HOME/ui-address`, removed when the dashboard stops (so `kstash ui-url` never
+    /// prints a link to a stopped dashboard).
+    address_file: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Running {
@@ -144,6 +147,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if std::fs::read_to_string(&self.address_file).is_ok_and(|s| s.trim() == self.url) {
+            let _ = std::fs::remove_file(&self.address_file);
         }
     }
 }
@@ -239,6 +245,7 @@ pub fn serve(
         addr,
         url,
         stop: Some(stop_tx),
+        address_file: addr_file,
     })
 }
 

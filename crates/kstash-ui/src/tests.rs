@@ -519,6 +519,12 @@ fn the_address_file_holds_the_url_for_ui_url() {
         format!("{}/login?token={}", ui.running.url, ui.token.trim())
     );
     assert_eq!(ui.get(&link[ui.running.url.len()..], None).status, 303);
+    let home = ui._home.path().to_path_buf();
+    drop(ui.running);
+    assert!(
+        crate::login_url(&home).is_err(),
+        "a stopped dashboard leaves no link behind"
+    );
 }
 
 /// One HTTPS request with the test CA trusted; the raw response.

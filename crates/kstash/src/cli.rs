@@ -140,8 +140,10 @@ pub struct ServerArgs {
 /// loopback port when that one is taken; `kstash operator`: off unless --ui-addr is given).
 #[derive(Debug, Args, Clone, Default)]
 pub struct UiArgs {
-    /// Serve the web dashboard here (empty to disable). Another address than loopback needs
-    /// --ui-tls-cert/--ui-tls-key or --ui-insecure. `kstash ui-url` prints the login link.
+    /// Serve the web dashboard here (empty: none). `kstash server`: default 127.0.0.1:9465, or a
+    /// free loopback port when that one is taken; `kstash operator`: none unless given. Another
+    /// address than loopback needs --ui-tls-cert/--ui-tls-key or --ui-insecure. `kstash ui-url`
+    /// prints the login link.
     #[arg(long, env = "KSTASH_UI_ADDR")]
     pub ui_addr: Option<String>,
     /// PEM certificate chain for HTTPS.
