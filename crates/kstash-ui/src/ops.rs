@@ -12,8 +12,8 @@ pub struct OpError(pub String);
 /// One component of a Snapshot opened for reading: the restic repository and the restic snapshots
 /// the component recorded (`resticStats[].summary.id`).
 pub struct ComponentData {
-    /// The opened component repository.
-    pub repo: kstash_repo::Repository,
+    /// The opened component repository (the runtime may keep it open for the next request).
+    pub repo: std::sync::Arc<kstash_repo::Repository>,
     /// The restic snapshot ids of the component.
     pub snapshot_ids: Vec<String>,
 }

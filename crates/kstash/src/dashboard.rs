@@ -2,9 +2,10 @@
 //! [`kstash_ui::Operations`] (each action calls the same function as its CLI command: trigger,
 //! pause/resume, unlock) and starting the dashboard from the `--ui-*` flags.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 use kstash_api::client::{Resources, ResourcesExt};
@@ -19,12 +20,23 @@ use kstash_ui::{ComponentData, OpError, Operations, UiConfig};
 
 use crate::cli::UiArgs;
 
+/// How long an opened component repository is kept for the next browse or download (opening
+/// derives the key from the password, which is slow on purpose).
+const KEEP_OPEN: Duration = Duration::from_secs(120);
+/// At most this many component repositories are kept open.
+const KEEP_OPEN_MAX: usize = 16;
+
+/// Opened component repositories by `(namespace, repository, component path)`.
+type OpenRepos = HashMap<(String, String, String), (Arc<kstash_repo::Repository>, Instant)>;
+
 /// The dashboard's actions and repository access on a platform (embedded or Kubernetes).
 pub struct DashboardOps<P> {
     platform: Arc<P>,
     /// Where executor logs live (`<home>/jobs/<ns>/<job>/log`); `None` on Kubernetes.
     jobs: Option<PathBuf>,
     opts: ExecOptions,
+    /// Component repositories recently opened (the browser walks one snapshot page by page).
+    open_repos: Mutex<OpenRepos>,
 }
 
 fn op(e: anyhow::Error) -> OpError {
@@ -34,7 +46,12 @@ fn op(e: anyhow::Error) -> OpError {
 impl<P: Platform> DashboardOps<P> {
     /// Actions on `platform`; executor logs under `jobs` when they are local files.
     pub fn new(platform: Arc<P>, jobs: Option<PathBuf>, opts: ExecOptions) -> Self {
-        DashboardOps { platform, jobs, opts }
+        DashboardOps {
+            platform,
+            jobs,
+            opts,
+            open_repos: Mutex::new(HashMap::new()),
+        }
     }
 
     fn res(&self) -> &dyn Resources {
@@ -112,17 +129,40 @@ impl<P: Platform> DashboardOps<P> {
         } else {
             comp.path.clone()
         };
-        let repo = crate::repositories::get_repository(res, ns, &snap.spec.repository)?;
-        let found = component_repositories(res, &repo, &self.opts)?
-            .into_iter()
-            .find(|c| c.path == path)
-            .with_context(|| {
-                format!(
-                    "Repository {ns}/{} has no component repository {path}",
-                    snap.spec.repository
-                )
-            })?;
-        let engine = found.open()?;
+        let key = (ns.to_string(), snap.spec.repository.clone(), path.clone());
+        let kept = {
+            let mut open = self.open_repos.lock().unwrap_or_else(|e| e.into_inner());
+            open.retain(|_, (_, at)| at.elapsed() < KEEP_OPEN);
+            open.get(&key).map(|(r, _)| r.clone())
+        };
+        let engine = match kept {
+            // New backups may have added index files since it was opened.
+            Some(r) => {
+                r.refresh_index()?;
+                r
+            }
+            None => {
+                let repo = crate::repositories::get_repository(res, ns, &snap.spec.repository)?;
+                let found = component_repositories(res, &repo, &self.opts)?
+                    .into_iter()
+                    .find(|c| c.path == path)
+                    .with_context(|| {
+                        format!(
+                            "Repository {ns}/{} has no component repository {path}",
+                            snap.spec.repository
+                        )
+                    })?;
+                let r = Arc::new(found.open()?);
+                let mut open = self.open_repos.lock().unwrap_or_else(|e| e.into_inner());
+                if open.len() >= KEEP_OPEN_MAX
+                    && let Some(oldest) = open.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
+                {
+                    open.remove(&oldest);
+                }
+                open.insert(key, (r.clone(), Instant::now()));
+                r
+            }
+        };
         let snapshot_ids = comp
             .restic_stats
             .iter()

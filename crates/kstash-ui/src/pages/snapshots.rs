@@ -97,7 +97,7 @@ fn open(
     ns: &str,
     snapshot: &str,
     component: &str,
-) -> Result<(Repository, SnapshotEntry), UiError> {
+) -> Result<(Arc<Repository>, SnapshotEntry), UiError> {
     one(st, &meta::SNAPSHOT, ns, snapshot)?;
     let data = st.ops.open_component(ns, snapshot, component)?;
     let id = data.snapshot_ids.first().ok_or_else(|| {
