@@ -19,6 +19,8 @@ const SECRET_B64: &str = "czNjcjN0LXVpLXRlc3QtdmFsdWU=";
 struct ScriptedOps {
     calls: Mutex<Vec<String>>,
     events: Mutex<Vec<String>>,
+    /// A real (in-memory) repository and the restic snapshot of each Snapshot name.
+    engine: Option<(Arc<kstash_repo::Repository>, BTreeMap<String, String>)>,
 }
 
 impl Operations for ScriptedOps {
@@ -55,7 +57,13 @@ impl Operations for ScriptedOps {
         Some("line one\nline two".into())
     }
     fn open_component(&self, ns: &str, snapshot: &str, component: &str) -> Result<ComponentData, OpError> {
-        Err(OpError(format!("no engine here: {ns}/{snapshot}/{component}")))
+        match &self.engine {
+            Some((repo, ids)) if ids.contains_key(snapshot) => Ok(ComponentData {
+                repo: repo.clone(),
+                snapshot_ids: vec![ids[snapshot].clone()],
+            }),
+            _ => Err(OpError(format!("no engine here: {ns}/{snapshot}/{component}"))),
+        }
     }
     fn event(&self, object: &str, reason: &str, message: &str) {
         self.events
@@ -620,4 +628,181 @@ fn plain_http_on_another_address_than_loopback_is_refused_without_insecure() {
     )
     .unwrap();
     assert!(insecure.url.starts_with("http://127.0.0.1:"));
+}
+
+/// Pseudo-random bytes (xorshift), for data that does not compress away.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A dashboard whose runtime opens a real repository holding a database-like stream snapshot
+/// (`db-1`) and a directory snapshot (`vol-1`) of `data`.
+fn start_with_engine(data: &std::path::Path, dump: &[u8]) -> Ui {
+    use kstash_repo::{InitOptions, MemoryBackend, Repository, keys::KdfParams};
+    let repo = Repository::init(
+        Arc::new(MemoryBackend::new()),
+        "pw",
+        InitOptions {
+            kdf: KdfParams::insecure_fast(),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    let db = kstash_repo::backup_stream(
+        &repo,
+        std::io::Cursor::new(dump.to_vec()),
+        &kstash_repo::StreamBackupOptions::named("dumpfile.sql"),
+    )
+    .unwrap();
+    let vol = kstash_repo::archiver::backup_tree(
+        &repo,
+        &[data.to_path_buf()],
+        &kstash_repo::archiver::TreeBackupOptions::default(),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut objects = objects();
+    for name in ["db-1", "vol-1"] {
+        objects.push(
+            json!({"apiVersion": "storage.kubestash.com/v1alpha1", "kind": "Snapshot",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {"repository": "app-repo", "session": "frequent", "backupSession": "x"},
+            "status": {"phase": "Succeeded", "components": {"dump": {"phase": "Succeeded"}}}}),
+        );
+    }
+    let res = Arc::new(MemoryResources::with(objects).unwrap());
+    let ops = Arc::new(ScriptedOps {
+        engine: Some((
+            Arc::new(repo),
+            BTreeMap::from([
+                ("db-1".to_string(), db.snapshot_id.to_string()),
+                ("vol-1".to_string(), vol.snapshot_id.to_string()),
+            ]),
+        )),
+        ..ScriptedOps::default()
+    });
+    let running = serve(
+        UiConfig {
+            addr: "127.0.0.1:0".into(),
+            home: home.path().to_path_buf(),
+            ..UiConfig::default()
+        },
+        res.clone(),
+        ops.clone(),
+    )
+    .unwrap();
+    let token = std::fs::read_to_string(home.path().join(crate::TOKEN_FILE)).unwrap();
+    Ui {
+        running,
+        ops,
+        res,
+        token,
+        agent: ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build()
+            .into(),
+        _home: home,
+    }
+}
+
+impl Ui {
+    fn bytes(&self, path: &str, cookie: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let r = self
+            .agent
+            .get(self.url(path))
+            .header("Cookie", cookie)
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = r.into_body().with_config().limit(u64::MAX).read_to_vec().unwrap();
+        (status, headers, body)
+    }
+}
+
+#[test]
+fn a_database_snapshot_downloads_as_its_dump_file_and_a_volume_as_files_or_a_tar() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    let big = noise(3 << 20, 7);
+    std::fs::write(data.join("sub/big.bin"), &big).unwrap();
+    std::fs::write(data.join("hello.txt"), "hello\n").unwrap();
+    let dump = noise(5 << 20, 11);
+    let ui = start_with_engine(&data, &dump);
+    let cookie = ui.login();
+
+    // The database component: its one file, streamed.
+    let (status, headers, body) = ui.bytes("/download/demo/db-1/dump?path=%2F", &cookie);
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-disposition" && v.contains("dumpfile.sql"))
+    );
+    assert!(
+        body == dump,
+        "the dump differs ({} bytes, expected {})",
+        body.len(),
+        dump.len()
+    );
+
+    // The volume: browse to a directory, download a file and the directory as a tar.
+    let enc = |p: &std::path::Path| crate::view::enc(&p.display().to_string());
+    let listing = ui.get(
+        &format!("/browse/demo/vol-1/dump?path={}", enc(&data)),
+        Some(&cookie),
+    );
+    assert_eq!(listing.status, 200, "{}", listing.body);
+    assert!(listing.body.contains("hello.txt") && listing.body.contains("sub/"));
+    let (_, _, file) = ui.bytes(
+        &format!(
+            "/download/demo/vol-1/dump?path={}",
+            enc(&data.join("sub/big.bin"))
+        ),
+        &cookie,
+    );
+    assert!(file == big, "the file differs");
+    let (status, headers, tar_bytes) =
+        ui.bytes(&format!("/download/demo/vol-1/dump?path={}", enc(&data)), &cookie);
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "application/x-tar")
+    );
+    let mut archive = tar::Archive::new(std::io::Cursor::new(tar_bytes));
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        files.insert(path, content);
+    }
+    assert_eq!(
+        files.keys().cloned().collect::<Vec<_>>(),
+        vec!["data/", "data/hello.txt", "data/sub/", "data/sub/big.bin"]
+    );
+    assert!(files["data/sub/big.bin"] == big);
+    assert_eq!(files["data/hello.txt"], b"hello\n");
+    // No way out of the snapshot.
+    assert_eq!(
+        ui.get("/browse/demo/vol-1/dump?path=%2F..%2Fetc", Some(&cookie))
+            .status,
+        400
+    );
 }

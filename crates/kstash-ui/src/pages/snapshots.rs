@@ -58,7 +58,7 @@ fn render_detail(st: &AppState, ctx: &Ctx, ns: &str, n: &str) -> Result<Markup, 
             } }
             h2 { "Components" }
             div.scroll { table id="components" {
-                thead { tr { th scope="col" { "Component" } th scope="col" { "Phase" } th scope="col" { "Size" } th scope="col" { "Duration" } th scope="col" { "Driver" } th scope="col" { "Browse" } } }
+                thead { tr { th scope="col" { "Component" } th scope="col" { "Phase" } th scope="col" { "Size" } th scope="col" { "Duration" } th scope="col" { "Driver" } th scope="col" { "Files" } } }
                 tbody { @for (cname, c) in sn.pointer("/status/components").and_then(Value::as_object).into_iter().flatten() {
                     tr {
                         td { (cname) }
@@ -66,7 +66,12 @@ fn render_detail(st: &AppState, ctx: &Ctx, ns: &str, n: &str) -> Result<Markup, 
                         td { (s(c, "/size")) }
                         td { (s(c, "/duration")) }
                         td { (s(c, "/driver")) }
-                        td { a href={"/browse/" (enc(ns)) "/" (enc(n)) "/" (enc(cname)) "?path=%2F"} { "Browse files" } }
+                        td {
+                            a href={"/browse/" (enc(ns)) "/" (enc(n)) "/" (enc(cname)) "?path=%2F"} { "Browse files" }
+                            " · "
+                            a href={"/download/" (enc(ns)) "/" (enc(n)) "/" (enc(cname)) "?path=%2F"} download
+                                title="a database dump as its file, a volume as a tar archive" { "Download" }
+                        }
                     }
                 } }
             } }
@@ -107,6 +112,18 @@ fn open(
     })?;
     let entry = data.repo.find_snapshot(id)?;
     Ok((data.repo, entry))
+}
+
+/// What a download of the whole component is: the one file of a stream snapshot (a database
+/// dump such as `/dumpfile.sql`), else the snapshot's tree.
+fn download_root(repo: &Repository, entry: &SnapshotEntry) -> Result<Node, UiError> {
+    if let [only] = entry.snapshot.paths.as_slice()
+        && let Ok(node) = find_node(repo, entry, only)
+        && node.node_type == NodeType::File
+    {
+        return Ok(node);
+    }
+    node_at(repo, entry, "/")
 }
 
 /// The node at `path`; the root is a directory standing for the snapshot's tree.
@@ -199,7 +216,11 @@ pub async fn download(
         let (ns, snapshot, component, path) = (ns.clone(), snapshot.clone(), component.clone(), path.clone());
         blocking(move || {
             let (repo, entry) = open(&st, &ns, &snapshot, &component)?;
-            let node = node_at(&repo, &entry, &path)?;
+            let node = if path == "/" {
+                download_root(&repo, &entry)?
+            } else {
+                node_at(&repo, &entry, &path)?
+            };
             Ok((repo, node))
         })
         .await?
