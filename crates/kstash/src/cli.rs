@@ -70,6 +70,8 @@ pub enum Command {
     Download(DownloadArgs),
     /// Explain why a backup, restore or storage is not working.
     Debug(DebugArgs),
+    /// Print the login link of the web dashboard that `kstash server` runs on this data directory.
+    UiUrl,
 }
 
 impl Cli {
@@ -101,6 +103,7 @@ impl Cli {
             Command::Password(a) => repositories::password(&open_store(home)?, a),
             Command::Download(a) => repositories::download(&open_store(home)?, a),
             Command::Debug(a) => debug_cmd::debug(home, &open_store(home)?, a),
+            Command::UiUrl => crate::dashboard::ui_url(home),
         }
     }
 }
@@ -133,6 +136,32 @@ pub struct ServerArgs {
     /// Reconcile this many objects at once (one at a time per object).
     #[arg(long, default_value_t = kstash_controller::queue::DEFAULT_WORKERS, env = "KSTASH_WORKERS")]
     pub workers: usize,
+    #[command(flatten)]
+    pub ui: UiArgs,
+}
+
+/// The web dashboard's flags (`kstash server`: on by default at 127.0.0.1:9465, or a free
+/// loopback port when that one is taken; `kstash operator`: off unless --ui-addr is given).
+#[derive(Debug, Args, Clone, Default)]
+pub struct UiArgs {
+    /// Serve the web dashboard here (empty: none). `kstash server`: default 127.0.0.1:9465, or a
+    /// free loopback port when that one is taken; `kstash operator`: none unless given. Another
+    /// address than loopback needs --ui-tls-cert/--ui-tls-key or --ui-insecure. `kstash ui-url`
+    /// prints the login link.
+    #[arg(long, env = "KSTASH_UI_ADDR")]
+    pub ui_addr: Option<String>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, requires = "ui_tls_key")]
+    pub ui_tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, requires = "ui_tls_cert")]
+    pub ui_tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (anyone on the network sees the traffic).
+    #[arg(long)]
+    pub ui_insecure: bool,
+    /// Show everything, allow no action (trigger, pause, resume, unlock, restore).
+    #[arg(long)]
+    pub ui_read_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +193,8 @@ pub struct OperatorArgs {
     /// Reconcile this many objects at once (one at a time per object).
     #[arg(long, default_value_t = kstash_controller::queue::DEFAULT_WORKERS, env = "KSTASH_WORKERS")]
     pub workers: usize,
+    #[command(flatten)]
+    pub ui: UiArgs,
 }
 
 #[derive(Debug, Args)]

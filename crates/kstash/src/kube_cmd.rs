@@ -82,6 +82,26 @@ pub fn operator(a: OperatorArgs) -> Result<ExitCode> {
     // Local (volume) storages are reached where the operator's pod mounts them.
     let storage = Arc::new(StorageOpsImpl::new(LocalMode::Mounted));
     let rt = runtime()?;
+    // The dashboard reads and acts through the Kubernetes API, as the CLI does in a pod.
+    let _dashboard = match &a.ui.ui_addr {
+        Some(addr) if !addr.is_empty() => {
+            let (client, _url) = rt
+                .block_on(operator::connect(a.kubeconfig.as_deref()))
+                .map_err(|e| anyhow!(e))?;
+            let p = Arc::new(KubePlatform::new(
+                KubeResources::new(client, rt.handle().clone()),
+                storage.clone(),
+                config.settings.clone(),
+            ));
+            let home = crate::ops::home_dir(None)?;
+            let opts = ExecOptions {
+                local_mode: LocalMode::Mounted,
+                ..ExecOptions::embedded()
+            };
+            crate::dashboard::start(&a.ui, None, &home, p, None, opts)?
+        }
+        _ => None,
+    };
     rt.block_on(operator::run(config, storage, terminated()))
         .map_err(|e| anyhow!(e))
         .context("kstash operator")?;

@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod cli;
 mod convert_cmd;
+mod dashboard;
 mod debug_cmd;
 mod kube_cmd;
 mod ops;

@@ -55,6 +55,9 @@ pub const CATALOG: &[(&str, &str)] = &[
     ),
 ];
 
+/// Where `kstash server` serves its dashboard unless `--ui-addr` says otherwise.
+pub const DEFAULT_UI_ADDR: &str = "127.0.0.1:9465";
+
 /// The data directory: `--home`, `$KSTASH_HOME`, or `~/.local/share/kstash`.
 pub fn home_dir(home: Option<&Path>) -> Result<PathBuf> {
     match home {
@@ -87,13 +90,24 @@ pub fn server(home: Option<&Path>, a: ServerArgs) -> Result<ExitCode> {
         let n = server::install_catalog(&store, CATALOG).map_err(|e| anyhow!(e))?;
         tracing::info!(objects = n, "addon catalog installed");
     }
-    let p = platform(&home, store.clone(), a.pushgateway.clone())?
-        .with_max_executors(a.max_executors)
-        .with_reconcile_workers(a.workers);
+    let p = Arc::new(
+        platform(&home, store.clone(), a.pushgateway.clone())?
+            .with_max_executors(a.max_executors)
+            .with_reconcile_workers(a.workers),
+    );
     if !a.metrics_addr.is_empty() {
         let addr = kstash_embedded::http::serve(store, &a.metrics_addr).map_err(|e| anyhow!(e))?;
         eprintln!("kstash server: metrics at http://{addr}/metrics");
     }
+    // Kept until the server stops: dropping it stops the dashboard.
+    let _dashboard = crate::dashboard::start(
+        &a.ui,
+        Some(DEFAULT_UI_ADDR),
+        &home,
+        p.clone(),
+        Some(home.join("jobs")),
+        ExecOptions::embedded(),
+    )?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing the signal handler")?;
@@ -315,8 +329,7 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
         if adopted {
             continue;
         }
-        let bs = backup_configuration::trigger(&p, &bc, s, 0)?;
-        created.push(bs.metadata.name.unwrap_or_default());
+        created.extend(start_backups(&p, &bc, std::slice::from_ref(s))?);
     }
     for c in &created {
         outln!("backupsession.core.kubestash.com/{c} created");
@@ -367,6 +380,25 @@ pub fn trigger(home: Option<&Path>, a: TriggerArgs) -> Result<ExitCode> {
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Start a backup now: one BackupSession per session in `sessions` (every session when empty),
+/// with no retries, as `kstash trigger` does; the names created. Shared by the CLI and the
+/// dashboard, so a backup started from either is the same resource operation.
+pub fn start_backups(
+    p: &dyn kstash_controller::platform::Platform,
+    bc: &BackupConfiguration,
+    sessions: &[String],
+) -> Result<Vec<String>> {
+    let all: Vec<String> = bc.spec.sessions.iter().map(|s| s.name.clone()).collect();
+    let chosen = if sessions.is_empty() { &all[..] } else { sessions };
+    let mut created = Vec::new();
+    for s in chosen {
+        kstash_api::resolve::session_entry(bc, s)?;
+        let bs = backup_configuration::trigger(p, bc, s, 0)?;
+        created.push(bs.metadata.name.unwrap_or_default());
+    }
+    Ok(created)
 }
 
 fn list_sessions(store: &Store, ns: &str, bc: &str) -> Vec<String> {
@@ -431,26 +463,35 @@ impl PhaseWatcher {
 /// `kstash pause` / `kstash resume`.
 pub fn set_paused(home: Option<&Path>, a: BcArgs, paused: bool) -> Result<ExitCode> {
     let store = crate::resources::open_store(home)?;
-    let ns = a.namespace.as_str();
+    patch_paused(&store, &a.namespace, &a.name, paused)?;
+    outln!(
+        "backupconfiguration.core.kubestash.com/{} {}",
+        a.name,
+        if paused { "paused" } else { "resumed" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Set `spec.paused` of a BackupConfiguration (retried on conflicts). Shared by `kstash
+/// pause`/`resume` and the dashboard.
+pub fn patch_paused(
+    res: &dyn kstash_api::client::Resources,
+    ns: &str,
+    name: &str,
+    paused: bool,
+) -> Result<()> {
     for _ in 0..10 {
-        let mut bc: BackupConfiguration = store
-            .get_as(ns, &a.name)?
-            .with_context(|| format!("BackupConfiguration {ns}/{} not found", a.name))?;
+        let mut bc: BackupConfiguration = res
+            .get_as(ns, name)?
+            .with_context(|| format!("BackupConfiguration {ns}/{name} not found"))?;
         bc.spec.paused = paused;
-        match store.update_as(&bc) {
-            Ok(_) => {
-                outln!(
-                    "backupconfiguration.core.kubestash.com/{} {}",
-                    a.name,
-                    if paused { "paused" } else { "resumed" }
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
+        match res.update_as(&bc) {
+            Ok(_) => return Ok(()),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    bail!("BackupConfiguration {ns}/{} kept changing; try again", a.name)
+    bail!("BackupConfiguration {ns}/{name} kept changing; try again")
 }
 
 /// `kstash logs`.

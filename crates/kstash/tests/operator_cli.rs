@@ -464,3 +464,131 @@ fn an_operator_that_loses_its_lease_stops_acting_and_exits() {
         "the loser must not release another's Lease"
     );
 }
+
+#[test]
+fn the_operators_dashboard_reads_and_acts_through_the_kubernetes_api() {
+    let api = fake_cluster(true);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "default").unwrap();
+    let home = dir.path().join("home");
+    let log = dir.path().join("operator.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kstash"))
+        .args(["operator", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args([
+            "--health-addr",
+            "",
+            "--metrics-addr",
+            "",
+            "--leader-elect",
+            "false",
+        ])
+        .args(["--ui-addr", "127.0.0.1:0"])
+        .env("KSTASH_HOME", &home)
+        .env("KSTASH_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let storage = dir.path().join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let manifests = storage_manifests(&storage)
+        + r#"
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupConfiguration
+metadata: {name: nightly, namespace: demo}
+spec:
+  target: {apiGroup: apps, kind: Deployment, name: web, namespace: demo}
+  backends:
+    - name: local
+      storageRef: {name: local-storage, namespace: demo}
+  sessions:
+    - name: full
+      scheduler: {schedule: "0 2 * * *"}
+      repositories:
+        - name: web-repo
+          backend: local
+          directory: web
+          encryptionSecret: {name: encrypt-secret, namespace: demo}
+      addon:
+        name: workload-addon
+        tasks: [{name: logical-backup, params: {paths: /data}}]
+"#;
+    for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
+        api.put(doc);
+    }
+    wait_for(Duration::from_secs(30), "the dashboard's address", || {
+        home.join("ui-address").exists()
+    });
+    let link = Command::new(env!("CARGO_BIN_EXE_kstash"))
+        .arg("ui-url")
+        .env("KSTASH_HOME", &home)
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout).trim().to_string();
+    let base = link.split("/login").next().unwrap().to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let login = agent.get(&link).call().unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = |path: &str| {
+        agent
+            .get(format!("{base}{path}"))
+            .header("Cookie", &cookie)
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    let overview = page("/");
+    assert!(
+        overview.contains("data-configuration=\"demo/nightly\""),
+        "{overview}"
+    );
+    assert!(!overview.contains("changeit"), "no Secret value on the page");
+    let at = overview.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = overview[at..at + 64].to_string();
+    let r = agent
+        .post(format!("{base}/configurations/demo/nightly/pause"))
+        .header("Cookie", &cookie)
+        .send_form([("csrf", csrf.as_str())])
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        303,
+        "{}",
+        r.into_body().read_to_string().unwrap_or_default()
+    );
+    let bc = api
+        .get(
+            "core.kubestash.com/v1alpha1",
+            "BackupConfiguration",
+            "demo",
+            "nightly",
+        )
+        .unwrap();
+    assert_eq!(bc.pointer("/spec/paused"), Some(&Value::Bool(true)));
+    wait_for(
+        Duration::from_secs(10),
+        "the event naming the dashboard action",
+        || {
+            api.list("v1", "Event", Some("demo")).iter().any(|e| {
+                e["reason"] == "DashboardAction" && e["message"].as_str().unwrap_or("").contains("paused")
+            })
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -12,10 +12,10 @@ mod unlock;
 pub use download::download;
 pub use password::password;
 pub use snapshots::snapshots;
-pub use unlock::unlock;
+pub use unlock::{unlock, unlock_repository};
 
 use anyhow::{Context as _, Result, bail};
-use kstash_api::client::ResourcesExt;
+use kstash_api::client::{Resources, ResourcesExt};
 use kstash_api::resolve;
 use kstash_api::storage::Repository;
 use kstash_embedded::Store;
@@ -26,7 +26,7 @@ use kstash_repo::lock::{self, LockOptions};
 /// Where component repositories live inside a repository directory.
 const COMPONENT_PREFIX: &str = "repository/v1/";
 
-pub(crate) fn get_repository(store: &Store, ns: &str, name: &str) -> Result<Repository> {
+pub(crate) fn get_repository(store: &dyn Resources, ns: &str, name: &str) -> Result<Repository> {
     store
         .get_as::<Repository>(ns, name)?
         .with_context(|| format!("Repository {ns}/{name} not found (kstash get repo -n {ns})"))
@@ -49,7 +49,7 @@ pub(crate) fn matches_path(component: &str, wanted: &str) -> bool {
 
 /// The component repositories of `namespace/name`, only those in `paths` when given.
 pub(crate) fn components(
-    store: &Store,
+    store: &dyn Resources,
     ns: &str,
     name: &str,
     paths: &[String],

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
+use kstash_api::client::Resources;
 use kstash_embedded::Store;
 use kstash_repo::lock::{self};
 
@@ -12,28 +13,14 @@ use crate::cli::UnlockArgs;
 
 /// `kstash unlock <repo>`: remove stale locks (or all) from every component repository.
 pub fn unlock(store: &Store, a: UnlockArgs) -> Result<ExitCode> {
-    let ns = a.namespace.as_str();
-    let (_, comps) = components(store, ns, &a.repository, &a.paths)?;
+    let removed = unlock_repository(store, &a.namespace, &a.repository, &a.paths, a.remove_all)?;
     let mut total = 0;
-    for comp in &comps {
-        let engine = open_component(comp, ns, &a.repository)?;
-        let removed = if a.remove_all {
-            lock::remove_all_locks(&engine)
-        } else {
-            lock::remove_stale_locks(&engine)
-        }
-        .with_context(|| {
-            format!(
-                "removing locks of {} of Repository {ns}/{}",
-                comp.path, a.repository
-            )
-        })?;
-        total += removed.len();
-        let ids: Vec<String> = removed.iter().map(|id| id.short()).collect();
+    for (path, ids) in &removed {
+        total += ids.len();
         if ids.is_empty() {
-            outln!("{}: removed 0 locks", comp.path);
+            outln!("{path}: removed 0 locks");
         } else {
-            outln!("{}: removed {} locks ({})", comp.path, ids.len(), ids.join(", "));
+            outln!("{path}: removed {} locks ({})", ids.len(), ids.join(", "));
         }
     }
     if total == 0 && !a.remove_all {
@@ -42,4 +29,29 @@ pub fn unlock(store: &Store, a: UnlockArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Remove the stale locks (every lock with `remove_all`) of a Repository's component
+/// repositories (only `paths` when given); the short ids removed per component path. Shared by
+/// `kstash unlock` and the dashboard.
+pub fn unlock_repository(
+    res: &dyn Resources,
+    ns: &str,
+    repository: &str,
+    paths: &[String],
+    remove_all: bool,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let (_, comps) = components(res, ns, repository, paths)?;
+    let mut out = Vec::new();
+    for comp in &comps {
+        let engine = open_component(comp, ns, repository)?;
+        let removed = if remove_all {
+            lock::remove_all_locks(&engine)
+        } else {
+            lock::remove_stale_locks(&engine)
+        }
+        .with_context(|| format!("removing locks of {} of Repository {ns}/{repository}", comp.path))?;
+        out.push((comp.path.clone(), removed.iter().map(|id| id.short()).collect()));
+    }
+    Ok(out)
 }
