@@ -59,7 +59,11 @@ pub const RECONCILED: &[&ResourceType] = &[
 
 /// Stash v1 kinds with a reconciler. Only the embedded runtime queues them: on a cluster, Stash's
 /// own operator owns `stash.appscode.com` objects (convert them with `kstash convert`).
-pub const STASH_RECONCILED: &[&ResourceType] = &[&meta::STASH_RESTORE_SESSION];
+pub const STASH_RECONCILED: &[&ResourceType] = &[
+    &meta::STASH_BACKUP_CONFIGURATION,
+    &meta::STASH_BACKUP_SESSION,
+    &meta::STASH_RESTORE_SESSION,
+];
 
 /// Reconcile the object `key` names.
 pub fn reconcile(p: &dyn Platform, key: &Key) -> Result<Requeue> {
@@ -72,6 +76,12 @@ pub fn reconcile(p: &dyn Platform, key: &Key) -> Result<Requeue> {
         "BackupSession" => crate::backup_session::reconcile_backup_session(p, ns, name),
         "RestoreSession" => crate::restore_session::reconcile_restore_session(p, ns, name),
         "BackupBlueprint" => crate::blueprint::reconcile_backup_blueprint(p, ns, name),
+        "BackupConfiguration.stash.appscode.com" => {
+            crate::stash_backup::reconcile_stash_backup_configuration(p, ns, name)
+        }
+        "BackupSession.stash.appscode.com" => {
+            crate::stash_backup::reconcile_stash_backup_session(p, ns, name)
+        }
         "RestoreSession.stash.appscode.com" => crate::stash_restore::reconcile_stash_restore(p, ns, name),
         "BackupVerificationSession" => {
             crate::verification_session::reconcile_backup_verification_session(p, ns, name)

@@ -14,6 +14,7 @@ pub mod pushgateway;
 pub mod queue;
 pub mod restore_session;
 pub mod retention;
+pub mod stash_backup;
 pub mod stash_restore;
 pub mod storage;
 pub mod tasks;

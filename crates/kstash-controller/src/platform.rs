@@ -88,6 +88,9 @@ pub enum JobPurpose {
     /// Restore the Stash v1 RestoreSession `restore_session` from the restic repository Stash
     /// wrote (embedded runtime only).
     StashRestore { restore_session: String },
+    /// Run the Stash v1 BackupSession `backup_session` into the restic repository Stash wrote
+    /// (embedded runtime only).
+    StashBackup { backup_session: String },
 }
 
 impl JobPurpose {
@@ -113,6 +116,13 @@ impl JobPurpose {
                 restore_session.clone(),
                 "--snapshot".into(),
                 snapshot.clone(),
+            ],
+            JobPurpose::StashBackup { backup_session } => vec![
+                "stash-backup".into(),
+                "--namespace".into(),
+                namespace.into(),
+                "--backupsession".into(),
+                backup_session.clone(),
             ],
             JobPurpose::StashRestore { restore_session } => vec![
                 "stash-restore".into(),

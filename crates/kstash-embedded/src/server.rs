@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use kstash_api::client::ResourcesExt;
 use kstash_api::core::BackupConfiguration;
 use kstash_controller::dispatch::{self, Key, RECONCILED, STASH_RECONCILED};
-use kstash_controller::{WorkQueue, backup_configuration, verification_session};
+use kstash_controller::{WorkQueue, backup_configuration, stash_backup, verification_session};
 
 use crate::platform::EmbeddedPlatform;
 use crate::scheduler::Due;
@@ -253,6 +253,24 @@ fn fire(p: &EmbeddedPlatform, due: &[Due]) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, repository, "verifier schedule fired but the BackupVerificationSession could not be created")
+            }
+        }
+    }
+    // Stash v1 configurations: a Stash BackupSession each, named as Stash's trigger named them.
+    let (stash, due): (Vec<&Due>, Vec<&Due>) = due
+        .into_iter()
+        .partition(|d| d.invoker.starts_with(stash_backup::INVOKER_PREFIX));
+    for d in stash {
+        let bc = d.invoker.trim_start_matches(stash_backup::INVOKER_PREFIX);
+        match p
+            .store
+            .create(stash_backup::backup_session_for(&d.namespace, bc, now))
+        {
+            Ok(bs) => {
+                tracing::info!(backupsession = %Key::of("BackupSession", &bs).name, "Stash schedule fired")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, configuration = bc, "Stash schedule fired but the BackupSession could not be created")
             }
         }
     }

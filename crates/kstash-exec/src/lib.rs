@@ -6,6 +6,8 @@
 //! - [`run_backup`]: a BackupSession's backup into every repository of the session
 //!   (`Snapshot.status.components`).
 //! - [`run_restore`]: a RestoreSession's restore (`RestoreSession.status.components`).
+//! - [`run_stash_backup`]: a Stash v1 BackupSession, into the restic repository Stash wrote, with
+//!   Stash's hosts and file names and its inline retention.
 //! - [`run_stash_restore`]: a Stash v1 RestoreSession's restore from the restic repository Stash
 //!   wrote (`RestoreSession.status.stats`).
 //! - [`run_verify`]: a BackupVerificationSession's verifier (queries, a script, or the restored
@@ -24,6 +26,7 @@ mod backup;
 mod progress;
 mod refs;
 mod restore;
+mod stash_backup;
 mod stash_restore;
 mod status;
 mod storage_ops;
@@ -42,6 +45,7 @@ pub use kstash_storage::LocalMode;
 pub use progress::PROGRESS_PERIOD;
 pub use refs::secret_data;
 pub use restore::{ComponentRestore, RestoreReport, run_restore};
+pub use stash_backup::{StashBackupReport, StashSnapshot, run_stash_backup};
 pub use stash_restore::{
     StashRestoreReport, run_stash_restore, stash_repository_snapshots, stash_restore_selection,
 };

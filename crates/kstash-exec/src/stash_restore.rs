@@ -112,12 +112,22 @@ pub(crate) fn open_stash_repository(
     r: &ResolvedStashRepository,
     opts: &ExecOptions,
 ) -> Result<EngineRepo> {
+    let (config, password, password_from) = stash_repository_config(client, r, opts)?;
+    refs::open_repository(&config, &password, &password_from)
+}
+
+/// Where a Stash Repository's restic repository is, its password and where that came from.
+pub(crate) fn stash_repository_config(
+    client: &dyn Resources,
+    r: &ResolvedStashRepository,
+    opts: &ExecOptions,
+) -> Result<(StorageConfig, String, String)> {
     let secret: Option<Secret> = client.get_as(&r.storage_secret.namespace, &r.storage_secret.name)?;
     let data = secret.as_ref().map(refs::secret_data);
     let config = StorageConfig::from_backend(&r.object, &r.backend, data.as_ref(), opts.local_mode)
         .map_err(|source| ExecError::storage(&r.object, source))?;
     let password = resolve::password(client, &r.password)?;
-    refs::open_repository(&config, &password, &r.password.to_string())
+    Ok((config, password, r.password.to_string()))
 }
 
 /// Every restic snapshot of a Stash repository, as the rules see them (oldest first).

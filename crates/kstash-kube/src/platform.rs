@@ -244,11 +244,16 @@ impl KubePlatform {
             JobPurpose::Verify { .. } => unreachable!("planned above"),
             // Stash's own operator runs stash.appscode.com sessions on a cluster; kstash's
             // operator does not watch them (`kstash convert` turns them into KubeStash ones).
-            JobPurpose::StashRestore { restore_session } => {
+            JobPurpose::StashRestore {
+                restore_session: session,
+            }
+            | JobPurpose::StashBackup {
+                backup_session: session,
+            } => {
                 return Err(PlatformError::of(
                     kstash_api::ErrorCategory::Invalid,
                     format!(
-                        "RestoreSession.stash.appscode.com {ns}/{restore_session}: Stash v1 sessions run on the embedded runtime only; on a cluster convert it with `kstash convert` and apply the KubeStash RestoreSession"
+                        "{ns}/{session}: Stash v1 sessions run on the embedded runtime only; on a cluster convert them with `kstash convert` and apply the KubeStash objects"
                     ),
                 ));
             }

@@ -232,6 +232,13 @@ pub enum ExecJob {
         #[arg(long)]
         backupverificationsession: String,
     },
+    /// Run a Stash v1 BackupSession into the restic repository Stash wrote.
+    StashBackup {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        backupsession: String,
+    },
     /// Restore a Stash v1 RestoreSession from the restic repository Stash wrote.
     StashRestore {
         #[arg(long)]

@@ -146,6 +146,10 @@ pub fn run_exec_job(
             backupverificationsession,
         } => kstash_exec::run_verify(client, namespace, backupverificationsession, opts)
             .map(|r| format!("{r:?}")),
+        ExecJob::StashBackup {
+            namespace,
+            backupsession,
+        } => kstash_exec::run_stash_backup(client, namespace, backupsession, opts).map(|r| format!("{r:?}")),
         ExecJob::StashRestore {
             namespace,
             restoresession,

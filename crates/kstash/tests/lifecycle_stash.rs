@@ -634,3 +634,174 @@ spec:
         "loaded from the repository, not from a staged copy on disk"
     );
 }
+
+/// A Stash BackupConfiguration applied to kstash.
+fn stash_backup_configuration(schedule: &str) -> String {
+    format!(
+        r#"apiVersion: stash.appscode.com/v1beta1
+kind: BackupConfiguration
+metadata: {{name: sample-postgres-backup, namespace: demo}}
+spec:
+  schedule: "{schedule}"
+  task: {{name: postgres-backup-16.1}}
+  repository: {{name: local-repo}}
+  target:
+    ref: {{apiVersion: appcatalog.appscode.com/v1alpha1, kind: AppBinding, name: sample-postgres}}
+  retentionPolicy: {{name: keep-last-2, keepLast: 2, prune: true}}
+"#
+    )
+}
+
+/// A Stash BackupSession created by hand, as Stash's docs trigger an instant backup.
+fn stash_backup_session(name: &str) -> String {
+    format!(
+        r#"apiVersion: stash.appscode.com/v1beta1
+kind: BackupSession
+metadata:
+  name: {name}
+  namespace: demo
+  labels: {{stash.appscode.com/backup-configuration: sample-postgres-backup}}
+spec:
+  invoker: {{apiGroup: stash.appscode.com, kind: BackupConfiguration, name: sample-postgres-backup}}
+"#
+    )
+}
+
+fn wait_stash_backup_done(env: &Env, name: &str) -> Value {
+    wait_some(
+        Duration::from_secs(120),
+        "the Stash BackupSession to finish",
+        || {
+            env.get("backupsessions.stash.appscode.com", "demo", name)
+                .filter(|bs| matches!(phase(bs), "Succeeded" | "Failed" | "Skipped"))
+        },
+    )
+}
+
+/// `(hostname, paths)` of every restic snapshot, oldest first.
+fn restic_hosts_and_paths(restic: &Restic) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(&restic.run(&["snapshots", "--json", "--no-lock"]).unwrap()).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["hostname"].as_str().unwrap().to_string(),
+                s["paths"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_stash_backup_configuration_keeps_adding_to_the_repository_stash_wrote() {
+    let Some(_) = restic_or_skip() else { return };
+    let pg = Postgres::start().unwrap();
+    pg.psql("CREATE DATABASE shop");
+    pg.psql_in("shop", "CREATE TABLE items (id int PRIMARY KEY, name text)");
+    pg.psql_in(
+        "shop",
+        "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g",
+    );
+
+    // Stash's last backup before the move, in restic format v1.
+    let env = Env::new();
+    let backend_root = env.dir.path().join("stash-backend");
+    let restic = stash_local_restic(&backend_root, "demo/postgres/sample-postgres", "1");
+    stash_stdin_backup(&restic, "host-0", "dumpfile.sql", &pg_dumpall(&pg));
+    let stash_made = restic_snapshot_ids(&restic);
+
+    let _daemon = env.start_daemon(&[]);
+    env.apply(&format!(
+        r#"{secret}
+---
+{repository}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: pg-auth, namespace: demo}}
+stringData: {{username: {user}, password: "{password}"}}
+---
+apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata: {{name: sample-postgres, namespace: demo}}
+spec:
+  type: kubedb.com/postgres
+  clientConfig:
+    service: {{scheme: postgresql, name: "{host}", port: {port}, query: sslmode=disable}}
+  secret: {{name: pg-auth}}
+---
+{bc}"#,
+        secret = storage_secret("local-secret", ""),
+        repository = local_repository(
+            "local-repo",
+            &backend_root,
+            "demo/postgres/sample-postgres",
+            "local-secret"
+        ),
+        user = pg.user,
+        password = pg.password,
+        host = pg.host,
+        port = pg.port,
+        bc = stash_backup_configuration("0 0 1 1 *"),
+    ));
+    let bc = wait_some(
+        Duration::from_secs(30),
+        "the Stash BackupConfiguration to be Ready",
+        || {
+            env.get(
+                "backupconfigurations.stash.appscode.com",
+                "demo",
+                "sample-postgres-backup",
+            )
+            .filter(|bc| phase(bc) == "Ready")
+        },
+    );
+    assert_eq!(condition(&bc, "CronJobCreated").unwrap()["status"], "True");
+
+    // An instant backup: the new snapshot sits next to Stash's, same host, same file.
+    pg.psql_in("shop", "INSERT INTO items VALUES (501, 'after the move')");
+    env.apply(&stash_backup_session("sample-postgres-backup-instant"));
+    let bs = wait_stash_backup_done(&env, "sample-postgres-backup-instant");
+    assert_eq!(phase(&bs), "Succeeded", "{bs:#}");
+    assert_eq!(bs["status"]["targets"][0]["stats"][0]["hostname"], "host-0");
+    assert_eq!(
+        restic_hosts_and_paths(&restic),
+        vec![("host-0".to_string(), "/dumpfile.sql".to_string()); 2],
+        "old and new side by side"
+    );
+    let newest = restic
+        .run(&["dump", "--no-lock", "latest", "/dumpfile.sql"])
+        .unwrap();
+    assert!(
+        newest.contains("after the move"),
+        "the real restic reads kstash's dump"
+    );
+
+    // The schedule fires (every minute now): a session named as Stash named them; the inline
+    // retention (keepLast 2, prune) then forgets Stash's snapshot, as Stash's own would have.
+    env.apply(&stash_backup_configuration("* * * * *"));
+    let scheduled = wait_some(
+        Duration::from_secs(150),
+        "a scheduled Stash BackupSession to succeed",
+        || {
+            env.list("backupsessions.stash.appscode.com", "demo")
+                .into_iter()
+                .find(|s| lifecycle::name(s) != "sample-postgres-backup-instant" && phase(s) == "Succeeded")
+        },
+    );
+    let name = lifecycle::name(&scheduled).to_string();
+    let suffix = name.trim_start_matches("sample-postgres-backup-");
+    assert!(suffix.parse::<i64>().is_ok(), "{name}");
+    let ids = restic_snapshot_ids(&restic);
+    assert_eq!(ids.len(), 2, "keepLast 2");
+    assert!(
+        !ids.contains(&stash_made[0]),
+        "the oldest (Stash's) snapshot was forgotten"
+    );
+    restic.run(&["check"]).unwrap();
+    // backupHistoryLimit (default 1): only the newest finished session is kept.
+    wait_some(Duration::from_secs(30), "old sessions to be cleaned up", || {
+        (env.list("backupsessions.stash.appscode.com", "demo").len() == 1).then_some(())
+    });
+}

@@ -6,7 +6,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Map, Value};
 
-use super::types::{RestoreSession, Rule};
+use super::types::{BackupConfiguration, RestoreSession, Rule};
 use super::{AddonFor, Repository, addon_for, host_of, task_params};
 use crate::appcatalog::AppBinding;
 use crate::client::{Resources, ResourcesExt};
@@ -226,4 +226,165 @@ fn stash_task_of(ab: &AppBinding) -> Option<String> {
 /// `RestoreSession demo/x` for messages.
 pub fn describe_session(session: &RestoreSession) -> String {
     describe("RestoreSession", &session.metadata)
+}
+
+/// A Stash BackupConfiguration with everything its backups reach.
+#[derive(Debug, Clone)]
+pub struct ResolvedStashConfiguration {
+    pub namespace: String,
+    pub configuration: BackupConfiguration,
+    /// `BackupConfiguration demo/x`.
+    pub object: String,
+    pub repository: ResolvedStashRepository,
+    /// What is backed up, as the addon drivers take it.
+    pub target: TypedObjectReference,
+    pub addon_for: AddonFor,
+    /// The addon's backup task (for databases; workloads and PVCs back up `paths`).
+    pub addon: ResolvedAddon,
+    /// The restic host Stash wrote (`alias` or `host-0`).
+    pub host: String,
+    /// Workload/PVC paths (`target.paths`; a PVC's default `/stash-data`).
+    pub paths: Vec<String>,
+    pub exclude: Vec<String>,
+    pub dropped_params: Vec<String>,
+}
+
+/// Resolve the Stash BackupConfiguration `namespace/name`.
+pub fn resolve_configuration(
+    res: &dyn Resources,
+    namespace: &str,
+    name: &str,
+) -> Result<ResolvedStashConfiguration> {
+    let object = format!("BackupConfiguration {namespace}/{name}");
+    let Some(configuration) = res.get_as::<BackupConfiguration>(namespace, name)? else {
+        return Err(ResolveError::not_found(
+            &object,
+            "metadata.name",
+            format!("BackupConfiguration.stash.appscode.com {namespace}/{name}"),
+            "apply it",
+        ));
+    };
+    let spec = &configuration.spec;
+    if spec.driver == "VolumeSnapshotter" {
+        return Err(ResolveError::invalid(
+            &object,
+            "spec.driver",
+            "VolumeSnapshotter (CSI VolumeSnapshots) is not supported by kstash",
+            "use driver Restic (the default)",
+        ));
+    }
+    let repo_ns = spec
+        .repository
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace.to_string());
+    let repository = resolve_repository(
+        res,
+        &repo_ns,
+        &spec.repository.name,
+        &object,
+        "spec.repository.name",
+    )?;
+    let Some(target) = spec.template.target.as_ref() else {
+        return Err(ResolveError::invalid(
+            &object,
+            "spec.target",
+            "not set",
+            "set target.ref to what is backed up",
+        ));
+    };
+    let (target_ref, addon_for, _) = target_of(
+        res,
+        namespace,
+        &object,
+        &target.reference,
+        spec.template.task.as_ref(),
+    )?;
+    let task = spec.template.task.clone().unwrap_or_default();
+    let (params, dropped_params) = task_params(&task.params);
+    let mut map = Map::new();
+    for (k, v) in params {
+        map.insert(k, Value::String(v));
+    }
+    let paths = match (addon_for, target.paths.is_empty()) {
+        (AddonFor::Pvc, true) => vec!["/stash-data".to_string()],
+        _ => target.paths.clone(),
+    };
+    if matches!(addon_for, AddonFor::Workload | AddonFor::Pvc) {
+        map.insert("paths".into(), Value::String(paths.join(",")));
+        if !target.exclude.is_empty() {
+            map.insert("exclude".into(), Value::String(target.exclude.join(",")));
+        }
+    }
+    let info = AddonInfo {
+        name: addon_for.addon().to_string(),
+        tasks: vec![TaskReference {
+            name: "logical-backup".into(),
+            params: (!map.is_empty()).then_some(Value::Object(map)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let addon = resolve::addon(res, &object, "spec.task", Some(&info), TaskKind::Backup)?;
+    Ok(ResolvedStashConfiguration {
+        namespace: namespace.to_string(),
+        object,
+        host: host_of(&target.alias),
+        exclude: target.exclude.clone(),
+        paths,
+        target: target_ref,
+        configuration,
+        repository,
+        addon_for,
+        addon,
+        dropped_params,
+    })
+}
+
+/// The target reference as the drivers take it, the addon, and the AppBinding's type.
+fn target_of(
+    res: &dyn Resources,
+    namespace: &str,
+    object: &str,
+    reference: &super::TargetRef,
+    task: Option<&super::TaskRef>,
+) -> Result<(TypedObjectReference, AddonFor, Option<String>)> {
+    let target_ns = if reference.namespace.is_empty() {
+        namespace.to_string()
+    } else {
+        reference.namespace.clone()
+    };
+    let app_type = if reference.kind == "AppBinding" {
+        let Some(ab) = res.get_as::<AppBinding>(&target_ns, &reference.name)? else {
+            return Err(ResolveError::not_found(
+                object,
+                "spec.target.ref.name",
+                format!("AppBinding {target_ns}/{}", reference.name),
+                "apply the AppBinding of the database",
+            ));
+        };
+        Some(ab.spec.type_)
+    } else {
+        None
+    };
+    let task_name = task.map(|t| t.name.as_str()).unwrap_or("");
+    let addon_for = addon_for(task_name, app_type.as_deref(), &reference.kind).map_err(|m| {
+        ResolveError::invalid(object, "spec.task.name", m, "name a Stash task kstash supports")
+    })?;
+    let api_group = reference
+        .api_version
+        .split_once('/')
+        .map(|(g, _)| g.to_string())
+        .filter(|g| !g.is_empty());
+    Ok((
+        TypedObjectReference {
+            api_group,
+            kind: Some(reference.kind.clone()).filter(|k| !k.is_empty()),
+            namespace: Some(target_ns),
+            name: reference.name.clone(),
+        },
+        addon_for,
+        app_type,
+    ))
 }
