@@ -574,6 +574,18 @@ pub struct Component {
     pub log_stats: Option<serde_json::Value>,
 }
 
+impl Component {
+    /// The restic snapshots the component recorded (`resticStats[].summary.id`, empty ids left out).
+    pub fn restic_snapshot_ids(&self) -> Vec<String> {
+        self.restic_stats
+            .iter()
+            .filter_map(|s| s.summary.as_ref())
+            .map(|s| s.id.clone())
+            .filter(|id| !id.is_empty())
+            .collect()
+    }
+}
+
 /// One backup of an application in a repository.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(

@@ -157,13 +157,7 @@ pub fn download_snapshot(
                 format!("has no component {name}"),
             ));
         };
-        let ids: Vec<&str> = comp
-            .restic_stats
-            .iter()
-            .filter_map(|s| s.summary.as_ref())
-            .map(|s| s.id.as_str())
-            .filter(|id| !id.is_empty())
-            .collect();
+        let ids = comp.restic_snapshot_ids();
         if ids.is_empty() {
             return Err(ExecError::invalid(
                 &snap_object,
@@ -178,10 +172,10 @@ pub fn download_snapshot(
         let config = refs::component_config(&layout, &repo_object, &repo.directory, &path)?;
         let engine = refs::open_repository(&config, &password, &password_from)?;
         let target: PathBuf = destination.join(snapshot_name).join(name);
-        for id in ids {
+        for id in &ids {
             let wait = opts.check_deadline(&format!("downloading snapshot {id} of component {name}"))?;
             let t = restore_snapshot(&engine, id, &target, &[], &[], wait.min(MAX_LOCK_WAIT), None)?;
-            tracing::info!(component = %name, snapshot = id, target = %target.display(), files = t.files, "downloaded");
+            tracing::info!(component = %name, snapshot = %id, target = %target.display(), files = t.files, "downloaded");
         }
     }
     Ok(())

@@ -339,13 +339,7 @@ fn restore_component(
             ),
         ));
     }
-    let ids: Vec<String> = comp
-        .restic_stats
-        .iter()
-        .filter_map(|s| s.summary.as_ref())
-        .map(|s| s.id.clone())
-        .filter(|id| !id.is_empty())
-        .collect();
+    let ids = comp.restic_snapshot_ids();
     if ids.is_empty() {
         return Err(ExecError::invalid(
             snap_object,

@@ -234,13 +234,7 @@ impl StorageOps for StorageOpsImpl {
         let repo_object = refs::describe("Repository", &repo.metadata);
         let components = snapshot.status.as_ref().map(|s| &s.components);
         for (name, comp) in components.into_iter().flatten() {
-            let ids: Vec<String> = comp
-                .restic_stats
-                .iter()
-                .filter_map(|s| s.summary.as_ref())
-                .map(|s| s.id.clone())
-                .filter(|id| !id.is_empty())
-                .collect();
+            let ids = comp.restic_snapshot_ids();
             if ids.is_empty() {
                 continue;
             }

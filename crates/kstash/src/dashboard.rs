@@ -163,13 +163,7 @@ impl<P: Platform> DashboardOps<P> {
                 r
             }
         };
-        let snapshot_ids = comp
-            .restic_stats
-            .iter()
-            .filter_map(|s| s.summary.as_ref())
-            .map(|s| s.id.clone())
-            .filter(|id| !id.is_empty())
-            .collect();
+        let snapshot_ids = comp.restic_snapshot_ids();
         Ok(ComponentData {
             repo: engine,
             snapshot_ids,

@@ -97,6 +97,29 @@ fn wait_stash_restore_done(env: &Env, name: &str) -> Value {
     )
 }
 
+/// KubeDB's AppBinding `demo/sample-postgres` for `pg`, with its credentials Secret.
+fn postgres_app_binding(pg: &Postgres) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: pg-auth, namespace: demo}}
+stringData: {{username: {user}, password: "{password}"}}
+---
+apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata: {{name: sample-postgres, namespace: demo}}
+spec:
+  type: kubedb.com/postgres
+  clientConfig:
+    service: {{scheme: postgresql, name: "{host}", port: {port}, query: sslmode=disable}}
+  secret: {{name: pg-auth}}"#,
+        user = pg.user,
+        password = pg.password,
+        host = pg.host,
+        port = pg.port,
+    )
+}
+
 fn pg_dumpall(pg: &Postgres) -> Vec<u8> {
     let out = std::process::Command::new(pg.bin_dir().join("pg_dumpall"))
         .args([
@@ -156,10 +179,7 @@ fn a_stash_postgres_backup_in_a_restic_v1_repository_is_restored_with_stashs_own
     // What Stash wrote: a restic v1 repository at the backend prefix, one snapshot per session.
     let env = Env::new();
     let backend_root = env.dir.path().join("stash-backend");
-    let repo_dir = backend_root.join("demo/postgres/sample-postgres");
-    std::fs::create_dir_all(repo_dir.parent().unwrap()).unwrap();
-    let restic = Restic::new(repo_dir.display().to_string(), STASH_PASSWORD).unwrap();
-    restic.run(&["init", "--repository-version", "1"]).unwrap();
+    let restic = stash_local_restic(&backend_root, "demo/postgres/sample-postgres", "1");
     stash_stdin_backup(&restic, "host-0", "dumpfile.sql", &pg_dumpall(&pg));
     shop("INSERT INTO items SELECT g, 'new ' || g FROM generate_series(11, 3000) g");
     let before = shop(CHECKSUM);
@@ -175,19 +195,7 @@ fn a_stash_postgres_backup_in_a_restic_v1_repository_is_restored_with_stashs_own
 ---
 {repository}
 ---
-apiVersion: v1
-kind: Secret
-metadata: {{name: pg-auth, namespace: demo}}
-stringData: {{username: {user}, password: "{password}"}}
----
-apiVersion: appcatalog.appscode.com/v1alpha1
-kind: AppBinding
-metadata: {{name: sample-postgres, namespace: demo}}
-spec:
-  type: kubedb.com/postgres
-  clientConfig:
-    service: {{scheme: postgresql, name: "{host}", port: {port}, query: sslmode=disable}}
-  secret: {{name: pg-auth}}
+{app_binding}
 ---
 apiVersion: stash.appscode.com/v1beta1
 kind: RestoreSession
@@ -214,10 +222,7 @@ spec:
             "demo/postgres/sample-postgres",
             "local-secret"
         ),
-        user = pg.user,
-        password = pg.password,
-        host = pg.host,
-        port = pg.port,
+        app_binding = postgres_app_binding(&pg),
     ));
     let rs = wait_stash_restore_done(&env, "sample-postgres-restore");
     assert_eq!(phase(&rs), "Succeeded", "{rs:#}");
@@ -416,10 +421,7 @@ fn a_stash_volume_backup_comes_back_at_its_original_path_and_failures_say_why() 
         .collect();
 
     let backend_root = env.dir.path().join("stash-backend");
-    let repo_dir = backend_root.join("deployment/stash-demo");
-    std::fs::create_dir_all(repo_dir.parent().unwrap()).unwrap();
-    let restic = Restic::new(repo_dir.display().to_string(), STASH_PASSWORD).unwrap();
-    restic.run(&["init", "--repository-version", "1"]).unwrap();
+    let restic = stash_local_restic(&backend_root, "deployment/stash-demo", "1");
     // The sidecar of a Deployment backs up each target path with host host-0.
     restic
         .run(&["backup", source.to_str().unwrap(), "--host", "host-0", "--quiet"])
@@ -717,19 +719,7 @@ fn a_stash_backup_configuration_keeps_adding_to_the_repository_stash_wrote() {
 ---
 {repository}
 ---
-apiVersion: v1
-kind: Secret
-metadata: {{name: pg-auth, namespace: demo}}
-stringData: {{username: {user}, password: "{password}"}}
----
-apiVersion: appcatalog.appscode.com/v1alpha1
-kind: AppBinding
-metadata: {{name: sample-postgres, namespace: demo}}
-spec:
-  type: kubedb.com/postgres
-  clientConfig:
-    service: {{scheme: postgresql, name: "{host}", port: {port}, query: sslmode=disable}}
-  secret: {{name: pg-auth}}
+{app_binding}
 ---
 {bc}"#,
         secret = storage_secret("local-secret", ""),
@@ -739,10 +729,7 @@ spec:
             "demo/postgres/sample-postgres",
             "local-secret"
         ),
-        user = pg.user,
-        password = pg.password,
-        host = pg.host,
-        port = pg.port,
+        app_binding = postgres_app_binding(&pg),
         bc = stash_backup_configuration("0 0 1 1 *"),
     ));
     let bc = wait_some(
