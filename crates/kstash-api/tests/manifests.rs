@@ -212,14 +212,10 @@ fn kubestash_documented_verifiers_are_admitted() {
     }
 }
 
-/// Every complete Stash v1 manifest of Stash's and KubeDB's documentation (see
-/// `tests/stash-docs/README.md`) is admitted with no error and no unknown field.
-#[test]
-fn stash_documented_manifests_are_admitted() {
+/// The Stash v1 documentation corpus (`tests/stash-docs/`), file by file.
+fn stash_documentation_corpus() -> Vec<(&'static str, Vec<serde_json::Value>)> {
     let dir = repo_root().join("crates/kstash-api/tests/stash-docs");
-    let mut admitted_count = 0;
-    let mut failures = Vec::new();
-    for file in [
+    [
         "postgres",
         "mysql",
         "mariadb",
@@ -227,10 +223,23 @@ fn stash_documented_manifests_are_admitted() {
         "elasticsearch",
         "workloads",
         "batch-blueprint",
-    ] {
+    ]
+    .into_iter()
+    .map(|file| {
         let path = dir.join(format!("{file}.yaml"));
         let text = std::fs::read_to_string(&path).unwrap();
-        let docs = parse_documents(&path.display().to_string(), &text).unwrap();
+        (file, parse_documents(&path.display().to_string(), &text).unwrap())
+    })
+    .collect()
+}
+
+/// Every complete Stash v1 manifest of Stash's and KubeDB's documentation (see
+/// `tests/stash-docs/README.md`) is admitted with no error and no unknown field.
+#[test]
+fn stash_documented_manifests_are_admitted() {
+    let mut admitted_count = 0;
+    let mut failures = Vec::new();
+    for (file, docs) in stash_documentation_corpus() {
         assert!(!docs.is_empty(), "{file}.yaml is empty");
         for doc in &docs {
             assert!(
@@ -269,21 +278,10 @@ fn stash_documented_manifests_are_admitted() {
 #[test]
 fn converted_stash_documentation_validates_as_kubestash() {
     use kstash_api::stash::convert::{Offline, convert};
-    let dir = repo_root().join("crates/kstash-api/tests/stash-docs");
     let mut converted = 0;
     let mut failures = Vec::new();
-    for file in [
-        "postgres",
-        "mysql",
-        "mariadb",
-        "redis",
-        "elasticsearch",
-        "workloads",
-        "batch-blueprint",
-    ] {
-        let path = dir.join(format!("{file}.yaml"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        for doc in parse_documents(&path.display().to_string(), &text).unwrap() {
+    for (_, docs) in stash_documentation_corpus() {
+        for doc in docs {
             if !matches!(
                 doc["kind"].as_str(),
                 Some("BackupConfiguration" | "BackupBlueprint" | "RestoreSession")

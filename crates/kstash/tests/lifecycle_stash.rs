@@ -97,26 +97,49 @@ fn wait_stash_restore_done(env: &Env, name: &str) -> Value {
     )
 }
 
-/// KubeDB's AppBinding `demo/sample-postgres` for `pg`, with its credentials Secret.
-fn postgres_app_binding(pg: &Postgres) -> String {
+/// A KubeDB-style AppBinding `demo/<name>` of database `kind` (`postgres`, `mariadb`) reached
+/// through a service `host:port` with `scheme`, and its credentials Secret `<name>-auth`.
+fn database_app_binding(
+    name: &str,
+    kind: &str,
+    scheme: &str,
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+) -> String {
+    let query = if kind == "postgres" {
+        ", query: sslmode=disable"
+    } else {
+        ""
+    };
     format!(
         r#"apiVersion: v1
 kind: Secret
-metadata: {{name: pg-auth, namespace: demo}}
+metadata: {{name: {name}-auth, namespace: demo}}
 stringData: {{username: {user}, password: "{password}"}}
 ---
 apiVersion: appcatalog.appscode.com/v1alpha1
 kind: AppBinding
-metadata: {{name: sample-postgres, namespace: demo}}
+metadata: {{name: {name}, namespace: demo}}
 spec:
-  type: kubedb.com/postgres
+  type: kubedb.com/{kind}
   clientConfig:
-    service: {{scheme: postgresql, name: "{host}", port: {port}, query: sslmode=disable}}
-  secret: {{name: pg-auth}}"#,
-        user = pg.user,
-        password = pg.password,
-        host = pg.host,
-        port = pg.port,
+    service: {{scheme: {scheme}, name: "{host}", port: {port}{query}}}
+  secret: {{name: {name}-auth}}"#
+    )
+}
+
+/// KubeDB's AppBinding `demo/sample-postgres` for `pg`.
+fn postgres_app_binding(pg: &Postgres) -> String {
+    database_app_binding(
+        "sample-postgres",
+        "postgres",
+        "postgresql",
+        &pg.host,
+        pg.port,
+        &pg.user,
+        &pg.password,
     )
 }
 
@@ -539,19 +562,7 @@ fn a_stash_mariadb_dump_is_restored_into_mariadb() {
 ---
 {repository}
 ---
-apiVersion: v1
-kind: Secret
-metadata: {{name: mariadb-auth, namespace: demo}}
-stringData: {{username: {user}, password: "{password}"}}
----
-apiVersion: appcatalog.appscode.com/v1alpha1
-kind: AppBinding
-metadata: {{name: sample-mariadb, namespace: demo}}
-spec:
-  type: kubedb.com/mariadb
-  clientConfig:
-    service: {{scheme: mysql, name: "{host}", port: {port}}}
-  secret: {{name: mariadb-auth}}
+{app_binding}
 ---
 {restore}"#,
         secret = storage_secret("local-secret", ""),
@@ -561,10 +572,15 @@ spec:
             "demo/mariadb/sample-mariadb",
             "local-secret"
         ),
-        user = db.user,
-        password = db.password,
-        host = db.host,
-        port = db.port,
+        app_binding = database_app_binding(
+            "sample-mariadb",
+            "mariadb",
+            "mysql",
+            &db.host,
+            db.port,
+            &db.user,
+            &db.password
+        ),
         restore = stash_database_restore(
             "sample-mariadb-restore",
             "mariadb-restore-10.6.23",
