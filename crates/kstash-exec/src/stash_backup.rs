@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::backup::MAX_LOCK_WAIT;
 use crate::stash_restore::stash_repository_config;
-use crate::status::{go_duration, update_status};
+use crate::status::{go_duration, k8s_time, update_status};
 use crate::{ExecError, ExecOptions, Result, refs};
 use kstash_addons::resolve_tasks;
 use kstash_addons::stream::{self, StreamSpec};
@@ -241,7 +241,39 @@ fn backup(
     if let Some(policy) = &r.configuration.spec.retention_policy {
         report.forgotten = apply_retention(&engine, policy, lock_wait)?;
     }
+    record_repository(client, r, &engine, report.forgotten)?;
     Ok(report)
+}
+
+/// The Stash Repository's status as Stash's `update-status` step kept it: first and last backup
+/// time, snapshot count, total size and the snapshots the last cleanup removed.
+fn record_repository(
+    client: &dyn Resources,
+    r: &ResolvedStashConfiguration,
+    engine: &EngineRepo,
+    forgotten: usize,
+) -> Result<()> {
+    let snapshots = crate::stash_restore::snapshot_infos(engine)?;
+    let bytes = refs::repository_bytes(engine)?;
+    let now = k8s_time(jiff::Timestamp::now());
+    let repo = &r.repository.repository.metadata;
+    update_status(
+        client,
+        repo.namespace.as_deref().unwrap_or_default(),
+        repo.name.as_deref().unwrap_or_default(),
+        |repo: &mut kstash_api::stash::Repository| {
+            let st = repo.status.get_or_insert_default();
+            if st.first_backup_time.is_none() {
+                st.first_backup_time = Some(now.clone());
+            }
+            st.last_backup_time = Some(now.clone());
+            st.snapshot_count = snapshots.len() as i64;
+            st.total_size = human_bytes(bytes);
+            st.snapshots_removed_on_last_cleanup = forgotten as i64;
+            st.observed_generation = repo.metadata.generation;
+        },
+    )?;
+    Ok(())
 }
 
 /// Stash's inline retention: `restic forget [--keep-*] [--prune] [--dry-run]` without `--host`,

@@ -773,6 +773,12 @@ fn a_stash_backup_configuration_keeps_adding_to_the_repository_stash_wrote() {
         vec![("host-0".to_string(), "/dumpfile.sql".to_string()); 2],
         "old and new side by side"
     );
+    // The Stash Repository's status counts what the repository holds, as Stash's did.
+    let repo = env
+        .get("repositories.stash.appscode.com", "demo", "local-repo")
+        .unwrap();
+    assert_eq!(repo["status"]["snapshotCount"], 2, "{repo:#}");
+    assert!(repo["status"]["lastBackupTime"].is_string() && repo["status"]["totalSize"].is_string());
     let newest = restic
         .run(&["dump", "--no-lock", "latest", "/dumpfile.sql"])
         .unwrap();
