@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kstash_api::client::{Resources, ResourcesExt};
+use kstash_api::phase::format_size;
 use kstash_api::stash::resolve::{ResolvedStashConfiguration, resolve_configuration};
 use kstash_api::stash::{AddonFor, BackupSession, RetentionPolicy};
 use kstash_repo::Repository as EngineRepo;
@@ -80,8 +81,8 @@ pub fn run_stash_backup(
             "snapshots": report.snapshots.iter().map(|s| json!({
                 "name": s.id,
                 "path": s.path,
-                "totalSize": human_bytes(s.size),
-                "uploaded": human_bytes(s.uploaded),
+                "totalSize": format_size(s.size),
+                "uploaded": format_size(s.uploaded),
                 "processingTime": go_duration(s.elapsed),
                 "fileStats": {"totalFiles": s.files},
             })).collect::<Vec<_>>(),
@@ -116,22 +117,6 @@ pub fn run_stash_backup(
         Err(e) => tracing::error!(error = %e, "Stash backup failed"),
     }
     result
-}
-
-/// `1.5 MiB`, as Stash's `totalSize` and `uploaded` read.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.3} {}", UNITS[unit])
-    }
 }
 
 fn backup(
@@ -268,7 +253,7 @@ fn record_repository(
             }
             st.last_backup_time = Some(now.clone());
             st.snapshot_count = snapshots.len() as i64;
-            st.total_size = human_bytes(bytes);
+            st.total_size = format_size(bytes);
             st.snapshots_removed_on_last_cleanup = forgotten as i64;
             st.observed_generation = repo.metadata.generation;
         },
@@ -334,8 +319,9 @@ mod tests {
 
     #[test]
     fn sizes_read_as_stash_wrote_them() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.500 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.000 GiB");
+        // Stash's `totalSize` and `uploaded` are KubeStash's size strings.
+        assert_eq!(format_size(512), "512 B");
+        assert_eq!(format_size(1536), "1.500 KiB");
+        assert_eq!(format_size(3 * 1024 * 1024 * 1024), "3.000 GiB");
     }
 }

@@ -49,7 +49,13 @@ pub fn convert_cmd(store: &Store, a: ConvertArgs) -> Result<ExitCode> {
     let mut errors = Vec::new();
     let mut stash = Vec::new();
     let mut known = Vec::new();
-    for rt in meta::every_kind() {
+    // Only what the conversion and a restore's snapshot choice read (not every object stored).
+    for rt in [
+        &meta::SECRET,
+        &meta::APP_BINDING,
+        &meta::ADDON,
+        &meta::STASH_REPOSITORY,
+    ] {
         known.extend(store.list(rt, None, &LabelSelector::everything())?);
     }
     for doc in &docs {

@@ -122,20 +122,13 @@ pub fn resolve_restore(res: &dyn Resources, namespace: &str, name: &str) -> Resu
     };
     let object = format!("RestoreSession {namespace}/{name}");
     let spec = &session.spec;
-    let repo_ns = resolve::ns_or(&spec.repository.namespace, namespace).to_string();
-    let repo_ns = if repo_ns == "default" && spec.repository.namespace.is_none() {
-        namespace.to_string()
-    } else {
-        repo_ns
-    };
     let repository = resolve_repository(
         res,
-        &repo_ns,
+        &referenced_namespace(&spec.repository.namespace, namespace),
         &spec.repository.name,
         &object,
         "spec.repository.name",
     )?;
-
     let Some(target) = spec.target_spec.target.as_ref() else {
         return Err(ResolveError::invalid(
             &object,
@@ -144,83 +137,52 @@ pub fn resolve_restore(res: &dyn Resources, namespace: &str, name: &str) -> Resu
             "set target.ref to what is restored",
         ));
     };
-    let reference = &target.reference;
-    let target_ns = if reference.namespace.is_empty() {
-        namespace.to_string()
-    } else {
-        reference.namespace.clone()
-    };
-    let app_type = if reference.kind == "AppBinding" {
-        let Some(ab) = res.get_as::<AppBinding>(&target_ns, &reference.name)? else {
-            return Err(ResolveError::not_found(
-                &object,
-                "spec.target.ref.name",
-                format!("AppBinding {target_ns}/{}", reference.name),
-                "apply the AppBinding of the database to restore into",
-            ));
-        };
-        Some(stash_task_of(&ab).unwrap_or(ab.spec.type_))
-    } else {
-        None
-    };
-    let task = spec.target_spec.task.clone().unwrap_or_default();
-    let addon_for = addon_for(&task.name, app_type.as_deref(), &reference.kind).map_err(|m| {
-        ResolveError::invalid(
-            &object,
-            "spec.task.name",
-            m,
-            "name a Stash restore task kstash supports",
-        )
-    })?;
-    let (params, dropped_params) = task_params(&task.params);
-    let mut map = Map::new();
-    for (k, v) in params {
-        map.insert(k, Value::String(v));
-    }
-    let info = AddonInfo {
-        name: addon_for.addon().to_string(),
-        tasks: vec![TaskReference {
-            name: "logical-backup-restore".into(),
-            params: (!map.is_empty()).then_some(Value::Object(map)),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let addon = resolve::addon(res, &object, "spec.task", Some(&info), TaskKind::Restore)?;
-    let api_group = reference
-        .api_version
-        .split_once('/')
-        .map(|(g, _)| g.to_string())
-        .filter(|g| !g.is_empty());
+    let work = target_and_addon(
+        res,
+        namespace,
+        &object,
+        &target.reference,
+        spec.target_spec.task.as_ref(),
+        TaskKind::Restore,
+        None,
+    )?;
     Ok(ResolvedStashRestore {
         namespace: namespace.to_string(),
         object,
         rules: spec.effective_rules().to_vec(),
         host: host_of(&target.alias),
         alias_set: !target.alias.is_empty(),
-        target: TypedObjectReference {
-            api_group,
-            kind: Some(reference.kind.clone()).filter(|k| !k.is_empty()),
-            namespace: Some(target_ns),
-            name: reference.name.clone(),
-        },
+        target: work.target,
         session,
         repository,
-        addon_for,
-        addon,
-        dropped_params,
+        addon_for: work.addon_for,
+        addon: work.addon,
+        dropped_params: work.dropped_params,
     })
 }
 
-/// The restore Task a KubeDB AppBinding names for Stash (`spec.parameters.stash.addon.restoreTask.name`).
-fn stash_task_of(ab: &AppBinding) -> Option<String> {
+/// The Task a KubeDB AppBinding names for Stash (`spec.parameters.stash.addon.backupTask.name`
+/// or `restoreTask`).
+fn stash_task_of(ab: &AppBinding, kind: TaskKind) -> Option<String> {
+    let which = match kind {
+        TaskKind::Backup => "backupTask",
+        TaskKind::Restore => "restoreTask",
+    };
     ab.spec
         .parameters
         .as_ref()?
-        .pointer("/stash/addon/restoreTask/name")?
+        .pointer(&format!("/stash/addon/{which}/name"))?
         .as_str()
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+/// A referenced object's namespace: the reference's, else the referrer's.
+fn referenced_namespace(reference: &Option<String>, namespace: &str) -> String {
+    reference
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace.to_string())
 }
 
 /// `RestoreSession demo/x` for messages.
@@ -273,15 +235,9 @@ pub fn resolve_configuration(
             "use driver Restic (the default)",
         ));
     }
-    let repo_ns = spec
-        .repository
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| namespace.to_string());
     let repository = resolve_repository(
         res,
-        &repo_ns,
+        &referenced_namespace(&spec.repository.namespace, namespace),
         &spec.repository.name,
         &object,
         "spec.repository.name",
@@ -294,62 +250,55 @@ pub fn resolve_configuration(
             "set target.ref to what is backed up",
         ));
     };
-    let (target_ref, addon_for, _) = target_of(
+    let work = target_and_addon(
         res,
         namespace,
         &object,
         &target.reference,
         spec.template.task.as_ref(),
+        TaskKind::Backup,
+        Some((&target.paths, &target.exclude)),
     )?;
-    let task = spec.template.task.clone().unwrap_or_default();
-    let (params, dropped_params) = task_params(&task.params);
-    let mut map = Map::new();
-    for (k, v) in params {
-        map.insert(k, Value::String(v));
-    }
-    let paths = match (addon_for, target.paths.is_empty()) {
-        (AddonFor::Pvc, true) => vec!["/stash-data".to_string()],
-        _ => target.paths.clone(),
-    };
-    if matches!(addon_for, AddonFor::Workload | AddonFor::Pvc) {
-        map.insert("paths".into(), Value::String(paths.join(",")));
-        if !target.exclude.is_empty() {
-            map.insert("exclude".into(), Value::String(target.exclude.join(",")));
-        }
-    }
-    let info = AddonInfo {
-        name: addon_for.addon().to_string(),
-        tasks: vec![TaskReference {
-            name: "logical-backup".into(),
-            params: (!map.is_empty()).then_some(Value::Object(map)),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let addon = resolve::addon(res, &object, "spec.task", Some(&info), TaskKind::Backup)?;
     Ok(ResolvedStashConfiguration {
         namespace: namespace.to_string(),
         object,
         host: host_of(&target.alias),
         exclude: target.exclude.clone(),
-        paths,
-        target: target_ref,
+        paths: work.paths,
+        target: work.target,
         configuration,
         repository,
-        addon_for,
-        addon,
-        dropped_params,
+        addon_for: work.addon_for,
+        addon: work.addon,
+        dropped_params: work.dropped_params,
     })
 }
 
-/// The target reference as the drivers take it, the addon, and the AppBinding's type.
-fn target_of(
+/// What a Stash session's work resolves to: the target as the drivers take it, the KubeStash
+/// addon that replaces Stash's Task, and that addon's task resolved.
+struct Work {
+    target: TypedObjectReference,
+    addon_for: AddonFor,
+    addon: ResolvedAddon,
+    /// Workload/PVC paths (a PVC's default `/stash-data`); empty for databases.
+    paths: Vec<String>,
+    /// Stash task parameters with no KubeStash counterpart.
+    dropped_params: Vec<String>,
+}
+
+/// Resolve the target of `object` and the KubeStash addon task of `kind` that does its work:
+/// the addon comes from the Stash task name, else the AppBinding's Stash task parameter or type,
+/// else the target kind; Stash task parameters are carried over, and a backup of a workload or
+/// PVC passes `volume` (paths, exclude) as the task's parameters.
+fn target_and_addon(
     res: &dyn Resources,
     namespace: &str,
     object: &str,
     reference: &super::TargetRef,
     task: Option<&super::TaskRef>,
-) -> Result<(TypedObjectReference, AddonFor, Option<String>)> {
+    kind: TaskKind,
+    volume: Option<(&[String], &[String])>,
+) -> Result<Work> {
     let target_ns = if reference.namespace.is_empty() {
         namespace.to_string()
     } else {
@@ -364,27 +313,56 @@ fn target_of(
                 "apply the AppBinding of the database",
             ));
         };
-        Some(ab.spec.type_)
+        Some(stash_task_of(&ab, kind).unwrap_or(ab.spec.type_))
     } else {
         None
     };
-    let task_name = task.map(|t| t.name.as_str()).unwrap_or("");
-    let addon_for = addon_for(task_name, app_type.as_deref(), &reference.kind).map_err(|m| {
+    let task = task.cloned().unwrap_or_default();
+    let addon_for = addon_for(&task.name, app_type.as_deref(), &reference.kind).map_err(|m| {
         ResolveError::invalid(object, "spec.task.name", m, "name a Stash task kstash supports")
     })?;
+    let (params, dropped_params) = task_params(&task.params);
+    let mut map: Map<String, Value> = params.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let mut paths = Vec::new();
+    if let (Some((target_paths, exclude)), AddonFor::Workload | AddonFor::Pvc) = (volume, addon_for) {
+        paths = match (addon_for, target_paths.is_empty()) {
+            (AddonFor::Pvc, true) => vec!["/stash-data".to_string()],
+            _ => target_paths.to_vec(),
+        };
+        map.insert("paths".into(), Value::String(paths.join(",")));
+        if !exclude.is_empty() {
+            map.insert("exclude".into(), Value::String(exclude.join(",")));
+        }
+    }
+    let info = AddonInfo {
+        name: addon_for.addon().to_string(),
+        tasks: vec![TaskReference {
+            name: match kind {
+                TaskKind::Backup => "logical-backup",
+                TaskKind::Restore => "logical-backup-restore",
+            }
+            .into(),
+            params: (!map.is_empty()).then_some(Value::Object(map)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let addon = resolve::addon(res, object, "spec.task", Some(&info), kind)?;
     let api_group = reference
         .api_version
         .split_once('/')
         .map(|(g, _)| g.to_string())
         .filter(|g| !g.is_empty());
-    Ok((
-        TypedObjectReference {
+    Ok(Work {
+        target: TypedObjectReference {
             api_group,
             kind: Some(reference.kind.clone()).filter(|k| !k.is_empty()),
             namespace: Some(target_ns),
             name: reference.name.clone(),
         },
         addon_for,
-        app_type,
-    ))
+        addon,
+        paths,
+        dropped_params,
+    })
 }
