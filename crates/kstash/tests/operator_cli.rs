@@ -134,6 +134,40 @@ fn lease_holder(api: &FakeKubeApi) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A user creates a local storage (below `dir`) and the BackupConfiguration `demo/nightly`
+/// (a Deployment's `/data`, every night at 02:00) in the API server; returns the storage directory.
+fn put_nightly_configuration(api: &FakeKubeApi, dir: &Path) -> PathBuf {
+    let storage = dir.join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let manifests = storage_manifests(&storage)
+        + r#"
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupConfiguration
+metadata: {name: nightly, namespace: demo}
+spec:
+  target: {apiGroup: apps, kind: Deployment, name: web, namespace: demo}
+  backends:
+    - name: local
+      storageRef: {name: local-storage, namespace: demo}
+  sessions:
+    - name: full
+      scheduler: {schedule: "0 2 * * *"}
+      repositories:
+        - name: web-repo
+          backend: local
+          directory: web
+          encryptionSecret: {name: encrypt-secret, namespace: demo}
+      addon:
+        name: workload-addon
+        tasks: [{name: logical-backup, params: {paths: /data}}]
+"#;
+    for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
+        api.put(doc);
+    }
+    storage
+}
+
 #[test]
 fn operator_reports_an_unreachable_api_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -198,34 +232,7 @@ fn operator_reconciles_through_its_watches_and_hands_over_the_lease_on_sigterm()
     wait_for(Duration::from_secs(30), "operator-b ready", || second.ready());
 
     // A user creates a storage and a configuration; the leader's watches reconcile them.
-    let storage = dir.path().join("storage");
-    std::fs::create_dir_all(&storage).unwrap();
-    let manifests = storage_manifests(&storage)
-        + r#"
----
-apiVersion: core.kubestash.com/v1alpha1
-kind: BackupConfiguration
-metadata: {name: nightly, namespace: demo}
-spec:
-  target: {apiGroup: apps, kind: Deployment, name: web, namespace: demo}
-  backends:
-    - name: local
-      storageRef: {name: local-storage, namespace: demo}
-  sessions:
-    - name: full
-      scheduler: {schedule: "0 2 * * *"}
-      repositories:
-        - name: web-repo
-          backend: local
-          directory: web
-          encryptionSecret: {name: encrypt-secret, namespace: demo}
-      addon:
-        name: workload-addon
-        tasks: [{name: logical-backup, params: {paths: /data}}]
-"#;
-    for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
-        api.put(doc);
-    }
+    let storage = put_nightly_configuration(&api, dir.path());
     wait_for(Duration::from_secs(60), "the trigger CronJob", || {
         api.get("batch/v1", "CronJob", "demo", "trigger-nightly-full")
             .is_some()
@@ -490,34 +497,7 @@ fn the_operators_dashboard_reads_and_acts_through_the_kubernetes_api() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let storage = dir.path().join("storage");
-    std::fs::create_dir_all(&storage).unwrap();
-    let manifests = storage_manifests(&storage)
-        + r#"
----
-apiVersion: core.kubestash.com/v1alpha1
-kind: BackupConfiguration
-metadata: {name: nightly, namespace: demo}
-spec:
-  target: {apiGroup: apps, kind: Deployment, name: web, namespace: demo}
-  backends:
-    - name: local
-      storageRef: {name: local-storage, namespace: demo}
-  sessions:
-    - name: full
-      scheduler: {schedule: "0 2 * * *"}
-      repositories:
-        - name: web-repo
-          backend: local
-          directory: web
-          encryptionSecret: {name: encrypt-secret, namespace: demo}
-      addon:
-        name: workload-addon
-        tasks: [{name: logical-backup, params: {paths: /data}}]
-"#;
-    for doc in kstash_api::manifest::parse_documents("test", &manifests).unwrap() {
-        api.put(doc);
-    }
+    put_nightly_configuration(&api, dir.path());
     wait_for(Duration::from_secs(30), "the dashboard's address", || {
         home.join("ui-address").exists()
     });
