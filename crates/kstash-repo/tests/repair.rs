@@ -134,8 +134,10 @@ struct Two {
 fn two() -> Two {
     let t = TestRepo::new();
     let repo = t.init();
-    // Half incompressible, so that `a` spans several packs.
-    let a = [text(1 << 20, 71), noise(2 << 20, 73)].concat();
+    // Mostly incompressible and longer than the chunker's 8 MiB maximum chunk, so that `a` spans
+    // at least two packs whatever the repository's (random) chunker polynomial cuts: a pack closes
+    // once it holds 512 KiB, so the first one holds less than 512 KiB plus one chunk.
+    let a = [text(1 << 20, 71), noise(9 << 20, 73)].concat();
     let b = text(2 << 20, 72);
     let sa = back_up(&repo, "a.sql", &a);
     let sb = back_up(&repo, "b.sql", &b);
