@@ -14,10 +14,10 @@ use kstash_api::core::BackupConfiguration;
 use kstash_controller::dispatch::{self, Key, RECONCILED};
 use kstash_controller::{WorkQueue, backup_configuration};
 
+use crate::StoreError;
 use crate::platform::EmbeddedPlatform;
 use crate::scheduler::Due;
 use crate::store::Store;
-use crate::{LabelSelector, StoreError};
 
 /// How often every object is reconciled even without changes (KubeStash requeues every 10 s).
 pub const RESYNC: Duration = Duration::from_secs(10);
@@ -141,7 +141,10 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
     );
     let outcome = std::thread::scope(|scope| {
         let workers = scope.spawn(|| {
-            queue.run_workers(p.reconcile_workers(), |key| dispatch::reconcile(p, key));
+            queue.run_workers(p.reconcile_workers(), |key| {
+                lower_this_workers_priority();
+                dispatch::reconcile(p, key)
+            });
         });
         let outcome = follow(p, &queue, revision, shutdown, &stop);
         // Workers finish the reconcile they are in, then stop.
@@ -151,6 +154,27 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
     });
     tracing::info!("reconcile loop stopped");
     outcome
+}
+
+/// How far below the daemon's own priority the reconcile workers run.
+const WORKER_NICE: i32 = 5;
+
+/// Put the calling reconcile worker thread (once) `WORKER_NICE` below the thread that fires the
+/// schedules. At 10,000 configurations the workers are always busy (every object is resynced every
+/// 10 s), and on 2 cores they took the CPU the scheduler needs at the minute boundary to create the
+/// tick's sessions on time. On Linux the nice value is per thread, so only this worker changes.
+fn lower_this_workers_priority() {
+    thread_local! {
+        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if LOWERED.with(|l| l.replace(true)) {
+        return;
+    }
+    let lowered = rustix::process::getpriority_process(None)
+        .and_then(|own| rustix::process::setpriority_process(None, own + WORKER_NICE));
+    if let Err(e) = lowered {
+        tracing::debug!(error = %e, "cannot lower the reconcile worker's priority");
+    }
 }
 
 /// The feeding side of the loop: changes → keys, executor slots, schedules, resync.
@@ -173,7 +197,12 @@ fn follow(
                     }
                 }
             }
-            Err(StoreError::Gone { .. }) => {
+            Err(StoreError::Gone { requested, compacted }) => {
+                tracing::info!(
+                    requested,
+                    compacted,
+                    "change log compacted past the daemon's position; queueing every object again"
+                );
                 revision = p.store.current_revision()?;
                 enqueue_all(p, queue, false)?;
             }
@@ -218,9 +247,16 @@ const POLL: Duration = Duration::from_millis(100);
 /// Queue every reconciled object: at start (and after the change log was compacted away) as
 /// changes; on the periodic resync behind every change (`resync`).
 fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut objects = 0;
     for rt in RECONCILED {
-        for obj in p.store.list(rt, None, &LabelSelector::everything())? {
-            let key = Key::of(rt.kind, &obj);
+        for (namespace, name) in p.store.list_keys(rt)? {
+            let key = Key {
+                kind: rt.kind,
+                namespace,
+                name,
+            };
+            objects += 1;
             if resync {
                 queue.add_if_absent(key);
             } else {
@@ -228,6 +264,12 @@ fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<
             }
         }
     }
+    tracing::debug!(
+        objects,
+        resync,
+        ms = started.elapsed().as_millis(),
+        "queued every object"
+    );
     Ok(())
 }
 
@@ -237,6 +279,7 @@ fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<
 /// the next free second.
 fn fire(p: &EmbeddedPlatform, due: &[Due]) {
     let now = Timestamp::now();
+    let started = Instant::now();
     let mut batch = Vec::with_capacity(due.len());
     let mut fired = Vec::with_capacity(due.len());
     for d in due {
@@ -260,14 +303,22 @@ fn fire(p: &EmbeddedPlatform, due: &[Due]) {
             return;
         }
     };
+    // The sessions of the batch became visible together, when its transaction committed.
+    let committed = Timestamp::now();
+    let earliest = fired.iter().map(|d| d.at).min().unwrap_or(now);
+    tracing::info!(
+        sessions = fired.len(),
+        late_ms = now.duration_since(earliest).as_millis(),
+        create_ms = started.elapsed().as_millis(),
+        "schedule tick created its BackupSessions"
+    );
     for (d, outcome) in fired.into_iter().zip(outcomes) {
-        let lag = Timestamp::now().duration_since(d.at);
         let created = match outcome {
-            Ok(obj) => Ok(Key::of("BackupSession", &obj).name),
+            Ok(obj) => Ok((Key::of("BackupSession", &obj).name, committed)),
             Err(StoreError::AlreadyExists { .. }) => {
                 match p.get_as::<BackupConfiguration>(&d.namespace, &d.invoker) {
                     Ok(Some(bc)) => backup_configuration::trigger(p, &bc, &d.session, d.trigger.retry_left)
-                        .map(|bs| bs.metadata.name.unwrap_or_default())
+                        .map(|bs| (bs.metadata.name.unwrap_or_default(), Timestamp::now()))
                         .map_err(|e| e.to_string()),
                     Ok(None) => Err(format!(
                         "BackupConfiguration {}/{} is gone",
@@ -279,8 +330,30 @@ fn fire(p: &EmbeddedPlatform, due: &[Due]) {
             Err(e) => Err(e.to_string()),
         };
         match created {
-            Ok(name) => tracing::info!(backupsession = %name, lag_ms = lag.as_millis(), "schedule fired"),
+            Ok((name, at)) => {
+                let lag = at.duration_since(d.at);
+                tracing::info!(backupsession = %name, lag_ms = lag.as_millis(), "schedule fired")
+            }
             Err(e) => tracing::warn!(error = %e, "schedule fired but the BackupSession could not be created"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconcile_worker_runs_below_the_schedulers_priority_and_the_scheduler_keeps_its_own() {
+        let own = rustix::process::getpriority_process(None).unwrap();
+        let worker = std::thread::spawn(|| {
+            lower_this_workers_priority();
+            lower_this_workers_priority();
+            rustix::process::getpriority_process(None).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(worker, (own + WORKER_NICE).min(19));
+        assert_eq!(rustix::process::getpriority_process(None).unwrap(), own);
     }
 }
