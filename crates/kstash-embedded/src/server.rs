@@ -141,10 +141,7 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
     );
     let outcome = std::thread::scope(|scope| {
         let workers = scope.spawn(|| {
-            queue.run_workers(p.reconcile_workers(), |key| {
-                lower_this_workers_priority();
-                dispatch::reconcile(p, key)
-            });
+            queue.run_workers(p.reconcile_workers(), |key| dispatch::reconcile(p, key));
         });
         let outcome = follow(p, &queue, revision, shutdown, &stop);
         // Workers finish the reconcile they are in, then stop.
@@ -154,27 +151,6 @@ pub fn run(p: &EmbeddedPlatform, shutdown: &AtomicBool, stop: StopWhen<'_>) -> R
     });
     tracing::info!("reconcile loop stopped");
     outcome
-}
-
-/// How far below the daemon's own priority the reconcile workers run.
-const WORKER_NICE: i32 = 5;
-
-/// Put the calling reconcile worker thread (once) `WORKER_NICE` below the thread that fires the
-/// schedules. At 10,000 configurations the workers are always busy (every object is resynced every
-/// 10 s), and on 2 cores they took the CPU the scheduler needs at the minute boundary to create the
-/// tick's sessions on time. On Linux the nice value is per thread, so only this worker changes.
-fn lower_this_workers_priority() {
-    thread_local! {
-        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-    if LOWERED.with(|l| l.replace(true)) {
-        return;
-    }
-    let lowered = rustix::process::getpriority_process(None)
-        .and_then(|own| rustix::process::setpriority_process(None, own + WORKER_NICE));
-    if let Err(e) = lowered {
-        tracing::debug!(error = %e, "cannot lower the reconcile worker's priority");
-    }
 }
 
 /// The feeding side of the loop: changes → keys, executor slots, schedules, resync.
@@ -336,24 +312,5 @@ fn fire(p: &EmbeddedPlatform, due: &[Due]) {
             }
             Err(e) => tracing::warn!(error = %e, "schedule fired but the BackupSession could not be created"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reconcile_worker_runs_below_the_schedulers_priority_and_the_scheduler_keeps_its_own() {
-        let own = rustix::process::getpriority_process(None).unwrap();
-        let worker = std::thread::spawn(|| {
-            lower_this_workers_priority();
-            lower_this_workers_priority();
-            rustix::process::getpriority_process(None).unwrap()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(worker, (own + WORKER_NICE).min(19));
-        assert_eq!(rustix::process::getpriority_process(None).unwrap(), own);
     }
 }
