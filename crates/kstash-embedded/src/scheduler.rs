@@ -66,11 +66,21 @@ impl Scheduler {
         Ok(if spec.suspend { None } else { entry.next })
     }
 
-    /// Remove the entries of `invoker` except the schedule ids in `keep`.
+    /// Remove the entries of `invoker` except the schedule ids in `keep`. Visits only that
+    /// invoker's entries (every BackupConfiguration reconcile calls this; a scan of all entries
+    /// made 10,000 of them quadratic).
     pub fn remove(&self, namespace: &str, invoker: &str, keep: &[String]) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .retain(|(ns, inv, session), _| !(ns == namespace && inv == invoker && !keep.contains(session)));
+        let from = (namespace.to_string(), invoker.to_string(), String::new());
+        let gone: Vec<_> = entries
+            .range(from..)
+            .take_while(|((ns, inv, _), _)| ns == namespace && inv == invoker)
+            .filter(|((_, _, session), _)| !keep.contains(session))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            entries.remove(&k);
+        }
     }
 
     /// Entries due at `now`; each advances to its next run. Suspended entries advance silently.
@@ -182,5 +192,23 @@ mod tests {
         assert!(e.to_string().contains("scheduler.schedule"), "{e}");
         s.remove("demo", "bc", &[]);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn remove_drops_only_the_invokers_sessions_not_kept() {
+        let s = Scheduler::default();
+        let now = at("2026-01-01T10:00:00Z");
+        for (invoker, session) in [("bc", "a"), ("bc", "b"), ("bc-2", "a"), ("bd", "a")] {
+            let mut sp = spec("* * * * *", false);
+            sp.invoker = invoker.into();
+            sp.session = session.into();
+            s.ensure(&sp, now).unwrap();
+        }
+        s.remove("demo", "bc", &["b".to_string()]);
+        assert_eq!(s.len(), 3);
+        s.remove("demo", "bc", &[]);
+        assert_eq!(s.len(), 2);
+        s.remove("other", "bc-2", &[]);
+        assert_eq!(s.len(), 2);
     }
 }

@@ -36,6 +36,23 @@ const MIGRATIONS: &[&str] = &[
         body       TEXT NOT NULL
     );
     ",
+    // 2: a label index, so a list by label reads only the objects that carry the label.
+    "
+    CREATE TABLE IF NOT EXISTS labels (
+        grp       TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        lkey      TEXT NOT NULL,
+        lvalue    TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name      TEXT NOT NULL,
+        PRIMARY KEY (grp, kind, lkey, lvalue, namespace, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS labels_by_object ON labels (grp, kind, namespace, name);
+    INSERT OR IGNORE INTO labels (grp, kind, lkey, lvalue, namespace, name)
+        SELECT o.grp, o.kind, j.key, j.value, o.namespace, o.name
+        FROM objects o, json_each(o.body, '$.metadata.labels') j
+        WHERE j.type = 'text';
+    ",
 ];
 
 /// Schema version this build writes.
@@ -50,8 +67,13 @@ pub(crate) enum Migrated {
 }
 
 /// Bring the schema to [`VERSION`] inside one `BEGIN IMMEDIATE` transaction, so two processes
-/// opening a fresh file at once migrate it exactly once.
+/// opening a fresh file at once migrate it exactly once. A current schema is only read: opening
+/// the store (every CLI command) does not wait for the daemon's write lock.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Migrated> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found == VERSION {
+        return Ok(Migrated::Current(found));
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > VERSION {

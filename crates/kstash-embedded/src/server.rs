@@ -14,10 +14,10 @@ use kstash_api::core::BackupConfiguration;
 use kstash_controller::dispatch::{self, Key, RECONCILED, STASH_RECONCILED};
 use kstash_controller::{WorkQueue, backup_configuration, stash_backup, verification_session};
 
+use crate::StoreError;
 use crate::platform::EmbeddedPlatform;
 use crate::scheduler::Due;
 use crate::store::Store;
-use crate::{LabelSelector, StoreError};
 
 /// How often every object is reconciled even without changes (KubeStash requeues every 10 s).
 pub const RESYNC: Duration = Duration::from_secs(10);
@@ -173,7 +173,12 @@ fn follow(
                     }
                 }
             }
-            Err(StoreError::Gone { .. }) => {
+            Err(StoreError::Gone { requested, compacted }) => {
+                tracing::info!(
+                    requested,
+                    compacted,
+                    "change log compacted past the daemon's position; queueing every object again"
+                );
                 revision = p.store.current_revision()?;
                 enqueue_all(p, queue, false)?;
             }
@@ -218,9 +223,16 @@ const POLL: Duration = Duration::from_millis(100);
 /// Queue every reconciled object: at start (and after the change log was compacted away) as
 /// changes; on the periodic resync behind every change (`resync`).
 fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut objects = 0;
     for rt in RECONCILED.iter().chain(STASH_RECONCILED) {
-        for obj in p.store.list(rt, None, &LabelSelector::everything())? {
-            let key = Key::of(rt.key_kind(), &obj);
+        for (namespace, name) in p.store.list_keys(rt)? {
+            let key = Key {
+                kind: rt.key_kind(),
+                namespace,
+                name,
+            };
+            objects += 1;
             if resync {
                 queue.add_if_absent(key);
             } else {
@@ -228,6 +240,12 @@ fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<
             }
         }
     }
+    tracing::debug!(
+        objects,
+        resync,
+        ms = started.elapsed().as_millis(),
+        "queued every object"
+    );
     Ok(())
 }
 
@@ -237,6 +255,7 @@ fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<
 /// the next free second.
 fn fire(p: &EmbeddedPlatform, due: &[Due]) {
     let now = Timestamp::now();
+    let started = Instant::now();
     let (verifiers, due): (Vec<&Due>, Vec<&Due>) = due.iter().partition(|d| d.verifies.is_some());
     for d in verifiers {
         let repository = d.verifies.as_deref().unwrap_or_default();
@@ -297,14 +316,22 @@ fn fire(p: &EmbeddedPlatform, due: &[Due]) {
             return;
         }
     };
+    // The sessions of the batch became visible together, when its transaction committed.
+    let committed = Timestamp::now();
+    let earliest = fired.iter().map(|d| d.at).min().unwrap_or(now);
+    tracing::info!(
+        sessions = fired.len(),
+        late_ms = now.duration_since(earliest).as_millis(),
+        create_ms = started.elapsed().as_millis(),
+        "schedule tick created its BackupSessions"
+    );
     for (d, outcome) in fired.into_iter().zip(outcomes) {
-        let lag = Timestamp::now().duration_since(d.at);
         let created = match outcome {
-            Ok(obj) => Ok(Key::of("BackupSession", &obj).name),
+            Ok(obj) => Ok((Key::of("BackupSession", &obj).name, committed)),
             Err(StoreError::AlreadyExists { .. }) => {
                 match p.get_as::<BackupConfiguration>(&d.namespace, &d.invoker) {
                     Ok(Some(bc)) => backup_configuration::trigger(p, &bc, &d.session, d.trigger.retry_left)
-                        .map(|bs| bs.metadata.name.unwrap_or_default())
+                        .map(|bs| (bs.metadata.name.unwrap_or_default(), Timestamp::now()))
                         .map_err(|e| e.to_string()),
                     Ok(None) => Err(format!(
                         "BackupConfiguration {}/{} is gone",
@@ -316,7 +343,10 @@ fn fire(p: &EmbeddedPlatform, due: &[Due]) {
             Err(e) => Err(e.to_string()),
         };
         match created {
-            Ok(name) => tracing::info!(backupsession = %name, lag_ms = lag.as_millis(), "schedule fired"),
+            Ok((name, at)) => {
+                let lag = at.duration_since(d.at);
+                tracing::info!(backupsession = %name, lag_ms = lag.as_millis(), "schedule fired")
+            }
             Err(e) => tracing::warn!(error = %e, "schedule fired but the BackupSession could not be created"),
         }
     }

@@ -5,12 +5,12 @@
 use std::collections::VecDeque;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use kstash_api::meta::ResourceType;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
 use crate::error::{Result, StoreError, object_ref};
@@ -18,7 +18,7 @@ use crate::object::{
     self, Identity, effective_namespace, finalizers, invalid, meta_mut, meta_str, owner_uids,
 };
 use crate::schema::{self, Migrated};
-use crate::selector::LabelSelector;
+use crate::selector::{LabelSelector, Operator};
 use crate::watch::{Hub, WatchEvent, WatchEventType};
 
 /// Environment variable naming the data directory.
@@ -35,6 +35,9 @@ const SERVER_OWNED: &[&str] = &[
     "deletionGracePeriodSeconds",
 ];
 
+/// Page cache of the writer connection, in KiB (SQLite's negative `cache_size`).
+const WRITER_CACHE_KIB: i64 = -32 * 1024;
+
 /// Tunables of a [`Store`].
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -42,6 +45,9 @@ pub struct StoreOptions {
     pub change_log_retention: u64,
     /// How long a write waits for another connection's write lock before failing.
     pub busy_timeout: Duration,
+    /// Read-only connections reads are spread over (at least 1). With WAL journaling a read never
+    /// waits for a write, nor a write for a read.
+    pub readers: usize,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +55,7 @@ impl Default for StoreOptions {
         Self {
             change_log_retention: 10_000,
             busy_timeout: Duration::from_secs(10),
+            readers: 4,
         }
     }
 }
@@ -100,12 +107,92 @@ impl DeleteOutcome {
 
 /// A resource store in one SQLite file. Cheap to share (`Send + Sync`, put it in an `Arc`); several
 /// processes may open the same file at once.
+///
+/// Concurrency: every write goes through the one writer connection behind `writer` (SQLite admits
+/// one writer at a time anyway, and one `BEGIN IMMEDIATE` per write keeps the revision counter and
+/// the change log in commit order). Reads take a connection of the small `readers` pool; with WAL
+/// journaling they read the last committed state without blocking the writer, so a reconciler
+/// listing thousands of objects or a `get -A` never delays the scheduler's sessions.
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    readers: ReadPool,
     hub: Hub,
     options: StoreOptions,
+}
+
+/// Read-only connections to the store's file, opened on demand up to a maximum.
+#[derive(Debug)]
+struct ReadPool {
+    /// Idle connections and how many are open in all (idle or lent).
+    state: Mutex<(Vec<Connection>, usize)>,
+    /// Notified when a connection comes back.
+    returned: Condvar,
+    max: usize,
+}
+
+/// A connection lent by the [`ReadPool`]; it goes back on drop.
+struct ReadConn<'a> {
+    pool: &'a ReadPool,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for ReadConn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut state = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.0.push(conn);
+            drop(state);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl ReadPool {
+    fn new(max: usize) -> Self {
+        ReadPool {
+            state: Mutex::new((Vec::new(), 0)),
+            returned: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// An idle connection, a new one while fewer than `max` are open, else the next one returned.
+    fn get(&self, open: impl FnOnce() -> Result<Connection>) -> Result<ReadConn<'_>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(conn) = state.0.pop() {
+                return Ok(ReadConn {
+                    pool: self,
+                    conn: Some(conn),
+                });
+            }
+            if state.1 < self.max {
+                state.1 += 1;
+                drop(state);
+                return match open() {
+                    Ok(conn) => Ok(ReadConn {
+                        pool: self,
+                        conn: Some(conn),
+                    }),
+                    Err(e) => {
+                        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
+                        self.returned.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// Storage key of an object.
@@ -204,6 +291,11 @@ impl Store {
             tracing::warn!(path = %path.display(), mode, "SQLite refused WAL journaling; concurrent readers will block writers");
         }
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        // The writer keeps a large transaction's pages in memory (up to 32 MiB, allocated only
+        // when used) instead of spilling them to the WAL and reading them back: the 10,000
+        // sessions of one schedule tick are one transaction.
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
+            .map_err(sql)?;
         match schema::migrate(&mut conn).map_err(sql)? {
             Migrated::TooNew(found) => {
                 return Err(StoreError::SchemaTooNew {
@@ -220,7 +312,8 @@ impl Store {
         tracing::debug!(path = %path.display(), "opened kstash store");
         Ok(Store {
             path,
-            conn: Mutex::new(conn),
+            writer: Mutex::new(conn),
+            readers: ReadPool::new(options.readers),
             hub: Hub::default(),
             options,
         })
@@ -241,7 +334,22 @@ impl Store {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while the lock was held dropped its transaction (rolled back), so the
         // connection is still consistent.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A read-only connection from the pool (opened when none is idle and the pool is not full).
+    fn reader(&self) -> Result<ReadConn<'_>> {
+        self.readers.get(|| {
+            let sql = self.sql_err();
+            let conn = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(&sql)?;
+            conn.busy_timeout(self.options.busy_timeout).map_err(&sql)?;
+            conn.pragma_update(None, "query_only", true).map_err(&sql)?;
+            Ok(conn)
+        })
     }
 
     /// Run `f` in one `BEGIN IMMEDIATE` transaction; on success commit, compact the change log and
@@ -256,11 +364,13 @@ impl Store {
             conn: &tx,
             path: &self.path,
             events: Vec::new(),
+            revision: None,
         };
         let out = f(&mut w)?;
+        w.store_revision()?;
         let events = std::mem::take(&mut w.events);
         if !events.is_empty() {
-            w.compact(self.options.change_log_retention)?;
+            w.compact(self.options.change_log_retention, events.len())?;
         }
         tx.commit().map_err(&sql)?;
         self.hub.publish(&events);
@@ -288,11 +398,12 @@ impl Store {
     /// `default` for namespaced kinds).
     pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value> {
         let key = Key::new(rt, namespace, name);
-        let conn = self.lock();
+        let conn = self.reader()?;
         let w = Writer {
             conn: &conn,
             path: &self.path,
             events: Vec::new(),
+            revision: None,
         };
         w.load(&key)?.ok_or_else(|| key.not_found())
     }
@@ -309,19 +420,34 @@ impl Store {
             return Ok(Vec::new());
         }
         let sql = self.sql_err();
-        let conn = self.lock();
+        let conn = self.reader()?;
         let namespace = namespace
             .filter(|_| rt.namespaced)
             .map(|ns| effective_namespace(rt, ns));
+        // One `key=value` requirement narrows the rows through the label index; the whole
+        // selector is still checked on each object below.
+        let indexed = selector.requirements().iter().find_map(|r| match &r.operator {
+            Operator::Equals(v) => Some((r.key.as_str(), v.as_str())),
+            _ => None,
+        });
         let mut stmt = conn
-            .prepare_cached(
+            .prepare_cached(if indexed.is_some() {
+                "SELECT o.namespace, o.name, o.body FROM labels l
+                 JOIN objects o ON o.grp = l.grp AND o.kind = l.kind
+                                AND o.namespace = l.namespace AND o.name = l.name
+                 WHERE l.grp = ?1 AND l.kind = ?2 AND (?3 IS NULL OR l.namespace = ?3)
+                   AND l.lkey = ?4 AND l.lvalue = ?5
+                 ORDER BY o.namespace, o.name"
+            } else {
                 "SELECT namespace, name, body FROM objects
                  WHERE grp = ?1 AND kind = ?2 AND (?3 IS NULL OR namespace = ?3)
-                 ORDER BY namespace, name",
-            )
+                   AND ?4 IS NULL AND ?5 IS NULL
+                 ORDER BY namespace, name"
+            })
             .map_err(&sql)?;
+        let (lkey, lvalue) = indexed.unzip();
         let rows = stmt
-            .query_map(params![rt.group, rt.kind, namespace], |r| {
+            .query_map(params![rt.group, rt.kind, namespace, lkey, lvalue], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -338,6 +464,22 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The `(namespace, name)` of every object of kind `rt`, sorted, without reading the objects:
+    /// what the daemon's periodic resync queues.
+    pub fn list_keys(&self, rt: &ResourceType) -> Result<Vec<(String, String)>> {
+        let sql = self.sql_err();
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT namespace, name FROM objects WHERE grp = ?1 AND kind = ?2 ORDER BY namespace, name",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map(params![rt.group, rt.kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&sql)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&sql)
     }
 
     /// Replace an object. `metadata.resourceVersion` must equal the stored one (else
@@ -406,7 +548,7 @@ impl Store {
     /// Namespaces in use: those holding objects plus stored `Namespace` objects, sorted.
     pub fn list_namespaces(&self) -> Result<Vec<String>> {
         let sql = self.sql_err();
-        let conn = self.lock();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT namespace FROM objects WHERE namespace <> ''
@@ -427,7 +569,7 @@ impl Store {
 
     /// The store-global revision of the latest change (0 for an empty store).
     pub fn current_revision(&self) -> Result<u64> {
-        let conn = self.lock();
+        let conn = self.reader()?;
         conn.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
             r.get::<_, i64>(0)
         })
@@ -441,9 +583,9 @@ impl Store {
     /// [`Store::current_revision`].
     pub fn changes_since(&self, revision: u64) -> Result<Vec<WatchEvent>> {
         let sql = self.sql_err();
-        let mut conn = self.lock();
+        let conn = self.reader()?;
         // One read transaction: a consistent snapshot of the compaction mark and the log.
-        let tx = conn.transaction().map_err(&sql)?;
+        let tx = conn.unchecked_transaction().map_err(&sql)?;
         let compacted: i64 = tx
             .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| r.get(0))
             .map_err(&sql)?;
@@ -563,6 +705,9 @@ struct Writer<'a> {
     conn: &'a Connection,
     path: &'a Path,
     events: Vec<WatchEvent>,
+    /// The last revision this transaction assigned, stored into `meta` once before commit (one
+    /// update per transaction instead of one per object).
+    revision: Option<i64>,
 }
 
 impl<'a> Writer<'a> {
@@ -621,18 +766,39 @@ impl<'a> Writer<'a> {
         Ok(out)
     }
 
-    fn next_revision(&self) -> Result<i64> {
-        self.conn
-            .query_row(
-                "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(self.sql())
+    fn next_revision(&mut self) -> Result<i64> {
+        let last = match self.revision {
+            Some(rev) => rev,
+            None => self
+                .conn
+                .prepare_cached("SELECT value FROM meta WHERE key = 'revision'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(self.sql())?,
+        };
+        self.revision = Some(last + 1);
+        Ok(last + 1)
     }
 
-    /// Write `obj` under a new revision (insert for `Added`, replace for `Modified`).
-    fn put(&mut self, key: &Key, mut obj: Value, event_type: WatchEventType) -> Result<Value> {
+    /// Store the last revision assigned (see [`Writer::next_revision`]).
+    fn store_revision(&self) -> Result<()> {
+        if let Some(rev) = self.revision {
+            self.conn
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'revision'")
+                .and_then(|mut s| s.execute([rev]))
+                .map_err(self.sql())?;
+        }
+        Ok(())
+    }
+
+    /// Write `obj` under a new revision (insert for `Added`, replace for `Modified`); its label
+    /// index entries are rewritten when `labels_changed`.
+    fn put(
+        &mut self,
+        key: &Key,
+        mut obj: Value,
+        event_type: WatchEventType,
+        labels_changed: bool,
+    ) -> Result<Value> {
         let rev = self.next_revision()?;
         meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rev.to_string()));
         let body = to_body(&obj, || key.describe())?;
@@ -658,7 +824,15 @@ impl<'a> Writer<'a> {
                 ])
             })
             .map_err(self.sql())?;
-        self.set_owners(&uid, &owner_uids(&obj))?;
+        if event_type == WatchEventType::Added {
+            self.insert_owners(&uid, &owner_uids(&obj))?;
+        } else {
+            self.set_owners(&uid, &owner_uids(&obj))?;
+        }
+        if labels_changed {
+            let added = event_type == WatchEventType::Added;
+            self.set_labels(key, !added, obj.pointer("/metadata/labels"))?;
+        }
         self.log(event_type, rev, &body, &obj)?;
         tracing::debug!(object = %key.describe(), revision = rev, event = event_type.as_str(), "stored");
         Ok(obj)
@@ -681,17 +855,57 @@ impl<'a> Writer<'a> {
             .prepare_cached("DELETE FROM owner_refs WHERE child_uid = ?1")
             .and_then(|mut s| s.execute([uid]))
             .map_err(&sql)?;
+        self.delete_labels(key)?;
         self.log(WatchEventType::Deleted, rev, &body, &obj)?;
         tracing::debug!(object = %key.describe(), revision = rev, "removed");
         Ok(obj)
     }
 
     fn set_owners(&self, child_uid: &str, owners: &[String]) -> Result<()> {
-        let sql = self.sql();
         self.conn
             .prepare_cached("DELETE FROM owner_refs WHERE child_uid = ?1")
             .and_then(|mut s| s.execute([child_uid]))
+            .map_err(self.sql())?;
+        self.insert_owners(child_uid, owners)
+    }
+
+    /// Index the string-valued `labels` of `key` (after removing its old entries when `replace`).
+    fn set_labels(&self, key: &Key, replace: bool, labels: Option<&Value>) -> Result<()> {
+        let sql = self.sql();
+        if replace {
+            self.delete_labels(key)?;
+        }
+        let Some(labels) = labels.and_then(Value::as_object) else {
+            return Ok(());
+        };
+        let mut ins = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO labels (grp, kind, lkey, lvalue, namespace, name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
             .map_err(&sql)?;
+        for (k, v) in labels {
+            if let Some(v) = v.as_str() {
+                ins.execute(params![key.grp, key.kind, k, v, key.namespace, key.name])
+                    .map_err(&sql)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_labels(&self, key: &Key) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM labels WHERE grp = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4",
+            )
+            .and_then(|mut s| s.execute(params![key.grp, key.kind, key.namespace, key.name]))
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    fn insert_owners(&self, child_uid: &str, owners: &[String]) -> Result<()> {
+        let sql = self.sql();
         let mut ins = self
             .conn
             .prepare_cached("INSERT OR IGNORE INTO owner_refs (owner_uid, child_uid) VALUES (?1, ?2)")
@@ -715,8 +929,11 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Drop change-log entries beyond the newest `retention` and remember how far.
-    fn compact(&self, retention: u64) -> Result<()> {
+    /// Drop change-log entries beyond the newest `retention` before this transaction's own
+    /// `written` ones, and remember how far. Counting from before the transaction means a batch
+    /// larger than the retention (a tick of 10,000 schedules) never compacts away what a follower
+    /// that was up to date before it has not read yet.
+    fn compact(&self, retention: u64, written: usize) -> Result<()> {
         let sql = self.sql();
         let (rev, compacted): (i64, i64) = self
             .conn
@@ -727,7 +944,9 @@ impl<'a> Writer<'a> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(&sql)?;
-        let cutoff = rev.saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
+        let cutoff = rev
+            .saturating_sub(i64::try_from(written).unwrap_or(i64::MAX))
+            .saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
         if cutoff > compacted {
             self.conn
                 .prepare_cached("DELETE FROM changes WHERE revision <= ?1")
@@ -777,7 +996,7 @@ impl<'a> Writer<'a> {
         {
             root.remove("status");
         }
-        self.put(&key, obj, WatchEventType::Added)
+        self.put(&key, obj, WatchEventType::Added, true)
     }
 
     fn generate_name(&self, id: &Identity, prefix: &str, obj: &mut Value) -> Result<String> {
@@ -955,7 +1174,8 @@ impl<'a> Writer<'a> {
             self.cascade(uid)?;
             return Ok(last);
         }
-        self.put(key, new, WatchEventType::Modified)
+        let labels_changed = new.pointer("/metadata/labels") != stored.pointer("/metadata/labels");
+        self.put(key, new, WatchEventType::Modified, labels_changed)
     }
 
     /// Delete one object and cascade to its dependents.
@@ -987,6 +1207,7 @@ impl<'a> Writer<'a> {
             key,
             obj,
             WatchEventType::Modified,
+            false,
         )?))
     }
 

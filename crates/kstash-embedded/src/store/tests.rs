@@ -563,18 +563,34 @@ fn changes_since_a_compacted_revision_is_gone() {
     for i in 0..5 {
         store.create(secret("demo", &format!("s{i}"))).unwrap();
     }
-    assert_eq!(store.changes_since(2).unwrap().len(), 3);
-    let err = store.changes_since(1).unwrap_err();
+    // The newest 3 entries before the last write are kept, and the last write's own.
+    assert_eq!(store.changes_since(1).unwrap().len(), 4);
+    let err = store.changes_since(0).unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::Gone {
-                requested: 1,
-                compacted: 2
+                requested: 0,
+                compacted: 1
             }
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_batch_larger_than_the_retention_keeps_what_a_current_follower_has_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        change_log_retention: 3,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path().join("kstash.db"), options).unwrap();
+    store.create(secret("demo", "before")).unwrap();
+    let follower = store.current_revision().unwrap();
+    let batch = (0..10).map(|i| secret("demo", &format!("s{i}"))).collect();
+    assert!(store.create_all(batch).unwrap().iter().all(Result::is_ok));
+    assert_eq!(store.changes_since(follower).unwrap().len(), 10);
 }
 
 #[test]
@@ -703,4 +719,107 @@ fn one_store_shared_by_threads_delivers_watch_events_in_revision_order() {
         .list(&SECRET, Some("demo"), &LabelSelector::everything())
         .unwrap();
     assert_eq!(all.len(), 40);
+}
+
+#[test]
+fn a_list_by_label_follows_label_changes_and_deletions() {
+    let (_dir, store) = temp_store();
+    let a = store.create(backup_config("demo", "a")).unwrap();
+    store.create(backup_config("demo", "b")).unwrap();
+    let by = |sel: &str| -> Vec<String> {
+        store
+            .list(
+                &BACKUP_CONFIGURATION,
+                Some("demo"),
+                &LabelSelector::parse(sel).unwrap(),
+            )
+            .unwrap()
+            .iter()
+            .map(|o| meta_str(o, "name").unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(by("app=demo"), ["a", "b"]);
+    assert_eq!(by("app=demo,tier"), Vec::<String>::new());
+
+    let mut relabelled = a.clone();
+    relabelled["metadata"]["labels"] = json!({"app": "other", "tier": "db"});
+    store.update(relabelled).unwrap();
+    assert_eq!(by("app=demo"), ["b"]);
+    assert_eq!(by("app=other"), ["a"]);
+    assert_eq!(by("app=other,tier=db"), ["a"]);
+    assert_eq!(by("app=other,tier!=db"), Vec::<String>::new());
+
+    store.delete(&BACKUP_CONFIGURATION, "demo", "a").unwrap();
+    assert_eq!(by("app=other"), Vec::<String>::new());
+}
+
+#[test]
+fn objects_stored_before_the_label_index_are_found_by_label_after_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kstash.db");
+    let store = Store::open(&path).unwrap();
+    store.create(backup_config("demo", "old")).unwrap();
+    drop(store);
+    // Back to schema version 1: no label index.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE labels; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+
+    let store = Store::open(&path).unwrap();
+    let found = store
+        .list(
+            &BACKUP_CONFIGURATION,
+            None,
+            &LabelSelector::parse("app=demo").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(found.len(), 1);
+}
+
+#[test]
+fn reads_do_not_wait_for_a_write_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kstash.db");
+    let options = StoreOptions {
+        busy_timeout: Duration::from_millis(50),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&path, options).unwrap();
+    store.create(backup_config("demo", "a")).unwrap();
+    // Another connection holds the write lock with an uncommitted change.
+    let other = Connection::open(&path).unwrap();
+    other
+        .execute_batch("BEGIN IMMEDIATE; UPDATE meta SET value = value + 100 WHERE key = 'revision';")
+        .unwrap();
+
+    let all = LabelSelector::everything();
+    assert_eq!(store.list(&BACKUP_CONFIGURATION, None, &all).unwrap().len(), 1);
+    assert!(store.get(&BACKUP_CONFIGURATION, "demo", "a").is_ok());
+    assert_eq!(
+        store.current_revision().unwrap(),
+        1,
+        "the uncommitted change is not seen"
+    );
+    assert!(
+        store.create(backup_config("demo", "b")).is_err(),
+        "writes still wait for the lock"
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+    assert!(store.create(backup_config("demo", "b")).is_ok());
+}
+
+#[test]
+fn list_keys_names_every_object_of_a_kind_in_order() {
+    let (_dir, store) = temp_store();
+    store.create(backup_config("prod", "b")).unwrap();
+    store.create(backup_config("demo", "z")).unwrap();
+    store.create(secret("demo", "s")).unwrap();
+    assert_eq!(
+        store.list_keys(&BACKUP_CONFIGURATION).unwrap(),
+        [
+            ("demo".to_string(), "z".to_string()),
+            ("prod".to_string(), "b".to_string())
+        ]
+    );
 }
