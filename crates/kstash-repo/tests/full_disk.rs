@@ -1,4 +1,4 @@
-//! A full disk: the repository lives on a real 8 MiB tmpfs (mounted by the test when it may;
+//! A full disk: the repository lives on a real 16 MiB tmpfs (mounted by the test when it may;
 //! otherwise a backend that fails writes with ENOSPC past a quota stands in, and says so). A
 //! backup that runs out of space fails with a clear error and leaves no snapshot; what was
 //! stored before still restores and checks; prune reclaims the orphaned packs.
@@ -35,6 +35,21 @@ impl SmallDisk {
             .map(|o| o.status.success())
             .unwrap_or(false);
         ok.then_some(SmallDisk { _dir: dir, mount })
+    }
+
+    /// Give the file system `size_mib` (as an operator freeing space would).
+    fn grow(&self, size_mib: u32) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size_mib}m")])
+            .arg(&self.mount)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "remounting {} with {size_mib} MiB failed",
+            self.mount.display()
+        );
     }
 }
 
@@ -114,7 +129,9 @@ fn options() -> StreamBackupOptions {
 
 #[test]
 fn a_full_disk_fails_the_backup_cleanly() {
-    let disk = SmallDisk::mount(8);
+    // 16 MiB: after the first backup, the failing one's first pack (at most 1 MiB plus one 8 MiB
+    // chunk) always fits, so some of its packs land before the disk is full.
+    let disk = SmallDisk::mount(16);
     let fallback = tempfile::tempdir().unwrap();
     let path: PathBuf = match &disk {
         Some(d) => d.mount.join("repo"),
@@ -123,12 +140,13 @@ fn a_full_disk_fails_the_backup_cleanly() {
             fallback.path().join("repo")
         }
     };
+    let quota = Arc::new(QuotaBackend {
+        inner: LocalBackend::new(&path),
+        left: AtomicU64::new(16 << 20),
+    });
     let backend: Arc<dyn Backend> = match &disk {
         Some(_) => Arc::new(LocalBackend::new(&path)),
-        None => Arc::new(QuotaBackend {
-            inner: LocalBackend::new(&path),
-            left: AtomicU64::new(8 << 20),
-        }),
+        None => quota.clone(),
     };
     let init = InitOptions {
         kdf: KdfParams::insecure_fast(),
@@ -138,7 +156,7 @@ fn a_full_disk_fails_the_backup_cleanly() {
     let first = noise(2 << 20, 1);
     let kept = backup_stream(&repo, &first[..], &options()).unwrap();
 
-    let too_big = noise(20 << 20, 2);
+    let too_big = noise(40 << 20, 2);
     let err = backup_stream(&repo, &too_big[..], &options()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("No space left on device"), "{msg}");
@@ -160,7 +178,14 @@ fn a_full_disk_fails_the_backup_cleanly() {
             String::from_utf8_lossy(&check.stderr)
         );
     }
-    // Prune reclaims the packs of the failed backup; a backup that fits then succeeds.
+    // Prune reclaims the packs of the failed backup; a backup that fits then succeeds. The disk
+    // gets room first: the packs that landed may have left too little for prune's lock and index.
+    match &disk {
+        Some(d) => d.grow(64),
+        None => {
+            quota.left.fetch_add(48 << 20, Ordering::SeqCst);
+        }
+    }
     let pruned = kstash_repo::prune::prune(&repo, &Default::default()).unwrap();
     assert!(pruned.packs_deleted > 0, "{pruned:?}");
     let second = noise(2 << 20, 3);

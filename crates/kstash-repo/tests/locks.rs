@@ -235,11 +235,18 @@ fn a_held_lock_is_refreshed_and_restic_reads_the_new_file() {
         assert!(Instant::now() < deadline, "the lock was never refreshed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let names = t.lock_names();
-    assert!(
-        !names.contains(&first.to_hex()),
-        "the old file is gone: {names:?}"
-    );
+    // The refresh publishes the new id before it deletes the old file: wait for the deletion.
+    let names = loop {
+        let names = t.lock_names();
+        if !names.contains(&first.to_hex()) {
+            break names;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old lock file is never removed: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(names.contains(&held.id().to_hex()), "{names:?}");
     // restic reads the refreshed file (retrying if another refresh replaced it meanwhile).
     let mut shown = None;

@@ -120,12 +120,15 @@ fn partly_used_packs_are_repacked_within_the_tolerance() {
     let t = TestRepo::new();
     let repo = t.init();
     // Two streams interleaved in the same packs: one big pack size, both in one backup each,
-    // but a third backup of both halves mixed puts used and unused blobs side by side.
-    let (a, b) = (text(6_000_000, 11), text(6_000_000, 12));
+    // but a third backup of both halves mixed puts used and unused blobs side by side. `a` is
+    // longer than the chunker's 8 MiB maximum chunk, so its first chunk is cut inside `a` and
+    // shared with `mixed` whatever the repository's random chunker polynomial; the pack size
+    // holds all of `mixed` in one pack.
+    let (a, b) = (text(10_000_000, 11), text(6_000_000, 12));
     let mut mixed = a.clone();
     mixed.extend_from_slice(&b);
     let opts = StreamBackupOptions {
-        pack_size: 8 * 1024 * 1024,
+        pack_size: 64 * 1024 * 1024,
         ..StreamBackupOptions::named("db.sql")
     };
     let s_mixed = backup_stream(&repo, &mixed[..], &opts)

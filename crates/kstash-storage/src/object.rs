@@ -614,7 +614,11 @@ impl RateLimit {
 
     /// How long a transfer of `n` bytes starting now must wait.
     pub(crate) fn charge(&self, n: u64) -> Duration {
-        let now = Instant::now();
+        self.charge_at(n, Instant::now())
+    }
+
+    /// [`RateLimit::charge`] at a given instant.
+    fn charge_at(&self, n: u64, now: Instant) -> Duration {
         let mut until = self.paid_until.lock().unwrap_or_else(|e| e.into_inner());
         let start = (*until).max(now);
         *until = start + Duration::from_secs_f64(n as f64 / self.bytes_per_sec);
@@ -636,14 +640,24 @@ mod tests {
     #[test]
     fn rate_limit_spreads_transfers_at_the_configured_rate() {
         let l = RateLimit::new(1000);
-        assert_eq!(l.charge(500), Duration::ZERO, "the first transfer starts at once");
-        let w = l.charge(500);
-        assert!(
-            w > Duration::from_millis(400) && w <= Duration::from_millis(500),
-            "{w:?}"
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            l.charge_at(500, t0),
+            Duration::ZERO,
+            "the first transfer starts at once"
         );
-        let w = l.charge(1);
-        assert!(w > Duration::from_millis(900), "{w:?}");
+        assert_eq!(
+            l.charge_at(500, t0 + ms(50)),
+            ms(450),
+            "the second waits for the first's half second"
+        );
+        assert_eq!(l.charge_at(1, t0 + ms(100)), ms(900));
+        assert_eq!(
+            l.charge_at(1, t0 + ms(5000)),
+            Duration::ZERO,
+            "an idle limit starts at once"
+        );
     }
 
     #[test]
