@@ -4,15 +4,13 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
-/// A port that is free right now: the kernel picks it for a listener on 127.0.0.1:0, which is then closed.
+/// A port that is free right now, drawn from 20000..30000: below the kernel's ephemeral range, so
+/// a client socket of another test process is unlikely to take it between this check and the
+/// server's bind (a port the kernel picked for 127.0.0.1:0 is exactly the kind it hands out next).
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).context(|| "binding 127.0.0.1:0".into())?;
-    Ok(listener
-        .local_addr()
-        .context(|| "local_addr of 127.0.0.1:0".into())?
-        .port())
+    Ok(free_ports_with_offset(1, 0)?[0])
 }
 
 /// `count` distinct ports `p` in 20000..30000 such that both `p` and `p + offset` are free.
