@@ -57,6 +57,29 @@ pub type ClientResult<T> = Result<T, ClientError>;
 pub trait Resources: Send + Sync {
     /// The object, or `None` when it does not exist.
     fn get(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<Option<Value>>;
+    /// The object without the status fields that aggregate other objects
+    /// ([`meta::aggregate_status_fields`]: a BackupStorage's `status.repositories`), for the
+    /// frequent reads that do not need them. A store that keeps those fields apart answers without
+    /// reading them; by default they are read and dropped.
+    fn get_lean(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> ClientResult<Option<Value>> {
+        let mut obj = self.get(rt, namespace, name)?;
+        let fields = meta::aggregate_status_fields(rt.group, rt.kind);
+        if let Some(status) = obj
+            .as_mut()
+            .and_then(|o| o.get_mut("status"))
+            .and_then(Value::as_object_mut)
+        {
+            for f in fields {
+                status.remove(*f);
+            }
+        }
+        Ok(obj)
+    }
     /// Objects of `rt` in `namespace` (`None`: every namespace) carrying every label in `labels`.
     fn list(
         &self,
@@ -149,6 +172,10 @@ pub trait ResourcesExt: Resources {
     /// The typed object, or `None`.
     fn get_as<T: Kind>(&self, namespace: &str, name: &str) -> ClientResult<Option<T>> {
         self.get(T::RT, namespace, name)?.map(decode).transpose()
+    }
+    /// The typed object without its aggregate status fields ([`Resources::get_lean`]), or `None`.
+    fn get_lean_as<T: Kind>(&self, namespace: &str, name: &str) -> ClientResult<Option<T>> {
+        self.get_lean(T::RT, namespace, name)?.map(decode).transpose()
     }
     /// The typed object, or `NotFound` naming it.
     fn must_get<T: Kind>(&self, namespace: &str, name: &str) -> ClientResult<T> {

@@ -23,6 +23,17 @@ pub struct ResourceType {
     pub has_status: bool,
 }
 
+/// The `status` fields of a kind that aggregate other objects and so grow with the installation: a
+/// BackupStorage's `status.repositories` lists every Repository in it. The frequent reads that do
+/// not need them (every session's resolution reads its BackupStorage) skip them
+/// (`Resources::get_lean`); the embedded store keeps them apart so that skipping costs nothing.
+pub fn aggregate_status_fields(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        (STORAGE_GROUP, "BackupStorage") => &["repositories"],
+        _ => &[],
+    }
+}
+
 impl ResourceType {
     /// `group/version`, or just `version` for the core group.
     pub fn api_version(&self) -> String {

@@ -515,7 +515,8 @@ fn storage_at(
         ));
     }
     let ns = ns_or(&reference.namespace, default_ns);
-    let Some(storage) = res.get_as::<BackupStorage>(ns, &reference.name)? else {
+    // Lean: its status lists every Repository in it, which no resolution needs.
+    let Some(storage) = res.get_lean_as::<BackupStorage>(ns, &reference.name)? else {
         return Err(ResolveError::not_found(
             object,
             field,

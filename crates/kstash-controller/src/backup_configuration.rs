@@ -354,7 +354,8 @@ fn backend_status(
     let mut ready = true;
     if let Some(r) = &b.storage_ref {
         let sns = util::ns_or(&r.namespace, ns);
-        let bs = p.get_as::<BackupStorage>(sns, &r.name)?;
+        // Lean: only its phase and conditions are needed, not the Repositories its status lists.
+        let bs = p.get_lean_as::<BackupStorage>(sns, &r.name)?;
         let (phase, reason) = match &bs {
             None => (None, format!("BackupStorage {sns}/{} not found", r.name)),
             Some(bs) => {

@@ -1,5 +1,7 @@
 //! Which reconciler handles which kind, and which other objects a change should wake up.
 
+use std::time::Duration;
+
 use kstash_api::meta::{self, ResourceType};
 use serde_json::Value;
 
@@ -97,12 +99,35 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-/// The keys a changed object wakes: itself (when reconciled) and the objects whose status
-/// depends on it. A BackupBlueprint wakes only itself: its reconcile re-plans every target
+/// An object a change wakes, and how long its reconcile may wait to gather more changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wake {
+    pub key: Key,
+    pub after: Duration,
+}
+
+/// How long a BackupStorage waits after a change of one of its Repositories: its reconcile lists
+/// every Repository in it, and every backup changes a Repository's status, so on a busy
+/// installation the changes of these seconds are gathered into one reconcile.
+pub const AGGREGATE_WAKE_DELAY: Duration = Duration::from_secs(5);
+
+/// The keys a changed object wakes ([`wakes_for_change`] without the delays).
+pub fn keys_for_change(obj: &Value) -> Vec<Key> {
+    wakes_for_change(obj).into_iter().map(|w| w.key).collect()
+}
+
+/// The objects a changed object wakes: itself (when reconciled) and the objects whose status
+/// depends on it, each at once except a Repository's BackupStorage ([`AGGREGATE_WAKE_DELAY`]).
+/// A BackupSession wakes no BackupConfiguration: nothing in a configuration's status depends on
+/// its sessions, and at thousands of sessions a minute those reconciles were most of the work. A BackupBlueprint wakes only itself: its reconcile re-plans every target
 /// annotated with it (finding them needs a list, which this pure function cannot do); a
 /// BackupConfiguration generated from a blueprint also wakes its target, so a deleted or edited
 /// generated configuration is restored.
-pub fn keys_for_change(obj: &Value) -> Vec<Key> {
+pub fn wakes_for_change(obj: &Value) -> Vec<Wake> {
+    let now = |key: Key| Wake {
+        key,
+        after: Duration::ZERO,
+    };
     let kind = s(obj, "/kind");
     let ns = s(obj, "/metadata/namespace").to_string();
     if s(obj, "/apiVersion").starts_with("stash.appscode.com/") {
@@ -110,10 +135,12 @@ pub fn keys_for_change(obj: &Value) -> Vec<Key> {
         return STASH_RECONCILED
             .iter()
             .filter(|rt| rt.kind == kind)
-            .map(|rt| Key {
-                kind: rt.key_kind(),
-                namespace: ns.clone(),
-                name: s(obj, "/metadata/name").to_string(),
+            .map(|rt| {
+                now(Key {
+                    kind: rt.key_kind(),
+                    namespace: ns.clone(),
+                    name: s(obj, "/metadata/name").to_string(),
+                })
             })
             .collect();
     }
@@ -125,14 +152,14 @@ pub fn keys_for_change(obj: &Value) -> Vec<Key> {
         name: name.to_string(),
     };
     if let Some(rt) = RECONCILED.iter().find(|rt| rt.kind == kind) {
-        out.push(key(rt.kind, &ns, &name));
+        out.push(now(key(rt.kind, &ns, &name)));
     }
     match kind {
         "Snapshot" => {
-            out.push(key("Repository", &ns, s(obj, "/spec/repository")));
+            out.push(now(key("Repository", &ns, s(obj, "/spec/repository"))));
             let bs = s(obj, "/spec/backupSession");
             if !bs.is_empty() {
-                out.push(key("BackupSession", &ns, bs));
+                out.push(now(key("BackupSession", &ns, bs)));
             }
         }
         "Repository" => {
@@ -140,23 +167,20 @@ pub fn keys_for_change(obj: &Value) -> Vec<Key> {
                 "" => ns.as_str(),
                 x => x,
             };
-            out.push(key("BackupStorage", sns, s(obj, "/spec/storageRef/name")));
+            out.push(Wake {
+                key: key("BackupStorage", sns, s(obj, "/spec/storageRef/name")),
+                after: AGGREGATE_WAKE_DELAY,
+            });
             let inv = obj
                 .pointer("/metadata/labels/kubestash.com~1invoker-name")
                 .and_then(Value::as_str);
             if let Some(inv) = inv {
-                out.push(key("BackupConfiguration", &ns, inv));
-            }
-        }
-        "BackupSession" => {
-            let inv = s(obj, "/spec/invoker/name");
-            if !inv.is_empty() {
-                out.push(key("BackupConfiguration", &ns, inv));
+                out.push(now(key("BackupConfiguration", &ns, inv)));
             }
         }
         "BackupConfiguration" => {
             if let Some((kind, tns, tname)) = crate::blueprint::target_of_generated(obj) {
-                out.push(key(kind, &tns, &tname));
+                out.push(now(key(kind, &tns, &tname)));
             }
         }
         // A verification's restore wakes its session.
@@ -165,10 +189,70 @@ pub fn keys_for_change(obj: &Value) -> Vec<Key> {
                 .pointer("/metadata/labels/kstash.dev~1verification-session")
                 .and_then(Value::as_str);
             if let Some(bvs) = bvs {
-                out.push(key("BackupVerificationSession", &ns, bvs));
+                out.push(now(key("BackupVerificationSession", &ns, bvs)));
             }
         }
         _ => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn wake(kind: &'static str, name: &str, after: Duration) -> Wake {
+        Wake {
+            key: Key {
+                kind,
+                namespace: "demo".into(),
+                name: name.into(),
+            },
+            after,
+        }
+    }
+
+    #[test]
+    fn a_change_wakes_itself_and_what_depends_on_it_the_storage_after_the_aggregate_delay() {
+        let repository = json!({
+            "apiVersion": "storage.kubestash.com/v1alpha1", "kind": "Repository",
+            "metadata": {"name": "repo", "namespace": "demo", "labels": {"kubestash.com/invoker-name": "bc"}},
+            "spec": {"storageRef": {"name": "s3"}}
+        });
+        let session = json!({
+            "apiVersion": "core.kubestash.com/v1alpha1", "kind": "BackupSession",
+            "metadata": {"name": "bc-1", "namespace": "demo"},
+            "spec": {"invoker": {"apiGroup": "core.kubestash.com", "kind": "BackupConfiguration", "name": "bc"}}
+        });
+        let snapshot = json!({
+            "apiVersion": "storage.kubestash.com/v1alpha1", "kind": "Snapshot",
+            "metadata": {"name": "repo-bc-1", "namespace": "demo"},
+            "spec": {"repository": "repo", "backupSession": "bc-1"}
+        });
+        let cases = [
+            (
+                repository,
+                vec![
+                    wake("Repository", "repo", Duration::ZERO),
+                    wake("BackupStorage", "s3", AGGREGATE_WAKE_DELAY),
+                    wake("BackupConfiguration", "bc", Duration::ZERO),
+                ],
+            ),
+            // Nothing in a configuration's status depends on its sessions.
+            (session, vec![wake("BackupSession", "bc-1", Duration::ZERO)]),
+            (
+                snapshot,
+                vec![
+                    wake("Snapshot", "repo-bc-1", Duration::ZERO),
+                    wake("Repository", "repo", Duration::ZERO),
+                    wake("BackupSession", "bc-1", Duration::ZERO),
+                ],
+            ),
+        ];
+        for (obj, expected) in cases {
+            assert_eq!(wakes_for_change(&obj), expected, "{}", obj["kind"]);
+        }
+    }
 }

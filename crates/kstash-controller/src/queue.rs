@@ -151,6 +151,12 @@ impl WorkQueue {
         self.add_at(key, Instant::now());
     }
 
+    /// Queue `key` to run in `delay` (or sooner, when it is queued sooner already): changes within
+    /// the delay are gathered into one reconcile.
+    pub fn add_after(&self, key: Key, delay: Duration) {
+        self.add_at(key, Instant::now() + delay);
+    }
+
     fn add_at(&self, key: Key, at: Instant) {
         self.lock().put(key, Lane::Change, at);
         self.wake.notify_one();

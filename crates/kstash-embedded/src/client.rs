@@ -47,6 +47,19 @@ impl Resources for Store {
         }
     }
 
+    fn get_lean(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> ClientResult<Option<Value>> {
+        match Store::get_lean(self, rt, namespace, name) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
     fn list(
         &self,
         rt: &'static ResourceType,

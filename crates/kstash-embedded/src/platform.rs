@@ -111,6 +111,14 @@ impl Resources for EmbeddedPlatform {
     fn get(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<Option<Value>> {
         Resources::get(&*self.store, rt, namespace, name)
     }
+    fn get_lean(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> ClientResult<Option<Value>> {
+        Resources::get_lean(&*self.store, rt, namespace, name)
+    }
     fn list(
         &self,
         rt: &'static ResourceType,

@@ -53,6 +53,12 @@ const MIGRATIONS: &[&str] = &[
         FROM objects o, json_each(o.body, '$.metadata.labels') j
         WHERE j.type = 'text';
     ",
+    // 3: the status fields that aggregate other objects (a BackupStorage's `status.repositories`)
+    // kept apart, so the frequent reads that do not need them do not parse them. Rows written
+    // before keep them in `body` until their next write; reads merge both.
+    "
+    ALTER TABLE objects ADD COLUMN bulk TEXT;
+    ",
 ];
 
 /// Schema version this build writes.

@@ -168,8 +168,8 @@ fn follow(
             Ok(events) => {
                 for ev in events {
                     revision = ev.revision;
-                    for key in dispatch::keys_for_change(&ev.object) {
-                        queue.add(key);
+                    for wake in dispatch::wakes_for_change(&ev.object) {
+                        queue.add_after(wake.key, wake.after);
                     }
                 }
             }

@@ -9,7 +9,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use kstash_api::meta::ResourceType;
+use kstash_api::meta::{self, ResourceType};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
@@ -246,6 +246,52 @@ fn parse_body(body: &str, what: impl FnOnce() -> String) -> Result<Value> {
     })
 }
 
+/// An object as its two stored columns: `body`, its JSON without the status fields that aggregate
+/// other objects ([`meta::aggregate_status_fields`]); and `bulk`, those fields as a JSON object
+/// (`None` when the kind has none or they are absent). A lean read parses only `body`. `obj` is
+/// left whole.
+fn to_columns(key: &Key, obj: &mut Value) -> Result<(String, Option<String>)> {
+    let fields = meta::aggregate_status_fields(&key.grp, &key.kind);
+    let mut bulk = serde_json::Map::new();
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        for f in fields {
+            if let Some(v) = status.remove(*f) {
+                bulk.insert((*f).to_string(), v);
+            }
+        }
+    }
+    let body = to_body(obj, || key.describe());
+    if bulk.is_empty() {
+        return Ok((body?, None));
+    }
+    let bulk = Value::Object(bulk);
+    let text = to_body(&bulk, || key.describe());
+    if let (Some(status), Value::Object(fields)) =
+        (obj.get_mut("status").and_then(Value::as_object_mut), bulk)
+    {
+        status.extend(fields);
+    }
+    Ok((body?, Some(text?)))
+}
+
+/// The whole object from its two columns ([`to_columns`]): the `bulk` fields go back into
+/// `status`.
+fn parse_columns(body: &str, bulk: Option<&str>, what: impl Fn() -> String) -> Result<Value> {
+    let mut obj = parse_body(body, &what)?;
+    if let Some(bulk) = bulk
+        && let Value::Object(fields) = parse_body(bulk, &what)?
+        && let Some(m) = obj.as_object_mut()
+    {
+        let status = m
+            .entry("status")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(st) = status.as_object_mut() {
+            st.extend(fields);
+        }
+    }
+    Ok(obj)
+}
+
 fn to_body(obj: &Value, what: impl FnOnce() -> String) -> Result<String> {
     serde_json::to_string(obj).map_err(|source| StoreError::Json {
         object: what(),
@@ -408,6 +454,20 @@ impl Store {
         w.load(&key)?.ok_or_else(|| key.not_found())
     }
 
+    /// [`Store::get`] without the status fields that aggregate other objects
+    /// ([`meta::aggregate_status_fields`]), which are not read.
+    pub fn get_lean(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value> {
+        let key = Key::new(rt, namespace, name);
+        let conn = self.reader()?;
+        let w = Writer {
+            conn: &conn,
+            path: &self.path,
+            events: Vec::new(),
+            revision: None,
+        };
+        w.load_lean(&key)?.ok_or_else(|| key.not_found())
+    }
+
     /// Objects of kind `rt` in `namespace` (`None` = all namespaces, like `-A`; ignored for
     /// cluster-scoped kinds) whose labels match `selector`, sorted by namespace then name.
     pub fn list(
@@ -432,14 +492,14 @@ impl Store {
         });
         let mut stmt = conn
             .prepare_cached(if indexed.is_some() {
-                "SELECT o.namespace, o.name, o.body FROM labels l
+                "SELECT o.namespace, o.name, o.body, o.bulk FROM labels l
                  JOIN objects o ON o.grp = l.grp AND o.kind = l.kind
                                 AND o.namespace = l.namespace AND o.name = l.name
                  WHERE l.grp = ?1 AND l.kind = ?2 AND (?3 IS NULL OR l.namespace = ?3)
                    AND l.lkey = ?4 AND l.lvalue = ?5
                  ORDER BY o.namespace, o.name"
             } else {
-                "SELECT namespace, name, body FROM objects
+                "SELECT namespace, name, body, bulk FROM objects
                  WHERE grp = ?1 AND kind = ?2 AND (?3 IS NULL OR namespace = ?3)
                    AND ?4 IS NULL AND ?5 IS NULL
                  ORDER BY namespace, name"
@@ -452,13 +512,14 @@ impl Store {
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
                 ))
             })
             .map_err(&sql)?;
         let mut out = Vec::new();
         for row in rows {
-            let (ns, name, body) = row.map_err(&sql)?;
-            let obj = parse_body(&body, || object_ref(rt.kind, &ns, &name))?;
+            let (ns, name, body, bulk) = row.map_err(&sql)?;
+            let obj = parse_columns(&body, bulk.as_deref(), || object_ref(rt.kind, &ns, &name))?;
             if selector.matches_object(&obj) {
                 out.push(obj);
             }
@@ -525,7 +586,7 @@ impl Store {
     pub fn collect_garbage(&self) -> Result<usize> {
         self.write(|w| {
             let orphans = w.select_objects(
-                "SELECT grp, kind, namespace, name, body FROM objects o
+                "SELECT grp, kind, namespace, name, body, bulk FROM objects o
                  WHERE EXISTS (SELECT 1 FROM owner_refs r WHERE r.child_uid = o.uid)
                    AND NOT EXISTS (SELECT 1 FROM owner_refs r JOIN objects p ON p.uid = r.owner_uid
                                    WHERE r.child_uid = o.uid)
@@ -720,6 +781,25 @@ impl<'a> Writer<'a> {
     }
 
     fn load(&self, key: &Key) -> Result<Option<Value>> {
+        let row: Option<(String, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT body, bulk FROM objects
+                 WHERE grp = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![key.grp, key.kind, key.namespace, key.name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(self.sql())?;
+        row.map(|(body, bulk)| parse_columns(&body, bulk.as_deref(), || key.describe()))
+            .transpose()
+    }
+
+    /// The object without its aggregate status fields ([`to_columns`]), which are not read.
+    fn load_lean(&self, key: &Key) -> Result<Option<Value>> {
         let body: Option<String> = self
             .conn
             .prepare_cached(
@@ -754,13 +834,14 @@ impl<'a> Writer<'a> {
                         name: r.get(3)?,
                     },
                     r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })
             .map_err(self.sql())?;
         let mut out = Vec::new();
         for row in rows {
-            let (key, body) = row.map_err(self.sql())?;
-            let obj = parse_body(&body, || key.describe())?;
+            let (key, body, bulk) = row.map_err(self.sql())?;
+            let obj = parse_columns(&body, bulk.as_deref(), || key.describe())?;
             out.push((key, obj));
         }
         Ok(out)
@@ -801,13 +882,13 @@ impl<'a> Writer<'a> {
     ) -> Result<Value> {
         let rev = self.next_revision()?;
         meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rev.to_string()));
-        let body = to_body(&obj, || key.describe())?;
+        let (body, bulk) = to_columns(key, &mut obj)?;
         let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
         let sql = if event_type == WatchEventType::Added {
-            "INSERT INTO objects (grp, kind, namespace, name, uid, revision, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            "INSERT INTO objects (grp, kind, namespace, name, uid, revision, body, bulk)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
         } else {
-            "UPDATE objects SET uid = ?5, revision = ?6, body = ?7
+            "UPDATE objects SET uid = ?5, revision = ?6, body = ?7, bulk = ?8
              WHERE grp = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4"
         };
         self.conn
@@ -820,7 +901,8 @@ impl<'a> Writer<'a> {
                     key.name,
                     uid,
                     rev,
-                    body
+                    body,
+                    bulk
                 ])
             })
             .map_err(self.sql())?;
@@ -833,7 +915,12 @@ impl<'a> Writer<'a> {
             let added = event_type == WatchEventType::Added;
             self.set_labels(key, !added, obj.pointer("/metadata/labels"))?;
         }
-        self.log(event_type, rev, &body, &obj)?;
+        // The change log keeps whole objects (a watcher gets every field).
+        let whole = match bulk {
+            Some(_) => to_body(&obj, || key.describe())?,
+            None => body,
+        };
+        self.log(event_type, rev, &whole, &obj)?;
         tracing::debug!(object = %key.describe(), revision = rev, event = event_type.as_str(), "stored");
         Ok(obj)
     }
@@ -1220,7 +1307,7 @@ impl<'a> Writer<'a> {
                 continue;
             }
             let dependents = self.select_objects(
-                "SELECT o.grp, o.kind, o.namespace, o.name, o.body
+                "SELECT o.grp, o.kind, o.namespace, o.name, o.body, o.bulk
                  FROM owner_refs r JOIN objects o ON o.uid = r.child_uid
                  WHERE r.owner_uid = ?1
                    AND NOT EXISTS (SELECT 1 FROM owner_refs r2 JOIN objects p ON p.uid = r2.owner_uid

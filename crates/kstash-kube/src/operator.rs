@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kstash_controller::dispatch::{self, Key, RECONCILED};
+use kstash_controller::dispatch::{self, Key, RECONCILED, Wake};
 use kstash_controller::metrics::{StateObjects, state_metrics};
 use kstash_controller::platform::StorageOps;
 use kstash_controller::{ReconcileError, Requeue, WorkQueue};
@@ -117,9 +117,9 @@ pub async fn check_api(client: &kube::Client, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// The reconcile keys a watched object wakes: the dispatcher's for kstash kinds, the owning
-/// session for an executor Job.
-pub fn keys_for(obj: &Value) -> Vec<Key> {
+/// The reconciles a watched object wakes: the dispatcher's for kstash kinds, the owning session
+/// (at once) for an executor Job.
+pub fn wakes_for(obj: &Value) -> Vec<Wake> {
     if obj.pointer("/kind").and_then(Value::as_str) == Some("Job") {
         let ns = obj
             .pointer("/metadata/namespace")
@@ -136,15 +136,18 @@ pub fn keys_for(obj: &Value) -> Vec<Key> {
                     "RestoreSession" => "RestoreSession",
                     _ => return None,
                 };
-                Some(Key {
-                    kind,
-                    namespace: ns.to_string(),
-                    name: o["name"].as_str()?.to_string(),
+                Some(Wake {
+                    key: Key {
+                        kind,
+                        namespace: ns.to_string(),
+                        name: o["name"].as_str()?.to_string(),
+                    },
+                    after: std::time::Duration::ZERO,
                 })
             })
             .collect();
     }
-    dispatch::keys_for_change(obj)
+    dispatch::wakes_for_change(obj)
 }
 
 /// Watch `ar` across namespaces (only objects with `labels`), sending the keys of every change.
@@ -152,7 +155,7 @@ fn spawn_watch(
     client: kube::Client,
     ar: ApiResource,
     labels: Option<String>,
-    tx: mpsc::UnboundedSender<Key>,
+    tx: mpsc::UnboundedSender<Wake>,
 ) {
     tokio::spawn(async move {
         let api = kube::Api::<kube::api::DynamicObject>::all_with(client, &ar);
@@ -180,8 +183,8 @@ fn spawn_watch(
                     map.insert("apiVersion".into(), Value::String(ar.api_version.clone()));
                     map.insert("kind".into(), Value::String(ar.kind.clone()));
                 }
-                for key in keys_for(&v) {
-                    if tx.send(key).is_err() {
+                for wake in wakes_for(&v) {
+                    if tx.send(wake).is_err() {
                         return;
                     }
                 }
@@ -310,7 +313,7 @@ pub async fn run(
         }
     }
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Key>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Wake>();
     for rt in RECONCILED {
         spawn_watch(client.clone(), api_resource(rt), None, tx.clone());
     }
@@ -375,7 +378,7 @@ pub async fn run(
     let outcome = loop {
         tokio::select! {
             () = &mut shutdown => break Ok(()),
-            Some(key) = rx.recv() => queue.add(key),
+            Some(wake) = rx.recv() => queue.add_after(wake.key, wake.after),
             _ = resync.tick() => {
                 let p = platform.clone();
                 if let Ok(keys) = tokio::task::spawn_blocking(move || all_keys(&p)).await {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
 use std::thread;
 
-use kstash_api::meta::{ADDON, BACKUP_CONFIGURATION, BACKUP_SESSION, FUNCTION, NAMESPACE, SECRET, SNAPSHOT};
+use kstash_api::meta::{
+    ADDON, BACKUP_CONFIGURATION, BACKUP_SESSION, BACKUP_STORAGE, FUNCTION, NAMESPACE, SECRET, SNAPSHOT,
+};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -762,7 +764,7 @@ fn objects_stored_before_the_label_index_are_found_by_label_after_the_migration(
     drop(store);
     // Back to schema version 1: no label index.
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE labels; PRAGMA user_version = 1;")
+    conn.execute_batch("ALTER TABLE objects DROP COLUMN bulk; DROP TABLE labels; PRAGMA user_version = 1;")
         .unwrap();
     drop(conn);
 
@@ -821,5 +823,120 @@ fn list_keys_names_every_object_of_a_kind_in_order() {
             ("demo".to_string(), "z".to_string()),
             ("prod".to_string(), "b".to_string())
         ]
+    );
+}
+
+/// A BackupStorage whose status lists `repositories` Repositories.
+fn storage_listing(store: &Store, repositories: usize) -> Value {
+    let created = store
+        .create(json!({
+            "apiVersion": "storage.kubestash.com/v1alpha1",
+            "kind": "BackupStorage",
+            "metadata": {"name": "s3", "namespace": "demo"},
+            "spec": {"storage": {"provider": "local", "local": {"mountPath": "/safe"}}}
+        }))
+        .unwrap();
+    let mut with_status = created;
+    with_status["status"] = json!({
+        "phase": "Ready",
+        "repositories": (0..repositories)
+            .map(|i| json!({"name": format!("r{i}"), "namespace": "demo", "path": format!("/r{i}")}))
+            .collect::<Vec<_>>(),
+        "conditions": [{"type": "BackendInitialized", "status": "True"}]
+    });
+    store.update_status(with_status).unwrap()
+}
+
+/// The two stored columns of `demo/s3`.
+fn stored_columns(store: &Store) -> (String, Option<String>) {
+    let conn = Connection::open(&store.path).unwrap();
+    conn.query_row(
+        "SELECT body, bulk FROM objects WHERE kind = 'BackupStorage' AND name = 's3'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_backup_storages_repository_list_is_kept_apart_and_lean_reads_skip_it() {
+    let (_dir, store) = temp_store();
+    let start = store.current_revision().unwrap();
+    let written = storage_listing(&store, 3);
+    assert_eq!(written["status"]["repositories"].as_array().unwrap().len(), 3);
+
+    let (body, bulk) = stored_columns(&store);
+    assert!(
+        !body.contains("\"r1\"") && body.contains("BackendInitialized"),
+        "{body}"
+    );
+    assert!(bulk.as_deref().is_some_and(|b| b.contains("\"r1\"")), "{bulk:?}");
+
+    // Whole reads, lists and the change log have every field; a lean read all but the list.
+    let whole = store.get(&BACKUP_STORAGE, "demo", "s3").unwrap();
+    assert_eq!(whole, written);
+    let all = LabelSelector::everything();
+    assert_eq!(
+        store.list(&BACKUP_STORAGE, None, &all).unwrap(),
+        vec![written.clone()]
+    );
+    let logged = store.changes_since(start).unwrap().pop().unwrap();
+    assert_eq!(logged.object, written);
+    let lean = store.get_lean(&BACKUP_STORAGE, "demo", "s3").unwrap();
+    assert_eq!(lean["status"]["phase"], "Ready");
+    assert_eq!(lean["status"]["conditions"], written["status"]["conditions"]);
+    assert!(lean["status"].get("repositories").is_none(), "{lean:#}");
+    assert_eq!(lean["spec"], written["spec"]);
+
+    // Kinds without aggregate fields, and a status without the list, keep one column.
+    let mut emptied = whole;
+    emptied["status"]["repositories"] = json!([]);
+    let emptied = store.update_status(emptied).unwrap();
+    assert_eq!(
+        stored_columns(&store).1.as_deref(),
+        Some(r#"{"repositories":[]}"#)
+    );
+    assert_eq!(store.get(&BACKUP_STORAGE, "demo", "s3").unwrap(), emptied);
+    let mut dropped = emptied;
+    dropped["status"].as_object_mut().unwrap().remove("repositories");
+    store.update_status(dropped).unwrap();
+    assert_eq!(stored_columns(&store).1, None);
+    let bc = store.create(backup_config("demo", "bc")).unwrap();
+    assert_eq!(store.get_lean(&BACKUP_CONFIGURATION, "demo", "bc").unwrap(), bc);
+}
+
+#[test]
+fn a_backup_storage_stored_before_the_bulk_column_reads_whole_until_its_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kstash.db");
+    let store = Store::open(&path).unwrap();
+    let written = storage_listing(&store, 2);
+    drop(store);
+    // Back to schema version 2: the list inside the body, no bulk column.
+    let conn = Connection::open(&path).unwrap();
+    let whole = serde_json::to_string(&written).unwrap();
+    conn.execute(
+        "UPDATE objects SET body = ?1, bulk = NULL WHERE kind = 'BackupStorage'",
+        [&whole],
+    )
+    .unwrap();
+    conn.execute_batch("ALTER TABLE objects DROP COLUMN bulk; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(conn);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get(&BACKUP_STORAGE, "demo", "s3").unwrap(), written);
+    let lean = store.get_lean(&BACKUP_STORAGE, "demo", "s3").unwrap();
+    assert_eq!(lean["status"]["phase"], "Ready", "{lean:#}");
+    // The next status write moves the list apart.
+    let mut next = store.get(&BACKUP_STORAGE, "demo", "s3").unwrap();
+    next["status"]["phase"] = json!("NotReady");
+    let next = store.update_status(next).unwrap();
+    assert!(stored_columns(&store).1.is_some());
+    assert_eq!(store.get(&BACKUP_STORAGE, "demo", "s3").unwrap(), next);
+    assert!(
+        store.get_lean(&BACKUP_STORAGE, "demo", "s3").unwrap()["status"]
+            .get("repositories")
+            .is_none()
     );
 }
