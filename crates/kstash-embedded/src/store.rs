@@ -236,6 +236,17 @@ impl Key {
     }
 }
 
+/// The objects of a kind carrying one label value (`?3`: a namespace, or NULL for all). CROSS JOIN
+/// makes the label index the outer loop: without it SQLite's planner walked every object of the
+/// kind and probed the labels of each (measured: 32 ms instead of 0.013 ms for one configuration's
+/// sessions among 40,000).
+const LIST_BY_LABEL: &str = "SELECT o.namespace, o.name, o.body, o.bulk FROM labels l
+     CROSS JOIN objects o ON o.grp = l.grp AND o.kind = l.kind
+                         AND o.namespace = l.namespace AND o.name = l.name
+     WHERE l.grp = ?1 AND l.kind = ?2 AND (?3 IS NULL OR l.namespace = ?3)
+       AND l.lkey = ?4 AND l.lvalue = ?5
+     ORDER BY l.namespace, l.name";
+
 const MODIFIED_REASON: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
 
@@ -492,12 +503,7 @@ impl Store {
         });
         let mut stmt = conn
             .prepare_cached(if indexed.is_some() {
-                "SELECT o.namespace, o.name, o.body, o.bulk FROM labels l
-                 JOIN objects o ON o.grp = l.grp AND o.kind = l.kind
-                                AND o.namespace = l.namespace AND o.name = l.name
-                 WHERE l.grp = ?1 AND l.kind = ?2 AND (?3 IS NULL OR l.namespace = ?3)
-                   AND l.lkey = ?4 AND l.lvalue = ?5
-                 ORDER BY o.namespace, o.name"
+                LIST_BY_LABEL
             } else {
                 "SELECT namespace, name, body, bulk FROM objects
                  WHERE grp = ?1 AND kind = ?2 AND (?3 IS NULL OR namespace = ?3)

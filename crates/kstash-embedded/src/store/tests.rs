@@ -940,3 +940,28 @@ fn a_backup_storage_stored_before_the_bulk_column_reads_whole_until_its_next_wri
             .is_none()
     );
 }
+
+#[test]
+fn a_list_by_label_walks_the_label_index_not_every_object_of_the_kind() {
+    let (_dir, store) = temp_store();
+    let conn = Connection::open(&store.path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {LIST_BY_LABEL}"))
+        .unwrap()
+        .query_map(
+            params!["core.kubestash.com", "BackupSession", "demo", "app", "x"],
+            |r| r.get::<_, String>(3),
+        )
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(
+        plan[0].starts_with("SEARCH l USING PRIMARY KEY (grp=? AND kind=? AND lkey=? AND lvalue=?"),
+        "{plan:?}"
+    );
+    assert!(plan[1].starts_with("SEARCH o USING INDEX"), "{plan:?}");
+    assert!(
+        !plan.iter().any(|p| p.contains("TEMP B-TREE")),
+        "no sort: {plan:?}"
+    );
+}
