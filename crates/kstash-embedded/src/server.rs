@@ -226,7 +226,8 @@ fn enqueue_all(p: &EmbeddedPlatform, queue: &WorkQueue, resync: bool) -> Result<
     let started = Instant::now();
     let mut objects = 0;
     for rt in RECONCILED.iter().chain(STASH_RECONCILED) {
-        for (namespace, name) in p.store.list_keys(rt)? {
+        let except = if resync { dispatch::settled_phases(rt) } else { &[] };
+        for (namespace, name) in p.store.list_keys(rt, except)? {
             let key = Key {
                 kind: rt.key_kind(),
                 namespace,

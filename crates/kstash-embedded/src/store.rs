@@ -533,20 +533,30 @@ impl Store {
         Ok(out)
     }
 
-    /// The `(namespace, name)` of every object of kind `rt`, sorted, without reading the objects:
-    /// what the daemon's periodic resync queues.
-    pub fn list_keys(&self, rt: &ResourceType) -> Result<Vec<(String, String)>> {
+    /// The `(namespace, name)` of every object of kind `rt`, sorted, without reading the objects
+    /// into memory: what the daemon queues at start and on its periodic resync. Objects whose
+    /// `status.phase` is one of `except_phases` are left out (the resync leaves settled sessions
+    /// alone).
+    pub fn list_keys(&self, rt: &ResourceType, except_phases: &[&str]) -> Result<Vec<(String, String)>> {
         let sql = self.sql_err();
         let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare_cached(
+        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        let rows = if except_phases.is_empty() {
+            conn.prepare_cached(
                 "SELECT namespace, name FROM objects WHERE grp = ?1 AND kind = ?2 ORDER BY namespace, name",
             )
-            .map_err(&sql)?;
-        let rows = stmt
-            .query_map(params![rt.group, rt.kind], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(&sql)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&sql)
+            .and_then(|mut stmt| stmt.query_map(params![rt.group, rt.kind], row)?.collect())
+        } else {
+            let phases = serde_json::to_string(except_phases).unwrap_or_else(|_| "[]".into());
+            conn.prepare_cached(
+                "SELECT namespace, name FROM objects WHERE grp = ?1 AND kind = ?2
+                   AND coalesce(json_extract(body, '$.status.phase'), '')
+                       NOT IN (SELECT value FROM json_each(?3))
+                 ORDER BY namespace, name",
+            )
+            .and_then(|mut stmt| stmt.query_map(params![rt.group, rt.kind, phases], row)?.collect())
+        };
+        rows.map_err(&sql)
     }
 
     /// Replace an object. `metadata.resourceVersion` must equal the stored one (else

@@ -818,7 +818,7 @@ fn list_keys_names_every_object_of_a_kind_in_order() {
     store.create(backup_config("demo", "z")).unwrap();
     store.create(secret("demo", "s")).unwrap();
     assert_eq!(
-        store.list_keys(&BACKUP_CONFIGURATION).unwrap(),
+        store.list_keys(&BACKUP_CONFIGURATION, &[]).unwrap(),
         [
             ("demo".to_string(), "z".to_string()),
             ("prod".to_string(), "b".to_string())
@@ -964,4 +964,38 @@ fn a_list_by_label_walks_the_label_index_not_every_object_of_the_kind() {
         !plan.iter().any(|p| p.contains("TEMP B-TREE")),
         "no sort: {plan:?}"
     );
+}
+
+#[test]
+fn list_keys_leaves_out_the_phases_asked() {
+    let (_dir, store) = temp_store();
+    for (name, phase) in [
+        ("done", Some("Succeeded")),
+        ("running", Some("Running")),
+        ("new", None),
+    ] {
+        let created = store
+            .create(json!({
+                "apiVersion": "core.kubestash.com/v1alpha1",
+                "kind": "BackupSession",
+                "metadata": {"name": name, "namespace": "demo"},
+                "spec": {"session": "daily"}
+            }))
+            .unwrap();
+        if let Some(phase) = phase {
+            let mut with_status = created;
+            with_status["status"] = json!({"phase": phase});
+            store.update_status(with_status).unwrap();
+        }
+    }
+    let names = |except: &[&str]| -> Vec<String> {
+        store
+            .list_keys(&BACKUP_SESSION, except)
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect()
+    };
+    assert_eq!(names(&[]), ["done", "new", "running"]);
+    assert_eq!(names(&["Succeeded", "Failed"]), ["new", "running"]);
 }
