@@ -198,6 +198,7 @@ pub fn restore_from(
     let mut consumer = driver.consume()?;
     let options = DumpOptions {
         lock: Some(LockOptions::waiting(lock_wait)),
+        ..DumpOptions::default()
     };
     let counted = Counted {
         inner: &mut consumer,

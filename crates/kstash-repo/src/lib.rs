@@ -4,6 +4,7 @@
 pub mod archiver;
 pub mod backend;
 pub mod backup_stream;
+mod blob_read;
 pub mod check;
 pub mod chunker;
 pub mod config;

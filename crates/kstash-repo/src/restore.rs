@@ -5,10 +5,22 @@
 //! A restore runs in two halves. *Planning* walks the trees, applies the selection and checks
 //! every name: a name that is empty, `.`, `..` or holds a `/` (a hostile or corrupted snapshot)
 //! refuses the whole restore with [`Error::UnsafeName`] before anything is written. *Writing*
-//! then creates the directories (owner-only at first), restores the regular files on a few worker
-//! threads (blob by blob, reading adjacent blobs of a pack with one request, leaving all-zero
-//! blocks as holes), then hard links, symlinks and special files, and last the directories'
-//! metadata, deepest first, so their times are not disturbed by their children.
+//! then creates the directories (owner-only at first), restores the regular files, then hard
+//! links, symlinks and special files, and last the directories' metadata, deepest first, so their
+//! times are not disturbed by their children.
+//!
+//! Regular files are written pack by pack, as restic's file restorer does, so each pack is read
+//! once however many files share it:
+//!
+//! ```text
+//!  files ─ workers: unchanged? clear, locate blobs ─▶ blobs grouped by pack (packs in the order
+//!          files first need them), each pack's blobs by offset, close ones in runs
+//!  packs ─ workers 1..N, a pack each: one request per run ─▶ decode each blob once
+//!          ─▶ write it at every (file, offset) that needs it, all-zero blocks left as holes
+//!          ─▶ the worker writing a file's last blob sets its length and metadata
+//! ```
+//!
+//! Memory is bounded by the threads: each holds one run (at most 8 MiB) and one decoded blob.
 //!
 //! Nothing is ever written through a symlink: whatever is in the way of an item (a symlink left
 //! in the target, a file where a directory belongs) is removed first, files are created anew with
@@ -27,18 +39,17 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::{AtFlags, CWD, FileType as NodKind, Mode, Timespec, Timestamps, XattrFlags};
 
-use crate::backend::FileType;
+use crate::blob_read::{self, Fetched, Located};
 use crate::error::{Error, Result};
 use crate::gojson::GoTime;
 use crate::id::Id;
 use crate::index::BlobType;
 use crate::lock::{self, LockOptions, RepoLock};
-use crate::pack;
 use crate::pattern::PatternSet;
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -81,7 +92,7 @@ pub struct RestoreOptions {
     pub existing: ExistingFiles,
     /// Leave all-zero blocks as holes (restic's `--sparse`, on by default here).
     pub sparse: bool,
-    /// Files restored concurrently (0: the number of CPUs, at most 4).
+    /// Threads that read and decode packs and write files (0: the number of CPUs, at most 4).
     pub threads: usize,
     /// Hold a shared lock while restoring (`None`: no lock, like restic's `--no-lock`).
     pub lock: Option<LockOptions>,
@@ -440,6 +451,160 @@ fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+// ---- writing file content, pack by pack -------------------------------------------------------
+
+/// Most unneeded bytes between two needed blobs of a pack read in one request anyway.
+const MAX_GAP: u64 = 1 << 20;
+
+/// What step 1 of [`Restorer::restore_files`] found for a file.
+enum Prepared {
+    /// Nothing more to do (left alone as unchanged, or empty and created).
+    Done,
+    /// Its blobs, located, in file order.
+    Content(Vec<Located>),
+}
+
+/// The blobs needed from one pack, ordered by offset, and where each goes.
+struct PackWrites {
+    blobs: Vec<Located>,
+    /// For each blob: (file index, offset in the file), one entry per use.
+    targets: Vec<Vec<(usize, u64)>>,
+    /// Runs of `blobs` fetched with one request each.
+    runs: Vec<Range<usize>>,
+}
+
+/// A file being written by the pack workers.
+#[derive(Default)]
+struct FileWrite {
+    /// Blob uses not yet written or given up; the worker that takes it to 0 finishes the file.
+    remaining: usize,
+    /// Created at the first blob written; closed when the file is finished.
+    file: Option<Arc<File>>,
+    /// The first failure: the file is removed once its last blob is done.
+    failed: Option<Error>,
+    /// Bytes left as holes so far.
+    holes: u64,
+}
+
+/// The content writes of a restore: the packs to read, in the order files first need them,
+/// and the state of each file (each under its own mutex: workers on different packs may write
+/// to one file at different offsets, without holding it).
+struct Writes {
+    packs: Vec<PackWrites>,
+    /// The length of each file (the plaintext lengths of its blobs, from the index).
+    sizes: Vec<u64>,
+    states: Vec<Mutex<FileWrite>>,
+}
+
+impl Writes {
+    /// `located[i]`: the blobs of file `i` still to write, if any.
+    fn plan(files: &[Item], located: Vec<Option<Vec<Located>>>) -> Writes {
+        let mut packs: Vec<PackWrites> = Vec::new();
+        let mut pack_at: HashMap<Id, usize> = HashMap::new();
+        let mut blob_at: HashMap<(usize, Id), usize> = HashMap::new();
+        let mut sizes = vec![0u64; files.len()];
+        let mut states: Vec<Mutex<FileWrite>> = files.iter().map(|_| Mutex::default()).collect();
+        for (file, blobs) in located.into_iter().enumerate() {
+            let Some(blobs) = blobs else { continue };
+            states[file]
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .remaining = blobs.len();
+            let mut offset = 0u64;
+            for (id, loc) in blobs {
+                let p = *pack_at.entry(loc.pack).or_insert_with(|| {
+                    packs.push(PackWrites {
+                        blobs: Vec::new(),
+                        targets: Vec::new(),
+                        runs: Vec::new(),
+                    });
+                    packs.len() - 1
+                });
+                let pack = &mut packs[p];
+                let b = *blob_at.entry((p, id)).or_insert_with(|| {
+                    pack.blobs.push((id, loc));
+                    pack.targets.push(Vec::new());
+                    pack.blobs.len() - 1
+                });
+                pack.targets[b].push((file, offset));
+                offset += u64::from(loc.data_length());
+            }
+            sizes[file] = offset;
+        }
+        for pack in &mut packs {
+            let mut order: Vec<usize> = (0..pack.blobs.len()).collect();
+            order.sort_by_key(|&b| pack.blobs[b].1.offset);
+            pack.blobs = order.iter().map(|&b| pack.blobs[b]).collect();
+            pack.targets = order
+                .iter()
+                .map(|&b| std::mem::take(&mut pack.targets[b]))
+                .collect();
+            pack.runs = blob_read::runs(&pack.blobs, MAX_GAP, MAX_COALESCED_READ);
+        }
+        Writes { packs, sizes, states }
+    }
+}
+
+/// What the pack workers share: the files, their write state, and which are in place.
+struct FileStates<'a> {
+    files: &'a [Item],
+    writes: &'a Writes,
+    done: &'a [AtomicBool],
+}
+
+impl FileStates<'_> {
+    fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, FileWrite> {
+        self.writes.states[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self, i: usize) -> bool {
+        self.lock(i).failed.is_some()
+    }
+}
+
+/// `f(0)`, …, `f(n - 1)` on up to `threads` scoped threads named `name-N` (each takes the next
+/// index), the results in index order.
+fn parallel_map<T: Send>(
+    threads: usize,
+    n: usize,
+    name: &str,
+    f: impl Fn(usize) -> T + Sync,
+) -> Result<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let (f, next) = (&f, &next);
+    let chunks = std::thread::scope(|s| -> Result<Vec<Vec<(usize, T)>>> {
+        let mut workers = Vec::new();
+        for t in 0..threads.min(n) {
+            let worker = std::thread::Builder::new()
+                .name(format!("{name}-{t}"))
+                .spawn_scoped(s, move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= n {
+                            return out;
+                        }
+                        out.push((i, f(i)));
+                    }
+                })
+                .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
+            workers.push(worker);
+        }
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| Error::Internal(format!("{name} thread panicked")))
+            })
+            .collect()
+    })?;
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for (i, t) in chunks.into_iter().flatten() {
+        out[i] = Some(t);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
 struct Restorer<'a> {
     repo: &'a Repository,
     snapshot: String,
@@ -453,12 +618,6 @@ struct Restorer<'a> {
     stats: Stats,
     errors: Mutex<Vec<Error>>,
     warnings: Mutex<Vec<String>>,
-}
-
-/// Outcome of restoring one regular file.
-enum FileDone {
-    Written,
-    Skipped,
 }
 
 impl<'a> Restorer<'a> {
@@ -724,48 +883,64 @@ impl Restorer<'_> {
         res.map_err(|e| self.io_error(loc, "remove", e))
     }
 
-    /// Restore the regular files on worker threads; returns which of them are in place.
+    /// Restore the regular files; returns which of them are in place. Three steps:
+    /// 1. each file is looked at on the workers (an existing one may be left alone, or have to
+    ///    be read to verify it), its blobs are located in the index and the offset of each in the
+    ///    file is computed (a blob the index does not know fails the file before it is created);
+    /// 2. the blobs still needed are grouped by pack, packs in the order files first need them;
+    /// 3. the workers take a pack at a time: each run of close blobs is fetched with one
+    ///    request, each blob decoded once and written to every place that needs it
+    ///    ([`Restorer::restore_pack`]). A file is created at its first blob and finished
+    ///    (length, metadata) by whichever worker writes its last one.
     fn restore_files(&self, files: &[Item]) -> Result<Vec<bool>> {
-        let threads = match self.options.threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
-            n => n,
-        }
-        .min(files.len().max(1));
+        let threads = blob_read::worker_count(self.options.threads, 4);
+        let done: Vec<AtomicBool> = files.iter().map(|_| AtomicBool::new(false)).collect();
+        let prepared = parallel_map(threads, files.len(), "kstash-restore-prep", |i| {
+            let item = &files[i];
+            let outcome = self.prepare_file(item);
+            if !matches!(outcome, Ok(Prepared::Content(_))) {
+                self.file_finished(item);
+            }
+            match outcome {
+                Ok(Prepared::Content(blobs)) => Some(blobs),
+                Ok(Prepared::Done) => {
+                    done[i].store(true, Ordering::SeqCst);
+                    None
+                }
+                Err(e) => {
+                    self.record(e);
+                    None
+                }
+            }
+        })?;
+        let writes = Writes::plan(files, prepared);
+        let state = FileStates {
+            files,
+            writes: &writes,
+            done: &done,
+        };
         let next = AtomicUsize::new(0);
-        let done: Vec<std::sync::atomic::AtomicBool> = files.iter().map(|_| Default::default()).collect();
-        std::thread::scope(|s| -> Result<()> {
-            let mut workers = Vec::new();
-            for n in 0..threads {
-                let worker = std::thread::Builder::new()
-                    .name(format!("kstash-restore-{n}"))
-                    .spawn_scoped(s, || {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::SeqCst);
-                            let Some(item) = files.get(i) else { return };
-                            match self.restore_file(item) {
-                                Ok(_) => done[i].store(true, Ordering::SeqCst),
-                                Err(e) => self.record(e),
-                            }
-                            // Failed files count as done too: the total is what was planned.
-                            if let Some(p) = &self.options.progress {
-                                p.add_item();
-                                p.add_bytes(item.node.size);
-                            }
-                        }
-                    })
-                    .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
-                workers.push(worker);
+        parallel_map(threads, threads, "kstash-restore", |_| {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(pack) = writes.packs.get(i) else { return };
+                self.restore_pack(pack, &state);
             }
-            for w in workers {
-                w.join()
-                    .map_err(|_| Error::Internal("restore worker thread panicked".into()))?;
-            }
-            Ok(())
         })?;
         Ok(done.into_iter().map(|d| d.into_inner()).collect())
     }
 
-    fn restore_file(&self, item: &Item) -> Result<FileDone> {
+    /// Counts a file as done in the progress (failed ones too: the total is what was planned).
+    fn file_finished(&self, item: &Item) {
+        if let Some(p) = &self.options.progress {
+            p.add_item();
+            p.add_bytes(item.node.size);
+        }
+    }
+
+    /// Step 1 for one file: leave it alone if unchanged, else clear its place, and locate its
+    /// blobs; an empty file is created at once.
+    fn prepare_file(&self, item: &Item) -> Result<Prepared> {
         let (loc, node) = (&item.loc, &item.node);
         let path = self.target_path(loc);
         match fs::symlink_metadata(&path) {
@@ -773,71 +948,166 @@ impl Restorer<'_> {
                 self.restore_metadata(loc, node, None)?;
                 add(&self.stats.files_skipped, 1);
                 add(&self.stats.bytes_skipped, node.size);
-                return Ok(FileDone::Skipped);
+                return Ok(Prepared::Done);
             }
             Ok(_) => self.clear(loc)?,
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(self.io_error(loc, "inspect", e)),
         }
-        let file = OpenOptions::new()
+        let ids = node.content.as_deref().unwrap_or_default();
+        if ids.is_empty() {
+            let file = self.create(loc)?;
+            self.finish_file(item, &file, 0, 0)?;
+            return Ok(Prepared::Done);
+        }
+        let index = self.repo.index();
+        let blobs = ids
+            .iter()
+            .map(|id| {
+                index
+                    .get(BlobType::Data, id)
+                    .map(|loc| (*id, loc))
+                    .ok_or(Error::BlobNotFound {
+                        kind: BlobType::Data.as_str(),
+                        id: *id,
+                    })
+            })
+            .collect::<Result<Vec<Located>>>()
+            .map_err(|e| self.data_error(loc, e))?;
+        Ok(Prepared::Content(blobs))
+    }
+
+    /// A new file at `loc`: owner-only, never through a symlink, never an existing one.
+    fn create(&self, loc: &str) -> Result<File> {
+        OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&path)
-            .map_err(|e| self.io_error(loc, "create", e))?;
-        let (offset, holes) = match self.write_content(loc, node, &file) {
-            Ok(written) => written,
-            Err(e) => {
-                // Never leave a partial file under the real name: it would pass for restored
-                // data (restic leaves nothing either). It is ours: created above with O_EXCL.
-                drop(file);
-                if let Err(rm) = fs::remove_file(&path) {
-                    tracing::warn!(path = %path.display(), error = %rm, "cannot remove a partly restored file");
+            .open(self.target_path(loc))
+            .map_err(|e| self.io_error(loc, "create", e))
+    }
+
+    fn data_error(&self, loc: &str, source: Error) -> Error {
+        Error::RestoreData {
+            snapshot: self.snapshot.clone(),
+            path: self.snapshot_path(loc),
+            target: self.target_path(loc),
+            source: Box::new(source),
+        }
+    }
+
+    /// Step 3 for one pack: fetch each run with one request, decode each blob once and write it
+    /// wherever it goes. When a run cannot be fetched or a blob not decoded, the blob is read
+    /// again on its own for each file that needs it: each file gets its own error (or the blob,
+    /// if the failure was passing).
+    fn restore_pack(&self, pack: &PackWrites, state: &FileStates<'_>) {
+        for run in &pack.runs {
+            let fetched = Fetched::fetch(self.repo, &pack.blobs[run.clone()]);
+            for (i, at) in run.clone().enumerate() {
+                let blob = &pack.blobs[at];
+                let plain = fetched.as_ref().ok().and_then(|f| f.decode(self.repo, i).ok());
+                for &(file, offset) in &pack.targets[at] {
+                    let outcome = match &plain {
+                        Some(plain) => self.write_blob(state, file, offset, plain),
+                        None if state.failed(file) => Ok(0),
+                        None => blob_read::load_one(self.repo, blob)
+                            .map_err(|e| self.data_error(&state.files[file].loc, e))
+                            .and_then(|plain| self.write_blob(state, file, offset, &plain)),
+                    };
+                    self.blob_done(state, file, outcome);
                 }
-                return Err(e);
+            }
+        }
+    }
+
+    /// Write `blob` at `offset` of file `i` (creating the file at its first blob), leaving
+    /// all-zero blocks as holes when sparse; returns the bytes left as holes.
+    fn write_blob(&self, state: &FileStates<'_>, i: usize, offset: u64, blob: &[u8]) -> Result<u64> {
+        let loc = &state.files[i].loc;
+        let file = {
+            let mut w = state.lock(i);
+            if w.failed.is_some() {
+                return Ok(0);
+            }
+            match &w.file {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Arc::new(self.create(loc)?);
+                    w.file = Some(f.clone());
+                    f
+                }
             }
         };
-        if offset != node.size {
+        if !self.options.sparse {
+            file.write_all_at(blob, offset)
+                .map_err(|e| self.io_error(loc, "write", e))?;
+            return Ok(0);
+        }
+        let mut written = 0;
+        for run in data_runs(blob, offset) {
+            written += run.len();
+            file.write_all_at(&blob[run.clone()], offset + run.start as u64)
+                .map_err(|e| self.io_error(loc, "write", e))?;
+        }
+        Ok((blob.len() - written) as u64)
+    }
+
+    /// Account for one blob of file `i`, written or failed; the last one finishes the file.
+    fn blob_done(&self, state: &FileStates<'_>, i: usize, outcome: Result<u64>) {
+        let finished = {
+            let mut w = state.lock(i);
+            match outcome {
+                Ok(holes) => w.holes += holes,
+                Err(e) => {
+                    w.failed.get_or_insert(e);
+                }
+            }
+            w.remaining -= 1;
+            (w.remaining == 0).then(|| std::mem::take(&mut *w))
+        };
+        let Some(w) = finished else { return };
+        let item = &state.files[i];
+        let result = match (w.failed, w.file) {
+            (None, Some(file)) => self.finish_file(item, &file, state.writes.sizes[i], w.holes),
+            (failed, file) => {
+                // Never leave a partial file under the real name: it would pass for restored
+                // data (restic leaves nothing either). It is ours: created with O_EXCL.
+                if file.is_some() {
+                    let path = self.target_path(&item.loc);
+                    if let Err(rm) = fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), error = %rm, "cannot remove a partly restored file");
+                    }
+                }
+                Err(failed.unwrap_or_else(|| Error::Internal("a restored file was never created".into())))
+            }
+        };
+        match result {
+            Ok(()) => state.done[i].store(true, Ordering::SeqCst),
+            Err(e) => self.record(e),
+        }
+        self.file_finished(item);
+    }
+
+    /// Set the length of a fully written file (trailing holes need it), then its metadata.
+    fn finish_file(&self, item: &Item, file: &File, size: u64, holes: u64) -> Result<()> {
+        let (loc, node) = (&item.loc, &item.node);
+        if let Err(e) = file.set_len(size) {
+            let _ = fs::remove_file(self.target_path(loc));
+            return Err(self.io_error(loc, "set the length of", e));
+        }
+        if size != node.size {
             self.warn(format!(
-                "{}: restored {offset} bytes, but the snapshot records a size of {}",
+                "{}: restored {size} bytes, but the snapshot records a size of {}",
                 self.snapshot_path(loc),
                 node.size
             ));
         }
-        self.restore_metadata(loc, node, Some(&file))?;
+        self.restore_metadata(loc, node, Some(file))?;
         add(&self.stats.files, 1);
-        add(&self.stats.bytes, offset);
+        add(&self.stats.bytes, size);
         add(&self.stats.sparse_bytes, holes);
-        Ok(FileDone::Written)
-    }
-
-    /// Write the content of `node` into `file` (sparse if asked) and set its length; returns the
-    /// bytes written and the bytes left as holes.
-    fn write_content(&self, loc: &str, node: &Node, file: &File) -> Result<(u64, u64)> {
-        let ids = node.content.as_deref().unwrap_or_default();
-        let mut offset = 0u64;
-        let mut holes = 0u64;
-        self.for_each_blob(loc, ids, |blob| {
-            if self.options.sparse {
-                let mut written = 0;
-                for run in data_runs(blob, offset) {
-                    written += run.len();
-                    file.write_all_at(&blob[run.clone()], offset + run.start as u64)
-                        .map_err(|e| self.io_error(loc, "write", e))?;
-                }
-                holes += (blob.len() - written) as u64;
-            } else {
-                file.write_all_at(blob, offset)
-                    .map_err(|e| self.io_error(loc, "write", e))?;
-            }
-            offset += blob.len() as u64;
-            Ok(())
-        })?;
-        // Trailing holes need the length set; so does an empty or all-zero file.
-        file.set_len(offset)
-            .map_err(|e| self.io_error(loc, "set the length of", e))?;
-        Ok((offset, holes))
+        Ok(())
     }
 
     /// Whether the existing regular file at `loc` can be left as it is.
@@ -873,86 +1143,6 @@ impl Restorer<'_> {
         };
         let mut probe = [0u8; 1];
         Ok(total == node.size && matches!(file.read(&mut probe), Ok(0)))
-    }
-
-    /// Call `f` with each blob of `ids` in order, reading runs of blobs that lie back to back in
-    /// one pack with a single request, and decoding a repeated blob (a run of zeros) only once.
-    fn for_each_blob(&self, loc: &str, ids: &[Id], mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        let data_error = |source: Error| Error::RestoreData {
-            snapshot: self.snapshot.clone(),
-            path: self.snapshot_path(loc),
-            target: self.target_path(loc),
-            source: Box::new(source),
-        };
-        let mut last: Option<(Id, Vec<u8>)> = None;
-        let mut i = 0;
-        while i < ids.len() {
-            if let Some((id, plain)) = &last
-                && *id == ids[i]
-            {
-                f(plain)?;
-                i += 1;
-                continue;
-            }
-            let group = {
-                let index = self.repo.index();
-                let locate = |id: &Id| {
-                    index.get(BlobType::Data, id).ok_or(Error::BlobNotFound {
-                        kind: BlobType::Data.as_str(),
-                        id: *id,
-                    })
-                };
-                let first = locate(&ids[i]).map_err(data_error)?;
-                let mut group = vec![(ids[i], first)];
-                let mut end = u64::from(first.offset) + u64::from(first.length);
-                for id in &ids[i + 1..] {
-                    let Some(next) = index.get(BlobType::Data, id) else {
-                        break;
-                    };
-                    let next_end = end + u64::from(next.length);
-                    if next.pack != first.pack
-                        || u64::from(next.offset) != end
-                        || next_end - u64::from(first.offset) > MAX_COALESCED_READ
-                        || *id == group[group.len() - 1].0
-                    {
-                        break;
-                    }
-                    group.push((*id, next));
-                    end = next_end;
-                }
-                group
-            };
-            let (_, first) = group[0];
-            let (_, tail) = group[group.len() - 1];
-            let span = (u64::from(tail.offset) + u64::from(tail.length) - u64::from(first.offset)) as usize;
-            let data = self
-                .repo
-                .backend()
-                .read_range(
-                    FileType::Pack,
-                    &first.pack.to_hex(),
-                    u64::from(first.offset),
-                    span,
-                )
-                .map_err(data_error)?;
-            for (id, at) in &group {
-                let start = (at.offset - first.offset) as usize;
-                let piece = data[start..start + at.length as usize].to_vec();
-                let plain = pack::decode_blob(
-                    self.repo.key(),
-                    &at.pack,
-                    BlobType::Data,
-                    id,
-                    piece,
-                    at.uncompressed_length,
-                )
-                .map_err(data_error)?;
-                f(&plain)?;
-                last = Some((*id, plain));
-            }
-            i += group.len();
-        }
-        Ok(())
     }
 
     fn restore_hardlink(&self, item: &Item, origin: &Item) -> Result<()> {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{PW, TestRepo, dir_node, file_node, restic_in, save_blob};
+use kstash_repo::archiver::{TreeBackupOptions, backup_tree};
 use kstash_repo::gojson::GoTime;
 use kstash_repo::restore::{ExistingFiles, RestoreOptions, RestoreSummary, restore};
 use kstash_repo::tree::{Node, NodeType, Tree, mode};
@@ -652,4 +653,140 @@ fn a_file_whose_pack_is_missing_leaves_nothing_under_its_name() {
     }
     assert_eq!(all_paths(&target), ["ok.txt"], "only the complete file is there");
     assert_eq!(fs::read(target.join("ok.txt")).unwrap(), b"all there\n");
+}
+
+// ---- pack-ordered writing ---------------------------------------------------------------------
+
+/// Every regular file under `root` by relative path, with its content.
+fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    listing(root)
+        .into_keys()
+        .filter(|p| root.join(p).is_file())
+        .map(|p| {
+            let data = fs::read(root.join(&p)).unwrap();
+            (p, data)
+        })
+        .collect()
+}
+
+#[test]
+fn files_sharing_packs_restore_identically_with_one_or_several_threads() {
+    // Small packs, so packs hold several files and files span several packs; a file larger than
+    // 8 MiB of noise is at least two chunks; copies share blobs; a zero run makes holes.
+    let play = tempfile::tempdir().unwrap();
+    let src = play.path().join("src");
+    fs::create_dir_all(src.join("d1/d2")).unwrap();
+    for i in 0..120u64 {
+        let dir = if i % 3 == 0 {
+            src.join("d1")
+        } else {
+            src.join("d1/d2")
+        };
+        let data = if i % 2 == 0 {
+            format!("row {i}\tsome text\n")
+                .repeat(50 + i as usize * 37)
+                .into_bytes()
+        } else {
+            noise(1_000 + i as usize * 997, i + 1)
+        };
+        write(&dir.join(format!("f{i}")), &data, 0o640, at(1_600_000_000 + i, 7));
+    }
+    let big = noise(9 << 20, 42);
+    write(&src.join("big.bin"), &big, 0o600, at(1_600_000_500, 1));
+    write(&src.join("big-copy.bin"), &big, 0o644, at(1_600_000_501, 2));
+    let mut holey = noise(100_000, 5);
+    holey.extend(vec![0u8; 3 << 20]);
+    holey.extend(noise(50_000, 6));
+    write(&src.join("holey"), &holey, 0o600, at(1_600_000_502, 3));
+    write(&src.join("empty"), b"", 0o600, at(1_600_000_503, 4));
+
+    let tr = TestRepo::new();
+    let repo = tr.init();
+    let options = TreeBackupOptions {
+        pack_size: 256 * 1024,
+        lock: None,
+        ..Default::default()
+    };
+    let sum = backup_tree(&repo, std::slice::from_ref(&src), &options).unwrap();
+    assert!(sum.errors.is_empty(), "{:?}", sum.errors);
+    let spec = format!("{}:{}", sum.snapshot_id, src.display());
+    let want = contents(&src);
+    let mut summaries = Vec::new();
+    for threads in [1, 2, 4] {
+        let target = play.path().join(format!("t{threads}"));
+        let s = restore_ok(
+            &repo,
+            &spec,
+            &target,
+            &RestoreOptions {
+                threads,
+                ..fast_options()
+            },
+        );
+        assert_eq!(contents(&target), want, "{threads} threads");
+        assert_same_tree(&src, &target);
+        summaries.push((s.files, s.bytes, s.sparse_bytes));
+    }
+    assert_eq!(summaries[0].0, 124);
+    assert!(
+        summaries[0].2 >= (3 << 20) - 8192,
+        "the zero run stays a hole: {:?}",
+        summaries[0]
+    );
+    assert!(summaries.iter().all(|s| *s == summaries[0]), "{summaries:?}");
+}
+
+#[test]
+fn a_corrupted_blob_shared_by_two_files_fails_both_and_leaves_neither() {
+    let tr = TestRepo::new();
+    let repo = tr.init();
+    let shared = save_blob(&repo, BlobType::Data, b"shared by two files\n");
+    let own = save_blob(&repo, BlobType::Data, b"only in a\n");
+    let mut a = file_node(&repo, "a.txt", b"a starts, ");
+    a.content.as_mut().unwrap().extend([shared, own]);
+    a.size += 20 + 10;
+    let mut b = file_node(&repo, "b.txt", b"");
+    b.content = Some(vec![shared, shared]);
+    b.size = 40;
+    let ok = file_node(&repo, "ok.txt", b"fine\n");
+    let id = save_snapshot(&repo, save_tree(&repo, vec![a, b, ok]));
+    let loc = repo.index().get(BlobType::Data, &shared).unwrap();
+    let path = tr
+        .path
+        .join("data")
+        .join(&loc.pack.to_hex()[..2])
+        .join(loc.pack.to_hex());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[loc.offset as usize + 20] ^= 1;
+    fs::remove_file(&path).unwrap();
+    fs::write(&path, &bytes).unwrap();
+
+    for threads in [1, 3] {
+        let target = tempfile::tempdir().unwrap();
+        let s = restore(
+            &tr.open(),
+            &id,
+            target.path(),
+            &RestoreOptions {
+                threads,
+                ..fast_options()
+            },
+        )
+        .unwrap();
+        let mut failed: Vec<String> = s.errors.iter().map(|e| e.to_string()).collect();
+        failed.sort();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(
+            failed[0].contains("a.txt") && failed[1].contains("b.txt"),
+            "{failed:?}"
+        );
+        assert!(
+            failed
+                .iter()
+                .all(|e| e.contains("MAC") && e.contains(&loc.pack.to_hex())),
+            "{failed:?}"
+        );
+        assert_eq!(all_paths(target.path()), ["ok.txt"]);
+        assert_eq!(s.files, 1);
+    }
 }

@@ -355,6 +355,7 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
             let mut out = BufWriter::with_capacity(1 << 20, stdout);
             let options = DumpOptions {
                 lock: (!args.no_lock).then(|| lock_options(&args)),
+                ..DumpOptions::default()
             };
             dump_file_with(&repo, snapshot, path, &mut out, &options)
                 .with_context(|| format!("dumping {path} from {snapshot}"))?;

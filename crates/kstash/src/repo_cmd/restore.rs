@@ -39,7 +39,7 @@ pub struct RestoreArgs {
     /// Write runs of zeros instead of leaving holes (sparse files are the default).
     #[arg(long)]
     pub no_sparse: bool,
-    /// Files restored concurrently (default: the number of CPUs, at most 4).
+    /// Threads that read and decode packs and write files (default: the number of CPUs, at most 4).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
 }
