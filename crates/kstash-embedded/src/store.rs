@@ -455,28 +455,25 @@ impl Store {
     /// `default` for namespaced kinds).
     pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value> {
         let key = Key::new(rt, namespace, name);
-        let conn = self.reader()?;
-        let w = Writer {
-            conn: &conn,
-            path: &self.path,
-            events: Vec::new(),
-            revision: None,
-        };
-        w.load(&key)?.ok_or_else(|| key.not_found())
+        self.read(|r| r.load(&key))?.ok_or_else(|| key.not_found())
     }
 
     /// [`Store::get`] without the status fields that aggregate other objects
     /// ([`meta::aggregate_status_fields`]), which are not read.
     pub fn get_lean(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value> {
         let key = Key::new(rt, namespace, name);
+        self.read(|r| r.load_lean(&key))?.ok_or_else(|| key.not_found())
+    }
+
+    /// Run `f` on a read-only connection of the pool (the writer's read helpers, never writing).
+    fn read<T>(&self, f: impl FnOnce(&Writer<'_>) -> Result<T>) -> Result<T> {
         let conn = self.reader()?;
-        let w = Writer {
+        f(&Writer {
             conn: &conn,
             path: &self.path,
             events: Vec::new(),
             revision: None,
-        };
-        w.load_lean(&key)?.ok_or_else(|| key.not_found())
+        })
     }
 
     /// Objects of kind `rt` in `namespace` (`None` = all namespaces, like `-A`; ignored for

@@ -425,26 +425,19 @@ mod tests {
         let _ = be.list(FileType::Pack);
     }
 
-    /// Incompressible bytes (xorshift): more than 8 MiB of them make at least two chunks
-    /// whatever the repository's chunker polynomial.
-    fn noise(n: usize, mut seed: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 24) as u8
-            })
-            .collect()
-    }
-
-    /// A repository holding one snapshot of a 24 MiB stream (text, then noise: several blobs,
-    /// at least two packs), and the stream.
+    /// A repository holding one snapshot of a 24 MiB stream (text, then noise), and the stream:
+    /// at least three blobs whatever the random chunker polynomial (a chunk is at most 8 MiB),
+    /// and its first and last blob in different packs (a 512 KiB pack closes at the first noise
+    /// chunk, and noise follows it).
     fn multi_blob_stream() -> (Arc<MemoryBackend>, Repository, Node, Vec<u8>) {
         let (be, repo) = crate::repository::memory_repo(2);
         let mut input = data(4 << 20, 3);
-        input.extend(noise(20 << 20, 9));
-        backup_stream(&repo, &input[..], &StreamBackupOptions::named("big.sql")).unwrap();
+        input.extend(kstash_testsupport::data::noise(20 << 20, 9));
+        let options = StreamBackupOptions {
+            pack_size: 512 << 10,
+            ..StreamBackupOptions::named("big.sql")
+        };
+        backup_stream(&repo, &input[..], &options).unwrap();
         let sn = repo.find_snapshot("latest").unwrap();
         let node = find_node(&repo, &sn, "/big.sql").unwrap();
         assert!(node.content.as_ref().unwrap().len() >= 3, "{:?}", node.content);
@@ -535,7 +528,7 @@ mod tests {
             .get(BlobType::Data, &ids[ids.len() - 1])
             .unwrap()
             .pack;
-        assert_ne!(first, last, "24 MiB do not fit one pack");
+        assert_ne!(first, last, "the first and last blob share a pack");
         be.remove(FileType::Pack, &last.to_hex()).unwrap();
         for threads in [1, 4] {
             let (res, out) = dump_with(&repo, &node, threads);

@@ -16,6 +16,7 @@ use kstash_repo::gojson::GoTime;
 use kstash_repo::restore::{ExistingFiles, RestoreOptions, RestoreSummary, restore};
 use kstash_repo::tree::{Node, NodeType, Tree, mode};
 use kstash_repo::{BlobType, Error, FileType, Id, Repository, Snapshot};
+use kstash_testsupport::data::noise;
 use kstash_testsupport::restic_or_skip;
 
 const BIG: usize = 3 * 1024 * 1024 + 12_345;
@@ -23,17 +24,6 @@ const SPARSE_LEN: u64 = 32 * 1024 * 1024;
 
 fn is_root() -> bool {
     kstash_repo::host::uid_gid().0 == 0
-}
-
-fn noise(n: usize, mut seed: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 24) as u8
-        })
-        .collect()
 }
 
 fn at(secs: u64, nanos: u32) -> SystemTime {
