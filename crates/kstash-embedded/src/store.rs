@@ -794,12 +794,24 @@ impl<'a> Writer<'a> {
     }
 
     fn load(&self, key: &Key) -> Result<Option<Value>> {
+        self.load_columns(key, false)
+    }
+
+    /// The object without its aggregate status fields ([`to_columns`]), which are not read.
+    fn load_lean(&self, key: &Key) -> Result<Option<Value>> {
+        self.load_columns(key, true)
+    }
+
+    fn load_columns(&self, key: &Key, lean: bool) -> Result<Option<Value>> {
         let row: Option<(String, Option<String>)> = self
             .conn
-            .prepare_cached(
+            .prepare_cached(if lean {
+                "SELECT body, NULL FROM objects
+                 WHERE grp = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4"
+            } else {
                 "SELECT body, bulk FROM objects
-                 WHERE grp = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4",
-            )
+                 WHERE grp = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4"
+            })
             .and_then(|mut s| {
                 s.query_row(params![key.grp, key.kind, key.namespace, key.name], |r| {
                     Ok((r.get(0)?, r.get(1)?))
@@ -809,21 +821,6 @@ impl<'a> Writer<'a> {
             .map_err(self.sql())?;
         row.map(|(body, bulk)| parse_columns(&body, bulk.as_deref(), || key.describe()))
             .transpose()
-    }
-
-    /// The object without its aggregate status fields ([`to_columns`]), which are not read.
-    fn load_lean(&self, key: &Key) -> Result<Option<Value>> {
-        let body: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT body FROM objects WHERE grp = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![key.grp, key.kind, key.namespace, key.name], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(self.sql())?;
-        body.map(|b| parse_body(&b, || key.describe())).transpose()
     }
 
     fn exists(&self, key: &Key) -> Result<bool> {
