@@ -26,6 +26,7 @@ mod direct;
 mod duration;
 mod elasticsearch;
 mod error;
+pub mod manifest;
 mod mysql;
 mod native;
 mod postgres;

@@ -79,7 +79,7 @@ pub fn driver_for(
     owner: &str,
     mode: LocalMode,
 ) -> Result<Option<Box<dyn StreamDriver>>> {
-    if task.driver == DriverKind::Volume {
+    if matches!(task.driver, DriverKind::Volume | DriverKind::Manifest) {
         return Ok(None);
     }
     task.check_required()?;
@@ -100,10 +100,10 @@ pub(crate) fn target_connection(
 ) -> Result<Connection> {
     // (user keys, password keys, whether the target may run without credentials)
     let (user_keys, password_keys, optional_auth) = match driver {
-        DriverKind::Volume => {
+        DriverKind::Volume | DriverKind::Manifest => {
             return Err(ExecError::invalid(
                 owner,
-                "a volume target has no database connection",
+                "a volume or manifest target has no database connection",
             ));
         }
         DriverKind::Elasticsearch => (elasticsearch::USER_KEYS, elasticsearch::PASSWORD_KEYS, false),
@@ -123,7 +123,7 @@ pub(crate) fn target_connection(
 /// The stream driver of `task` for the connection `conn`; `None` for the volume driver.
 pub(crate) fn driver_with(conn: Connection, task: &ResolvedTask) -> Result<Option<Box<dyn StreamDriver>>> {
     Ok(Some(match task.driver {
-        DriverKind::Volume => return Ok(None),
+        DriverKind::Volume | DriverKind::Manifest => return Ok(None),
         DriverKind::Elasticsearch => Box::new(Elasticsearch::new(conn, task.clone())),
         DriverKind::Postgres => Box::new(Postgres::new(conn, task.clone())?),
         DriverKind::MySql => Box::new(MySql::new(conn, task.clone())?),

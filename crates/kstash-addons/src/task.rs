@@ -30,6 +30,9 @@ pub enum DriverKind {
     /// An Elasticsearch or OpenSearch cluster reached through an AppBinding
     /// (`elasticsearch-backup`, `elasticsearch-restore`, and the `opensearch-…` names).
     Elasticsearch,
+    /// Objects read through an API, written as YAML files in KubeStash kubedump's layout
+    /// (`kubedump-backup`, `kubedump-restore` of `kubedump-addon`).
+    Manifest,
 }
 
 /// How long a driver waits for its server when `waitTimeout` is not set.
@@ -46,6 +49,7 @@ const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("zookeeper-backup", DriverKind::ZooKeeper),
     ("elasticsearch-backup", DriverKind::Elasticsearch),
     ("opensearch-backup", DriverKind::Elasticsearch),
+    ("kubedump-backup", DriverKind::Manifest),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
@@ -58,6 +62,7 @@ const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("zookeeper-restore", DriverKind::ZooKeeper),
     ("elasticsearch-restore", DriverKind::Elasticsearch),
     ("opensearch-restore", DriverKind::Elasticsearch),
+    ("kubedump-restore", DriverKind::Manifest),
 ];
 
 /// The driver of `function` for tasks of `kind`, if kstash has one.

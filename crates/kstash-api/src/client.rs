@@ -95,6 +95,11 @@ pub trait Resources: Send + Sync {
     fn update_status(&self, obj: Value) -> ClientResult<Value>;
     /// Delete (objects with finalizers only get a deletionTimestamp). A missing object is not an error.
     fn delete(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<()>;
+    /// Objects of every kind the server serves, found by discovery; `None` when this client
+    /// knows only kstash's registry (then [`crate::dynamic::RegistryObjects`] stands in).
+    fn any_objects(&self) -> Option<&dyn crate::dynamic::AnyObjects> {
+        None
+    }
 }
 
 /// A kind with its resource type, for the typed helpers.

@@ -11,6 +11,7 @@ pub mod core;
 pub mod crd;
 pub mod defaults;
 pub mod duration;
+pub mod dynamic;
 pub mod manifest;
 pub mod memory;
 pub mod meta;

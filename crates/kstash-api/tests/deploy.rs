@@ -895,6 +895,12 @@ const DRIVERS: &[Driver] = &[
         tools: &[],
         packages: &[],
     },
+    Driver {
+        name: "Manifest",
+        sources: &["manifest.rs"],
+        tools: &[],
+        packages: &[],
+    },
 ];
 
 fn addons_src() -> std::path::PathBuf {

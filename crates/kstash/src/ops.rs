@@ -53,6 +53,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "catalog/elasticsearch-addon.yaml",
         include_str!("../../../catalog/elasticsearch-addon.yaml"),
     ),
+    (
+        "catalog/kubedump-addon.yaml",
+        include_str!("../../../catalog/kubedump-addon.yaml"),
+    ),
 ];
 
 /// Where `kstash server` serves its dashboard unless `--ui-addr` says otherwise.
