@@ -225,10 +225,7 @@ pub struct DumpSummary {
 /// among the objects).
 pub fn dump_manifests(api: &dyn AnyObjects, filter: &ManifestFilter, dir: &Path) -> Result<DumpSummary> {
     let io = |what: &str, p: &Path, e: std::io::Error| {
-        ExecError::invalid(
-            "manifest backup",
-            format!("cannot {what} {}: {e}", p.display()),
-        )
+        ExecError::invalid("manifest backup", format!("cannot {what} {}: {e}", p.display()))
     };
     create_private_dir(dir).map_err(|e| io("create", dir, e))?;
     let mut summary = DumpSummary::default();
@@ -256,8 +253,81 @@ pub fn dump_manifests(api: &dyn AnyObjects, filter: &ManifestFilter, dir: &Path)
             summary.bytes += text.len() as u64;
         }
     }
-    tracing::info!(objects = summary.objects, bytes = summary.bytes, "manifests written");
+    tracing::info!(
+        objects = summary.objects,
+        bytes = summary.bytes,
+        "manifests written"
+    );
     Ok(summary)
+}
+
+/// The component a manifest backup writes (KubeStash's kubedump names it so).
+pub const MANIFEST_COMPONENT: &str = "manifest";
+
+/// A manifest backup's files, in a private temporary directory removed on drop.
+pub struct Scratch {
+    _dir: tempfile::TempDir,
+    /// The `manifest/` directory the files are under (what is backed up).
+    pub manifest: PathBuf,
+}
+
+/// Where a task's temporary files go: inside its `scratchDir` when that directory exists
+/// (KubeStash's `/kubestash-tmp` volume in a cluster), else the system's temporary directory.
+pub fn scratch_dir(task: &ResolvedTask) -> Result<Scratch> {
+    let base = task
+        .param("scratchDir")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("kstash-manifest-")
+        .tempdir_in(&base)
+        .map_err(|e| {
+            ExecError::invalid(
+                task.describe(),
+                format!("cannot create a temporary directory in {}: {e}; fix: set scratchDir to a writable directory", base.display()),
+            )
+        })?;
+    let manifest = dir.path().join(MANIFEST_COMPONENT);
+    Ok(Scratch { _dir: dir, manifest })
+}
+
+/// Write the objects a `manifest-backup` task takes from `client` into a scratch directory.
+pub fn dump_task(client: &dyn Resources, task: &ResolvedTask) -> Result<(Scratch, DumpSummary)> {
+    let filter = ManifestFilter::from_task(task)?;
+    let scratch = scratch_dir(task)?;
+    let summary = with_objects(client, |api| dump_manifests(api, &filter, &scratch.manifest))?;
+    Ok((scratch, summary))
+}
+
+/// Restore the objects under `dir` (a restored `manifest/` directory) into `client` as a
+/// `manifest-restore` task says; fails after trying every object when one could not be restored.
+pub fn restore_task(client: &dyn Resources, task: &ResolvedTask, dir: &Path) -> Result<RestoreSummary> {
+    let options = RestoreOptions::from_task(task)?;
+    let objects = read_manifests(dir)?;
+    let summary = with_objects(client, |api| -> Result<RestoreSummary> {
+        let kinds = api.kinds()?;
+        Ok(apply_restore(
+            api,
+            plan_restore(objects, &kinds, &options),
+            &options,
+        ))
+    })?;
+    tracing::info!(
+        created = summary.count(|o| *o == Outcome::Created),
+        replaced = summary.count(|o| *o == Outcome::Replaced),
+        kept = summary.count(|o| *o == Outcome::Kept),
+        skipped = summary.count(|o| matches!(o, Outcome::Skipped(_))),
+        dry_run = options.dry_run,
+        "manifests restored"
+    );
+    match summary.failures() {
+        Some(failed) => Err(ExecError::invalid(
+            task.describe(),
+            format!("these objects could not be restored (the others were): {failed}"),
+        )),
+        None => Ok(summary),
+    }
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -287,7 +357,9 @@ impl RestoreOptions {
     pub fn from_task(task: &ResolvedTask) -> Result<RestoreOptions> {
         let mut mappings = BTreeMap::new();
         for item in task.list_param("StorageClassMappings") {
-            let Some((old, new)) = item.split_once('=').filter(|(o, n)| !o.is_empty() && !n.is_empty())
+            let Some((old, new)) = item
+                .split_once('=')
+                .filter(|(o, n)| !o.is_empty() && !n.is_empty())
             else {
                 return Err(ExecError::invalid(
                     task.describe(),
@@ -333,19 +405,14 @@ impl ManifestObject {
 /// Every object file under `dir` (a restored `manifest/` directory), in path order.
 pub fn read_manifests(dir: &Path) -> Result<Vec<ManifestObject>> {
     let mut files = Vec::new();
-    collect_yaml(dir, &mut files).map_err(|e| {
-        ExecError::invalid(
-            "manifest restore",
-            format!("cannot read {}: {e}", dir.display()),
-        )
-    })?;
+    collect_yaml(dir, &mut files)
+        .map_err(|e| ExecError::invalid("manifest restore", format!("cannot read {}: {e}", dir.display())))?;
     files.sort();
     let mut out = Vec::new();
     for path in files {
         let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ExecError::invalid(rel.display().to_string(), format!("cannot read: {e}"))
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ExecError::invalid(rel.display().to_string(), format!("cannot read: {e}")))?;
         let object: Value = serde_yaml_ng::from_str(&text)
             .map_err(|e| ExecError::invalid(rel.display().to_string(), format!("not YAML: {e}")))?;
         let resource = rel
@@ -384,10 +451,13 @@ pub enum Step {
     Skip { reason: String },
 }
 
+/// Class, apply rank, kind, namespace, name: what objects are created in order of.
+type RestoreRank = (u8, usize, String, String, String);
+
 /// The order objects are created in: CustomResourceDefinitions, Namespaces, other
 /// cluster-scoped objects, namespaced objects, workloads last; inside a class kstash's apply
 /// order ([`kstash_api::manifest::apply_rank`]) and then by kind, namespace and name.
-fn restore_rank(kind: &ApiKind, obj: &Value) -> (u8, usize, String, String, String) {
+fn restore_rank(kind: &ApiKind, obj: &Value) -> RestoreRank {
     let class = match (kind.group.as_str(), kind.kind.as_str()) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
         ("", "Namespace") => 1,
@@ -412,7 +482,7 @@ pub fn plan_restore(
     kinds: &[ApiKind],
     options: &RestoreOptions,
 ) -> Vec<(ManifestObject, Step)> {
-    let mut out: Vec<(Option<(u8, usize, String, String, String)>, ManifestObject, Step)> = Vec::new();
+    let mut out: Vec<(Option<RestoreRank>, ManifestObject, Step)> = Vec::new();
     for mo in objects {
         let api_version = mo.object["apiVersion"].as_str().unwrap_or_default();
         let kind_name = mo.object["kind"].as_str().unwrap_or_default();
@@ -465,7 +535,8 @@ fn prepare(kind: &ApiKind, obj: Value, options: &RestoreOptions) -> Value {
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("ownerReferences");
     }
-    let storage_kind = kind.group.is_empty() && matches!(kind.kind.as_str(), "PersistentVolumeClaim" | "PersistentVolume");
+    let storage_kind =
+        kind.group.is_empty() && matches!(kind.kind.as_str(), "PersistentVolumeClaim" | "PersistentVolume");
     if storage_kind {
         if let Some(class) = obj["spec"]["storageClassName"].as_str()
             && let Some(new) = options.storage_class_mappings.get(class)
@@ -548,8 +619,14 @@ pub fn apply_restore(
 }
 
 fn apply_one(api: &dyn AnyObjects, kind: &ApiKind, mut object: Value, options: &RestoreOptions) -> Outcome {
-    let ns = object["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let ns = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let existing = match api.get(kind, &ns, &name) {
         Ok(e) => e,
         Err(e) => return Outcome::Failed(e.to_string()),
@@ -587,7 +664,10 @@ mod tests {
             task: "manifest-backup".into(),
             function: "kubedump-backup".into(),
             driver: DriverKind::Manifest,
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             required: Vec::new(),
         }
     }
@@ -616,22 +696,52 @@ mod tests {
         let deploy = kind("apps", "Deployment", "deployments", true);
         let cm = kind("", "ConfigMap", "configmaps", true);
         let role = kind("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", false);
-        let a = object(&deploy, Some("demo-a"), "web", json!({"app": "my-app", "tier": "fe"}));
+        let a = object(
+            &deploy,
+            Some("demo-a"),
+            "web",
+            json!({"app": "my-app", "tier": "fe"}),
+        );
         let b = object(&cm, Some("demo-b"), "conf", json!({"app": "my-sts"}));
         let c = object(&role, None, "reader", json!({"app": "my-app"}));
         let none = object(&cm, Some("kube-system"), "x", json!({}));
         // (params, takes a, takes b, takes c, takes none)
-        let table: &[(&[(&str, &str)], [bool; 4])] = &[
+        type Params = &'static [(&'static str, &'static str)];
+        let table: &[(Params, [bool; 4])] = &[
             (&[], [true, true, false, true]),
             (&[("IncludeClusterResources", "true")], [true, true, true, true]),
-            (&[("IncludeNamespaces", "demo-a,demo-b")], [true, true, false, false]),
-            (&[("IncludeNamespaces", "*"), ("ExcludeNamespaces", "kube-system")], [true, true, false, false]),
-            (&[("IncludeResources", "deployments")], [true, false, false, false]),
-            (&[("IncludeResources", "deployments.apps,configmaps")], [true, true, false, true]),
-            (&[("IncludeResources", "deployments.batch")], [false, false, false, false]),
+            (
+                &[("IncludeNamespaces", "demo-a,demo-b")],
+                [true, true, false, false],
+            ),
+            (
+                &[("IncludeNamespaces", "*"), ("ExcludeNamespaces", "kube-system")],
+                [true, true, false, false],
+            ),
+            (
+                &[("IncludeResources", "deployments")],
+                [true, false, false, false],
+            ),
+            (
+                &[("IncludeResources", "deployments.apps,configmaps")],
+                [true, true, false, true],
+            ),
+            (
+                &[("IncludeResources", "deployments.batch")],
+                [false, false, false, false],
+            ),
             (&[("ExcludeResources", "configmaps")], [true, false, false, false]),
-            (&[("ORedLabelSelectors", "app:my-app,app:my-sts"), ("IncludeClusterResources", "true")], [true, true, true, false]),
-            (&[("ANDedLabelSelectors", "app=my-app,tier")], [true, false, false, false]),
+            (
+                &[
+                    ("ORedLabelSelectors", "app:my-app,app:my-sts"),
+                    ("IncludeClusterResources", "true"),
+                ],
+                [true, true, true, false],
+            ),
+            (
+                &[("ANDedLabelSelectors", "app=my-app,tier")],
+                [true, false, false, false],
+            ),
             (&[("ANDedLabelSelectors", "app")], [true, true, false, false]),
         ];
         for (params, want) in table {
@@ -645,7 +755,10 @@ mod tests {
             assert_eq!(&got, want, "params {params:?}");
         }
         let err = ManifestFilter::from_task(&task(&[("IncludeClusterResources", "yes")])).unwrap_err();
-        assert!(err.to_string().contains("IncludeClusterResources is \"yes\""), "{err}");
+        assert!(
+            err.to_string().contains("IncludeClusterResources is \"yes\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -695,7 +808,12 @@ mod tests {
     #[test]
     fn restore_creates_referents_first_and_leaves_out_what_it_must() {
         let kinds = vec![
-            kind("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", false),
+            kind(
+                "apiextensions.k8s.io",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                false,
+            ),
             kind("", "Namespace", "namespaces", false),
             kind("", "PersistentVolume", "persistentvolumes", false),
             kind("", "PersistentVolumeClaim", "persistentvolumeclaims", true),
@@ -707,7 +825,8 @@ mod tests {
         ];
         let k = |name: &str| kinds.iter().find(|k| k.kind == name).unwrap().clone();
         let mut rs = object(&k("ReplicaSet"), Some("d"), "web-1", json!({}));
-        rs["metadata"]["ownerReferences"] = json!([{"kind": "Deployment", "name": "web", "controller": true, "uid": "u"}]);
+        rs["metadata"]["ownerReferences"] =
+            json!([{"kind": "Deployment", "name": "web", "controller": true, "uid": "u"}]);
         let mut pvc = object(&k("PersistentVolumeClaim"), Some("d"), "data", json!({}));
         pvc["spec"] = json!({"storageClassName": "longhorn", "volumeName": "pv-1"});
         let objects = vec![
@@ -753,7 +872,11 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert_eq!(claim["spec"], json!({"storageClassName": "standard"}), "class mapped, volume name dropped");
+        assert_eq!(
+            claim["spec"],
+            json!({"storageClassName": "standard"}),
+            "class mapped, volume name dropped"
+        );
 
         options.restore_pvs = true;
         let pv = object(&k("PersistentVolume"), None, "pv-1", json!({}));
@@ -774,7 +897,12 @@ mod tests {
         fn list(&self, _: &ApiKind) -> kstash_api::client::ClientResult<Vec<Value>> {
             Ok(Vec::new())
         }
-        fn get(&self, kind: &ApiKind, ns: &str, name: &str) -> kstash_api::client::ClientResult<Option<Value>> {
+        fn get(
+            &self,
+            kind: &ApiKind,
+            ns: &str,
+            name: &str,
+        ) -> kstash_api::client::ClientResult<Option<Value>> {
             let key = (kind.kind.clone(), ns.to_string(), name.to_string());
             Ok(self.objects.lock().unwrap().get(&key).cloned())
         }
@@ -786,7 +914,10 @@ mod tests {
                     message: "refused".into(),
                 });
             }
-            let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             self.objects
                 .lock()
                 .unwrap()
@@ -802,8 +933,11 @@ mod tests {
     fn a_failed_object_is_reported_and_the_rest_go_on() {
         let cm = kind("", "ConfigMap", "configmaps", true);
         let api = MemoryObjects::default();
-        api.create(&cm, json!({"metadata": {"name": "kept", "namespace": "d"}, "data": {"v": "old"}}))
-            .unwrap();
+        api.create(
+            &cm,
+            json!({"metadata": {"name": "kept", "namespace": "d"}, "data": {"v": "old"}}),
+        )
+        .unwrap();
         let objects: Vec<ManifestObject> = ["broken", "kept", "new"]
             .iter()
             .map(|n| mo(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n, "namespace": "d"}, "data": {"v": "new"}})))
@@ -821,7 +955,11 @@ mod tests {
         options.dry_run = true;
         let summary = apply_restore(&api, plan_restore(objects.clone(), &kinds, &options), &options);
         assert_eq!(summary.objects[1].1, Outcome::Would("would replace"));
-        assert_eq!(api.get(&cm, "d", "kept").unwrap().unwrap()["data"]["v"], "old", "a dry run changes nothing");
+        assert_eq!(
+            api.get(&cm, "d", "kept").unwrap().unwrap()["data"]["v"],
+            "old",
+            "a dry run changes nothing"
+        );
         options.dry_run = false;
         apply_restore(&api, plan_restore(objects, &kinds, &options), &options);
         assert_eq!(api.get(&cm, "d", "kept").unwrap().unwrap()["data"]["v"], "new");

@@ -30,7 +30,7 @@ use kstash_addons::stream::{self, StreamDriver, StreamSpec};
 use kstash_addons::volume::{
     PathBackup, PathBackupSpec, VolumeBackupParams, backup_path, find_session_snapshot,
 };
-use kstash_addons::{ResolvedTask, resolve_tasks};
+use kstash_addons::{DriverKind, ResolvedTask, manifest, resolve_tasks};
 
 /// The component a volume backup writes (Deployments, PVCs: KubeStash's `dump`).
 pub const VOLUME_COMPONENT: &str = "dump";
@@ -117,6 +117,16 @@ pub fn run_backup(
     let config_object = resolve::describe("BackupConfiguration", &resolved.configuration.metadata);
     let tasks = resolve_tasks(&resolved.addon)?;
     let task = single_task(&tasks, &config_object)?;
+    let manifest_opts;
+    let opts = if task.driver == DriverKind::Manifest && opts.component.is_none() {
+        manifest_opts = ExecOptions {
+            component: Some(manifest::MANIFEST_COMPONENT.to_string()),
+            ..opts.clone()
+        };
+        &manifest_opts
+    } else {
+        opts
+    };
     let driver = stream::driver_for(
         client,
         task,
@@ -405,8 +415,18 @@ fn backup_component(
     component_path: &str,
     tracker: &Tracker,
 ) -> Result<ComponentDone> {
-    let params = VolumeBackupParams::from_task(task)?;
-    params.check_paths_exist(task)?;
+    // A manifest backup is the directory of files its objects are written to.
+    let scratch;
+    let (paths, excludes) = if task.driver == DriverKind::Manifest {
+        let (dir, written) = manifest::dump_task(ctx.client, task)?;
+        tracing::info!(objects = written.objects, "manifests to back up");
+        scratch = dir;
+        (vec![scratch.manifest.clone()], Vec::new())
+    } else {
+        let params = VolumeBackupParams::from_task(task)?;
+        params.check_paths_exist(task)?;
+        (params.paths, params.excludes)
+    };
     let OpenedComponent {
         snapshot_name,
         repo_name,
@@ -418,7 +438,7 @@ fn backup_component(
     } = open_component(ctx, snapshot, component_path)?;
     let location = engine.location();
     let mut backups: Vec<PathBackup> = Vec::new();
-    for path in &params.paths {
+    for path in &paths {
         let lock_wait = ctx
             .opts
             .check_deadline(&format!("backing up {}", path.display()))?;
@@ -426,7 +446,7 @@ fn backup_component(
             tags: &tags,
             session_tag: &session_tag,
             hostname: &ctx.opts.hostname,
-            excludes: &params.excludes,
+            excludes: &excludes,
             lock_wait: lock_wait.min(MAX_LOCK_WAIT),
         };
         let done = backup_path(&engine, path, &spec, tracker.part())

@@ -23,7 +23,7 @@ use crate::status::{go_duration, update_status};
 use crate::{ExecError, Result};
 use kstash_addons::stream::{self, StreamDriver};
 use kstash_addons::volume::{RestoreTotals, restore_snapshot};
-use kstash_addons::{ResolvedTask, resolve_tasks};
+use kstash_addons::{DriverKind, ResolvedTask, manifest, resolve_tasks};
 
 /// What a restore job did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +85,8 @@ enum Destination {
     Volume(VolumeRestoreParams),
     /// One stream into a database tool.
     Stream(Box<dyn StreamDriver>),
+    /// Object manifests created again through the resource client (`kubedump-addon`).
+    Manifest(ResolvedTask),
 }
 
 /// Where the data comes from, resolved once for every component.
@@ -196,7 +198,7 @@ pub fn run_restore(
             component: name,
         };
         let result = reporting(client, namespace, target, opts.progress_period, |tracker| {
-            restore_component(&source, snap, &snap_object, name, opts, tracker)
+            restore_component(client, &source, snap, &snap_object, name, opts, tracker)
         });
         let elapsed = started.elapsed();
         let status = component_status(&result, elapsed);
@@ -269,6 +271,9 @@ fn destination(
     rs_object: &str,
     opts: &ExecOptions,
 ) -> Result<Destination> {
+    if task.driver == DriverKind::Manifest {
+        return Ok(Destination::Manifest(task.clone()));
+    }
     Ok(
         match stream::driver_for(
             client,
@@ -304,6 +309,7 @@ fn resolve_source(
 }
 
 fn restore_component(
+    client: &dyn Resources,
     source: &Source,
     snap: &Snapshot,
     snap_object: &str,
@@ -355,6 +361,43 @@ fn restore_component(
     let engine = refs::open_repository(&config, &source.password, &source.password_from)?;
     let params = match &source.destination {
         Destination::Volume(p) => p,
+        Destination::Manifest(task) => {
+            // Restore the files into a private scratch directory, then create the objects.
+            let scratch = manifest::scratch_dir(task)?;
+            let mut totals = RestoreTotals::default();
+            for id in &ids {
+                let lock_wait =
+                    opts.check_deadline(&format!("restoring snapshot {id} of component {name}"))?;
+                let t = restore_snapshot(
+                    &engine,
+                    id,
+                    &scratch.manifest,
+                    &[],
+                    &[],
+                    lock_wait.min(MAX_LOCK_WAIT),
+                    Some(tracker.part()),
+                )?;
+                totals.bytes += t.bytes;
+            }
+            // The files sit under the path that was backed up (KubeStash: /kubestash-tmp/manifest).
+            let backed_up = comp
+                .restic_stats
+                .iter()
+                .filter_map(|s| s.summary.as_ref())
+                .map(|s| s.host_path.trim_start_matches('/'))
+                .find(|p| !p.is_empty())
+                .map(|p| scratch.manifest.join(p))
+                .filter(|p| p.is_dir())
+                .unwrap_or_else(|| scratch.manifest.clone());
+            let summary = manifest::restore_task(client, task, &backed_up)?;
+            return Ok(ComponentRestore {
+                component: name.to_string(),
+                restic_snapshots: ids.clone(),
+                target: PathBuf::from(manifest::MANIFEST_COMPONENT),
+                files: summary.objects.len() as u64,
+                bytes: totals.bytes,
+            });
+        }
         Destination::Stream(driver) => {
             let [id] = ids.as_slice() else {
                 return Err(ExecError::invalid(
