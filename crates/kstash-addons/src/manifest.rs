@@ -305,14 +305,70 @@ pub fn dump_task(client: &dyn Resources, task: &ResolvedTask) -> Result<(Scratch
 pub fn restore_task(client: &dyn Resources, task: &ResolvedTask, dir: &Path) -> Result<RestoreSummary> {
     let options = RestoreOptions::from_task(task)?;
     let objects = read_manifests(dir)?;
-    let summary = with_objects(client, |api| -> Result<RestoreSummary> {
+    let summary = with_objects(client, |api| restore_objects(api, objects, &options))?;
+    match summary.failures() {
+        Some(failed) => Err(ExecError::invalid(
+            task.describe(),
+            format!("these objects could not be restored (the others were): {failed}"),
+        )),
+        None => Ok(summary),
+    }
+}
+
+/// How many times (every 500 ms) discovery is asked whether new CustomResourceDefinitions
+/// are served before the objects of their kinds are restored anyway (and reported if refused).
+const CRD_ESTABLISH_POLLS: usize = 20;
+
+/// Restore `objects` into `api`: CustomResourceDefinitions first, then (their kinds now served)
+/// everything else, in dependency order.
+pub fn restore_objects(
+    api: &dyn AnyObjects,
+    objects: Vec<ManifestObject>,
+    options: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    let is_crd = |m: &ManifestObject| {
+        m.object["kind"] == "CustomResourceDefinition"
+            && m.object["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("apiextensions.k8s.io/"))
+    };
+    let (crds, rest): (Vec<ManifestObject>, Vec<ManifestObject>) = objects.into_iter().partition(is_crd);
+    let mut summary = RestoreSummary::default();
+    // (group, kind) of the CustomResourceDefinitions created here.
+    let mut new_kinds: Vec<(String, String)> = Vec::new();
+    if !crds.is_empty() {
         let kinds = api.kinds()?;
-        Ok(apply_restore(
-            api,
-            plan_restore(objects, &kinds, &options),
-            &options,
-        ))
-    })?;
+        for (mo, step) in plan_restore(crds, &kinds, options) {
+            let defines = (
+                mo.object["spec"]["group"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                mo.object["spec"]["names"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            let done = apply_restore(api, vec![(mo, step)], options).objects;
+            if done.iter().any(|(_, o)| *o == Outcome::Created) {
+                new_kinds.push(defines);
+            }
+            summary.objects.extend(done);
+        }
+    }
+    // A new CustomResourceDefinition is served once the API server has established it.
+    let mut kinds = api.kinds()?;
+    for _ in 0..CRD_ESTABLISH_POLLS {
+        let served = |(g, k): &(String, String)| kinds.iter().any(|a| &a.group == g && &a.kind == k);
+        if new_kinds.iter().all(served) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        kinds = api.kinds()?;
+    }
+    summary
+        .objects
+        .extend(apply_restore(api, plan_restore(rest, &kinds, options), options).objects);
     tracing::info!(
         created = summary.count(|o| *o == Outcome::Created),
         replaced = summary.count(|o| *o == Outcome::Replaced),
@@ -321,13 +377,7 @@ pub fn restore_task(client: &dyn Resources, task: &ResolvedTask, dir: &Path) -> 
         dry_run = options.dry_run,
         "manifests restored"
     );
-    match summary.failures() {
-        Some(failed) => Err(ExecError::invalid(
-            task.describe(),
-            format!("these objects could not be restored (the others were): {failed}"),
-        )),
-        None => Ok(summary),
-    }
+    Ok(summary)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -6,8 +6,10 @@
 use std::future::Future;
 
 use kstash_api::client::{ClientError, ClientResult, Resources};
+use kstash_api::dynamic::{AnyObjects, ApiKind};
 use kstash_api::meta::ResourceType;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::{Discovery, Scope, verbs};
 use serde_json::Value;
 
 use crate::FIELD_MANAGER;
@@ -294,6 +296,78 @@ impl Resources for KubeResources {
     fn delete(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<()> {
         let ns = if rt.namespaced { namespace } else { "" };
         self.delete_any(&api_resource(rt), ns, name)
+    }
+
+    fn any_objects(&self) -> Option<&dyn AnyObjects> {
+        Some(self)
+    }
+}
+
+/// The API resource of a discovered kind.
+fn api_resource_of(kind: &ApiKind) -> ApiResource {
+    ApiResource {
+        group: kind.group.clone(),
+        version: kind.version.clone(),
+        api_version: kind.api_version(),
+        kind: kind.kind.clone(),
+        plural: kind.plural.clone(),
+    }
+}
+
+/// Every kind of the cluster, found by discovery (a manifest backup reads them all).
+impl AnyObjects for KubeResources {
+    fn kinds(&self) -> ClientResult<Vec<ApiKind>> {
+        let discovery = self
+            .block_on(Discovery::new(self.client.clone()).run())
+            .map_err(|e| client_error("API discovery", e))?;
+        let mut out = Vec::new();
+        for group in discovery.groups() {
+            for (ar, caps) in group.recommended_resources() {
+                if !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::GET) {
+                    continue;
+                }
+                out.push(ApiKind {
+                    group: ar.group,
+                    version: ar.version,
+                    kind: ar.kind,
+                    plural: ar.plural,
+                    namespaced: caps.scope == Scope::Namespaced,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn list(&self, kind: &ApiKind) -> ClientResult<Vec<Value>> {
+        self.list_any(&api_resource_of(kind), None, &[])
+    }
+
+    fn get(&self, kind: &ApiKind, namespace: &str, name: &str) -> ClientResult<Option<Value>> {
+        let ns = if kind.namespaced { namespace } else { "" };
+        self.get_any(&api_resource_of(kind), ns, name)
+    }
+
+    fn create(&self, kind: &ApiKind, obj: Value) -> ClientResult<Value> {
+        self.create_any(&api_resource_of(kind), &obj)
+    }
+
+    fn replace(&self, kind: &ApiKind, obj: Value) -> ClientResult<Value> {
+        let ar = api_resource_of(kind);
+        let ns = if kind.namespaced {
+            str_at(&obj, "/metadata/namespace")
+        } else {
+            ""
+        };
+        let name = str_at(&obj, "/metadata/name");
+        let object = describe(&ar.kind, ns, name);
+        let dynamic = to_dynamic(&obj, &object)?;
+        let out = self
+            .block_on(
+                self.api(&ar, Some(ns))
+                    .replace(name, &PostParams::default(), &dynamic),
+            )
+            .map_err(|e| client_error(&object, e))?;
+        to_value(out, &object)
     }
 }
 
