@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kstash_api::client::Resources;
+use kstash_api::common::TypedObjectReference;
 use kstash_api::dynamic::{AnyObjects, ApiKind, RegistryObjects};
 use kstash_api::meta;
 use serde_json::Value;
@@ -224,41 +225,18 @@ pub struct DumpSummary {
 /// Write every object `filter` takes from `api` under `dir` (created, mode 0700: Secrets are
 /// among the objects).
 pub fn dump_manifests(api: &dyn AnyObjects, filter: &ManifestFilter, dir: &Path) -> Result<DumpSummary> {
-    let io = |what: &str, p: &Path, e: std::io::Error| {
-        ExecError::invalid("manifest backup", format!("cannot {what} {}: {e}", p.display()))
-    };
-    create_private_dir(dir).map_err(|e| io("create", dir, e))?;
-    let mut summary = DumpSummary::default();
+    let mut objects = Vec::new();
     for kind in api.kinds()? {
         if !filter.takes_kind(&kind) {
             continue;
         }
         for obj in api.list(&kind)? {
-            if !filter.takes(&kind, &obj) {
-                continue;
+            if filter.takes(&kind, &obj) {
+                objects.push((kind.clone(), obj));
             }
-            let path = dir.join(file_path(&kind, &obj));
-            let mut obj = sanitize(&kind, obj);
-            // A list item may lack apiVersion/kind; every file must be applicable on its own.
-            obj["apiVersion"] = Value::String(kind.api_version());
-            obj["kind"] = Value::String(kind.kind.clone());
-            let text = serde_yaml_ng::to_string(&obj).map_err(|e| {
-                ExecError::invalid(path.display().to_string(), format!("cannot write YAML: {e}"))
-            })?;
-            if let Some(parent) = path.parent() {
-                create_private_dir(parent).map_err(|e| io("create", parent, e))?;
-            }
-            std::fs::write(&path, &text).map_err(|e| io("write", &path, e))?;
-            summary.objects += 1;
-            summary.bytes += text.len() as u64;
         }
     }
-    tracing::info!(
-        objects = summary.objects,
-        bytes = summary.bytes,
-        "manifests written"
-    );
-    Ok(summary)
+    write_objects(dir, objects.iter().map(|(k, o)| (file_path(k, o), k, o)))
 }
 
 /// The component a manifest backup writes (KubeStash's kubedump names it so).
@@ -292,12 +270,300 @@ pub fn scratch_dir(task: &ResolvedTask) -> Result<Scratch> {
     Ok(Scratch { _dir: dir, manifest })
 }
 
-/// Write the objects a `manifest-backup` task takes from `client` into a scratch directory.
-pub fn dump_task(client: &dyn Resources, task: &ResolvedTask) -> Result<(Scratch, DumpSummary)> {
-    let filter = ManifestFilter::from_task(task)?;
+/// Write the objects a manifest backup task takes from `client` into a scratch directory:
+/// - `kubedump-backup` without a target: every object the task's filters take;
+/// - `kubedump-backup` with a target (KubeStash's application backup): the target at
+///   `<name>.yaml` and, with `includeDependants` "true", everything it owns, each under its owner
+///   as `<Kind>/<name>/<name>.yaml`;
+/// - `manifest-backup` of `workload-addon`: the target workload and what its pods reference
+///   (ServiceAccount, ConfigMaps, Secrets, PersistentVolumeClaims) and, with
+///   `includeRBACResources` "true", the Roles and bindings of its ServiceAccount.
+pub fn dump_task(
+    client: &dyn Resources,
+    task: &ResolvedTask,
+    target: Option<&TypedObjectReference>,
+    namespace: &str,
+) -> Result<(Scratch, DumpSummary)> {
     let scratch = scratch_dir(task)?;
-    let summary = with_objects(client, |api| dump_manifests(api, &filter, &scratch.manifest))?;
+    let summary = with_objects(client, |api| -> Result<DumpSummary> {
+        match (task.function.as_str(), target) {
+            (WORKLOAD_BACKUP_FUNCTION, Some(target)) => {
+                let include_rbac = flag(task, "includeRBACResources")?;
+                let objects =
+                    workload_objects(api, find_target(api, target, namespace, task)?, include_rbac)?;
+                write_objects(
+                    &scratch.manifest,
+                    objects.iter().map(|(k, o)| (file_path(k, o), k, o)),
+                )
+            }
+            (WORKLOAD_BACKUP_FUNCTION, None) => Err(ExecError::invalid(
+                task.describe(),
+                "a workload manifest backup needs the BackupConfiguration's spec.target (the workload); set it",
+            )),
+            (_, Some(target)) => {
+                let include_dependants = flag(task, "includeDependants")?;
+                let root = find_target(api, target, namespace, task)?;
+                let objects = application_objects(api, root, include_dependants)?;
+                write_objects(
+                    &scratch.manifest,
+                    objects.iter().map(|(p, k, o)| (p.clone(), k, o)),
+                )
+            }
+            (_, None) => dump_manifests(api, &ManifestFilter::from_task(task)?, &scratch.manifest),
+        }
+    })?;
     Ok((scratch, summary))
+}
+
+/// The function of `workload-addon`'s `manifest-backup` task.
+pub const WORKLOAD_BACKUP_FUNCTION: &str = "manifest-backup";
+/// The function of `workload-addon`'s `manifest-restore` task.
+pub const WORKLOAD_RESTORE_FUNCTION: &str = "manifest-restore";
+
+/// The target object of a manifest backup, with its kind.
+fn find_target(
+    api: &dyn AnyObjects,
+    target: &TypedObjectReference,
+    namespace: &str,
+    task: &ResolvedTask,
+) -> Result<(ApiKind, Value)> {
+    let group = target.api_group.as_deref().unwrap_or_default();
+    let kind_name = target.kind.as_deref().unwrap_or_default();
+    let ns = target
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(namespace);
+    let what = format!("target {kind_name} {ns}/{}", target.name);
+    let kind = api
+        .kinds()?
+        .into_iter()
+        .find(|k| k.group == group && k.kind == kind_name)
+        .ok_or_else(|| {
+            ExecError::invalid(
+                task.describe(),
+                format!("{what}: kind {kind_name} of group {group:?} is not served here; fix spec.target"),
+            )
+        })?;
+    let obj = api.get(&kind, ns, &target.name)?.ok_or_else(|| {
+        ExecError::invalid(
+            task.describe(),
+            format!("{what} does not exist; fix spec.target or create it"),
+        )
+    })?;
+    Ok((kind, obj))
+}
+
+/// Write `(relative path, kind, object)` files under `dir`, sanitized.
+fn write_objects<'a>(
+    dir: &Path,
+    objects: impl Iterator<Item = (PathBuf, &'a ApiKind, &'a Value)>,
+) -> Result<DumpSummary> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        ExecError::invalid("manifest backup", format!("cannot {what} {}: {e}", p.display()))
+    };
+    create_private_dir(dir).map_err(|e| io("create", dir, e))?;
+    let mut summary = DumpSummary::default();
+    for (rel, kind, obj) in objects {
+        let path = dir.join(rel);
+        let mut obj = sanitize(kind, obj.clone());
+        // A list item may lack apiVersion/kind; every file must be applicable on its own.
+        obj["apiVersion"] = Value::String(kind.api_version());
+        obj["kind"] = Value::String(kind.kind.clone());
+        let text = serde_yaml_ng::to_string(&obj)
+            .map_err(|e| ExecError::invalid(path.display().to_string(), format!("cannot write YAML: {e}")))?;
+        if let Some(parent) = path.parent() {
+            create_private_dir(parent).map_err(|e| io("create", parent, e))?;
+        }
+        std::fs::write(&path, &text).map_err(|e| io("write", &path, e))?;
+        summary.objects += 1;
+        summary.bytes += text.len() as u64;
+    }
+    tracing::info!(
+        objects = summary.objects,
+        bytes = summary.bytes,
+        "manifests written"
+    );
+    Ok(summary)
+}
+
+/// KubeStash's application backup: the target at `<name>.yaml` and (with `dependants`) every
+/// object owned by it, directly or through other owned objects, each at
+/// `<owner's directory>/<Kind>/<name>/<name>.yaml`.
+fn application_objects(
+    api: &dyn AnyObjects,
+    (kind, root): (ApiKind, Value),
+    dependants: bool,
+) -> Result<Vec<(PathBuf, ApiKind, Value)>> {
+    let root_name = root["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let ns = root["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut out = vec![(PathBuf::from(format!("{root_name}.yaml")), kind, root.clone())];
+    if !dependants {
+        return Ok(out);
+    }
+    // Every namespaced object of the target's namespace, by the uid of its controller/owner.
+    let mut candidates: Vec<(ApiKind, Value)> = Vec::new();
+    for k in api.kinds()?.into_iter().filter(|k| k.namespaced) {
+        for o in api.list(&k)? {
+            if o["metadata"]["namespace"].as_str() == Some(ns.as_str())
+                && o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            {
+                candidates.push((k.clone(), o));
+            }
+        }
+    }
+    let mut queue = vec![(
+        root["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+        PathBuf::new(),
+    )];
+    while let Some((uid, dir)) = queue.pop() {
+        if uid.is_empty() {
+            continue;
+        }
+        for (k, o) in &candidates {
+            let owned = o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid.as_str())));
+            if owned {
+                let name = o["metadata"]["name"].as_str().unwrap_or_default();
+                let sub = dir.join(&k.kind).join(name);
+                out.push((sub.join(format!("{name}.yaml")), k.clone(), o.clone()));
+                queue.push((o["metadata"]["uid"].as_str().unwrap_or_default().to_string(), sub));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a workload's pods reference, as `(kind, name)` in the workload's namespace.
+fn pod_references(workload: &Value) -> Vec<(&'static str, String)> {
+    let pod = &workload["spec"]["template"]["spec"];
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let mut add = |kind: &'static str, name: Option<&str>| {
+        if let Some(n) = name.filter(|n| !n.is_empty())
+            && !out.iter().any(|(k, m)| *k == kind && m == n)
+        {
+            out.push((kind, n.to_string()));
+        }
+    };
+    add(
+        "ServiceAccount",
+        pod["serviceAccountName"]
+            .as_str()
+            .or(pod["serviceAccount"].as_str()),
+    );
+    for v in pod["volumes"].as_array().into_iter().flatten() {
+        add("ConfigMap", v["configMap"]["name"].as_str());
+        add("Secret", v["secret"]["secretName"].as_str());
+        add(
+            "PersistentVolumeClaim",
+            v["persistentVolumeClaim"]["claimName"].as_str(),
+        );
+        for source in v["projected"]["sources"].as_array().into_iter().flatten() {
+            add("ConfigMap", source["configMap"]["name"].as_str());
+            add("Secret", source["secret"]["name"].as_str());
+        }
+    }
+    for s in pod["imagePullSecrets"].as_array().into_iter().flatten() {
+        add("Secret", s["name"].as_str());
+    }
+    let containers = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|c| pod[*c].as_array().into_iter().flatten());
+    for c in containers {
+        for from in c["envFrom"].as_array().into_iter().flatten() {
+            add("ConfigMap", from["configMapRef"]["name"].as_str());
+            add("Secret", from["secretRef"]["name"].as_str());
+        }
+        for e in c["env"].as_array().into_iter().flatten() {
+            add("ConfigMap", e["valueFrom"]["configMapKeyRef"]["name"].as_str());
+            add("Secret", e["valueFrom"]["secretKeyRef"]["name"].as_str());
+        }
+    }
+    out
+}
+
+/// A workload and what it needs to run again: the objects its pods reference and, with
+/// `include_rbac`, the RoleBindings and ClusterRoleBindings naming its ServiceAccount with their
+/// Roles and ClusterRoles. References to objects that do not exist (or kinds not served) are
+/// left out with a log line.
+fn workload_objects(
+    api: &dyn AnyObjects,
+    (kind, workload): (ApiKind, Value),
+    include_rbac: bool,
+) -> Result<Vec<(ApiKind, Value)>> {
+    let ns = workload["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let kinds = api.kinds()?;
+    let core = |k: &str| kinds.iter().find(|a| a.group.is_empty() && a.kind == k);
+    let refs = pod_references(&workload);
+    let mut out = vec![(kind, workload)];
+    for (k, name) in &refs {
+        let Some(api_kind) = core(k) else {
+            tracing::info!(kind = k, name = %name, "referenced kind is not served here; left out");
+            continue;
+        };
+        match api.get(api_kind, &ns, name)? {
+            Some(o) => out.push((api_kind.clone(), o)),
+            None => tracing::warn!(kind = k, name = %name, "referenced object does not exist; left out"),
+        }
+    }
+    let service_account = refs
+        .iter()
+        .find(|(k, _)| *k == "ServiceAccount")
+        .map(|(_, n)| n.clone());
+    if include_rbac && let Some(sa) = service_account {
+        let rbac = |k: &str| {
+            kinds
+                .iter()
+                .find(|a| a.group == "rbac.authorization.k8s.io" && a.kind == k)
+        };
+        let names_sa = |b: &Value| {
+            b["subjects"].as_array().into_iter().flatten().any(|s| {
+                s["kind"] == "ServiceAccount"
+                    && s["name"].as_str() == Some(sa.as_str())
+                    && s["namespace"].as_str().unwrap_or(&ns) == ns
+            })
+        };
+        for (binding_kind, role_kind, namespaced) in [
+            ("RoleBinding", "Role", true),
+            ("ClusterRoleBinding", "ClusterRole", false),
+        ] {
+            let (Some(bk), Some(rk)) = (rbac(binding_kind), rbac(role_kind)) else {
+                continue;
+            };
+            for b in api.list(bk)? {
+                if (namespaced && b["metadata"]["namespace"].as_str() != Some(ns.as_str())) || !names_sa(&b) {
+                    continue;
+                }
+                let role_kind_named = b["roleRef"]["kind"].as_str().unwrap_or_default().to_string();
+                let role_name = b["roleRef"]["name"].as_str().unwrap_or_default().to_string();
+                out.push((bk.clone(), b));
+                // A RoleBinding may name a ClusterRole.
+                let rk = if role_kind_named == "ClusterRole" {
+                    rbac("ClusterRole")
+                } else {
+                    Some(rk)
+                };
+                if let Some(rk) = rk
+                    && let Some(role) = api.get(rk, &ns, &role_name)?
+                    && !out
+                        .iter()
+                        .any(|(k, o)| k == rk && o["metadata"]["name"] == role["metadata"]["name"])
+                {
+                    out.push((rk.clone(), role));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Restore the objects under `dir` (a restored `manifest/` directory) into `client` as a
@@ -418,9 +684,16 @@ impl RestoreOptions {
             };
             mappings.insert(old.trim().to_string(), new.trim().to_string());
         }
+        let mut filter = ManifestFilter::from_task(task)?;
+        if task.function == WORKLOAD_RESTORE_FUNCTION {
+            // A workload's backup holds its ClusterRoles and bindings only with includeRBACResources.
+            filter.include_cluster_resources = flag(task, "includeRBACResources")?;
+        }
         Ok(RestoreOptions {
-            filter: ManifestFilter::from_task(task)?,
-            override_resources: flag(task, "OverrideResources")?,
+            filter,
+            // KubeStash spells it `OverrideResources` in kubedump-addon and `overrideResources`
+            // in workload-addon.
+            override_resources: flag(task, "OverrideResources")? || flag(task, "overrideResources")?,
             storage_class_mappings: mappings,
             restore_pvs: flag(task, "RestorePVs")?,
             dry_run: flag(task, "dryRun")?,

@@ -31,7 +31,8 @@ pub enum DriverKind {
     /// (`elasticsearch-backup`, `elasticsearch-restore`, and the `opensearch-…` names).
     Elasticsearch,
     /// Objects read through an API, written as YAML files in KubeStash kubedump's layout
-    /// (`kubedump-backup`, `kubedump-restore` of `kubedump-addon`).
+    /// (`kubedump-backup`, `kubedump-restore` of `kubedump-addon`; `manifest-backup`,
+    /// `manifest-restore` of `workload-addon`).
     Manifest,
 }
 
@@ -50,6 +51,7 @@ const BACKUP_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("elasticsearch-backup", DriverKind::Elasticsearch),
     ("opensearch-backup", DriverKind::Elasticsearch),
     ("kubedump-backup", DriverKind::Manifest),
+    ("manifest-backup", DriverKind::Manifest),
 ];
 /// Functions with a restore driver.
 const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
@@ -63,6 +65,7 @@ const RESTORE_FUNCTIONS: &[(&str, DriverKind)] = &[
     ("elasticsearch-restore", DriverKind::Elasticsearch),
     ("opensearch-restore", DriverKind::Elasticsearch),
     ("kubedump-restore", DriverKind::Manifest),
+    ("manifest-restore", DriverKind::Manifest),
 ];
 
 /// The driver of `function` for tasks of `kind`, if kstash has one.

@@ -418,7 +418,8 @@ fn backup_component(
     // A manifest backup is the directory of files its objects are written to.
     let scratch;
     let (paths, excludes) = if task.driver == DriverKind::Manifest {
-        let (dir, written) = manifest::dump_task(ctx.client, task)?;
+        let (dir, written) =
+            manifest::dump_task(ctx.client, task, ctx.resolved.target.as_ref(), ctx.namespace)?;
         tracing::info!(objects = written.objects, "manifests to back up");
         scratch = dir;
         (vec![scratch.manifest.clone()], Vec::new())

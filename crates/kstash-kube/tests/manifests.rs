@@ -165,3 +165,130 @@ fn a_cluster_is_dumped_through_discovery_and_restored_into_another() {
         "v"
     );
 }
+
+/// Put `objects` into `api`.
+fn put_all(api: &FakeKubeApi, objects: Vec<serde_json::Value>) {
+    for o in objects {
+        api.put(o);
+    }
+}
+
+/// Every file under `root`, relative, sorted.
+fn files_under(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_workload_is_backed_up_with_what_its_pods_reference_and_an_application_with_its_dependants() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeKubeApi::start().unwrap();
+    put_all(
+        &api,
+        vec![
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web-sa", "namespace": "demo"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-conf", "namespace": "demo"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-env", "namespace": "demo"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated", "namespace": "demo"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-tls", "namespace": "demo"}}),
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "web-data", "namespace": "demo"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "web-role", "namespace": "demo"}, "rules": []}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "web-rb", "namespace": "demo"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "web-sa", "namespace": "demo"}],
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "web-role"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "web-reader"}, "rules": []}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "web-crb"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "web-sa", "namespace": "demo"}],
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "web-reader"}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "demo"},
+                   "spec": {"template": {"spec": {
+                       "serviceAccountName": "web-sa",
+                       "volumes": [{"name": "c", "configMap": {"name": "web-conf"}},
+                                   {"name": "t", "secret": {"secretName": "web-tls"}},
+                                   {"name": "d", "persistentVolumeClaim": {"claimName": "web-data"}},
+                                   {"name": "gone", "secret": {"secretName": "does-not-exist"}}],
+                       "containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "web-env"}}]}]}}}}),
+        ],
+    );
+    let web = api.get("apps/v1", "Deployment", "demo", "web").unwrap();
+    api.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-5d8f", "namespace": "demo", "ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": web["metadata"]["uid"], "controller": true}]}}));
+    let rs = api.get("apps/v1", "ReplicaSet", "demo", "web-5d8f").unwrap();
+    api.put(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-5d8f-x1", "namespace": "demo", "ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f", "uid": rs["metadata"]["uid"], "controller": true}]}}));
+    let (_rt, res) = connect(&api, dir.path());
+    let target = kstash_api::common::TypedObjectReference {
+        api_group: Some("apps".into()),
+        kind: Some("Deployment".into()),
+        namespace: Some("demo".into()),
+        name: "web".into(),
+    };
+
+    // workload-addon's manifest-backup: the workload and its references, RBAC on request.
+    let mut workload = task("manifest-backup", &[]);
+    workload.function = "manifest-backup".into();
+    let (scratch, _) = manifest::dump_task(&res, &workload, Some(&target), "demo").unwrap();
+    assert_eq!(
+        files_under(&scratch.manifest),
+        [
+            "configmaps/namespaces/demo/web-conf.yaml",
+            "configmaps/namespaces/demo/web-env.yaml",
+            "deployments.apps/namespaces/demo/web.yaml",
+            "persistentvolumeclaims/namespaces/demo/web-data.yaml",
+            "secrets/namespaces/demo/web-tls.yaml",
+            "serviceaccounts/namespaces/demo/web-sa.yaml",
+        ]
+    );
+    workload
+        .params
+        .insert("includeRBACResources".into(), "true".into());
+    let (scratch, _) = manifest::dump_task(&res, &workload, Some(&target), "demo").unwrap();
+    let files = files_under(&scratch.manifest);
+    for rbac in [
+        "rolebindings.rbac.authorization.k8s.io/namespaces/demo/web-rb.yaml",
+        "roles.rbac.authorization.k8s.io/namespaces/demo/web-role.yaml",
+        "clusterrolebindings.rbac.authorization.k8s.io/cluster/web-crb.yaml",
+        "clusterroles.rbac.authorization.k8s.io/cluster/web-reader.yaml",
+    ] {
+        assert!(files.iter().any(|f| f == rbac), "{rbac} missing: {files:#?}");
+    }
+    assert_eq!(files.len(), 10, "{files:#?}");
+
+    // kubedump-addon with a target: the application and what it owns, nested as KubeStash does.
+    let app = task("manifest-backup", &[("includeDependants", "true")]);
+    let (scratch, _) = manifest::dump_task(&res, &app, Some(&target), "demo").unwrap();
+    assert_eq!(
+        files_under(&scratch.manifest),
+        [
+            "ReplicaSet/web-5d8f/Pod/web-5d8f-x1/web-5d8f-x1.yaml",
+            "ReplicaSet/web-5d8f/web-5d8f.yaml",
+            "web.yaml",
+        ]
+    );
+    let missing = kstash_api::common::TypedObjectReference {
+        name: "nope".into(),
+        ..target
+    };
+    let err = manifest::dump_task(&res, &app, Some(&missing), "demo")
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("target Deployment demo/nope does not exist"),
+        "{err}"
+    );
+}
