@@ -6,6 +6,7 @@ pub mod error;
 pub mod http;
 pub mod object;
 pub mod platform;
+pub mod pruned;
 pub mod runner;
 pub mod scheduler;
 mod schema;

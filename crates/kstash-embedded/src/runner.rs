@@ -53,7 +53,7 @@ pub struct JobRunner {
     max_running: usize,
 }
 
-/// The nice value executors run at (the daemon keeps its own, usually 0).
+/// How much nicer than the daemon executors run (the daemon keeps its own nice, usually 0).
 pub const EXECUTOR_NICE: i32 = 10;
 
 /// Default cap on concurrently running executors.
@@ -209,9 +209,12 @@ impl JobRunner {
         // 2-core machine) never starve the scheduler and the reconcilers. Measured: with two
         // executors at the daemon's priority, 10,000 minute schedules were only partly
         // reconciled after 3 minutes (see bench/daemon-scale). Best effort: a refusal is logged.
+        // Relative to the daemon's own nice: a daemon started under `nice` keeps its executors
+        // below it (19 is the lowest priority there is).
+        let own = rustix::process::getpriority_process(None).unwrap_or(0);
         if let Err(e) = rustix::process::setpriority_process(
             Some(rustix::process::Pid::from_child(&child)),
-            EXECUTOR_NICE,
+            (own + EXECUTOR_NICE).min(19),
         ) {
             tracing::debug!(error = %e, "cannot lower the executor's priority");
         }

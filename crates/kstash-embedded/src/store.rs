@@ -17,6 +17,7 @@ use crate::error::{Result, StoreError, object_ref};
 use crate::object::{
     self, Identity, effective_namespace, finalizers, invalid, meta_mut, meta_str, owner_uids,
 };
+use crate::pruned::KeepPaths;
 use crate::schema::{self, Migrated};
 use crate::selector::{LabelSelector, Operator};
 use crate::watch::{Hub, WatchEvent, WatchEventType};
@@ -288,9 +289,32 @@ fn to_columns(key: &Key, obj: &mut Value) -> Result<(String, Option<String>)> {
 /// The whole object from its two columns ([`to_columns`]): the `bulk` fields go back into
 /// `status`.
 fn parse_columns(body: &str, bulk: Option<&str>, what: impl Fn() -> String) -> Result<Value> {
-    let mut obj = parse_body(body, &what)?;
+    parse_kept(body, bulk, None, what)
+}
+
+/// The object of a row's `body` and `bulk`, only the parts in `keep` when given.
+fn parse_kept(
+    body: &str,
+    bulk: Option<&str>,
+    keep: Option<&KeepPaths>,
+    what: impl Fn() -> String,
+) -> Result<Value> {
+    let parse = |text: &str, keep: Option<&KeepPaths>| match keep {
+        None => parse_body(text, &what),
+        Some(k) => k.parse(text).map_err(|source| StoreError::Json {
+            object: what(),
+            source,
+        }),
+    };
+    let mut obj = parse(body, keep)?;
+    // `bulk` holds status fields: read them only when the status is kept.
+    let bulk_keep = match keep {
+        None => Some(None),
+        Some(k) => k.child("status").map(Some),
+    };
     if let Some(bulk) = bulk
-        && let Value::Object(fields) = parse_body(bulk, &what)?
+        && let Some(bulk_keep) = bulk_keep
+        && let Value::Object(fields) = parse(bulk, bulk_keep)?
         && let Some(m) = obj.as_object_mut()
     {
         let status = m
@@ -484,8 +508,32 @@ impl Store {
         namespace: Option<&str>,
         selector: &LabelSelector,
     ) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        self.for_each(rt, namespace, selector, None, |obj| out.push(obj))?;
+        Ok(out)
+    }
+
+    /// Hand each object [`Store::list`] would return to `f`, in the same order, holding only the
+    /// parts in `keep` (and its labels, which the selector reads) when given: for listings that
+    /// print a few fields of many objects without keeping them all.
+    pub fn for_each(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+        keep: Option<&KeepPaths>,
+        mut f: impl FnMut(Value),
+    ) -> Result<()> {
+        let with_labels;
+        let keep = match keep {
+            Some(k) => {
+                with_labels = k.with(".metadata.labels");
+                Some(&with_labels)
+            }
+            None => None,
+        };
         if selector.is_nothing() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let sql = self.sql_err();
         let conn = self.reader()?;
@@ -519,15 +567,14 @@ impl Store {
                 ))
             })
             .map_err(&sql)?;
-        let mut out = Vec::new();
         for row in rows {
             let (ns, name, body, bulk) = row.map_err(&sql)?;
-            let obj = parse_columns(&body, bulk.as_deref(), || object_ref(rt.kind, &ns, &name))?;
+            let obj = parse_kept(&body, bulk.as_deref(), keep, || object_ref(rt.kind, &ns, &name))?;
             if selector.matches_object(&obj) {
-                out.push(obj);
+                f(obj);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The `(namespace, name)` of every object of kind `rt`, sorted, without reading the objects

@@ -159,21 +159,53 @@ impl Progress {
     }
 }
 
-/// Render objects of one kind as a table.
-pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: bool) -> String {
-    let now = Timestamp::now();
-    let cols = columns(rt, wide);
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut header = Vec::new();
-    if with_namespace && rt.namespaced {
-        header.push("NAMESPACE".to_string());
+/// The fields a [`Table`] reads, for listings that parse only those
+/// (`kstash_embedded::pruned::KeepPaths`).
+pub fn table_fields(rt: &ResourceType, wide: bool) -> Vec<&'static str> {
+    let mut out = vec![".metadata.name", ".metadata.namespace", ".kind"];
+    for (_, path, _) in columns(rt, wide) {
+        out.push(match path {
+            PROGRESS => ".status.components",
+            "#data" => ".data",
+            p => p,
+        });
     }
-    header.push("NAME".to_string());
-    header.extend(cols.iter().map(|c| c.0.clone()));
-    rows.push(header);
-    for o in objects {
-        let mut row = Vec::new();
-        if with_namespace && rt.namespaced {
+    out
+}
+
+/// A table of objects of one kind, built a row at a time so that a long listing keeps only
+/// the cells, not the objects.
+pub struct Table {
+    cols: Vec<(String, &'static str, &'static str)>,
+    with_namespace: bool,
+    now: Timestamp,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// An empty table of `rt`'s print columns (`wide`: `-o wide`'s), with a NAMESPACE column
+    /// when `with_namespace` and the kind is namespaced.
+    pub fn new(rt: &ResourceType, with_namespace: bool, wide: bool) -> Table {
+        let cols = columns(rt, wide);
+        let with_namespace = with_namespace && rt.namespaced;
+        let mut header = Vec::new();
+        if with_namespace {
+            header.push("NAMESPACE".to_string());
+        }
+        header.push("NAME".to_string());
+        header.extend(cols.iter().map(|c| c.0.clone()));
+        Table {
+            cols,
+            with_namespace,
+            now: Timestamp::now(),
+            rows: vec![header],
+        }
+    }
+
+    /// Add the row of `o`.
+    pub fn push(&mut self, o: &Value) {
+        let mut row = Vec::with_capacity(self.rows[0].len());
+        if self.with_namespace {
             row.push(
                 json_path(o, ".metadata.namespace")
                     .and_then(Value::as_str)
@@ -187,7 +219,7 @@ pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: b
                 .unwrap_or("")
                 .to_string(),
         );
-        for (_, path, type_) in &cols {
+        for (_, path, type_) in &self.cols {
             if *path == PROGRESS {
                 let cells: Vec<String> = progress(o).iter().map(|(_, p)| p.cell()).collect();
                 row.push(cells.join("; "));
@@ -199,21 +231,21 @@ pub fn table(rt: &ResourceType, objects: &[Value], with_namespace: bool, wide: b
                         .to_string(),
                 );
             } else {
-                row.push(cell(json_path(o, path), type_, now));
+                row.push(cell(json_path(o, path), type_, self.now));
             }
         }
-        rows.push(row);
+        self.rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.rows.len() == 1
     }
-    out
+
+    /// The table as text, columns padded to their widest cell.
+    pub fn render(self) -> String {
+        rows_table(&self.rows)
+    }
 }
 
 /// YAML of one object (redacted).
@@ -273,6 +305,12 @@ pub(crate) fn age(t: jiff::Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn table_of(rt: &ResourceType, objects: &[Value], with_namespace: bool) -> String {
+        let mut t = Table::new(rt, with_namespace, false);
+        objects.iter().for_each(|o| t.push(o));
+        t.render()
+    }
     use serde_json::json;
 
     #[test]
@@ -303,7 +341,7 @@ mod tests {
                     "backupDone": "393.9MB", "total": "5.268GB", "percentDone": "7.48%",
                     "secondsElapsed": 60, "speed": "6.565MB/s", "totalFiles": 2, "filesDone": 1}}]},
                 "done": {"phase": "Succeeded", "resticStats": [{"progress": {"percentDone": "100.00%"}}]}}}});
-        let t = table(rt, std::slice::from_ref(&snap), false, false);
+        let t = table_of(rt, std::slice::from_ref(&snap), false);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].contains("PROGRESS"), "{}", lines[0]);
         assert!(lines[1].contains("7.48% 6.565MB/s ETA 12m"), "{}", lines[1]);
@@ -323,7 +361,7 @@ mod tests {
         let rt = kstash_api::meta::lookup("repo").unwrap();
         let repo = json!({"metadata": {"name": "pg-repo", "namespace": "demo"},
             "status": {"integrity": true, "snapshotCount": 3, "size": "1.000 KiB", "phase": "Ready"}});
-        let t = table(rt, &[repo], true, false);
+        let t = table_of(rt, &[repo], true);
         let lines: Vec<&str> = t.lines().collect();
         assert!(
             lines[0].starts_with("NAMESPACE   NAME      INTEGRITY   SNAPSHOT-COUNT   SIZE        PHASE"),

@@ -9,6 +9,7 @@ use kstash_api::admission::admit;
 use kstash_api::manifest::{parse_documents, sort_for_apply};
 use kstash_api::meta::{self, ResourceType};
 use kstash_api::{Object, crd};
+use kstash_embedded::pruned::KeepPaths;
 use kstash_embedded::{ApplyOutcome, DeleteOutcome, LabelSelector, Store};
 use serde_json::Value;
 
@@ -220,21 +221,30 @@ pub(crate) fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> 
         Some(s) => LabelSelector::parse(s).with_context(|| format!("invalid label selector '{s}'"))?,
         None => LabelSelector::everything(),
     };
-    let objects = if args.names.is_empty() {
-        let scope = if args.all_namespaces { None } else { Some(ns) };
-        store.list(rt, scope, &selector)?
-    } else {
-        args.names
+    let scope = if args.all_namespaces { None } else { Some(ns) };
+    let named = |store: &Store| -> Result<Vec<Value>> {
+        Ok(args
+            .names
             .iter()
             .map(|n| store.get(rt, ns, n))
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?)
     };
     match args.output {
         Some(Output::Yaml) => {
+            let objects = if args.names.is_empty() {
+                store.list(rt, scope, &selector)?
+            } else {
+                named(store)?
+            };
             let docs: Vec<String> = objects.iter().map(print::yaml).collect();
             out!("{}", docs.join("---\n"));
         }
         Some(Output::Json) => {
+            let objects = if args.names.is_empty() {
+                store.list(rt, scope, &selector)?
+            } else {
+                named(store)?
+            };
             let out = if objects.len() == 1 && !args.names.is_empty() {
                 print::redact(objects[0].clone())
             } else {
@@ -244,7 +254,7 @@ pub(crate) fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> 
             outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         Some(Output::Name) => {
-            for o in &objects {
+            let line = |o: &Value| {
                 outln!(
                     "{}",
                     display_name(
@@ -252,20 +262,37 @@ pub(crate) fn get(store: &Store, args: crate::cli::GetArgs) -> Result<ExitCode> 
                         o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
                     )
                 );
+            };
+            if args.names.is_empty() {
+                store.for_each(
+                    rt,
+                    scope,
+                    &selector,
+                    Some(&KeepPaths::new([".metadata.name"])),
+                    |o| line(&o),
+                )?;
+            } else {
+                named(store)?.iter().for_each(line);
             }
         }
         wide => {
-            if objects.is_empty() {
+            // A listing reads a few fields of each object: parse only those, keep only the cells.
+            let wide = wide == Some(Output::Wide);
+            let mut table = print::Table::new(rt, args.all_namespaces, wide);
+            if args.names.is_empty() {
+                let keep = KeepPaths::new(print::table_fields(rt, wide));
+                store.for_each(rt, scope, &selector, Some(&keep), |o| table.push(&o))?;
+            } else {
+                named(store)?.iter().for_each(|o| table.push(o));
+            }
+            if table.is_empty() {
                 if args.all_namespaces || !rt.namespaced {
                     eprintln!("No resources found");
                 } else {
                     eprintln!("No resources found in {ns} namespace.");
                 }
             } else {
-                out!(
-                    "{}",
-                    print::table(rt, &objects, args.all_namespaces, wide == Some(Output::Wide))
-                );
+                out!("{}", table.render());
             }
         }
     }
