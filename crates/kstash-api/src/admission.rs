@@ -4,15 +4,15 @@
 use serde_json::Value;
 
 use crate::object::{FieldError, Object};
-use crate::validation::{Context, validate};
+use crate::validation::{Context, check, ignored_namespace};
 
 /// An object that passed admission, with warnings about fields kstash does not know.
 #[derive(Debug, Clone)]
 pub struct Admitted {
     /// The defaulted object, ready to store.
     pub object: Object,
-    /// Unknown fields of the input document (kept in nothing) and what kstash cannot use as
-    /// written (`validation::warnings`); reported to the user.
+    /// Unknown fields of the input document (kept in nothing) and what KubeStash accepts but
+    /// kstash cannot use as written (`validation::check`'s warnings); reported to the user.
     pub warnings: Vec<FieldError>,
 }
 
@@ -20,18 +20,19 @@ pub struct Admitted {
 pub fn admit(doc: &Value, stored: &[Object], old: Option<&Object>) -> Result<Admitted, Vec<FieldError>> {
     let mut object = Object::from_value(doc).map_err(|e| vec![e])?;
     let mut warnings = object.unknown_fields(doc);
+    warnings.extend(ignored_namespace(&object));
     crate::defaults::apply(&mut object, stored);
-    warnings.extend(crate::validation::warnings(&object));
-    let errors = validate(
+    let checked = check(
         &object,
         Context {
             existing: stored,
             old,
         },
     );
-    if errors.is_empty() {
+    warnings.extend(checked.warnings);
+    if checked.errors.is_empty() {
         Ok(Admitted { object, warnings })
     } else {
-        Err(errors)
+        Err(checked.errors)
     }
 }

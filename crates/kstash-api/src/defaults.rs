@@ -38,6 +38,11 @@ pub fn apply(obj: &mut Object, existing: &[Object]) {
     if obj.resource_type().namespaced && obj.meta().namespace.is_none() {
         obj.meta_mut().namespace = namespace.clone();
     }
+    // Like the API server (`EnsureObjectNamespaceMatchesRequestNamespace`): a cluster-scoped
+    // object keeps no namespace (`validation::ignored_namespace` warns about it).
+    if !obj.resource_type().namespaced {
+        obj.meta_mut().namespace = None;
+    }
     let ns = namespace.as_deref().unwrap_or("default");
     match obj {
         Object::BackupStorage(bs) => {

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 /// Parse a RetentionPolicy `maxRetentionPeriod`: one or more `<int><unit>` with units `y` (365 d),
-/// `mo` (30 d), `w`, `d`, `h`, `m` (minutes). Returns the period in minutes.
+/// `mo` (30 d), `w`, `d`, `h`, `m` (minutes), white space around it ignored (as KubeStash's
+/// `ParseDuration` does). Returns the period in minutes.
 pub fn parse_retention_period(s: &str) -> Result<u64, String> {
+    let s = s.trim();
     if s.is_empty() {
         return Err("is empty".into());
     }
@@ -49,7 +51,8 @@ pub fn parse_retention_period(s: &str) -> Result<u64, String> {
 /// Parse a Go duration string (`300ms`, `-1.5h`, `2h45m`); negative durations are rejected.
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    if t == "0" {
+    // Go's special case: a signed or unsigned lone zero.
+    if matches!(t, "0" | "+0" | "-0") {
         return Ok(Duration::ZERO);
     }
     if t.is_empty() {
@@ -143,6 +146,7 @@ mod tests {
         assert!(parse_retention_period("30").unwrap_err().contains("missing unit"));
         assert!(parse_retention_period("d").is_err());
         assert!(parse_retention_period("").is_err());
+        assert_eq!(parse_retention_period(" 30d "), Ok(30 * 24 * 60));
     }
 
     #[test]
@@ -152,6 +156,8 @@ mod tests {
         assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_go_duration("300ms"), Ok(Duration::from_millis(300)));
         assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("-0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("+0"), Ok(Duration::ZERO));
         assert!(parse_go_duration("abc").is_err());
         assert!(parse_go_duration("10").is_err());
         assert!(parse_go_duration("-5s").is_err());

@@ -1,6 +1,7 @@
-//! The examples under `examples/` must all be valid (together, as one store would hold them), and
-//! every manifest of the invalid corpus under `tests/invalid/` must be rejected at the field its
-//! header names, and only there.
+//! The examples under `examples/` must all be valid (together, as one store would hold them),
+//! every manifest of the invalid corpus under `tests/invalid/` (what KubeStash refuses too) must be
+//! rejected at the field its header names, and only there, and every manifest of `tests/warned/`
+//! (what KubeStash accepts and kstash cannot use as written) admitted with warnings there only.
 
 use std::path::{Path, PathBuf};
 
@@ -96,6 +97,25 @@ fn read_case(file: PathBuf) -> Case {
     }
 }
 
+/// Admit the setup documents of `case` (the store, and the old object of an update), then the
+/// last one.
+fn admit_case(case: &Case) -> Result<kstash_api::admission::Admitted, Vec<kstash_api::object::FieldError>> {
+    let (setup, subject) = case.docs.split_at(case.docs.len() - 1);
+    let mut stored = Vec::new();
+    let mut old = None;
+    for (i, doc) in setup.iter().enumerate() {
+        let obj = admit(doc, &stored, None)
+            .unwrap_or_else(|e| panic!("{}: setup document {i} is invalid: {e:?}", case.file.display()))
+            .object;
+        if case.update && i == setup.len() - 1 {
+            old = Some(obj);
+        } else {
+            stored.push(obj);
+        }
+    }
+    admit(&subject[0], &stored, old.as_ref())
+}
+
 #[test]
 fn every_invalid_manifest_is_rejected_at_the_named_field() {
     let files = yaml_files(&repo_root().join("crates/kstash-api/tests/invalid"));
@@ -107,20 +127,7 @@ fn every_invalid_manifest_is_rejected_at_the_named_field() {
     let mut failures = Vec::new();
     for file in files {
         let case = read_case(file);
-        let (setup, subject) = case.docs.split_at(case.docs.len() - 1);
-        let mut stored = Vec::new();
-        let mut old = None;
-        for (i, doc) in setup.iter().enumerate() {
-            let obj = admit(doc, &stored, None)
-                .unwrap_or_else(|e| panic!("{}: setup document {i} is invalid: {e:?}", case.file.display()))
-                .object;
-            if case.update && i == setup.len() - 1 {
-                old = Some(obj);
-            } else {
-                stored.push(obj);
-            }
-        }
-        match admit(&subject[0], &stored, old.as_ref()) {
+        match admit_case(&case) {
             Ok(_) => failures.push(format!(
                 "{}: accepted, but should break rule: {}",
                 case.file.display(),
@@ -146,6 +153,52 @@ fn every_invalid_manifest_is_rejected_at_the_named_field() {
                         e.to_string().contains(&e.path) && !e.fix.is_empty(),
                         "error without path or fix: {e:?}"
                     );
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} corpus cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_warned_manifest_is_admitted_with_warnings_at_the_named_field_only() {
+    let files = yaml_files(&repo_root().join("crates/kstash-api/tests/warned"));
+    assert!(files.len() >= 15, "the corpus holds {} cases", files.len());
+    let mut failures = Vec::new();
+    for file in files {
+        let case = read_case(file);
+        match admit_case(&case) {
+            Err(errors) => failures.push(format!(
+                "{}: refused, but KubeStash accepts it ({}):\n    {}",
+                case.file.display(),
+                case.rule,
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n    ")
+            )),
+            Ok(a) => {
+                if a.warnings.is_empty() || a.warnings.iter().any(|w| w.path != case.expect_path) {
+                    failures.push(format!(
+                        "{}: expected warnings at {} only ({}), got:\n    {}",
+                        case.file.display(),
+                        case.expect_path,
+                        case.rule,
+                        a.warnings
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n    ")
+                    ));
+                }
+                for w in &a.warnings {
+                    assert!(!w.fix.is_empty(), "warning without a fix: {w:?}");
                 }
             }
         }

@@ -128,7 +128,7 @@ fn a_spec_change_is_configured_and_bumps_generation() {
 #[test]
 fn invalid_documents_are_rejected_with_path_and_fix_and_not_stored() {
     let k = Kstash::new();
-    let bad = repo_root().join("crates/kstash-api/tests/invalid/39-bc-cron-six-fields.yaml");
+    let bad = repo_root().join("crates/kstash-api/tests/invalid/38-bc-missing-schedule.yaml");
     let out = k.run(&["apply", "-f", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

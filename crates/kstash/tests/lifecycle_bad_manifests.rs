@@ -1,6 +1,7 @@
 //! End to end: mistakes in manifests end in readable conditions and messages — unknown addon,
-//! missing storage Secret (and a trigger on the configuration that cannot run), bad cron, a restore
-//! of a snapshot that does not exist — while the daemon keeps running.
+//! missing storage Secret (and a trigger on the configuration that cannot run), bad cron (a
+//! warning at apply, as KubeStash's API takes it, then Invalid), a restore of a snapshot that does
+//! not exist — while the daemon keeps running.
 mod lifecycle;
 
 use std::time::Duration;
@@ -116,20 +117,37 @@ fn storage_without_its_secret_is_reported_and_blocks_backups() {
     daemon.assert_healthy();
 }
 
+/// KubeStash's API takes a configuration with a bad cron (Kubernetes refuses its CronJob later),
+/// so kstash stores it with a warning at apply, and the configuration is Invalid and never runs.
 #[test]
-fn bad_cron_is_refused_at_apply() {
+fn bad_cron_is_a_warning_at_apply_and_the_configuration_is_invalid() {
     let env = Env::new();
     let mut daemon = env.start_daemon(&[]);
     env.apply(&env.storage_manifests(5));
 
-    let err = env.apply_err(&env.backup_configuration(
-        "badcron",
-        "61 * * * *",
-        &env.data.display().to_string(),
-        "",
-    ));
-    assert!(err.contains("scheduler.schedule"), "{err}");
-    assert!(env.get("backupconfiguration", "demo", "badcron").is_none());
+    let path = env.dir.path().join("badcron.yaml");
+    std::fs::write(
+        &path,
+        env.backup_configuration("badcron", "61 * * * *", &env.data.display().to_string(), ""),
+    )
+    .unwrap();
+    let out = env.run(&["apply", "-f", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("scheduler.schedule"),
+        "{stderr}"
+    );
+
+    let bc = wait_obj(&env, "backupconfiguration", "badcron", "phase Invalid", |o| {
+        phase(o) == "Invalid"
+    });
+    let c = condition(&bc, "ValidationPassed").unwrap_or_else(|| panic!("{bc:#}"));
+    let (status, message) = condition_status_message(c);
+    assert_eq!(status, "False", "{c}");
+    assert!(message.contains("scheduler.schedule"), "{message}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(env.sessions_of("badcron").is_empty());
     daemon.assert_healthy();
 }
 

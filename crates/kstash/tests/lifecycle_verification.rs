@@ -245,16 +245,23 @@ spec:
     });
 }
 
+/// KubeStash's API takes such a verifier; kstash warns at apply, naming both objects, and never
+/// runs it (`resolve::verification` refuses).
 #[test]
-fn a_verifier_that_restores_into_the_configurations_own_target_is_refused() {
+fn a_verifier_that_restores_into_the_configurations_own_target_is_a_warning_at_apply() {
     let env = Env::new();
     env.apply(&env.storage_manifests(3));
     let scratch = env.dir.path().join("scratch");
     let manifests = verified_volume_manifests(&env, &scratch, None, 1)
         .replace("name: data-verify-scratch", "name: data-app");
-    let err = env.apply_err(&manifests);
+    let path = env.dir.path().join("own-target.yaml");
+    std::fs::write(&path, manifests).unwrap();
+    let out = env.run(&["apply", "-f", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("backupVerifier")
+        err.contains("warning:")
+            && err.contains("backupVerifier")
             && err.contains("data-verifier")
             && err.contains("Deployment demo/data-app"),
         "{err}"

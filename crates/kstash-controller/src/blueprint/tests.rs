@@ -632,28 +632,37 @@ fn placeholders_in_task_params_and_hooks_are_filled() {
 
 #[test]
 fn an_invalid_generated_configuration_names_the_field() {
+    // A variable that is no Go duration where the template wants one: KubeStash's webhook refuses
+    // such a configuration too.
+    let bp = blueprint_with(|v| {
+        v["spec"]["backupConfigurationTemplate"]["sessions"][0]["backupTimeout"] = json!("${timeout}")
+    });
     let mut vs = vars();
-    vs.retain(|(k, _)| *k != "schedule");
-    vs.push(("schedule", "every day"));
-    let e = plan_err(&deployment(annotations(&[], &vs)));
+    vs.push(("timeout", "every day"));
+    let e = plan_with(&deployment(annotations(&[], &vs)), Some(bp), &existing()).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, AutoBackupError::InvalidConfiguration { .. }), "{msg}");
     assert!(
-        msg.contains("BackupConfiguration demo/deployment-app: spec.sessions[0].scheduler.schedule"),
+        msg.contains("BackupConfiguration demo/deployment-app: spec.sessions[0].backupTimeout"),
         "{msg}"
     );
     assert!(msg.contains("variables.kubestash.com/* annotations"), "{msg}");
+}
 
-    // A variable that makes a directory escape the storage.
+#[test]
+fn what_kubestash_admits_is_generated_and_refused_later() {
+    // A bad cron: the configuration is generated and goes Invalid (its reconciler says why).
+    let mut vs = vars();
+    vs.retain(|(k, _)| *k != "schedule");
+    vs.push(("schedule", "every day"));
+    assert!(plan(&deployment(annotations(&[], &vs))).is_ok());
+    // A directory escaping the storage: generated, and refused by the storage when the
+    // Repository is created (kstash-storage's `repo_dir`).
     let mut vs = vars();
     vs.retain(|(k, _)| *k != "targetName");
     vs.push(("targetName", "../../etc"));
-    let e = plan_err(&deployment(annotations(&[], &vs)));
-    assert!(
-        e.to_string()
-            .contains("spec.sessions[0].repositories[0].directory"),
-        "{e}"
-    );
+    let bc = plan(&deployment(annotations(&[], &vs))).unwrap().unwrap();
+    assert_eq!(bc.spec.sessions[0].repositories[0].directory, "demo/../../etc");
 }
 
 #[test]
