@@ -634,7 +634,8 @@ mod tests {
 
     /// Each pack's blobs as positions in the order they were saved (the chunk order).
     fn positions_per_pack(be: &MemoryBackend, repo: &Repository, order: &[Id]) -> Vec<Vec<usize>> {
-        let pos: std::collections::HashMap<Id, usize> = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let pos: std::collections::HashMap<Id, usize> =
+            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut packs: Vec<Vec<usize>> = be
             .list(FileType::Pack)
             .unwrap()
@@ -669,7 +670,11 @@ mod tests {
         let packs = positions_per_pack(&be, &repo, &order);
         let mut all: Vec<usize> = packs.concat();
         all.sort_unstable();
-        assert_eq!(all, (0..300).collect::<Vec<_>>(), "every blob in exactly one pack");
+        assert_eq!(
+            all,
+            (0..300).collect::<Vec<_>>(),
+            "every blob in exactly one pack"
+        );
         // One pack filled in chunk order holds a run of consecutive chunks, and its size is the
         // sum of their sizes: that is what the random placement prevents.
         let runs = packs
