@@ -1,6 +1,14 @@
 //! Saving blobs: dedup against the index and against blobs saved in this run, encode (zstd,
-//! encrypt), fill one open pack per blob type (data and trees go to separate packs, as restic
+//! encrypt), fill open packs per blob type (data and trees go to separate packs, as restic
 //! does), upload full packs on uploader threads, and write index files as packs land.
+//!
+//! Placement, as restic 0.18 (restic#5291, after "Chunking Attacks on File Backup Services
+//! using Content-Defined Chunking"): each blob goes to one of [`PACKS_PER_TYPE`] open packs of
+//! its type picked at random, so a pack is not a run of consecutive chunks and the sizes of the
+//! objects in the storage do not tell where the chunker cut a known file (from which the
+//! chunker's secret polynomial could be derived). A blob of at least the pack size gets a pack
+//! of its own; at the end, partial packs that fit together are merged, so a small file's two
+//! chunks do not end up as two objects of their exact sizes.
 //!
 //! Shared by stream and tree backup, copy and prune. Packs are spooled to temporary files as
 //! they fill (as restic does), in the repository's own spool directory when it has one, so a
@@ -22,6 +30,12 @@ use crate::index::{BlobType, IndexFile, MAX_BLOBS_PER_INDEX_FILE, PackedBlob};
 use crate::pack::{self, DEFAULT_PACK_SIZE, EncodedBlob};
 use crate::repository::Repository;
 use sha2::{Digest, Sha256};
+
+/// Open packs per blob type that blobs are spread over (restic 0.18 uses two).
+pub const PACKS_PER_TYPE: usize = 2;
+
+/// Pieces a spooled pack is copied in when two partial packs are merged.
+const MERGE_PIECE: usize = 1 << 20;
 
 /// How a [`Saver`] packs and uploads.
 #[derive(Debug, Clone)]
@@ -143,6 +157,42 @@ impl OpenPack {
         Ok(())
     }
 
+    /// Append the blobs of `other` after this pack's: its bytes are copied from its temporary
+    /// file (which goes when `other` is dropped) and its offsets shifted.
+    fn merge(&mut self, other: OpenPack) -> Result<()> {
+        use std::io::Read;
+        let (Some((f, path)), Some((_, other_path))) = (self.file.as_mut(), other.file.as_ref()) else {
+            return Err(Error::Internal("merging an empty pack".into()));
+        };
+        let mut src = File::open(other_path).map_err(|e| spool_error(other_path, e))?;
+        let mut piece = vec![0u8; MERGE_PIECE];
+        let mut copied = 0u64;
+        loop {
+            let n = src.read(&mut piece).map_err(|e| spool_error(other_path, e))?;
+            if n == 0 {
+                break;
+            }
+            f.write_all(&piece[..n]).map_err(|e| spool_error(path, e))?;
+            self.hasher.update(&piece[..n]);
+            copied += n as u64;
+        }
+        if copied != other.size {
+            return Err(Error::Internal(format!(
+                "merging packs: {} holds {copied} bytes, {} were written",
+                other_path.display(),
+                other.size
+            )));
+        }
+        let base = self.size;
+        self.size += copied;
+        for b in &other.blobs {
+            let offset = u32::try_from(u64::from(b.offset) + base)
+                .map_err(|_| Error::Internal("pack too large".into()))?;
+            self.blobs.push(PackedBlob { offset, ..*b });
+        }
+        Ok(())
+    }
+
     fn finish(&mut self, key: &crate::crypto::Key) -> Result<SpooledPack> {
         let (mut f, path) = self
             .file
@@ -176,7 +226,8 @@ pub struct Saver<'r> {
     repo: &'r Repository,
     pack_size: usize,
     spool: PathBuf,
-    open: [Mutex<OpenPack>; 2],
+    /// The open packs, by blob type (see [`slot`]); a blob goes to one picked at random.
+    open: [[Mutex<OpenPack>; PACKS_PER_TYPE]; 2],
     claimed: Mutex<HashSet<Id>>,
     pending_index: Mutex<IndexFile>,
     upload_tx: Mutex<Option<SyncSender<SpooledPack>>>,
@@ -290,8 +341,15 @@ impl<'r> Saver<'r> {
         }
         c.bytes_added.fetch_add(plain_len, Ordering::Relaxed);
         c.bytes_stored.fetch_add(enc.data.len() as u64, Ordering::Relaxed);
+        if enc.data.len() >= self.pack_size {
+            // A pack of its own (as restic): prune can then drop it without repacking others.
+            let mut own = OpenPack::default();
+            own.add(&self.spool, &enc)?;
+            return self.send(own);
+        }
+        let pick = rand::random_range(0..PACKS_PER_TYPE);
         let full = {
-            let mut open = locked(&self.open[slot(enc.blob_type)]);
+            let mut open = locked(&self.open[slot(enc.blob_type)][pick]);
             open.add(&self.spool, &enc)?;
             if open.size >= self.pack_size as u64 {
                 Some(std::mem::take(&mut *open))
@@ -317,12 +375,30 @@ impl<'r> Saver<'r> {
         }
     }
 
-    /// Upload the partly filled packs now (before a tree pack is needed by a snapshot, say).
+    /// Upload the partly filled packs now (before a tree pack is needed by a snapshot, say),
+    /// merging those of a type that fit in one pack together (as restic's `mergePackers`).
     pub fn flush(&self) -> Result<()> {
-        for open in &self.open {
-            let w = std::mem::take(&mut *locked(open));
-            if !w.is_empty() {
-                self.send(w)?;
+        for packs in &self.open {
+            let mut current: Option<OpenPack> = None;
+            for open in packs {
+                let w = std::mem::take(&mut *locked(open));
+                if w.is_empty() {
+                    continue;
+                }
+                current = Some(match current.take() {
+                    None => w,
+                    Some(mut c) if c.size + w.size < self.pack_size as u64 => {
+                        c.merge(w)?;
+                        c
+                    }
+                    Some(c) => {
+                        self.send(c)?;
+                        w
+                    }
+                });
+            }
+            if let Some(c) = current {
+                self.send(c)?;
             }
         }
         Ok(())
@@ -427,7 +503,7 @@ pub fn with_saver<T>(
         repo,
         pack_size: options.pack_size.max(64 * 1024),
         spool,
-        open: [Mutex::new(OpenPack::default()), Mutex::new(OpenPack::default())],
+        open: std::array::from_fn(|_| std::array::from_fn(|_| Mutex::new(OpenPack::default()))),
         claimed: Mutex::new(HashSet::new()),
         pending_index: Mutex::new(IndexFile::default()),
         upload_tx: Mutex::new(Some(tx)),
@@ -553,6 +629,101 @@ mod tests {
         for (name, _) in packs {
             let blobs = re.list_pack(&name.parse().unwrap()).unwrap();
             assert!(blobs.iter().all(|b| b.blob_type == blobs[0].blob_type));
+        }
+    }
+
+    /// Each pack's blobs as positions in the order they were saved (the chunk order).
+    fn positions_per_pack(be: &MemoryBackend, repo: &Repository, order: &[Id]) -> Vec<Vec<usize>> {
+        let pos: std::collections::HashMap<Id, usize> =
+            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut packs: Vec<Vec<usize>> = be
+            .list(FileType::Pack)
+            .unwrap()
+            .iter()
+            .map(|(name, _)| {
+                let mut blobs = repo.list_pack(&name.parse().unwrap()).unwrap();
+                blobs.sort_by_key(|b| b.offset);
+                blobs.iter().map(|b| pos[&b.id]).collect()
+            })
+            .collect();
+        packs.sort();
+        packs
+    }
+
+    #[test]
+    fn blobs_are_spread_over_packs_at_random_not_in_chunk_order() {
+        let (be, repo) = repo();
+        let opts = SaverOptions {
+            pack_size: 64 * 1024,
+            uploaders: 1,
+        };
+        let noise = kstash_testsupport::data::noise(300 * 3000, 1);
+        let blobs: Vec<&[u8]> = noise.chunks(3000).collect();
+        let order: Vec<Id> = blobs.iter().map(|b| Id::hash(b)).collect();
+        with_saver(&repo, &opts, |s| {
+            for b in &blobs {
+                s.save(BlobType::Data, b, None)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let packs = positions_per_pack(&be, &repo, &order);
+        let mut all: Vec<usize> = packs.concat();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..300).collect::<Vec<_>>(),
+            "every blob in exactly one pack"
+        );
+        // One pack filled in chunk order holds a run of consecutive chunks, and its size is the
+        // sum of their sizes: that is what the random placement prevents.
+        let runs = packs
+            .iter()
+            .filter(|p| p.windows(2).all(|w| w[1] == w[0] + 1))
+            .count();
+        assert!(
+            runs < packs.len() / 2,
+            "{runs} of {} packs hold consecutive chunks: {packs:?}",
+            packs.len()
+        );
+    }
+
+    #[test]
+    fn a_small_backup_ends_in_one_pack_and_an_oversized_blob_in_its_own() {
+        // Two chunks of a small file in two packs would give away both chunk sizes: the partial
+        // packs are merged at the end (each round places the two blobs at random again).
+        for round in 0..20u64 {
+            let (be, repo) = repo();
+            let opts = SaverOptions {
+                pack_size: 64 * 1024,
+                uploaders: 1,
+            };
+            let blobs = [
+                kstash_testsupport::data::noise(5000, round),
+                kstash_testsupport::data::noise(7000, round + 100),
+                kstash_testsupport::data::noise(100_000, round + 200),
+            ];
+            let order: Vec<Id> = blobs.iter().map(|b| Id::hash(b)).collect();
+            with_saver(&repo, &opts, |s| {
+                for b in &blobs {
+                    s.save(BlobType::Data, b, None)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            let packs = positions_per_pack(&be, &repo, &order);
+            assert_eq!(packs.len(), 2, "round {round}: {packs:?}");
+            assert!(packs.contains(&vec![2]), "round {round}: {packs:?}");
+            let small = packs.iter().find(|p| p.len() == 2).unwrap();
+            // Read back through a fresh handle: the merged pack's offsets are right.
+            let re = Repository::open(be.clone(), "pw").unwrap();
+            re.load_index().unwrap();
+            for (i, b) in blobs.iter().enumerate() {
+                assert!(
+                    re.load_blob(BlobType::Data, &order[i]).unwrap() == *b,
+                    "round {round}: blob {i} of {small:?}"
+                );
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`layout`]: `metadata.yaml`, `repository.yaml`, `snapshots/<name>.yaml` and the per-component
 //!   repositories of a KubeStash bucket.
 
+mod bucket;
 mod config;
 mod error;
 pub mod layout;
@@ -20,6 +21,7 @@ mod url;
 
 use std::sync::Arc;
 
+pub use bucket::{create_bucket, open_backend_creating_bucket};
 pub use config::{
     AzureLocation, B2Location, DEFAULT_MAX_CONNECTIONS, GcsLocation, LocalMode, Location, RestLocation,
     S3Credentials, S3Location, SecretData, StorageConfig, SwiftLocation, Tuning,

@@ -15,9 +15,10 @@ use kstash_repo::{
     Backend, CheckOptions, InitOptions, ReadDataSubset, Repository, RestoreOptions, StreamBackupOptions,
     backup_stream, check, dump_file, restore,
 };
+use kstash_storage::layout::StorageLayout;
 use kstash_storage::{
     AzureLocation, GcsLocation, Location, RemoteKind, RestLocation, S3Credentials, S3Location, StorageConfig,
-    open_backend,
+    create_bucket, open_backend, open_backend_creating_bucket,
 };
 use kstash_testsupport::data::{noise, text};
 use kstash_testsupport::{Azurite, FakeGcs, Restic, ResticRest, SeaweedS3};
@@ -237,7 +238,8 @@ fn s3_multipart_upload_of_large_packs() {
     config.tuning.part_size = 5 << 20;
     let backend = open_backend(&config).unwrap();
     let repo = Repository::init(backend.clone(), PW, InitOptions::default()).unwrap();
-    let data = noise(20 << 20, 11);
+    // Over 32 MiB: blobs are spread over two open packs at random, so one of them fills.
+    let data = noise(36 << 20, 11);
     let opts = StreamBackupOptions {
         pack_size: 16 << 20,
         ..StreamBackupOptions::named("big.bin")
@@ -349,4 +351,98 @@ fn azure_and_gcs_refusals_say_why() {
     .err()
     .unwrap();
     assert_eq!(e.remote_kind(), Some(RemoteKind::BucketMissing), "{e}");
+}
+
+/// `kstash repo init` into a bucket or container that does not exist, as `restic init` does:
+/// a BackupStorage initialised there first still refuses (KubeStash expects the bucket), then
+/// the repository init creates it, the repository takes a backup and gives it back, and a
+/// second open finds the bucket there and creates nothing.
+fn repo_init_creates_the_missing_bucket(config: &StorageConfig, created: &str) {
+    let e = StorageLayout::new(config.clone())
+        .unwrap()
+        .initialize("v1")
+        .unwrap_err();
+    assert_eq!(e.remote_kind(), Some(RemoteKind::BucketMissing), "{e}");
+    assert!(e.to_string().contains("does not exist (create it first)"), "{e}");
+    let e = open_backend(config).err().unwrap();
+    assert_eq!(e.remote_kind(), Some(RemoteKind::BucketMissing), "{e}");
+
+    let (backend, what) = open_backend_creating_bucket(config).unwrap();
+    assert_eq!(what.as_deref(), Some(created));
+    let repo = Repository::init(backend, PW, InitOptions::default()).unwrap();
+    let data = [text(1 << 20, 21), noise(1 << 20, 22)].concat();
+    let s = backup_stream(&repo, &data[..], &stream_options()).unwrap();
+
+    let (backend, what) = open_backend_creating_bucket(config).unwrap();
+    assert_eq!(what, None, "the bucket exists now");
+    let repo = Repository::open(backend, PW).unwrap();
+    let snapshots = repo.list_snapshots().unwrap();
+    assert_eq!(snapshots.len(), 1);
+    let mut out = Vec::new();
+    dump_file(&repo, &s.snapshot_id.to_string(), "/db.sql", &mut out).unwrap();
+    assert!(out == data, "dump differs from what was backed up");
+}
+
+#[test]
+fn s3_repo_init_creates_a_missing_bucket_and_a_backup_storage_still_refuses() {
+    let s3 = SeaweedS3::start().unwrap();
+    let config = s3_config(&s3, "made-by-init", "team/repo");
+    repo_init_creates_the_missing_bucket(&config, "bucket made-by-init");
+    let snapshots = s3
+        .restic("made-by-init/team/repo", PW)
+        .unwrap()
+        .output(&["snapshots", "--json"])
+        .unwrap();
+    assert!(
+        snapshots.status.success(),
+        "{}",
+        String::from_utf8_lossy(&snapshots.stderr)
+    );
+}
+
+#[test]
+fn gcs_repo_init_creates_a_missing_bucket_and_a_backup_storage_still_refuses() {
+    let gcs = FakeGcs::start().unwrap();
+    let config = StorageConfig::new(Location::Gcs(GcsLocation {
+        bucket: "made-by-init".into(),
+        prefix: "team/repo".into(),
+        service_account_json: None,
+        project_id: None,
+        endpoint: Some(gcs.endpoint.clone()),
+    }));
+    repo_init_creates_the_missing_bucket(&config, "bucket made-by-init");
+    assert!(
+        gcs.download_object("made-by-init", "team/repo/config")
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn azure_repo_init_creates_a_missing_container_and_a_backup_storage_still_refuses() {
+    let az = Azurite::start().unwrap();
+    let config = StorageConfig::new(Location::Azure(AzureLocation {
+        account: az.account.clone(),
+        container: "made-by-init".into(),
+        prefix: "team/repo".into(),
+        account_key: Some(az.key.clone()),
+        endpoint: Some(az.blob_endpoint.clone()),
+    }));
+    repo_init_creates_the_missing_bucket(&config, "container made-by-init");
+}
+
+#[test]
+fn creating_a_bucket_with_refused_credentials_says_access_denied() {
+    let s3 = SeaweedS3::start().unwrap();
+    let mut config = s3_config(&s3, "never-made", "r");
+    if let Location::S3(l) = &mut config.location {
+        l.credentials.as_mut().unwrap().secret_access_key = "wrong".into();
+    }
+    let e = create_bucket(&config).unwrap_err();
+    assert_eq!(e.remote_kind(), Some(RemoteKind::Auth), "{e}");
+    assert!(e.to_string().contains("never-made"), "{e}");
+    assert!(
+        s3.list_keys("never-made", "").is_err(),
+        "the bucket must not exist"
+    );
 }

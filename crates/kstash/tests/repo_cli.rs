@@ -82,6 +82,14 @@ fn a_producer_command_is_backed_up_and_restic_reads_it_back_identically() {
     );
     let ours = kstash(&repo, &["dump", "latest", "/dumpfile.sql"], PASSWORD).stdout;
     assert_eq!(ours, dumped);
+    for threads in ["1", "3"] {
+        let ours = ok(kstash(
+            &repo,
+            &["dump", "--threads", threads, "latest", "/dumpfile.sql"],
+            PASSWORD,
+        ));
+        assert!(ours.as_bytes() == dumped, "dump --threads {threads} differs");
+    }
 
     let snapshots: serde_json::Value =
         serde_json::from_slice(&restic(&repo, &["snapshots", "--json"]).stdout).unwrap();

@@ -1,7 +1,7 @@
 //! `kstash repo` with remote repository URLs: kstash and the real restic pointed at the same
 //! repository on SeaweedFS (S3) and `rclone serve restic` (REST), credentials from the usual
 //! environment variables; and the messages a user sees for wrong credentials, a missing bucket
-//! and an unreachable endpoint.
+//! (which `init` creates) and an unreachable endpoint.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -155,14 +155,29 @@ fn remote_failures_say_which_storage_and_why() {
         "{err}"
     );
 
-    // A bucket that does not exist.
+    // A bucket that does not exist: reading says so; init creates it, as `restic init` does.
     let err = failed(kstash(
+        &s3.restic_repository("missing-bucket/r"),
+        &borrow(&env),
+        &["snapshots"],
+        None,
+    ));
+    assert!(err.contains("bucket") && err.contains("does not exist"), "{err}");
+    let out = kstash(
         &s3.restic_repository("missing-bucket/r"),
         &borrow(&env),
         &["init"],
         None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(ok(out).contains("created kstash repository"));
+    assert!(stderr.contains("created bucket missing-bucket"), "{stderr}");
+    ok(kstash(
+        &s3.restic_repository("missing-bucket/r"),
+        &borrow(&env),
+        &["snapshots"],
+        None,
     ));
-    assert!(err.contains("bucket") && err.contains("does not exist"), "{err}");
 
     // Nothing listens on the endpoint (a free port that was just closed).
     let port = kstash_testsupport::ports::free_port().unwrap();

@@ -64,9 +64,19 @@ pub struct RepoArgs {
     pub command: RepoCommand,
 }
 
+/// `--threads` of the commands that decode blobs on several workers (dump, restore).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct DecodeThreads {
+    /// Threads that read, verify, decrypt and decompress blobs (default 0: one per CPU, at most
+    /// 8 for dump and 4 for restore, which also writes files on them).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
-    /// Create a new repository (format v2, zstd).
+    /// Create a new repository (format v2, zstd). A missing S3 or GCS bucket or Azure container
+    /// is created first, as `restic init` does (GCS needs GOOGLE_PROJECT_ID for that).
     Init {
         /// Repository format version (1 or 2).
         #[arg(long, default_value_t = 2)]
@@ -84,6 +94,8 @@ pub enum RepoCommand {
         snapshot: String,
         /// Path of the file inside the snapshot, e.g. `/dumpfile.sql`.
         path: String,
+        #[command(flatten)]
+        threads: DecodeThreads,
     },
     /// Manage the keys (passwords) of the repository.
     #[command(subcommand)]
@@ -199,6 +211,11 @@ fn repository_url(args: &RepoArgs) -> Result<String> {
 
 /// The storage backend of `url`, with the connection flags applied.
 fn backend_at(args: &RepoArgs, url: &str) -> Result<Arc<dyn Backend>> {
+    Ok(kstash_storage::open_backend(&storage_config(args, url)?)?)
+}
+
+/// The storage at `url`, with the connection flags applied.
+fn storage_config(args: &RepoArgs, url: &str) -> Result<kstash_storage::StorageConfig> {
     let mut config = kstash_storage::parse_repository_url(url, |k| std::env::var(k).ok())?;
     if let Some(n) = args.connections {
         config.tuning.max_connections = n.max(1);
@@ -220,7 +237,7 @@ fn backend_at(args: &RepoArgs, url: &str) -> Result<Arc<dyn Backend>> {
         }
         _ => {}
     }
-    Ok(kstash_storage::open_backend(&config)?)
+    Ok(config)
 }
 
 /// The backend of this command's repository.
@@ -281,7 +298,12 @@ fn open(args: &RepoArgs) -> Result<Repository> {
 pub fn run(args: RepoArgs) -> Result<ExitCode> {
     match &args.command {
         RepoCommand::Init { repository_version } => {
-            let backend = backend(&args)?;
+            // As `restic init`: a missing bucket or container is created first.
+            let config = storage_config(&args, &repository_url(&args)?)?;
+            let (backend, created) = kstash_storage::open_backend_creating_bucket(&config)?;
+            if let Some(what) = created {
+                eprintln!("created {what} at {}", config.display());
+            }
             let dir = backend.location();
             let options = InitOptions {
                 version: *repository_version,
@@ -349,13 +371,17 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
                 outln!("{} snapshots", list.len());
             }
         }
-        RepoCommand::Dump { snapshot, path } => {
+        RepoCommand::Dump {
+            snapshot,
+            path,
+            threads,
+        } => {
             let repo = open(&args)?;
             let stdout = std::io::stdout().lock();
             let mut out = BufWriter::with_capacity(1 << 20, stdout);
             let options = DumpOptions {
                 lock: (!args.no_lock).then(|| lock_options(&args)),
-                ..DumpOptions::default()
+                threads: threads.threads,
             };
             dump_file_with(&repo, snapshot, path, &mut out, &options)
                 .with_context(|| format!("dumping {path} from {snapshot}"))?;

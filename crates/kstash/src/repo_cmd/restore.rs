@@ -39,9 +39,8 @@ pub struct RestoreArgs {
     /// Write runs of zeros instead of leaving holes (sparse files are the default).
     #[arg(long)]
     pub no_sparse: bool,
-    /// Threads that read and decode packs and write files (default: the number of CPUs, at most 4).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub threads: usize,
+    #[command(flatten)]
+    pub threads: super::DecodeThreads,
 }
 
 /// Run `kstash repo restore`.
@@ -58,7 +57,7 @@ pub fn run(args: &RepoArgs, r: &RestoreArgs) -> Result<ExitCode> {
             ExistingFiles::SkipUnchanged
         },
         sparse: !r.no_sparse,
-        threads: r.threads,
+        threads: r.threads.threads,
         lock: (!args.no_lock).then(|| super::lock_options(args)),
         progress: None,
     };
