@@ -122,9 +122,16 @@ fn a_lock_whose_pod_failed_or_succeeded_is_removed_and_the_next_backup_locks_at_
         w.pod(NS, pod, phase);
         let theirs = w.lock_of(pod, fresh());
         let ours = w.backup(&w.executor(Duration::ZERO)).unwrap();
-        assert_eq!(w.dir.lock_names(), vec![ours.id().to_hex()], "{phase}: {theirs} removed");
+        assert_eq!(
+            w.dir.lock_names(),
+            vec![ours.id().to_hex()],
+            "{phase}: {theirs} removed"
+        );
         assert!(
-            w.api.requests().iter().any(|r| r == &format!("GET /api/v1/namespaces/{NS}/pods/{pod}")),
+            w.api
+                .requests()
+                .iter()
+                .any(|r| r == &format!("GET /api/v1/namespaces/{NS}/pods/{pod}")),
             "{:?}",
             w.api.requests()
         );
@@ -147,7 +154,10 @@ fn a_fresh_lock_whose_pod_is_not_in_this_namespace_is_respected_and_judged_by_th
     w.pod("kstash", operator, "Running");
     let theirs = w.lock_of(operator, fresh());
     let err = w.backup(&w.executor(Duration::ZERO)).unwrap_err();
-    assert!(matches!(&err, Error::Locked { holder, .. } if holder.lock.hostname == operator), "{err}");
+    assert!(
+        matches!(&err, Error::Locked { holder, .. } if holder.lock.hostname == operator),
+        "{err}"
+    );
     assert_eq!(w.dir.lock_names(), vec![theirs.clone()]);
 
     // The operator looks in every namespace: running, then ended.
@@ -175,7 +185,11 @@ fn a_lock_whose_pod_is_running_or_pending_is_respected() {
             "{phase}: {msg}"
         );
         assert!(msg.contains("still after waiting"), "{phase}: {msg}");
-        assert_eq!(w.dir.lock_names(), vec![theirs], "{phase}: left alone, ours withdrawn");
+        assert_eq!(
+            w.dir.lock_names(),
+            vec![theirs],
+            "{phase}: left alone, ours withdrawn"
+        );
     }
 }
 

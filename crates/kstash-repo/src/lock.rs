@@ -386,7 +386,8 @@ fn holder_gone(judge: &LivenessJudge, lock: &LockFile, now: jiff::Timestamp) -> 
         HolderState::Gone => Some("has ended"),
         HolderState::Absent => {
             let age = now.as_nanosecond() - lock.time.timestamp.as_nanosecond();
-            (age >= ABSENT_AFTER.as_nanos() as i128).then_some("cannot be found and stopped refreshing its lock")
+            (age >= ABSENT_AFTER.as_nanos() as i128)
+                .then_some("cannot be found and stopped refreshing its lock")
         }
         HolderState::Alive | HolderState::Unknown => None,
     }
@@ -861,7 +862,10 @@ mod tests {
         let theirs = foreign_lock(&repo, "backup-pod-x7k2q", true, jiff::SignedDuration::ZERO);
         let (gone, asked) = judge(HolderState::Gone);
         let ours = acquire(&repo, false, &judged_by(&gone)).unwrap();
-        assert!(!lock_ids(&repo).contains(&theirs), "the dead holder's lock was removed");
+        assert!(
+            !lock_ids(&repo).contains(&theirs),
+            "the dead holder's lock was removed"
+        );
         assert_eq!(lock_ids(&repo), vec![ours.id()]);
         assert_eq!(asked.lock().unwrap()[0], "backup-pod-x7k2q");
     }
@@ -878,8 +882,15 @@ mod tests {
             };
             assert_eq!(holder.id, theirs, "{verdict:?}");
             assert!(err.to_string().contains("on host backup-pod-x7k2q"), "{err}");
-            assert_eq!(lock_ids(&repo), vec![theirs], "{verdict:?}: left alone, and ours withdrawn");
-            assert!(!asked.lock().unwrap().is_empty(), "{verdict:?}: the judge was asked");
+            assert_eq!(
+                lock_ids(&repo),
+                vec![theirs],
+                "{verdict:?}: left alone, and ours withdrawn"
+            );
+            assert!(
+                !asked.lock().unwrap().is_empty(),
+                "{verdict:?}: the judge was asked"
+            );
         }
     }
 
