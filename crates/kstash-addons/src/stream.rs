@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Duration;
 
 use kstash_api::client::Resources;
 use kstash_api::common::TypedObjectReference;
@@ -136,7 +135,8 @@ pub(crate) fn driver_with(conn: Connection, task: &ResolvedTask) -> Result<Optio
 pub struct StreamSpec<'a> {
     pub tags: &'a [String],
     pub hostname: &'a str,
-    pub lock_wait: Duration,
+    /// How to lock each repository.
+    pub lock: LockOptions,
 }
 
 /// Run the producer once and back its stream up into every repository of `repos`, counting the
@@ -153,7 +153,7 @@ pub fn backup_to_many(
     let options = StreamBackupOptions {
         tags: spec.tags.to_vec(),
         hostname: Some(spec.hostname.to_string()),
-        lock: Some(LockOptions::waiting(spec.lock_wait)),
+        lock: Some(spec.lock.clone()),
         progress: Some(Arc::clone(&progress)),
         ..StreamBackupOptions::named(driver.file_name())
     };
@@ -173,7 +173,7 @@ pub fn restore_from(
     repo: &EngineRepo,
     id: &str,
     path: &str,
-    lock_wait: Duration,
+    lock: &LockOptions,
     progress: &Progress,
 ) -> Result<u64> {
     let repo_err = |e: kstash_repo::Error| ExecError::Repo {
@@ -182,7 +182,7 @@ pub fn restore_from(
     };
     {
         // A directory (KubeStash's interim dump directory) goes to the driver's own restore.
-        let _lock = shared_and_fresh(repo, Some(&LockOptions::waiting(lock_wait))).map_err(repo_err)?;
+        let _lock = shared_and_fresh(repo, Some(lock)).map_err(repo_err)?;
         let sn = repo.find_snapshot(id).map_err(repo_err)?;
         let node = find_node(repo, &sn, path).map_err(repo_err)?;
         if node.node_type == NodeType::Dir {
@@ -197,7 +197,7 @@ pub fn restore_from(
     }
     let mut consumer = driver.consume()?;
     let options = DumpOptions {
-        lock: Some(LockOptions::waiting(lock_wait)),
+        lock: Some(lock.clone()),
         ..DumpOptions::default()
     };
     let counted = Counted {

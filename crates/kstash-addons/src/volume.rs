@@ -97,8 +97,9 @@ pub struct PathBackupSpec<'a> {
     pub hostname: &'a str,
     /// restic exclude patterns.
     pub excludes: &'a [String],
-    /// How long to wait for an exclusive lock held by someone else.
-    pub lock_wait: Duration,
+    /// How to lock the repository (how long to wait for an exclusive lock held by someone
+    /// else, who judges whether its holder still runs).
+    pub lock: LockOptions,
 }
 
 /// One path's snapshot.
@@ -188,7 +189,7 @@ pub fn backup_path(
         excludes: spec.excludes.to_vec(),
         tags: spec.tags.to_vec(),
         hostname: Some(spec.hostname.to_string()),
-        lock: Some(LockOptions::waiting(spec.lock_wait)),
+        lock: Some(spec.lock.clone()),
         progress: Some(progress),
         ..Default::default()
     };
@@ -227,13 +228,13 @@ pub fn restore_snapshot(
     target: &Path,
     include: &[String],
     exclude: &[String],
-    lock_wait: Duration,
+    lock: &LockOptions,
     progress: Option<Arc<Progress>>,
 ) -> Result<RestoreTotals> {
     let options = RestoreOptions {
         include: include.to_vec(),
         exclude: exclude.to_vec(),
-        lock: Some(LockOptions::waiting(lock_wait)),
+        lock: Some(lock.clone()),
         progress,
         ..Default::default()
     };

@@ -13,7 +13,6 @@ use kstash_storage::layout::{DATA_DIR, DATA_VERSION, component_path};
 use kstash_storage::{Location, ObjectStore, StorageConfig};
 
 use crate::ExecOptions;
-use crate::backup::MAX_LOCK_WAIT;
 use crate::refs;
 use crate::{ExecError, Result};
 use kstash_addons::volume::restore_snapshot;
@@ -173,8 +172,8 @@ pub fn download_snapshot(
         let engine = refs::open_repository(&config, &password, &password_from)?;
         let target: PathBuf = destination.join(snapshot_name).join(name);
         for id in &ids {
-            let wait = opts.check_deadline(&format!("downloading snapshot {id} of component {name}"))?;
-            let t = restore_snapshot(&engine, id, &target, &[], &[], wait.min(MAX_LOCK_WAIT), None)?;
+            let lock = opts.lock_options(&format!("downloading snapshot {id} of component {name}"))?;
+            let t = restore_snapshot(&engine, id, &target, &[], &[], &lock, None)?;
             tracing::info!(component = %name, snapshot = %id, target = %target.display(), files = t.files, "downloaded");
         }
     }

@@ -440,15 +440,13 @@ fn backup_component(
     let location = engine.location();
     let mut backups: Vec<PathBackup> = Vec::new();
     for path in &paths {
-        let lock_wait = ctx
-            .opts
-            .check_deadline(&format!("backing up {}", path.display()))?;
+        let lock = ctx.opts.lock_options(&format!("backing up {}", path.display()))?;
         let spec = PathBackupSpec {
             tags: &tags,
             session_tag: &session_tag,
             hostname: &ctx.opts.hostname,
             excludes: &excludes,
-            lock_wait: lock_wait.min(MAX_LOCK_WAIT),
+            lock,
         };
         let done = backup_path(&engine, path, &spec, tracker.part())
             .map_err(|e| ExecError::repo(&location, e, &password_from))?;
@@ -578,8 +576,8 @@ fn backup_stream_snapshots(
         let run = Instant::now();
         let outcome = ctx
             .opts
-            .check_deadline("starting the stream backup")
-            .and_then(|left| {
+            .lock_options("starting the stream backup")
+            .and_then(|lock| {
                 let repos: Vec<&kstash_repo::Repository> = pending.iter().map(|(_, o)| &o.engine).collect();
                 let tags = pending[0]
                     .1
@@ -591,7 +589,7 @@ fn backup_stream_snapshots(
                 let spec = StreamSpec {
                     tags: &tags,
                     hostname: &ctx.opts.hostname,
-                    lock_wait: left.min(MAX_LOCK_WAIT),
+                    lock,
                 };
                 let running: Vec<String> = pending.iter().map(|(i, _)| names[*i].clone()).collect();
                 let target = ProgressTarget::Snapshots {

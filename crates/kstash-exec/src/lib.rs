@@ -34,6 +34,8 @@ mod verify;
 
 use std::time::Duration;
 
+use kstash_repo::lock::{LivenessJudge, LockOptions};
+
 pub use backup::{
     BackupReport, ResticSnapshotRef, SESSION_UID_TAG, SnapshotBackup, VOLUME_COMPONENT, run_backup,
 };
@@ -71,6 +73,9 @@ pub struct ExecOptions {
     pub total_components: Option<i32>,
     /// How often live progress is written into status ([`PROGRESS_PERIOD`], KubeStash's 10 s).
     pub progress_period: Duration,
+    /// Who judges whether the holder of a conflicting repository lock still runs (in a
+    /// Kubernetes Job: by its pod); `None`: restic's rules only (embedded).
+    pub lock_liveness: Option<LivenessJudge>,
 }
 
 impl ExecOptions {
@@ -83,6 +88,7 @@ impl ExecOptions {
             component: None,
             total_components: None,
             progress_period: PROGRESS_PERIOD,
+            lock_liveness: None,
         }
     }
 
@@ -105,5 +111,15 @@ impl ExecOptions {
             });
         }
         Ok(left.unsigned_abs())
+    }
+
+    /// How `what` (about to start) locks a repository: waiting for a conflicting lock until the
+    /// deadline, an hour at most, with this job's [`lock_liveness`](Self::lock_liveness) judge;
+    /// or [`ExecError::DeadlineExceeded`].
+    pub fn lock_options(&self, what: &str) -> Result<LockOptions> {
+        Ok(LockOptions {
+            liveness: self.lock_liveness.clone(),
+            ..LockOptions::waiting(self.check_deadline(what)?.min(backup::MAX_LOCK_WAIT))
+        })
     }
 }

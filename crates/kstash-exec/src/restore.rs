@@ -16,7 +16,6 @@ use kstash_storage::layout::StorageLayout;
 use kstash_storage::layout::component_path;
 
 use crate::ExecOptions;
-use crate::backup::MAX_LOCK_WAIT;
 use crate::progress::{ProgressTarget, Tracker, reporting};
 use crate::refs;
 use crate::status::{go_duration, update_status};
@@ -366,15 +365,14 @@ fn restore_component(
             let scratch = manifest::scratch_dir(task)?;
             let mut totals = RestoreTotals::default();
             for id in &ids {
-                let lock_wait =
-                    opts.check_deadline(&format!("restoring snapshot {id} of component {name}"))?;
+                let lock = opts.lock_options(&format!("restoring snapshot {id} of component {name}"))?;
                 let t = restore_snapshot(
                     &engine,
                     id,
                     &scratch.manifest,
                     &[],
                     &[],
-                    lock_wait.min(MAX_LOCK_WAIT),
+                    &lock,
                     Some(tracker.part()),
                 )?;
                 totals.bytes += t.bytes;
@@ -416,13 +414,13 @@ fn restore_component(
                 .find(|p| !p.is_empty())
                 .unwrap_or(driver.file_name())
                 .to_string();
-            let lock_wait = opts.check_deadline(&format!("restoring snapshot {id} of component {name}"))?;
+            let lock = opts.lock_options(&format!("restoring snapshot {id} of component {name}"))?;
             let bytes = stream::restore_from(
                 driver.as_ref(),
                 &engine,
                 id,
                 &format!("/{file}"),
-                lock_wait.min(MAX_LOCK_WAIT),
+                &lock,
                 &tracker.part(),
             )?;
             return Ok(ComponentRestore {
@@ -437,14 +435,14 @@ fn restore_component(
     let target = &params.target;
     let mut totals = RestoreTotals::default();
     for id in &ids {
-        let lock_wait = opts.check_deadline(&format!("restoring snapshot {id} of component {name}"))?;
+        let lock = opts.lock_options(&format!("restoring snapshot {id} of component {name}"))?;
         let t = restore_snapshot(
             &engine,
             id,
             target,
             &params.include,
             &params.exclude,
-            lock_wait.min(MAX_LOCK_WAIT),
+            &lock,
             Some(tracker.part()),
         )?;
         tracing::info!(snapshot = %id, target = %target.display(), files = t.files, "restored");

@@ -27,7 +27,6 @@ use kstash_repo::progress::Progress;
 use kstash_repo::prune::{PruneOptions, prune};
 use serde_json::json;
 
-use crate::backup::MAX_LOCK_WAIT;
 use crate::stash_restore::stash_repository_config;
 use crate::status::{go_duration, k8s_time, update_status};
 use crate::{ExecError, ExecOptions, Result, refs};
@@ -132,7 +131,7 @@ fn backup(
     if created {
         tracing::info!(repo = %engine.location(), "initialised the Stash repository (restic format v2)");
     }
-    let lock_wait = opts.check_deadline("the Stash backup")?.min(MAX_LOCK_WAIT);
+    let lock = opts.lock_options("the Stash backup")?;
     let mut report = StashBackupReport {
         host: r.host.clone(),
         snapshots: Vec::new(),
@@ -171,7 +170,7 @@ fn backup(
             let spec = StreamSpec {
                 tags: &[],
                 hostname: &r.host,
-                lock_wait,
+                lock: lock.clone(),
             };
             let results =
                 stream::backup_to_many(driver.as_ref(), &[&engine], &spec, Arc::new(Progress::new()))?;
@@ -203,7 +202,7 @@ fn backup(
                     session_tag: "",
                     hostname: &r.host,
                     excludes: &r.exclude,
-                    lock_wait,
+                    lock: lock.clone(),
                 };
                 let b =
                     backup_path(&engine, Path::new(path), &spec, Arc::new(Progress::new())).map_err(|e| {
@@ -224,7 +223,7 @@ fn backup(
         }
     }
     if let Some(policy) = &r.configuration.spec.retention_policy {
-        report.forgotten = apply_retention(&engine, policy, lock_wait)?;
+        report.forgotten = apply_retention(&engine, policy, &lock)?;
     }
     record_repository(client, r, &engine, report.forgotten)?;
     Ok(report)
@@ -264,7 +263,7 @@ fn record_repository(
 /// Stash's inline retention: `restic forget [--keep-*] [--prune] [--dry-run]` without `--host`,
 /// i.e. restic's grouping by host and paths over the whole repository. Returns the snapshots
 /// removed (or that would be, with `dryRun`).
-fn apply_retention(engine: &EngineRepo, p: &RetentionPolicy, lock_wait: Duration) -> Result<usize> {
+fn apply_retention(engine: &EngineRepo, p: &RetentionPolicy, lock: &LockOptions) -> Result<usize> {
     let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
     let policy = KeepPolicy {
         last: count(p.keep_last),
@@ -294,7 +293,7 @@ fn apply_retention(engine: &EngineRepo, p: &RetentionPolicy, lock_wait: Duration
             policy,
             group_by: GroupBy::default(),
             dry_run: p.dry_run,
-            lock: Some(LockOptions::waiting(lock_wait)),
+            lock: Some(lock.clone()),
             now: None,
         },
     )
@@ -304,7 +303,7 @@ fn apply_retention(engine: &EngineRepo, p: &RetentionPolicy, lock_wait: Duration
         prune(
             engine,
             &PruneOptions {
-                lock: Some(LockOptions::waiting(lock_wait)),
+                lock: Some(lock.clone()),
                 ..Default::default()
             },
         )

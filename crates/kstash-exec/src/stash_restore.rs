@@ -29,7 +29,6 @@ use kstash_repo::Repository as EngineRepo;
 use kstash_repo::progress::Progress;
 use kstash_storage::StorageConfig;
 
-use crate::backup::MAX_LOCK_WAIT;
 use crate::refs;
 use crate::status::{go_duration, update_status};
 use crate::{ExecError, ExecOptions, Result};
@@ -223,28 +222,28 @@ fn restore(
             };
             let path = stream_path(r.addon_for, one, &infos)
                 .map_err(|m| ExecError::invalid(format!("restic snapshot {}", &one.id[..8]), m))?;
-            let lock_wait = opts.check_deadline(&format!("restoring restic snapshot {}", &one.id[..8]))?;
+            let lock = opts.lock_options(&format!("restoring restic snapshot {}", &one.id[..8]))?;
             tracing::info!(snapshot = %one.id, host = %one.hostname, path, "restoring a Stash dump");
             report.bytes = stream::restore_from(
                 driver.as_ref() as &dyn StreamDriver,
                 &engine,
                 &one.id,
                 &path,
-                lock_wait.min(MAX_LOCK_WAIT),
+                &lock,
                 &Progress::new(),
             )?;
             report.snapshots.push(one.id.clone());
         }
         None => {
             for s in &selected {
-                let lock_wait = opts.check_deadline(&format!("restoring restic snapshot {}", &s.id[..8]))?;
+                let lock = opts.lock_options(&format!("restoring restic snapshot {}", &s.id[..8]))?;
                 let totals = restore_snapshot(
                     &engine,
                     &s.id,
                     Path::new("/"),
                     &s.include,
                     &s.exclude,
-                    lock_wait.min(MAX_LOCK_WAIT),
+                    &lock,
                     Some(Arc::new(Progress::new())),
                 )?;
                 tracing::info!(snapshot = %s.id, files = totals.files, "restored at the original paths");

@@ -8,7 +8,7 @@ use kstash_api::ErrorCategory;
 use kstash_api::storage::{BackupStorage, Repository, Snapshot};
 use kstash_api::storage_ops::{StorageOps, StorageOpsError};
 use kstash_repo::forget::{ForgetOptions, forget_snapshots};
-use kstash_repo::lock::{LockOptions, remove_stale_locks};
+use kstash_repo::lock::{LivenessJudge, LockOptions, remove_stale_locks};
 use kstash_repo::prune::{PruneOptions, prune};
 use kstash_storage::layout::StorageLayout;
 use kstash_storage::{LocalMode, Location, ObjectStore};
@@ -20,6 +20,7 @@ use crate::refs;
 pub struct StorageOpsImpl {
     local_mode: LocalMode,
     operator_version: String,
+    lock_liveness: Option<LivenessJudge>,
 }
 
 impl StorageOpsImpl {
@@ -29,6 +30,22 @@ impl StorageOpsImpl {
         StorageOpsImpl {
             local_mode,
             operator_version: env!("CARGO_PKG_VERSION").to_string(),
+            lock_liveness: None,
+        }
+    }
+
+    /// Judge the holders of conflicting repository locks with `judge` (the operator: by their
+    /// pods) when wiping out snapshots.
+    pub fn with_lock_liveness(mut self, judge: LivenessJudge) -> StorageOpsImpl {
+        self.lock_liveness = Some(judge);
+        self
+    }
+
+    /// How a wipe-out locks a repository: at once or not at all, with the liveness judge.
+    fn lock_options(&self) -> LockOptions {
+        LockOptions {
+            liveness: self.lock_liveness.clone(),
+            ..LockOptions::default()
         }
     }
 
@@ -262,11 +279,17 @@ impl StorageOps for StorageOpsImpl {
                     &engine,
                     &ids,
                     &ForgetOptions {
-                        lock: Some(LockOptions::default()),
+                        lock: Some(self.lock_options()),
                         ..Default::default()
                     },
                 )?;
-                prune(&engine, &PruneOptions::default())?;
+                prune(
+                    &engine,
+                    &PruneOptions {
+                        lock: Some(self.lock_options()),
+                        ..Default::default()
+                    },
+                )?;
                 Ok(forgotten.removed.len())
             };
             let removed = match forget_and_prune() {

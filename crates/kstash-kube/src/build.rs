@@ -26,6 +26,9 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "kubestash.com";
 /// Env var telling `kstash` it runs in a Kubernetes pod (resources through the API).
 pub const RUNTIME_ENV: &str = "KSTASH_RUNTIME";
+/// Env var holding the executor pod's namespace (downward API), where the pods named by
+/// repository locks are looked up ([`crate::lock_holders`]).
+pub const POD_NAMESPACE_ENV: &str = "POD_NAMESPACE";
 /// The executor ServiceAccount created in every namespace that runs executors.
 pub const EXECUTOR_SERVICE_ACCOUNT: &str = "kstash-executor";
 /// The ServiceAccount of trigger CronJob pods: it may only read BackupConfigurations and create
@@ -374,6 +377,7 @@ pub fn executor_jobs(inp: &ExecutorInputs<'_>) -> Result<Vec<Value>> {
             json!({"name": "KSTASH_TOTAL_COMPONENTS", "value": replicas.len().to_string()}),
             json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}),
             json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+            json!({"name": POD_NAMESPACE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
         ];
         push_all(&mut env, inp.task_ref.variables.iter().map(to_value));
         let mut volumes: Vec<Value> = Vec::new();

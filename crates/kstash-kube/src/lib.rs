@@ -9,6 +9,8 @@
 //! - [`defaulting`]: KubeStash's mutating-webhook defaults, applied by the operator since kstash
 //!   installs no admission webhook.
 //! - [`leader`]: Lease-based leader election, so two operator replicas never act at once.
+//! - [`lock_holders`]: whether the holder of a repository lock still runs, judged by its pod, so
+//!   a killed executor's lock does not block later backups for 30 minutes.
 //! - [`operator`]: the operator loop — CRD check, watches with backoff, a de-duplicating work
 //!   queue over the shared reconcilers, health endpoints, clean shutdown on SIGTERM.
 
@@ -16,6 +18,7 @@ pub mod build;
 pub mod defaulting;
 pub mod error;
 pub mod leader;
+pub mod lock_holders;
 pub mod operator;
 pub mod platform;
 pub mod resources;

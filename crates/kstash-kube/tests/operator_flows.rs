@@ -150,6 +150,7 @@ impl Cluster {
             component: None,
             total_components: None,
             progress_period: kstash_exec::PROGRESS_PERIOD,
+            lock_liveness: None,
         }
     }
 

@@ -41,8 +41,8 @@ pub use error::{Error, Result};
 pub use id::Id;
 pub use index::BlobType;
 pub use lock::{
-    LockInfo, LockOptions, RepoLock, acquire_exclusive, acquire_shared, list_locks, remove_all_locks,
-    remove_stale_locks,
+    HolderLiveness, HolderState, LivenessJudge, LockInfo, LockOptions, RepoLock, acquire_exclusive,
+    acquire_shared, list_locks, remove_all_locks, remove_stale_locks,
 };
 pub use repository::{InitOptions, Repository};
 pub use restore::{ExistingFiles, RestoreOptions, RestoreSummary, restore};

@@ -16,6 +16,15 @@
 //! a new lock file with the current time and removing the old one; dropping the [`RepoLock`]
 //! stops the thread and removes the lock file. Like restic, a process holding a lock ignores
 //! SIGHUP, which restic sends to same-host lock holders to see whether they are alive.
+//!
+//! Where restic's rules cannot tell whether a holder on another host is alive (on Kubernetes
+//! every executor pod is its own host), the caller may supply a [`HolderLiveness`] judge in
+//! [`LockOptions::liveness`]. Acquisition asks it about each conflicting, not-yet-stale lock:
+//! a holder judged [`HolderState::Gone`] has its lock file removed at once; one judged
+//! [`HolderState::Absent`] (not found where the judge looked, but possibly alive elsewhere) once
+//! its lock has not been refreshed for [`ABSENT_AFTER`]; [`HolderState::Alive`] and
+//! [`HolderState::Unknown`] leave the lock in place. The engine itself knows nothing of where
+//! holders run.
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -39,6 +48,11 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 pub const SETTLE: Duration = Duration::from_millis(200);
 /// How often a waiting acquisition looks again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// A lock whose holder a [`HolderLiveness`] judge found [`HolderState::Absent`] is removed once
+/// it has not been refreshed for this long: a live holder anywhere (restic or kstash) rewrites
+/// its lock every [`REFRESH_INTERVAL`], so two intervals and two minutes tolerate one missed
+/// refresh and a little clock skew between hosts.
+pub const ABSENT_AFTER: Duration = Duration::from_secs(2 * REFRESH_INTERVAL.as_secs() + 120);
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
@@ -174,6 +188,68 @@ pub(crate) fn locked_message(holder: &LockInfo, waited: &Duration) -> String {
     )
 }
 
+/// What a [`HolderLiveness`] judge knows about the process holding a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderState {
+    /// The holder has certainly ended (e.g. its pod Succeeded or Failed): its lock is removed
+    /// at once.
+    Gone,
+    /// The holder was not found where the judge looked (e.g. no pod of that name in this
+    /// namespace), yet may run elsewhere (another namespace, a machine outside the cluster): its
+    /// lock is removed only once it has not been refreshed for [`ABSENT_AFTER`].
+    Absent,
+    /// The holder runs: its lock is respected.
+    Alive,
+    /// The judge cannot tell (e.g. its API failed): its lock is respected, as without a judge.
+    Unknown,
+}
+
+/// Judges whether the holder of a conflicting lock still runs, for holders restic's own rules
+/// cannot judge (another host). Called from the acquiring thread, possibly every
+/// [`LockOptions::retry_interval`] while waiting; it should answer within seconds and answer
+/// [`HolderState::Unknown`] whenever in doubt. Any `Fn(&LockFile) -> HolderState` is a judge.
+pub trait HolderLiveness: Send + Sync {
+    /// The state of the process that wrote `lock`.
+    fn holder_state(&self, lock: &LockFile) -> HolderState;
+}
+
+impl<F: Fn(&LockFile) -> HolderState + Send + Sync> HolderLiveness for F {
+    fn holder_state(&self, lock: &LockFile) -> HolderState {
+        self(lock)
+    }
+}
+
+/// A shared [`HolderLiveness`] judge, as carried in [`LockOptions`]. Two are equal when they
+/// are the same judge.
+#[derive(Clone)]
+pub struct LivenessJudge(Arc<dyn HolderLiveness>);
+
+impl LivenessJudge {
+    /// Share `judge`.
+    pub fn new(judge: impl HolderLiveness + 'static) -> LivenessJudge {
+        LivenessJudge(Arc::new(judge))
+    }
+
+    /// The state of the process that wrote `lock`.
+    pub fn holder_state(&self, lock: &LockFile) -> HolderState {
+        self.0.holder_state(lock)
+    }
+}
+
+impl fmt::Debug for LivenessJudge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LivenessJudge")
+    }
+}
+
+impl PartialEq for LivenessJudge {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LivenessJudge {}
+
 /// How to take and keep a lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockOptions {
@@ -186,6 +262,9 @@ pub struct LockOptions {
     pub refresh_interval: Duration,
     /// The pause between writing our lock and the second conflict check.
     pub settle: Duration,
+    /// Who judges whether the holder of a conflicting lock on another host still runs (`None`:
+    /// only restic's rules, as restic itself).
+    pub liveness: Option<LivenessJudge>,
 }
 
 impl Default for LockOptions {
@@ -195,6 +274,7 @@ impl Default for LockOptions {
             retry_interval: RETRY_INTERVAL,
             refresh_interval: REFRESH_INTERVAL,
             settle: SETTLE,
+            liveness: None,
         }
     }
 }
@@ -267,17 +347,50 @@ fn remove_lock_file(backend: &dyn Backend, id: &Id) -> Result<()> {
 }
 
 /// The oldest lock, other than `own`, that is not stale and conflicts with a lock of kind
-/// `exclusive`.
-fn find_conflict(repo: &Repository, exclusive: bool, own: Option<&Id>) -> Result<Option<LockInfo>> {
-    Ok(list_locks(repo)?
-        .into_iter()
-        .filter(|l| Some(&l.id) != own)
-        .inspect(|l| {
-            if l.stale && l.lock.conflicts_with(exclusive) {
-                tracing::info!(lock = %l.id.short(), holder = %l, "ignoring stale lock");
-            }
-        })
-        .find(|l| !l.stale && l.lock.conflicts_with(exclusive)))
+/// `exclusive`, and whose holder `liveness` (if any) does not find gone. Locks of holders it
+/// finds gone are removed on the way (see [`holder_gone`]).
+fn find_conflict(
+    repo: &Repository,
+    exclusive: bool,
+    own: Option<&Id>,
+    liveness: Option<&LivenessJudge>,
+) -> Result<Option<LockInfo>> {
+    let now = jiff::Timestamp::now();
+    for l in list_locks(repo)? {
+        if Some(&l.id) == own || !l.lock.conflicts_with(exclusive) {
+            continue;
+        }
+        if l.stale {
+            tracing::info!(lock = %l.id.short(), holder = %l, "ignoring stale lock");
+            continue;
+        }
+        let Some(reason) = liveness.and_then(|j| holder_gone(j, &l.lock, now)) else {
+            return Ok(Some(l));
+        };
+        tracing::warn!(
+            lock = %l.id.short(),
+            hostname = %l.lock.hostname,
+            pid = l.lock.pid,
+            exclusive = l.lock.exclusive,
+            "removing the lock of a holder that {reason}"
+        );
+        remove_lock_file(repo.backend().as_ref(), &l.id)?;
+    }
+    Ok(None)
+}
+
+/// Why the holder of `lock` counts as gone at `now` by `judge`'s verdict, or `None` while it
+/// may still run.
+fn holder_gone(judge: &LivenessJudge, lock: &LockFile, now: jiff::Timestamp) -> Option<&'static str> {
+    match judge.holder_state(lock) {
+        HolderState::Gone => Some("has ended"),
+        HolderState::Absent => {
+            let age = now.as_nanosecond() - lock.time.timestamp.as_nanosecond();
+            (age >= ABSENT_AFTER.as_nanos() as i128)
+                .then_some("cannot be found and stopped refreshing its lock")
+        }
+        HolderState::Alive | HolderState::Unknown => None,
+    }
 }
 
 /// Take a shared lock, waiting up to `wait` for an exclusive one to go away.
@@ -302,7 +415,8 @@ pub fn shared_and_fresh(repo: &Repository, options: Option<&LockOptions>) -> Res
 
 /// Take a lock. While a conflicting, non-stale lock is held, try again every
 /// `options.retry_interval` until `options.wait` has passed, then fail with
-/// [`Error::Locked`] naming the holder.
+/// [`Error::Locked`] naming the holder. Conflicting locks whose holder `options.liveness` finds
+/// gone are removed first (see the module documentation).
 pub fn acquire(repo: &Repository, exclusive: bool, options: &LockOptions) -> Result<RepoLock> {
     let started = Instant::now();
     let deadline = started + options.wait;
@@ -341,7 +455,8 @@ fn try_acquire(
     exclusive: bool,
     options: &LockOptions,
 ) -> Result<std::result::Result<RepoLock, LockInfo>> {
-    if let Some(holder) = find_conflict(repo, exclusive, None)? {
+    let liveness = options.liveness.as_ref();
+    if let Some(holder) = find_conflict(repo, exclusive, None, liveness)? {
         return Ok(Err(holder));
     }
     survive_liveness_probes();
@@ -353,7 +468,7 @@ fn try_acquire(
     let lock = LockFile::for_this_process(exclusive);
     let id = sealer.write(&lock)?;
     std::thread::sleep(options.settle);
-    match find_conflict(repo, exclusive, Some(&id)) {
+    match find_conflict(repo, exclusive, Some(&id), liveness) {
         Ok(None) => {}
         Ok(Some(holder)) => {
             remove_lock_file(sealer.backend.as_ref(), &id)?;
@@ -706,6 +821,113 @@ mod tests {
         assert_eq!(left[0].id, foreign_id);
         assert_eq!(remove_all_locks(&repo).unwrap(), vec![foreign_id]);
         assert!(list_locks(&repo).unwrap().is_empty());
+    }
+
+    /// A lock as another host's process would have written it, `age` ago.
+    fn foreign_lock(repo: &Repository, hostname: &str, exclusive: bool, age: jiff::SignedDuration) -> Id {
+        let lock = LockFile {
+            time: GoTime::utc(jiff::Timestamp::now() - age),
+            hostname: hostname.into(),
+            pid: 1,
+            ..LockFile::for_this_process(exclusive)
+        };
+        repo.save_json(FileType::Lock, &lock).unwrap()
+    }
+
+    /// A judge answering `verdict` for every holder, recording the host names it was asked about.
+    fn judge(verdict: HolderState) -> (LivenessJudge, Arc<Mutex<Vec<String>>>) {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&asked);
+        let judge = LivenessJudge::new(move |l: &LockFile| {
+            record.lock().unwrap().push(l.hostname.clone());
+            verdict
+        });
+        (judge, asked)
+    }
+
+    fn judged_by(judge: &LivenessJudge) -> LockOptions {
+        LockOptions {
+            liveness: Some(judge.clone()),
+            ..quick()
+        }
+    }
+
+    fn lock_ids(repo: &Repository) -> Vec<Id> {
+        list_locks(repo).unwrap().into_iter().map(|l| l.id).collect()
+    }
+
+    #[test]
+    fn a_holder_judged_gone_loses_its_lock_and_acquisition_proceeds_at_once() {
+        let repo = repo();
+        let theirs = foreign_lock(&repo, "backup-pod-x7k2q", true, jiff::SignedDuration::ZERO);
+        let (gone, asked) = judge(HolderState::Gone);
+        let ours = acquire(&repo, false, &judged_by(&gone)).unwrap();
+        assert!(
+            !lock_ids(&repo).contains(&theirs),
+            "the dead holder's lock was removed"
+        );
+        assert_eq!(lock_ids(&repo), vec![ours.id()]);
+        assert_eq!(asked.lock().unwrap()[0], "backup-pod-x7k2q");
+    }
+
+    #[test]
+    fn alive_and_unknown_holders_keep_their_locks() {
+        for verdict in [HolderState::Alive, HolderState::Unknown] {
+            let repo = repo();
+            let theirs = foreign_lock(&repo, "backup-pod-x7k2q", true, jiff::SignedDuration::ZERO);
+            let (j, asked) = judge(verdict);
+            let err = acquire(&repo, false, &judged_by(&j)).unwrap_err();
+            let Error::Locked { holder, .. } = &err else {
+                panic!("{verdict:?}: {err}")
+            };
+            assert_eq!(holder.id, theirs, "{verdict:?}");
+            assert!(err.to_string().contains("on host backup-pod-x7k2q"), "{err}");
+            assert_eq!(
+                lock_ids(&repo),
+                vec![theirs],
+                "{verdict:?}: left alone, and ours withdrawn"
+            );
+            assert!(
+                !asked.lock().unwrap().is_empty(),
+                "{verdict:?}: the judge was asked"
+            );
+        }
+    }
+
+    #[test]
+    fn an_absent_holder_loses_its_lock_only_once_it_stopped_refreshing() {
+        let repo = repo();
+        let (absent, _) = judge(HolderState::Absent);
+        // Refreshed recently: the holder may run where the judge cannot see.
+        let fresh = foreign_lock(&repo, "elsewhere", true, jiff::SignedDuration::from_mins(2));
+        let err = acquire(&repo, false, &judged_by(&absent)).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert_eq!(lock_ids(&repo), vec![fresh]);
+        remove_all_locks(&repo).unwrap();
+        // Not refreshed for longer than a live holder ever lets it get, yet not stale.
+        let age = jiff::SignedDuration::try_from(ABSENT_AFTER).unwrap() + jiff::SignedDuration::from_mins(1);
+        assert!(age < jiff::SignedDuration::try_from(STALE_AFTER).unwrap());
+        let old = foreign_lock(&repo, "elsewhere", true, age);
+        assert!(!list_locks(&repo).unwrap()[0].stale);
+        let ours = acquire(&repo, false, &judged_by(&absent)).unwrap();
+        assert_eq!(lock_ids(&repo), vec![ours.id()]);
+        assert!(!lock_ids(&repo).contains(&old));
+    }
+
+    #[test]
+    fn the_judge_is_asked_only_about_live_conflicting_locks() {
+        let repo = repo();
+        let shared = foreign_lock(&repo, "reader-pod", false, jiff::SignedDuration::ZERO);
+        let stale = foreign_lock(&repo, "old-pod", true, jiff::SignedDuration::from_mins(31));
+        let (gone, asked) = judge(HolderState::Gone);
+        // A shared lock does not conflict with ours, and a stale one is ignored by restic's rule.
+        let ours = acquire(&repo, false, &judged_by(&gone)).unwrap();
+        assert!(asked.lock().unwrap().is_empty(), "{:?}", asked.lock().unwrap());
+        let mut left = lock_ids(&repo);
+        left.sort();
+        let mut expected = vec![shared, stale, ours.id()];
+        expected.sort();
+        assert_eq!(left, expected, "nothing was removed");
     }
 
     #[test]

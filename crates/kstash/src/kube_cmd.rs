@@ -14,6 +14,7 @@ use kstash_controller::backup_configuration;
 use kstash_exec::{ExecOptions, LocalMode, StorageOpsImpl};
 use kstash_kube::KubeResources;
 use kstash_kube::leader::LeaseConfig;
+use kstash_kube::lock_holders::{PodLiveness, PodScope};
 use kstash_kube::operator::{self, OperatorConfig};
 use kstash_kube::platform::{KubePlatform, KubeSettings};
 
@@ -79,20 +80,22 @@ pub fn operator(a: OperatorArgs) -> Result<ExitCode> {
             pushgateway: a.pushgateway.clone(),
         },
     };
-    // Local (volume) storages are reached where the operator's pod mounts them.
-    let storage = Arc::new(StorageOpsImpl::new(LocalMode::Mounted));
     let rt = runtime()?;
+    let (client, _url) = rt
+        .block_on(operator::connect(a.kubeconfig.as_deref()))
+        .map_err(|e| anyhow!(e))?;
+    let res = KubeResources::new(client, rt.handle().clone());
+    // Local (volume) storages are reached where the operator's pod mounts them. Snapshot
+    // wipe-outs lock repositories; a conflicting lock whose pod (in any namespace: the operator
+    // may list pods cluster-wide) has ended is removed instead of waited for.
+    let storage = Arc::new(
+        StorageOpsImpl::new(LocalMode::Mounted)
+            .with_lock_liveness(PodLiveness::new(&res, PodScope::AllNamespaces).judge()),
+    );
     // The dashboard reads and acts through the Kubernetes API, as the CLI does in a pod.
     let _dashboard = match &a.ui.ui_addr {
         Some(addr) if !addr.is_empty() => {
-            let (client, _url) = rt
-                .block_on(operator::connect(a.kubeconfig.as_deref()))
-                .map_err(|e| anyhow!(e))?;
-            let p = Arc::new(KubePlatform::new(
-                KubeResources::new(client, rt.handle().clone()),
-                storage.clone(),
-                config.settings.clone(),
-            ));
+            let p = Arc::new(KubePlatform::new(res, storage.clone(), config.settings.clone()));
             let home = crate::ops::home_dir(None)?;
             let opts = ExecOptions {
                 local_mode: LocalMode::Mounted,
@@ -132,6 +135,8 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
             .ok()
             .and_then(|n| n.parse().ok()),
         progress_period: a.progress_period,
+        // A conflicting lock whose pod (in this namespace) has ended is removed, not waited for.
+        lock_liveness: Some(PodLiveness::own_namespace(&res).judge()),
     };
     let result = crate::ops::run_exec_job(&res, &a.job, &opts);
     match result {

@@ -110,6 +110,7 @@ impl World {
             component: None,
             total_components: None,
             progress_period: kstash_exec::PROGRESS_PERIOD,
+            lock_liveness: None,
         }
     }
 

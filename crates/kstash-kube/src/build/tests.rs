@@ -186,6 +186,7 @@ fn postgres_backup_job_is_built_from_the_addon_task_and_function() {
                             {"name": "KSTASH_TOTAL_COMPONENTS", "value": "1"},
                             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                             {"name": "EXTRA", "valueFrom": {"secretKeyRef": {"name": "pg-extra", "key": "token"}}},
                         ],
                         "volumeMounts": [{"name": "kstash-tmp", "mountPath": "/kubestash-tmp"}],
