@@ -363,20 +363,12 @@ fn restore_component(
         Destination::Manifest(task) => {
             // Restore the files into a private scratch directory, then create the objects.
             let scratch = manifest::scratch_dir(task)?;
-            let mut totals = RestoreTotals::default();
-            for id in &ids {
-                let lock = opts.lock_options(&format!("restoring snapshot {id} of component {name}"))?;
-                let t = restore_snapshot(
-                    &engine,
-                    id,
-                    &scratch.manifest,
-                    &[],
-                    &[],
-                    &lock,
-                    Some(tracker.part()),
-                )?;
-                totals.bytes += t.bytes;
-            }
+            let all = VolumeRestoreParams {
+                target: scratch.manifest.clone(),
+                include: Vec::new(),
+                exclude: Vec::new(),
+            };
+            let totals = restore_ids(&engine, &ids, &all, name, opts, tracker)?;
             // The files sit under the path that was backed up (KubeStash: /kubestash-tmp/manifest).
             let backed_up = comp
                 .restic_stats
@@ -432,12 +424,31 @@ fn restore_component(
             });
         }
     };
+    let totals = restore_ids(&engine, &ids, params, name, opts, tracker)?;
+    Ok(ComponentRestore {
+        component: name.to_string(),
+        restic_snapshots: ids,
+        target: params.target.clone(),
+        files: totals.files,
+        bytes: totals.bytes,
+    })
+}
+
+/// Restore the restic snapshots `ids` of component `name` as `params` say.
+fn restore_ids(
+    engine: &kstash_repo::Repository,
+    ids: &[String],
+    params: &VolumeRestoreParams,
+    name: &str,
+    opts: &ExecOptions,
+    tracker: &Tracker,
+) -> Result<RestoreTotals> {
     let target = &params.target;
     let mut totals = RestoreTotals::default();
-    for id in &ids {
+    for id in ids {
         let lock = opts.lock_options(&format!("restoring snapshot {id} of component {name}"))?;
         let t = restore_snapshot(
-            &engine,
+            engine,
             id,
             target,
             &params.include,
@@ -449,11 +460,5 @@ fn restore_component(
         totals.files += t.files;
         totals.bytes += t.bytes;
     }
-    Ok(ComponentRestore {
-        component: name.to_string(),
-        restic_snapshots: ids,
-        target: target.clone(),
-        files: totals.files,
-        bytes: totals.bytes,
-    })
+    Ok(totals)
 }

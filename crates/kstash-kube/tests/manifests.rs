@@ -14,6 +14,7 @@ use kstash_addons::{DriverKind, ResolvedTask};
 use kstash_kube::operator;
 use kstash_kube::resources::KubeResources;
 use kstash_testsupport::FakeKubeApi;
+use kstash_testsupport::data::files_under;
 use serde_json::json;
 
 fn repo_root() -> std::path::PathBuf {
@@ -171,24 +172,6 @@ fn put_all(api: &FakeKubeApi, objects: Vec<serde_json::Value>) {
     for o in objects {
         api.put(o);
     }
-}
-
-/// Every file under `root`, relative, sorted.
-fn files_under(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod lifecycle;
 
 use std::time::Duration;
 
+use kstash_testsupport::data::files_under;
 use lifecycle::{Env, phase, wait_some};
 
 /// Objects of the first installation beyond the storage: an application namespace with a
@@ -94,7 +95,11 @@ fn a_lost_installation_gets_its_configuration_back_from_a_manifest_backup() {
         "--destination",
         dest.to_str().unwrap(),
     ]);
-    let files: Vec<String> = walk(&dest.join(&snapshot_name).join("manifest"));
+    let component = dest.join(&snapshot_name).join("manifest");
+    let files: Vec<String> = files_under(&component)
+        .into_iter()
+        .map(|f| component.join(f).display().to_string())
+        .collect();
     let has = |suffix: &str| files.iter().any(|f| f.ends_with(suffix));
     for want in [
         "/manifest/secrets/namespaces/apps/db-auth.yaml",
@@ -210,22 +215,4 @@ spec:
             "{name} was created again"
         );
     }
-}
-
-/// Every file under `root`, as full paths.
-fn walk(root: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
 }
