@@ -730,7 +730,7 @@ fn a_component_repository_with_another_password_is_a_wrong_password() {
 #[test]
 fn an_unsupported_function_names_addon_task_and_function() {
     let world = world_with_sample_data();
-    world.install_workload_addon("manifest-backup");
+    world.install_workload_addon("volumesnapshot-backup");
     let snapshot = world.trigger_backup_session("sample-backup-1");
 
     let e = run_backup(world.client(), NS, "sample-backup-1", &world.opts()).unwrap_err();
@@ -745,9 +745,9 @@ fn an_unsupported_function_names_addon_task_and_function() {
     };
     assert_eq!(
         (addon.as_str(), task.as_str(), function.as_str()),
-        ("workload-addon", "logical-backup", "manifest-backup")
+        ("workload-addon", "logical-backup", "volumesnapshot-backup")
     );
-    assert!(e.to_string().contains("function manifest-backup"), "{e}");
+    assert!(e.to_string().contains("function volumesnapshot-backup"), "{e}");
     let status = world.snapshot(&snapshot).status.unwrap();
     assert!(
         status.components.is_empty(),
