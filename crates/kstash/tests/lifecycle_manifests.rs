@@ -199,9 +199,11 @@ spec:
         .map(|s| lifecycle::name(s).to_string())
         .collect();
     assert!(!first_sessions.is_empty());
+    // The manifest backup's own session was Running, with its status, when the files were written
+    // (the `files` configuration's first session may not have had one yet).
     let backed_up_session = files
         .iter()
-        .find(|f| f.contains("/backupsessions.core.kubestash.com/"))
+        .find(|f| f.contains("/backupsessions.core.kubestash.com/namespaces/demo/manifests-"))
         .expect("the BackupSessions are in the backup");
     assert!(
         std::fs::read_to_string(backed_up_session)
