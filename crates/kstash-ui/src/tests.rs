@@ -149,19 +149,27 @@ fn start(read_only: bool) -> Ui {
     )
     .unwrap();
     let token = std::fs::read_to_string(home.path().join(crate::TOKEN_FILE)).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .build()
-        .into();
     Ui {
         running,
         ops,
         res,
         token,
-        agent,
+        agent: test_agent(),
         _home: home,
     }
+}
+
+/// The tests' HTTP client: redirects and error statuses are answers to look at. Connections are
+/// not reused: a connection the server closed after an answer (a refused POST whose body it did
+/// not read) would otherwise be picked from the pool for the next request and fail with "Peer
+/// disconnected".
+fn test_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .max_idle_connections_per_host(0)
+        .build()
+        .into()
 }
 
 struct Answer {
@@ -705,11 +713,7 @@ fn start_with_engine(data: &std::path::Path, dump: &[u8]) -> Ui {
         ops,
         res,
         token,
-        agent: ureq::Agent::config_builder()
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .build()
-            .into(),
+        agent: test_agent(),
         _home: home,
     }
 }
