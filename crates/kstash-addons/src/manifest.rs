@@ -104,16 +104,8 @@ pub struct ManifestFilter {
     include_cluster_resources: bool,
 }
 
-/// A boolean task parameter (`"true"`/`"false"`, default false); anything else is refused.
 fn flag(task: &ResolvedTask, name: &str) -> Result<bool> {
-    match task.param(name).map(str::to_ascii_lowercase).as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(ExecError::invalid(
-            task.describe(),
-            format!("parameter {name} is {other:?}; use \"true\" or \"false\""),
-        )),
-    }
+    task.bool_param(name, false)
 }
 
 impl ManifestFilter {

@@ -266,16 +266,7 @@ impl StreamDriver for Postgres {
     }
 
     fn consume(&self) -> Result<Box<dyn Sink>> {
-        let on_error_stop = match self.task.param("onErrorStop").unwrap_or("true") {
-            "true" => true,
-            "false" => false,
-            other => {
-                return Err(ExecError::invalid(
-                    self.task.describe(),
-                    format!("parameter onErrorStop is {other:?}; use true or false"),
-                ));
-            }
-        };
+        let on_error_stop = self.task.bool_param("onErrorStop", true)?;
         let args = self.task.args()?;
         let bin = self.ready_tools()?;
         let mut cmd = self.command(&bin, "psql");

@@ -111,11 +111,7 @@ impl Redis {
 
     /// `replace` (default false).
     fn replace(&self) -> Result<bool> {
-        match self.task.param("replace").unwrap_or("false") {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            other => Err(self.invalid(format!("parameter replace is {other:?}; use true or false"))),
-        }
+        self.task.bool_param("replace", false)
     }
 
     /// The backup's `args`: `-db N`, `-filter PATTERN` (also `--db`, `-db=N`).

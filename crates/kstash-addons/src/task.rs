@@ -140,6 +140,20 @@ impl ResolvedTask {
             .map_err(|m| ExecError::invalid(self.describe(), format!("parameter args: {m}")))
     }
 
+    /// A boolean parameter, `default` when absent or empty. Case is ignored; anything but
+    /// `true`/`false` is refused, naming the parameter.
+    pub fn bool_param(&self, name: &str, default: bool) -> Result<bool> {
+        match self.param(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(ExecError::invalid(
+                self.describe(),
+                format!("parameter {name} is {other:?}; use true or false"),
+            )),
+        }
+    }
+
     /// A comma-separated list parameter (empty items dropped).
     pub fn list_param(&self, name: &str) -> Vec<String> {
         self.param(name)
