@@ -7,33 +7,15 @@
 //! driver relies on.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
+mod common;
+
+use common::{connect, repo_root};
 use kstash_addons::manifest::{self, ManifestFilter, RestoreOptions};
 use kstash_addons::{DriverKind, ResolvedTask};
-use kstash_kube::operator;
-use kstash_kube::resources::KubeResources;
 use kstash_testsupport::FakeKubeApi;
 use kstash_testsupport::data::files_under;
 use serde_json::json;
-
-fn repo_root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A client of `api` and the runtime it runs on.
-fn connect(api: &FakeKubeApi, dir: &Path) -> (tokio::runtime::Runtime, KubeResources) {
-    let kubeconfig = dir.join(format!("kubeconfig-{}", api.url().rsplit(':').next().unwrap()));
-    api.write_kubeconfig(&kubeconfig, "default").unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (client, _) = rt.block_on(operator::connect(Some(&kubeconfig))).unwrap();
-    let res = KubeResources::new(client, rt.handle().clone());
-    (rt, res)
-}
 
 /// A `kubedump-addon` task with `params`.
 fn task(name: &str, params: &[(&str, &str)]) -> ResolvedTask {
@@ -74,7 +56,7 @@ fn a_cluster_is_dumped_through_discovery_and_restored_into_another() {
             "uid": web["metadata"]["uid"], "controller": true}]}}));
 
     // Backup: every listable kind, kube-system and events left out.
-    let (_rt1, from) = connect(&source, dir.path());
+    let (_rt1, from) = connect(&source, dir.path(), "default");
     let backup = task(
         "manifest-backup",
         &[
@@ -108,7 +90,7 @@ fn a_cluster_is_dumped_through_discovery_and_restored_into_another() {
 
     // Restore into an empty cluster: CRDs first, then the custom objects of their kinds.
     let target = FakeKubeApi::start().unwrap();
-    let (_rt2, into) = connect(&target, dir.path());
+    let (_rt2, into) = connect(&target, dir.path(), "default");
     let restore = task("manifest-restore", &[("IncludeClusterResources", "true")]);
     let options = RestoreOptions::from_task(&restore).unwrap();
     let objects = manifest::read_manifests(&out).unwrap();
@@ -213,7 +195,7 @@ fn a_workload_is_backed_up_with_what_its_pods_reference_and_an_application_with_
     api.put(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web-5d8f-x1", "namespace": "demo", "ownerReferences": [{
             "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f", "uid": rs["metadata"]["uid"], "controller": true}]}}));
-    let (_rt, res) = connect(&api, dir.path());
+    let (_rt, res) = connect(&api, dir.path(), "default");
     let target = kstash_api::common::TypedObjectReference {
         api_group: Some("apps".into()),
         kind: Some("Deployment".into()),

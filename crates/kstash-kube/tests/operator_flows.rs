@@ -7,6 +7,8 @@
 //! the Job's status) and the user (it creates and deletes objects). The storage, the engine and the
 //! executor are real: a local BackupStorage in a temporary directory and real restic repositories.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,10 +16,12 @@ use std::sync::Arc;
 use kstash_api::client::Resources;
 use kstash_controller::dispatch::{Key, RECONCILED};
 use kstash_exec::{ExecOptions, LocalMode, StorageOpsImpl};
+use kstash_kube::operator;
 use kstash_kube::platform::{KubePlatform, KubeSettings};
-use kstash_kube::{KubeResources, operator};
 use kstash_testsupport::FakeKubeApi;
 use serde_json::{Value, json};
+
+use common::{connect, repo_root};
 
 const NS: &str = "demo";
 
@@ -32,24 +36,12 @@ struct Cluster {
     data: PathBuf,
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 impl Cluster {
     fn new() -> Cluster {
         let api = FakeKubeApi::start().unwrap();
         api.install_kstash(&repo_root());
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig, NS).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (client, _) = rt.block_on(operator::connect(Some(&kubeconfig))).unwrap();
-        let res = KubeResources::new(client, rt.handle().clone());
+        let (rt, res) = connect(&api, dir.path(), NS);
         let p = KubePlatform::new(
             res,
             Arc::new(StorageOpsImpl::new(LocalMode::Mounted)),
