@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use kstash_api::meta::ResourceType;
 use kstash_controller::dispatch::{self, Key, RECONCILED, Wake};
 use kstash_controller::metrics::{StateObjects, state_metrics};
 use kstash_controller::platform::StorageOps;
@@ -200,20 +201,26 @@ pub fn reconcile(p: &KubePlatform, key: &Key) -> std::result::Result<Requeue, Re
     dispatch::reconcile(p, key)
 }
 
-/// Every object of the reconciled kinds, as keys.
-fn all_keys(p: &KubePlatform) -> Vec<Key> {
+/// The objects of the reconciled kinds the periodic resync queues, as keys: all but the settled
+/// sessions ([`dispatch::settled_phases`], as the embedded daemon's resync). Anything that changes
+/// a settled session (an edit, its deletion, one of its Snapshots) still wakes it through the
+/// watches; at hundreds of sessions a minute, re-reading every finished one every resync kept
+/// the workers from the new ones (`bench/operator-scale`).
+fn resync_keys(p: &KubePlatform) -> Vec<Key> {
     let mut out = Vec::new();
     for rt in RECONCILED {
         match kstash_api::client::Resources::list(p, rt, None, &[]) {
-            Ok(objs) => {
-                for o in objs {
-                    out.push(Key::of(rt.kind, &o));
-                }
-            }
+            Ok(objs) => out.extend(objs.iter().filter_map(|o| resync_key(rt, o))),
             Err(e) => tracing::warn!(kind = rt.kind, error = %e, "resync list failed"),
         }
     }
     out
+}
+
+/// `obj`'s key when the resync should queue it; `None` for a settled session.
+fn resync_key(rt: &ResourceType, obj: &Value) -> Option<Key> {
+    let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    (!dispatch::settled_phases(rt).contains(&phase)).then(|| Key::of(rt.kind, obj))
 }
 
 async fn serve(addr: SocketAddr, router: axum::Router) -> Result<SocketAddr> {
@@ -381,7 +388,7 @@ pub async fn run(
             Some(wake) = rx.recv() => queue.add_after(wake.key, wake.after),
             _ = resync.tick() => {
                 let p = platform.clone();
-                if let Ok(keys) = tokio::task::spawn_blocking(move || all_keys(&p)).await {
+                if let Ok(keys) = tokio::task::spawn_blocking(move || resync_keys(&p)).await {
                     for k in keys {
                         queue.add_if_absent(k);
                     }
@@ -403,4 +410,36 @@ pub async fn run(
     }
     tracing::info!("operator stopped");
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use kstash_api::meta;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_resync_leaves_settled_sessions_out() {
+        let cases: &[(&ResourceType, &str, bool)] = &[
+            (&meta::BACKUP_SESSION, "", true),
+            (&meta::BACKUP_SESSION, "Running", true),
+            (&meta::BACKUP_SESSION, "Succeeded", false),
+            (&meta::BACKUP_SESSION, "Failed", false),
+            (&meta::BACKUP_SESSION, "Skipped", false),
+            (&meta::BACKUP_VERIFICATION_SESSION, "Succeeded", false),
+            (&meta::RESTORE_SESSION, "Succeeded", true),
+            (&meta::BACKUP_CONFIGURATION, "Ready", true),
+            (&meta::SNAPSHOT, "Succeeded", true),
+        ];
+        for &(rt, phase, queued) in cases {
+            let obj = json!({"metadata": {"name": "x", "namespace": "ns"}, "status": {"phase": phase}});
+            assert_eq!(
+                resync_key(rt, &obj).is_some(),
+                queued,
+                "{} in phase {phase:?}",
+                rt.kind
+            );
+        }
+    }
 }
