@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kstash_api::client::ResourcesExt;
+use kstash_api::ErrorCategory;
+use kstash_api::client::{ClientError, ResourcesExt};
 use kstash_api::common::{ObjectReference, TypedObjectReference};
 use kstash_api::core::{
     BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase, BackupSessionStatus,
@@ -31,10 +32,14 @@ const POLL: Duration = Duration::from_secs(1);
 /// How long a new session waits for its Repositories to become Ready before failing.
 const REPOSITORY_WAIT: Duration = Duration::from_secs(60);
 
-/// Why Snapshots could not be created; `waiting` when it may resolve by itself.
+/// Why Snapshots could not be created; `waiting` when it may resolve by itself; `retry` when the
+/// resource store refused a write for a moment (a conflict with another writer, such as the
+/// Snapshot's own reconcile, or a store out of reach): the reconcile is retried, the session
+/// does not fail.
 struct EnsureError {
     message: String,
     waiting: bool,
+    retry: Option<ClientError>,
 }
 
 impl From<String> for EnsureError {
@@ -42,6 +47,20 @@ impl From<String> for EnsureError {
         EnsureError {
             message,
             waiting: false,
+            retry: None,
+        }
+    }
+}
+
+impl From<ClientError> for EnsureError {
+    fn from(e: ClientError) -> Self {
+        match e.category() {
+            ErrorCategory::Conflict | ErrorCategory::Transient => EnsureError {
+                message: e.to_string(),
+                waiting: false,
+                retry: Some(e),
+            },
+            _ => EnsureError::from(e.to_string()),
         }
     }
 }
@@ -389,6 +408,7 @@ fn snapshots(
                 "",
             );
         }
+        Err(EnsureError { retry: Some(e), .. }) => return Err(e.into()),
         Err(e) if e.waiting && util::age(&bs.metadata, now) < REPOSITORY_WAIT => {
             // A Repository still being initialised (e.g. a session triggered right after the
             // configuration was applied): wait a little instead of failing.
@@ -838,11 +858,11 @@ fn ensure_snapshots(
     let mut out = Vec::new();
     for info in &session.repositories {
         let repo = p
-            .get_as::<Repository>(ns, &info.name)
-            .map_err(|e| e.to_string())?
+            .get_as::<Repository>(ns, &info.name)?
             .ok_or_else(|| EnsureError {
                 message: format!("Repository {ns}/{} does not exist yet", info.name),
                 waiting: true,
+                retry: None,
             })?;
         if repo.status.as_ref().and_then(|s| s.phase) != Some(kstash_api::storage::RepositoryPhase::Ready) {
             let why = repo
@@ -854,53 +874,59 @@ fn ensure_snapshots(
             return Err(EnsureError {
                 message: format!("Repository {ns}/{} is not Ready: {why}", info.name),
                 waiting: true,
+                retry: None,
             });
         }
         let name = snapshot_name(&info.name, bs_name);
         let app_ref = bc.spec.target.clone().unwrap_or_default();
-        if p.get_as::<Snapshot>(ns, &name)
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
-            let mut snap = Snapshot::new(
-                &name,
-                SnapshotSpec {
-                    snapshot_id: ulid::Ulid::generate().to_string(),
-                    type_: Some(BackupType::FullBackup),
-                    repository: info.name.clone(),
-                    session: session.name.clone(),
-                    backup_session: bs_name.to_string(),
-                    version: "v1".into(),
-                    app_ref: app_ref.clone(),
-                    deletion_policy: Some(DeletionPolicy::Delete),
-                    paused: false,
-                },
-            );
-            snap.metadata.namespace = Some(ns.to_string());
-            snap.metadata.labels = Some(util::labels(&[
-                (util::LABEL_MANAGED_BY, util::MANAGED_BY),
-                (util::LABEL_REPO_NAME, &info.name),
-                (util::LABEL_SESSION_NAME, &session.name),
-                (util::LABEL_APP_REF_KIND, app_ref.kind.as_deref().unwrap_or("")),
-                (util::LABEL_APP_REF_NAME, &app_ref.name),
-                (
-                    util::LABEL_APP_REF_NAMESPACE,
-                    app_ref.namespace.as_deref().unwrap_or(""),
-                ),
-            ]));
-            snap.metadata.finalizers = Some(vec![util::FINALIZER.to_string()]);
-            snap.metadata.owner_references = Some(vec![util::owner_ref(
-                meta::REPOSITORY.api_version(),
-                "Repository",
-                &repo.metadata,
-            )]);
-            let mut created = p.create_as(&snap).map_err(|e| e.to_string())?;
+        // Idempotent: a retry after a refused write finds what the last attempt created.
+        let existing = p.get_as::<Snapshot>(ns, &name)?;
+        let created = match existing {
+            Some(snap) => snap,
+            None => {
+                let mut snap = Snapshot::new(
+                    &name,
+                    SnapshotSpec {
+                        snapshot_id: ulid::Ulid::generate().to_string(),
+                        type_: Some(BackupType::FullBackup),
+                        repository: info.name.clone(),
+                        session: session.name.clone(),
+                        backup_session: bs_name.to_string(),
+                        version: "v1".into(),
+                        app_ref: app_ref.clone(),
+                        deletion_policy: Some(DeletionPolicy::Delete),
+                        paused: false,
+                    },
+                );
+                snap.metadata.namespace = Some(ns.to_string());
+                snap.metadata.labels = Some(util::labels(&[
+                    (util::LABEL_MANAGED_BY, util::MANAGED_BY),
+                    (util::LABEL_REPO_NAME, &info.name),
+                    (util::LABEL_SESSION_NAME, &session.name),
+                    (util::LABEL_APP_REF_KIND, app_ref.kind.as_deref().unwrap_or("")),
+                    (util::LABEL_APP_REF_NAME, &app_ref.name),
+                    (
+                        util::LABEL_APP_REF_NAMESPACE,
+                        app_ref.namespace.as_deref().unwrap_or(""),
+                    ),
+                ]));
+                snap.metadata.finalizers = Some(vec![util::FINALIZER.to_string()]);
+                snap.metadata.owner_references = Some(vec![util::owner_ref(
+                    meta::REPOSITORY.api_version(),
+                    "Repository",
+                    &repo.metadata,
+                )]);
+                p.create_as(&snap)?
+            }
+        };
+        if created.status.as_ref().and_then(|s| s.phase).is_none() {
+            let mut created = created;
             created.status = Some(SnapshotStatus {
                 phase: Some(SnapshotPhase::Pending),
                 snapshot_time: Some(util::time(now)),
                 ..Default::default()
             });
-            p.update_status_as(&created).map_err(|e| e.to_string())?;
+            p.update_status_as(&created)?;
         }
         out.push(SessionSnapshotStatus {
             name,

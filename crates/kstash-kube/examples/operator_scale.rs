@@ -405,7 +405,7 @@ fn main() {
             .or_default() += 1;
     }
     let mut by_count: Vec<_> = requests.into_iter().collect();
-    by_count.sort_by(|a, b| b.1.cmp(&a.1));
+    by_count.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     println!(
         "API requests, all the operator's (this bench writes around HTTP): {}",
         by_count

@@ -11,10 +11,12 @@
 //! - [`leader`]: Lease-based leader election, so two operator replicas never act at once.
 //! - [`lock_holders`]: whether the holder of a repository lock still runs, judged by its pod, so
 //!   a killed executor's lock does not block later backups for 30 minutes.
+//! - [`cache`]: the operator's read cache of the kinds it watches, fed by the watches.
 //! - [`operator`]: the operator loop — CRD check, watches with backoff, a de-duplicating work
 //!   queue over the shared reconcilers, health endpoints, clean shutdown on SIGTERM.
 
 pub mod build;
+pub mod cache;
 pub mod defaulting;
 pub mod error;
 pub mod leader;

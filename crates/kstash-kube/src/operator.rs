@@ -23,6 +23,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::cache::{ObjectCache, kind_key};
 use crate::error::{KubeError, Result};
 use crate::leader::{self, Election, LeaseConfig};
 use crate::platform::{KubePlatform, KubeSettings};
@@ -151,11 +152,13 @@ pub fn wakes_for(obj: &Value) -> Vec<Wake> {
     dispatch::wakes_for_change(obj)
 }
 
-/// Watch `ar` across namespaces (only objects with `labels`), sending the keys of every change.
+/// Watch `ar` across namespaces (only objects with `labels`), keeping every object in `cache`
+/// (when given) before sending the keys of every change, so the reconciles they wake read it.
 fn spawn_watch(
     client: kube::Client,
     ar: ApiResource,
     labels: Option<String>,
+    cache: Option<Arc<ObjectCache>>,
     tx: mpsc::UnboundedSender<Wake>,
 ) {
     tokio::spawn(async move {
@@ -164,30 +167,47 @@ fn spawn_watch(
         if let Some(l) = &labels {
             cfg = cfg.labels(l);
         }
+        let kind = kind_key(&ar.group, &ar.kind);
         let mut stream = watcher(api, cfg).default_backoff().boxed();
         while let Some(ev) = stream.next().await {
-            let objs = match ev {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)) => {
-                    vec![o]
+            let (o, deleted) = match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => (o, false),
+                Ok(watcher::Event::Delete(o)) => (o, true),
+                Ok(watcher::Event::Init) => {
+                    if let Some(c) = &cache {
+                        c.list_started(&kind);
+                    }
+                    continue;
                 }
-                Ok(_) => continue,
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(c) = &cache {
+                        c.list_done(&kind);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(kind = %ar.kind, error = %e, "watch failed; retrying with backoff");
                     continue;
                 }
             };
-            for o in objs {
-                let Ok(mut v) = serde_json::to_value(&o) else {
-                    continue;
-                };
-                if let Some(map) = v.as_object_mut() {
-                    map.insert("apiVersion".into(), Value::String(ar.api_version.clone()));
-                    map.insert("kind".into(), Value::String(ar.kind.clone()));
+            let Ok(mut v) = serde_json::to_value(&o) else {
+                continue;
+            };
+            if let Some(map) = v.as_object_mut() {
+                map.insert("apiVersion".into(), Value::String(ar.api_version.clone()));
+                map.insert("kind".into(), Value::String(ar.kind.clone()));
+            }
+            let wakes = wakes_for(&v);
+            if let Some(c) = &cache {
+                if deleted {
+                    c.delete(&kind, &v);
+                } else {
+                    c.apply(&kind, v);
                 }
-                for wake in wakes_for(&v) {
-                    if tx.send(wake).is_err() {
-                        return;
-                    }
+            }
+            for wake in wakes {
+                if tx.send(wake).is_err() {
+                    return;
                 }
             }
         }
@@ -201,14 +221,21 @@ pub fn reconcile(p: &KubePlatform, key: &Key) -> std::result::Result<Requeue, Re
     dispatch::reconcile(p, key)
 }
 
-/// The objects of the reconciled kinds the periodic resync queues, as keys: all but the settled
+/// The objects of the reconciled kinds the periodic resync queues, as keys (from the read cache
+/// once the watches have listed them, else from the API server): all but the settled
 /// sessions ([`dispatch::settled_phases`], as the embedded daemon's resync). Anything that changes
 /// a settled session (an edit, its deletion, one of its Snapshots) still wakes it through the
 /// watches; at hundreds of sessions a minute, re-reading every finished one every resync kept
 /// the workers from the new ones (`bench/operator-scale`).
-fn resync_keys(p: &KubePlatform) -> Vec<Key> {
+fn resync_keys(p: &KubePlatform, cache: &ObjectCache) -> Vec<Key> {
     let mut out = Vec::new();
     for rt in RECONCILED {
+        let from_cache = cache.for_each(&kind_key(rt.group, rt.kind), |o| {
+            out.extend(resync_key(rt, o));
+        });
+        if from_cache {
+            continue;
+        }
         match kstash_api::client::Resources::list(p, rt, None, &[]) {
             Ok(objs) => out.extend(objs.iter().filter_map(|o| resync_key(rt, o))),
             Err(e) => tracing::warn!(kind = rt.kind, error = %e, "resync list failed"),
@@ -272,7 +299,8 @@ pub async fn run(
         r = check_api(&client, &url) => r?,
         () = &mut shutdown => return Ok(()),
     }
-    let res = KubeResources::new(client.clone(), tokio::runtime::Handle::current());
+    let cache = Arc::new(ObjectCache::new());
+    let res = KubeResources::new(client.clone(), tokio::runtime::Handle::current()).with_cache(cache.clone());
     let platform = Arc::new(KubePlatform::new(res, storage, config.settings.clone()));
     ready.store(true, Ordering::SeqCst);
     if let Some(addr) = config.metrics_addr {
@@ -322,7 +350,13 @@ pub async fn run(
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Wake>();
     for rt in RECONCILED {
-        spawn_watch(client.clone(), api_resource(rt), None, tx.clone());
+        spawn_watch(
+            client.clone(),
+            api_resource(rt),
+            None,
+            Some(cache.clone()),
+            tx.clone(),
+        );
     }
     spawn_watch(
         client.clone(),
@@ -332,6 +366,7 @@ pub async fn run(
             crate::build::LABEL_MANAGED_BY,
             crate::build::MANAGED_BY
         )),
+        None,
         tx.clone(),
     );
 
@@ -387,8 +422,8 @@ pub async fn run(
             () = &mut shutdown => break Ok(()),
             Some(wake) = rx.recv() => queue.add_after(wake.key, wake.after),
             _ = resync.tick() => {
-                let p = platform.clone();
-                if let Ok(keys) = tokio::task::spawn_blocking(move || resync_keys(&p)).await {
+                let (p, c) = (platform.clone(), cache.clone());
+                if let Ok(keys) = tokio::task::spawn_blocking(move || resync_keys(&p, &c)).await {
                     for k in keys {
                         queue.add_if_absent(k);
                     }

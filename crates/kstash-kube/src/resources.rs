@@ -4,6 +4,7 @@
 //! client's tokio runtime from a blocking thread.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use kstash_api::client::{ClientError, ClientResult, Resources};
 use kstash_api::dynamic::{AnyObjects, ApiKind};
@@ -13,6 +14,7 @@ use kube::discovery::{Discovery, Scope, verbs};
 use serde_json::Value;
 
 use crate::FIELD_MANAGER;
+use crate::cache::{ObjectCache, kind_key};
 
 /// The API resource of a kstash resource type.
 pub fn api_resource(rt: &ResourceType) -> ApiResource {
@@ -101,6 +103,9 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
 pub struct KubeResources {
     client: kube::Client,
     handle: tokio::runtime::Handle,
+    /// The operator's read cache of the kinds it watches ([`ObjectCache`]); `None` elsewhere
+    /// (executors, triggers and the CLI read through the API server).
+    cache: Option<Arc<ObjectCache>>,
 }
 
 impl std::fmt::Debug for KubeResources {
@@ -112,7 +117,26 @@ impl std::fmt::Debug for KubeResources {
 impl KubeResources {
     /// Resources through `client`, whose calls run on `handle`.
     pub fn new(client: kube::Client, handle: tokio::runtime::Handle) -> Self {
-        KubeResources { client, handle }
+        KubeResources {
+            client,
+            handle,
+            cache: None,
+        }
+    }
+
+    /// The same resources, answering gets of the kinds `cache` holds from it and keeping the
+    /// answers to writes in it.
+    pub fn with_cache(mut self, cache: Arc<ObjectCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Keep the API server's answer to a write in the cache, when there is one.
+    fn written(&self, rt: &ResourceType, out: ClientResult<Value>) -> ClientResult<Value> {
+        if let (Some(cache), Ok(obj)) = (&self.cache, &out) {
+            cache.written(&kind_key(rt.group, rt.kind), obj);
+        }
+        out
     }
 
     /// The kube-rs client.
@@ -231,6 +255,13 @@ impl KubeResources {
 impl Resources for KubeResources {
     fn get(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<Option<Value>> {
         let ns = if rt.namespaced { namespace } else { "" };
+        if let Some(answer) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&kind_key(rt.group, rt.kind), ns, name))
+        {
+            return Ok(answer);
+        }
         self.get_any(&api_resource(rt), ns, name)
     }
 
@@ -258,7 +289,7 @@ impl Resources for KubeResources {
                 },
                 other => other,
             })?;
-        to_value(out, &object)
+        self.written(rt, to_value(out, &object))
     }
 
     fn update(&self, obj: Value) -> ClientResult<Value> {
@@ -273,7 +304,7 @@ impl Resources for KubeResources {
                     .replace(&name, &PostParams::default(), &dynamic),
             )
             .map_err(|e| client_error(&object, e))?;
-        to_value(out, &object)
+        self.written(rt, to_value(out, &object))
     }
 
     fn update_status(&self, obj: Value) -> ClientResult<Value> {
@@ -290,7 +321,7 @@ impl Resources for KubeResources {
             self.block_on(api.replace(&name, &PostParams::default(), &dynamic))
         }
         .map_err(|e| client_error(&object, e))?;
-        to_value(out, &object)
+        self.written(rt, to_value(out, &object))
     }
 
     fn delete(&self, rt: &'static ResourceType, namespace: &str, name: &str) -> ClientResult<()> {

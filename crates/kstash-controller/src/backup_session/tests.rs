@@ -346,3 +346,41 @@ fn backup_session_step_plans() {
         assert_eq!(next_step(&st, &f), expected, "{what}");
     }
 }
+
+#[test]
+fn a_refused_snapshot_write_is_retried_not_a_failed_session() {
+    // (store error while ensuring Snapshots, retried by the queue?)
+    let cases: Vec<(&str, ClientError, bool)> = vec![
+        (
+            "conflict with the Snapshot's own reconcile",
+            ClientError::Conflict {
+                object: "Snapshot demo/s".into(),
+                reason: "the object has been modified".into(),
+            },
+            true,
+        ),
+        (
+            "store out of reach",
+            ClientError::Other("connection refused".into()),
+            true,
+        ),
+        (
+            "refused as invalid: the session fails",
+            ClientError::Invalid {
+                object: "Snapshot demo/s".into(),
+                message: "name too long".into(),
+            },
+            false,
+        ),
+        (
+            "missing: the session fails",
+            ClientError::NotFound("Repository demo/r".into()),
+            false,
+        ),
+    ];
+    for (situation, error, retried) in cases {
+        let e = EnsureError::from(error);
+        assert_eq!(e.retry.is_some(), retried, "{situation}");
+        assert!(!e.waiting, "{situation}");
+    }
+}
