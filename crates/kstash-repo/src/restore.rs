@@ -21,6 +21,10 @@
 //! ```
 //!
 //! Memory is bounded by the threads: each holds one run (at most 8 MiB) and one decoded blob.
+//! Descriptors are bounded too: a file is in progress from its first pack to its last, and
+//! packs may interleave thousands of files, so at most [`MAX_OPEN_FILES`] of them (fewer when
+//! `RLIMIT_NOFILE` is low) are open at once; the least recently used is closed and reopened
+//! when needed ([`open_files`]), after checking it is still the file created for it.
 //!
 //! Nothing is ever written through a symlink: whatever is in the way of an item (a symlink left
 //! in the target, a file where a directory belongs) is removed first, files are created anew with
@@ -55,6 +59,11 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::SnapshotEntry;
 use crate::tree::{Node, NodeType, mode};
+
+mod open_files;
+
+pub use open_files::MAX_OPEN_FILES;
+use open_files::OpenFiles;
 
 /// Blocks of this size (aligned in the file) that are all zeros are left as holes.
 pub const SPARSE_BLOCK: usize = 4096;
@@ -92,7 +101,8 @@ pub struct RestoreOptions {
     pub existing: ExistingFiles,
     /// Leave all-zero blocks as holes (restic's `--sparse`, on by default here).
     pub sparse: bool,
-    /// Threads that read and decode packs and write files (0: the number of CPUs, at most 4).
+    /// Threads that read and decode packs and write files (0: the number of CPUs, at most 4;
+    /// never more than the files that may be open at once, see [`MAX_OPEN_FILES`]).
     pub threads: usize,
     /// Hold a shared lock while restoring (`None`: no lock, like restic's `--no-lock`).
     pub lock: Option<LockOptions>,
@@ -478,8 +488,9 @@ struct PackWrites {
 struct FileWrite {
     /// Blob uses not yet written or given up; the worker that takes it to 0 finishes the file.
     remaining: usize,
-    /// Created at the first blob written; closed when the file is finished.
-    file: Option<Arc<File>>,
+    /// Device and inode of the file, created at the first blob written; its handle lives in
+    /// [`OpenFiles`] and may be closed and reopened between blobs.
+    created: Option<(u64, u64)>,
     /// The first failure: the file is removed once its last blob is done.
     failed: Option<Error>,
     /// Bytes left as holes so far.
@@ -545,10 +556,12 @@ impl Writes {
     }
 }
 
-/// What the pack workers share: the files, their write state, and which are in place.
+/// What the pack workers share: the files, their write state, their open handles, and which
+/// are in place.
 struct FileStates<'a> {
     files: &'a [Item],
     writes: &'a Writes,
+    open: &'a OpenFiles,
     done: &'a [AtomicBool],
 }
 
@@ -893,7 +906,10 @@ impl Restorer<'_> {
     ///    ([`Restorer::restore_pack`]). A file is created at its first blob and finished
     ///    (length, metadata) by whichever worker writes its last one.
     fn restore_files(&self, files: &[Item]) -> Result<Vec<bool>> {
-        let threads = blob_read::worker_count(self.options.threads, 4);
+        // Each worker holds at most one file open at a time (in step 1 too), so no more workers
+        // than files may be open: a worker then always finds a handle to close.
+        let open = OpenFiles::new(open_files::default_cap());
+        let threads = blob_read::worker_count(self.options.threads, 4).min(open.stats().cap);
         let done: Vec<AtomicBool> = files.iter().map(|_| AtomicBool::new(false)).collect();
         let prepared = parallel_map(threads, files.len(), "kstash-restore-prep", |i| {
             let item = &files[i];
@@ -917,6 +933,7 @@ impl Restorer<'_> {
         let state = FileStates {
             files,
             writes: &writes,
+            open: &open,
             done: &done,
         };
         let next = AtomicUsize::new(0);
@@ -927,6 +944,16 @@ impl Restorer<'_> {
                 self.restore_pack(pack, &state);
             }
         })?;
+        let s = open.stats();
+        tracing::debug!(
+            packs = writes.packs.len(),
+            threads,
+            open_cap = s.cap,
+            open_peak = s.peak,
+            opens = s.opens,
+            over_cap = s.over_cap,
+            "restore: file contents written"
+        );
         Ok(done.into_iter().map(|d| d.into_inner()).collect())
     }
 
@@ -988,6 +1015,39 @@ impl Restorer<'_> {
             .map_err(|e| self.io_error(loc, "create", e))
     }
 
+    /// The file at `loc` created by [`Restorer::create`] as `created` (device, inode), opened
+    /// again for writing: not created, not truncated, never through a symlink, and refused if
+    /// something else has taken its place since.
+    fn reopen(&self, loc: &str, created: (u64, u64)) -> Result<File> {
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(self.target_path(loc))
+            .map_err(|e| self.io_error(loc, "reopen", e))?;
+        let m = file.metadata().map_err(|e| self.io_error(loc, "inspect", e))?;
+        if (m.dev(), m.ino()) != created {
+            return Err(self.io_error(
+                loc,
+                "reopen",
+                std::io::Error::other("another file took its place while it was being restored"),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Remove the partly written file at `loc` if it is still the one created as `created`
+    /// (device, inode): it is ours, made with `O_EXCL`; anything else there is left alone.
+    fn remove_partial(&self, loc: &str, created: (u64, u64)) {
+        let path = self.target_path(loc);
+        let ours = fs::symlink_metadata(&path).is_ok_and(|m| (m.dev(), m.ino()) == created);
+        if !ours {
+            return;
+        }
+        if let Err(rm) = fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %rm, "cannot remove a partly restored file");
+        }
+    }
+
     fn data_error(&self, loc: &str, source: Error) -> Error {
         Error::RestoreData {
             snapshot: self.snapshot.clone(),
@@ -1025,19 +1085,22 @@ impl Restorer<'_> {
     /// all-zero blocks as holes when sparse; returns the bytes left as holes.
     fn write_blob(&self, state: &FileStates<'_>, i: usize, offset: u64, blob: &[u8]) -> Result<u64> {
         let loc = &state.files[i].loc;
+        // The file's lock is held while its handle is looked up (and opened): one thread opens
+        // it at a time. The write itself runs without it.
         let file = {
             let mut w = state.lock(i);
             if w.failed.is_some() {
                 return Ok(0);
             }
-            match &w.file {
-                Some(f) => f.clone(),
+            state.open.get(i, || match w.created {
+                Some(created) => self.reopen(loc, created),
                 None => {
-                    let f = Arc::new(self.create(loc)?);
-                    w.file = Some(f.clone());
-                    f
+                    let f = self.create(loc)?;
+                    let m = f.metadata().map_err(|e| self.io_error(loc, "inspect", e))?;
+                    w.created = Some((m.dev(), m.ino()));
+                    Ok(f)
                 }
-            }
+            })?
         };
         if !self.options.sparse {
             file.write_all_at(blob, offset)
@@ -1068,20 +1131,26 @@ impl Restorer<'_> {
         };
         let Some(w) = finished else { return };
         let item = &state.files[i];
-        let result = match (w.failed, w.file) {
-            (None, Some(file)) => self.finish_file(item, &file, state.writes.sizes[i], w.holes),
-            (failed, file) => {
+        let result = match (w.failed, w.created) {
+            // Closed since its last blob? Reopened to set its length and metadata.
+            (None, Some(created)) => match state.open.get(i, || self.reopen(&item.loc, created)) {
+                Ok(file) => self.finish_file(item, &file, state.writes.sizes[i], w.holes),
+                Err(e) => {
+                    self.remove_partial(&item.loc, created);
+                    Err(e)
+                }
+            },
+            (failed, created) => {
                 // Never leave a partial file under the real name: it would pass for restored
-                // data (restic leaves nothing either). It is ours: created with O_EXCL.
-                if file.is_some() {
-                    let path = self.target_path(&item.loc);
-                    if let Err(rm) = fs::remove_file(&path) {
-                        tracing::warn!(path = %path.display(), error = %rm, "cannot remove a partly restored file");
-                    }
+                // data (restic leaves nothing either).
+                state.open.forget(i);
+                if let Some(created) = created {
+                    self.remove_partial(&item.loc, created);
                 }
                 Err(failed.unwrap_or_else(|| Error::Internal("a restored file was never created".into())))
             }
         };
+        state.open.forget(i);
         match result {
             Ok(()) => state.done[i].store(true, Ordering::SeqCst),
             Err(e) => self.record(e),

@@ -780,3 +780,146 @@ fn a_corrupted_blob_shared_by_two_files_fails_both_and_leaves_neither() {
         assert_eq!(s.files, 1);
     }
 }
+
+// ---- open descriptors -------------------------------------------------------------------------
+
+/// Descriptors of this process open on something under `dir`.
+fn open_fds_under(dir: &Path) -> usize {
+    let Ok(fds) = fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    fds.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|p| p.starts_with(dir))
+        .count()
+}
+
+/// Part `part` of file `i` of [`interleaved_snapshot`]: noise, or (for every fifth file's
+/// middle part) three blocks of zeros that must stay a hole.
+fn interleaved_part(i: u64, part: u64) -> Vec<u8> {
+    if part == 1 && i.is_multiple_of(5) {
+        vec![0u8; 3 * kstash_repo::restore::SPARSE_BLOCK]
+    } else {
+        noise(
+            200 + (i as usize * 37 + part as usize * 11) % 900,
+            i * 3 + part + 1,
+        )
+    }
+}
+
+/// A snapshot of `n` files `f0000`… whose blobs are spread over three packs, one part of every
+/// file in each: restoring it has every file in progress from the first pack to the last.
+/// Returns the snapshot id and each file's content.
+fn interleaved_snapshot(repo: &Repository, n: u64) -> (String, Vec<Vec<u8>>) {
+    let mut ids: Vec<Vec<Id>> = vec![Vec::new(); n as usize];
+    let mut index = kstash_repo::index::IndexFile::default();
+    for part in 0..3 {
+        let mut w = kstash_repo::pack::PackWriter::new(0);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..n {
+            let data = interleaved_part(i, part);
+            let id = Id::hash(&data);
+            ids[i as usize].push(id);
+            if seen.insert(id) {
+                let enc =
+                    kstash_repo::pack::encode_blob(repo.key(), BlobType::Data, id, &data, None).unwrap();
+                w.add(&enc).unwrap();
+            }
+        }
+        let p = w.finish(repo.key()).unwrap();
+        repo.upload_pack(&p).unwrap();
+        index.add_pack(p.id, &p.blobs);
+    }
+    repo.save_json(FileType::Index, &index).unwrap();
+    let mut nodes = Vec::new();
+    let mut want = Vec::new();
+    for (i, content) in ids.into_iter().enumerate() {
+        let data: Vec<u8> = (0..3).flat_map(|part| interleaved_part(i as u64, part)).collect();
+        let mtime = GoTime::utc(jiff::Timestamp::new(1_600_000_000 + i as i64, 5).unwrap());
+        let mut node = Node::file(format!("f{i:04}"), 0o640, mtime, 0, 0);
+        node.size = data.len() as u64;
+        node.content = Some(content);
+        nodes.push(node);
+        want.push(data);
+    }
+    let id = save_snapshot(repo, save_tree(repo, nodes));
+    (id, want)
+}
+
+#[test]
+fn files_interleaved_across_packs_restore_within_a_low_descriptor_limit() {
+    let tr = TestRepo::new();
+    let repo = tr.init();
+    let n = 600;
+    let (id, want) = interleaved_snapshot(&repo, n);
+    let repo = tr.open();
+    let play = tempfile::tempdir().unwrap();
+    let target = play.path().join("target");
+
+    // This test runs in a process of its own (nextest): room for 16 more descriptors, so the
+    // restore keeps at most 4 files open (a quarter); 600 at once would fail with EMFILE.
+    let nofile = rustix::process::Resource::Nofile;
+    let before = rustix::process::getrlimit(nofile);
+    let open_now = fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let low = rustix::process::Rlimit {
+        current: Some(open_now + 16),
+        maximum: before.maximum,
+    };
+    rustix::process::setrlimit(nofile, low).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (summary, peak) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(open_fds_under(&target));
+            }
+            peak
+        });
+        let summary = restore(
+            &repo,
+            &id,
+            &target,
+            &RestoreOptions {
+                threads: 4,
+                ..fast_options()
+            },
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (summary, watcher.join().unwrap())
+    });
+    rustix::process::setrlimit(nofile, before).unwrap();
+
+    let summary = summary.unwrap();
+    assert!(
+        summary.errors.is_empty(),
+        "{} files failed, the first: {}",
+        summary.errors.len(),
+        summary.errors[0]
+    );
+    assert_eq!(summary.files, n);
+    assert!((1..=4).contains(&peak), "{peak} files open at once");
+    assert!(
+        summary.sparse_bytes >= (n / 5) * 2 * kstash_repo::restore::SPARSE_BLOCK as u64,
+        "the zero parts stay holes: {} bytes",
+        summary.sparse_bytes
+    );
+    let got = contents(&target);
+    assert_eq!(got.len(), n as usize);
+    for (i, data) in want.iter().enumerate() {
+        let name = format!("f{i:04}");
+        assert!(got[&name] == *data, "{name} differs");
+        let m = fs::metadata(target.join(&name)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640, "{name}");
+        assert_eq!(
+            (m.mtime(), m.mtime_nsec()),
+            (1_600_000_000 + i as i64, 5),
+            "{name}"
+        );
+    }
+
+    // restic reads the hand-made packs the same way.
+    if restic_or_skip().is_some() {
+        let by_restic = play.path().join("restic");
+        tr.restic(&["restore", &id, "--target", &by_restic.display().to_string()]);
+        assert_eq!(contents(&by_restic), got);
+    }
+}
