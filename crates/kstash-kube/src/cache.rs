@@ -32,6 +32,23 @@ struct KindCache {
     relisting: Option<HashMap<(String, String), Value>>,
 }
 
+impl KindCache {
+    /// See [`ObjectCache::apply`].
+    fn apply(&mut self, obj: Value) {
+        let key = object_key(&obj);
+        if let Some(listed) = &mut self.relisting {
+            listed.insert(key.clone(), obj.clone());
+        }
+        let newer_cached = matches!(
+            (self.objects.get(&key).and_then(version), version(&obj)),
+            (Some(cached), Some(new)) if cached > new
+        );
+        if !newer_cached {
+            self.objects.insert(key, obj);
+        }
+    }
+}
+
 /// The cache key of a kind.
 pub fn kind_key(group: &str, kind: &str) -> String {
     format!("{group}/{kind}")
@@ -66,7 +83,8 @@ impl ObjectCache {
         })
     }
 
-    /// The `(namespace, name)` and object of every cached object of a synced `kind`, for `f`.
+    /// Every cached object of `kind`, for `f`, when the kind is synced; false (and no call) when
+    /// it is not.
     pub fn for_each(&self, kind: &str, mut f: impl FnMut(&Value)) -> bool {
         self.with_kinds(|kinds| match kinds.get(kind).filter(|k| k.synced) {
             Some(k) => {
@@ -97,29 +115,17 @@ impl ObjectCache {
     /// answered one of the operator's writes. An object already cached at a newer
     /// resourceVersion is kept (a watch event can arrive after the answer to a later write).
     pub fn apply(&self, kind: &str, obj: Value) {
-        let key = object_key(&obj);
-        self.with_kinds(|kinds| {
-            let k = kinds.entry(kind.to_string()).or_default();
-            if let Some(listed) = &mut k.relisting {
-                listed.insert(key.clone(), obj.clone());
-            }
-            let newer_cached = matches!(
-                (k.objects.get(&key).and_then(version), version(&obj)),
-                (Some(cached), Some(new)) if cached > new
-            );
-            if !newer_cached {
-                k.objects.insert(key, obj);
-            }
-        });
+        self.with_kinds(|kinds| kinds.entry(kind.to_string()).or_default().apply(obj));
     }
 
     /// The API server's answer to one of the operator's writes: cached like a watch event when
     /// `kind` is watched (other kinds are not kept).
     pub fn written(&self, kind: &str, obj: &Value) {
-        let watched = self.with_kinds(|kinds| kinds.contains_key(kind));
-        if watched {
-            self.apply(kind, obj.clone());
-        }
+        self.with_kinds(|kinds| {
+            if let Some(k) = kinds.get_mut(kind) {
+                k.apply(obj.clone());
+            }
+        });
     }
 
     /// A watch delivered the deletion of `obj`.
