@@ -93,6 +93,13 @@ pub trait Backend: Send + Sync {
     fn upload_concurrency(&self) -> usize {
         1
     }
+    /// Whether a file this or any other process wrote is in every `list` that starts after the
+    /// write returned. Locking then skips its settle pause ([`crate::lock::LockOptions::settle`]):
+    /// of two lockers that each write, then list, at least one sees the other. Only a local
+    /// directory says yes; object stores keep the pause, as restic does everywhere.
+    fn lists_every_finished_write(&self) -> bool {
+        false
+    }
     /// Whether a file exists.
     fn exists(&self, t: FileType, name: &str) -> Result<bool> {
         match self.stat(t, name) {
@@ -260,6 +267,13 @@ impl LocalBackend {
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+
+    /// A directory on one host lists what was created in it at once. (A directory shared over
+    /// NFS can cache its listing for seconds on another host; restic's 200 ms pause does not
+    /// cover that either.)
+    fn lists_every_finished_write(&self) -> bool {
+        true
     }
 
     fn create(&self) -> Result<()> {

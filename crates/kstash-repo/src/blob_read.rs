@@ -74,13 +74,12 @@ impl<'a> Fetched<'a> {
     pub(crate) fn decode(&self, repo: &Repository, i: usize) -> Result<Vec<u8>> {
         let (id, loc) = &self.blobs[i];
         let from = (u64::from(loc.offset) - self.start) as usize;
-        let piece = self.data[from..from + loc.length as usize].to_vec();
         pack::decode_blob(
             repo.key(),
             &loc.pack,
             BlobType::Data,
             id,
-            piece,
+            &self.data[from..from + loc.length as usize],
             loc.uncompressed_length,
         )
     }

@@ -900,7 +900,7 @@ impl Checker<'_> {
                         &loc.pack,
                         BlobType::Tree,
                         id,
-                        data,
+                        &data,
                         loc.uncompressed_length,
                     )
                 });
@@ -1169,7 +1169,7 @@ fn read_pack(repo: &Repository, t: &PackTask<'_>) -> PackOutcome {
                 &t.id,
                 b.blob_type,
                 &b.id,
-                enc.to_vec(),
+                enc,
                 b.uncompressed_length,
             )
             .map(drop)

@@ -125,7 +125,7 @@ impl Key {
             return Err(bad);
         }
         let log_n = u8::try_from(n.trailing_zeros()).map_err(|_| bad.clone())?;
-        let params = scrypt::Params::new(log_n, r, p, 64).map_err(|_| bad.clone())?;
+        let params = scrypt::Params::new(log_n, r, p).map_err(|_| bad.clone())?;
         let mut out = [0u8; 64];
         scrypt::scrypt(password, salt, &params, &mut out).map_err(|_| bad)?;
         Ok(Key::from_kdf_output(&out))
@@ -179,24 +179,6 @@ impl Key {
         );
         cipher.apply_keystream(&mut out);
         Ok(out)
-    }
-
-    /// Check the MAC and decrypt in place: on success `data` holds the plaintext.
-    pub fn decrypt_in_place(&self, data: &mut Vec<u8>) -> Result<(), CryptoError> {
-        let mut iv = [0u8; IV_SIZE];
-        let ct_len = {
-            let (v, ct) = self.verify(data)?;
-            iv.copy_from_slice(v);
-            ct.len()
-        };
-        data.drain(..IV_SIZE);
-        data.truncate(ct_len);
-        let mut cipher = Aes256Ctr::new(
-            GenericArray::from_slice(&self.encrypt),
-            GenericArray::from_slice(&iv),
-        );
-        cipher.apply_keystream(data);
-        Ok(())
     }
 
     fn verify<'a>(&self, data: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), CryptoError> {
@@ -275,9 +257,6 @@ mod tests {
             let enc = k.encrypt(&plain);
             assert_eq!(enc.len(), len + OVERHEAD);
             assert_eq!(k.decrypt(&enc).unwrap(), plain);
-            let mut inplace = enc.clone();
-            k.decrypt_in_place(&mut inplace).unwrap();
-            assert_eq!(inplace, plain);
             let mut bad = enc.clone();
             let i = bad.len() / 2;
             bad[i] ^= 1;

@@ -260,7 +260,8 @@ pub struct LockOptions {
     pub retry_interval: Duration,
     /// How often the held lock is refreshed.
     pub refresh_interval: Duration,
-    /// The pause between writing our lock and the second conflict check.
+    /// The pause between writing our lock and the second conflict check (skipped on a backend
+    /// that [lists every finished write](crate::backend::Backend::lists_every_finished_write)).
     pub settle: Duration,
     /// Who judges whether the holder of a conflicting lock on another host still runs (`None`:
     /// only restic's rules, as restic itself).
@@ -467,7 +468,9 @@ fn try_acquire(
     };
     let lock = LockFile::for_this_process(exclusive);
     let id = sealer.write(&lock)?;
-    std::thread::sleep(options.settle);
+    if !repo.backend().lists_every_finished_write() {
+        std::thread::sleep(options.settle);
+    }
     match find_conflict(repo, exclusive, Some(&id), liveness) {
         Ok(None) => {}
         Ok(Some(holder)) => {
@@ -694,6 +697,48 @@ mod tests {
             retry_interval: Duration::from_millis(20),
             ..Default::default()
         }
+    }
+
+    /// Several threads race for an exclusive lock on a local directory, round after round. The
+    /// settle pause is an hour, so the test would hang if a local lock still took it; and with
+    /// no pause, the write-then-list order alone must keep two holders from ever overlapping.
+    #[test]
+    fn racing_exclusive_lockers_on_a_local_directory_never_overlap_and_do_not_settle() {
+        use std::sync::Barrier;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(crate::backend::LocalBackend::new(dir.path().join("repo")));
+        assert!(backend.lists_every_finished_write());
+        let opts = crate::repository::InitOptions {
+            kdf: crate::keys::KdfParams::insecure_fast(),
+            ..Default::default()
+        };
+        let repo = Repository::init(backend, "pw", opts).unwrap();
+        let never_settle = LockOptions {
+            settle: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        const THREADS: usize = 6;
+        let (holding, won) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        for _round in 0..20 {
+            let start = Barrier::new(THREADS);
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        start.wait();
+                        if let Ok(lock) = acquire(&repo, true, &never_settle) {
+                            assert_eq!(holding.fetch_add(1, Ordering::SeqCst), 0, "two exclusive holders");
+                            won.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(2));
+                            holding.fetch_sub(1, Ordering::SeqCst);
+                            lock.release().unwrap();
+                        }
+                    });
+                }
+            });
+        }
+        assert!(won.load(Ordering::SeqCst) > 0, "no round had a winner");
+        assert!(list_locks(&repo).unwrap().is_empty());
     }
 
     #[test]

@@ -408,7 +408,7 @@ fn check_index_file(plain: &[u8], how: u8) -> Result<(), TestCaseError> {
                                 &loc.pack,
                                 b.blob_type,
                                 &b.id,
-                                data,
+                                &data,
                                 loc.uncompressed_length,
                             )
                         });
@@ -619,7 +619,7 @@ fn a_blob_claiming_four_gib_uncompressed_is_refused_without_allocating_them() {
                 &pack_id,
                 BlobType::Data,
                 &id,
-                blob.data.clone(),
+                &blob.data,
                 Some(claimed),
             )
         })

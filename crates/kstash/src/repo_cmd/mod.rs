@@ -288,10 +288,7 @@ fn read_lock(args: &RepoArgs, repo: &Repository) -> Result<Option<RepoLock>> {
 fn open(args: &RepoArgs) -> Result<Repository> {
     let backend = backend(args)?;
     let location = backend.location();
-    let repo = Repository::open(backend, &password(args)?)
-        .with_context(|| format!("opening repository {location}"))?;
-    repo.load_index().context("loading the index")?;
-    Ok(repo)
+    Repository::open(backend, &password(args)?).with_context(|| format!("opening repository {location}"))
 }
 
 /// Run a `kstash repo` command.
