@@ -8,6 +8,9 @@
 //! Any number of shared (non-exclusive) locks may coexist; an exclusive lock excludes every other
 //! lock. Taking a lock: look for conflicting locks, write ours, wait a moment ([`SETTLE`]) for
 //! concurrent writers to become visible, look again, and withdraw ours if a conflict appeared.
+//! On a local directory the moment is skipped (it was 200 ms of every command): a listing there
+//! shows every lock whose write has returned, so of two racing lockers the later to list sees
+//! the other ([`Backend::lists_every_finished_write`]).
 //!
 //! A lock is *stale* when its time is more than [`STALE_AFTER`] in the past (its owner stopped
 //! refreshing it) or when it was written on this host by a process that no longer exists. Stale
