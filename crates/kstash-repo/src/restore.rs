@@ -24,7 +24,7 @@
 //! Descriptors are bounded too: a file is in progress from its first pack to its last, and
 //! packs may interleave thousands of files, so at most [`MAX_OPEN_FILES`] of them (fewer when
 //! `RLIMIT_NOFILE` is low) are open at once; the least recently used is closed and reopened
-//! when needed ([`open_files`]), after checking it is still the file created for it.
+//! when needed (`restore::open_files`), after checking it is still the file created for it.
 //!
 //! Nothing is ever written through a symlink: whatever is in the way of an item (a symlink left
 //! in the target, a file where a directory belongs) is removed first, files are created anew with
