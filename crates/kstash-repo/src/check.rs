@@ -1164,16 +1164,9 @@ fn read_pack(repo: &Repository, t: &PackTask<'_>) -> PackOutcome {
         let start = b.offset as usize;
         let end = start + b.length as usize;
         let result = match data.get(start..end) {
-            Some(enc) => pack::decode_blob(
-                repo.key(),
-                &t.id,
-                b.blob_type,
-                &b.id,
-                enc,
-                b.uncompressed_length,
-            )
-            .map(drop)
-            .map_err(|e| reason(&e)),
+            Some(enc) => pack::decode_blob(repo.key(), &t.id, b.blob_type, &b.id, enc, b.uncompressed_length)
+                .map(drop)
+                .map_err(|e| reason(&e)),
             None => Err(format!(
                 "the blob ends at byte {end}, beyond the end of the file ({} bytes)",
                 data.len()

@@ -398,8 +398,7 @@ pub fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneSummary> 
                 })?;
                 let uncompressed = (b.uncompressed_length != 0).then_some(b.uncompressed_length);
                 // Never copy damage: the blob must decrypt and hash to its id.
-                let plain =
-                    pack::decode_blob(repo.key(), id, b.blob_type, &b.id, raw, uncompressed)?;
+                let plain = pack::decode_blob(repo.key(), id, b.blob_type, &b.id, raw, uncompressed)?;
                 let enc = EncodedBlob {
                     id: b.id,
                     blob_type: b.blob_type,

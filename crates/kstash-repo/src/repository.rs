@@ -444,7 +444,14 @@ impl Repository {
             u64::from(loc.offset),
             loc.length as usize,
         )?;
-        pack::decode_blob(&self.key, &loc.pack, blob_type, id, &data, loc.uncompressed_length)
+        pack::decode_blob(
+            &self.key,
+            &loc.pack,
+            blob_type,
+            id,
+            &data,
+            loc.uncompressed_length,
+        )
     }
 
     /// Load a tree blob.

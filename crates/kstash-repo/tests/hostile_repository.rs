@@ -614,14 +614,7 @@ fn a_blob_claiming_four_gib_uncompressed_is_refused_without_allocating_them() {
     let pack_id = Id::hash(b"pack");
     for claimed in [u32::MAX, 1 << 31, 100 << 20] {
         let err = bounded("decode", || {
-            pack::decode_blob(
-                &w.key,
-                &pack_id,
-                BlobType::Data,
-                &id,
-                &blob.data,
-                Some(claimed),
-            )
+            pack::decode_blob(&w.key, &pack_id, BlobType::Data, &id, &blob.data, Some(claimed))
         })
         .unwrap_err();
         assert!(
